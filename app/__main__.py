@@ -1,0 +1,156 @@
+"""The command line: `forgehand <command>` or `python -m app <command>` (SPEC §2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from app import logs
+from app.redis_conn import connect, embedded_redis
+from app.settings import Settings, SettingsError, load
+from app.store import Store
+
+log = logging.getLogger("forgehand")
+
+# Where `dev` leaves the address of its embedded Redis, so `forgehand tasks` run from the same
+# directory finds it without REDIS_URL.
+DEV_REDIS_POINTER = Path(".forgehand/dev-redis-url")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forgehand", description="A GitHub App that puts coding agents to work."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    sub.add_parser("web", help="the webhook receiver (uvicorn)")
+    worker = sub.add_parser("worker", help="RQ worker(s) that run tasks")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("-n", type=int, default=1, metavar="N", help="number of workers")
+    dev = sub.add_parser("dev", help="web + worker in one command (embedded Redis if needed)")
+    dev.add_argument("-n", type=int, default=1, metavar="N", help="number of workers")
+    tasks = sub.add_parser("tasks", help="list tasks")
+    tasks.add_argument("--json", action="store_true", help="one JSON array")
+    tasks.add_argument("--limit", type=int, default=50, help="how many, newest first")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load()
+        logs.configure(settings.log_level, settings.log_format)
+        return _COMMANDS[args.command](settings, args)
+    except SettingsError as exc:
+        print(f"forgehand: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _web(settings: Settings, args: argparse.Namespace) -> int:
+    settings.require("WEBHOOK_SECRET", "REDIS_URL", "APP_ID", "PRIVATE_KEY")
+    assert settings.redis_url is not None
+    _serve(settings, settings.redis_url)
+    return 0
+
+
+def _serve(settings: Settings, redis_url: str) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    app = create_app(settings, connect(redis_url))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    settings.require("REDIS_URL", "APP_ID", "PRIVATE_KEY")
+    assert settings.redis_url is not None
+    if args.n < 1:
+        raise SettingsError("-n must be at least 1")
+    from jobs.worker import run_workers
+
+    return run_workers(settings.redis_url, args.n, args.burst, settings.log_level)
+
+
+@contextmanager
+def _redis_for_dev(settings: Settings) -> Iterator[str]:
+    if settings.redis_url is not None:
+        yield settings.redis_url
+        return
+    with embedded_redis() as url:
+        DEV_REDIS_POINTER.parent.mkdir(parents=True, exist_ok=True)
+        DEV_REDIS_POINTER.write_text(url)
+        log.info("embedded Redis at %s (set REDIS_URL to use your own)", url)
+        try:
+            yield url
+        finally:
+            DEV_REDIS_POINTER.unlink(missing_ok=True)
+
+
+def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    settings.require("WEBHOOK_SECRET")
+    if settings.app_id is None or settings.private_key is None:
+        log.warning("APP_ID or PRIVATE_KEY is unset: tasks will fail when they call GitHub")
+    from jobs.worker import run_workers
+
+    with _redis_for_dev(settings) as url:
+        ctx = multiprocessing.get_context("spawn")
+        worker = ctx.Process(
+            target=run_workers, args=(url, args.n, False, settings.log_level), name="worker"
+        )
+        worker.start()
+        log.info("listening on http://%s:%s%s", settings.host, settings.port, settings.webhook_path)
+        try:
+            _serve(settings, url)
+        finally:
+            worker.terminate()
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+    return 0
+
+
+def _tasks(settings: Settings, args: argparse.Namespace) -> int:
+    url = settings.redis_url
+    if url is None and DEV_REDIS_POINTER.is_file():
+        url = DEV_REDIS_POINTER.read_text().strip()
+    if url is None:
+        raise SettingsError(
+            "REDIS_URL is required (or run `forgehand dev` in this directory first)"
+        )
+    records = Store(connect(url)).recent(args.limit)
+    if args.json:
+        print(json.dumps([r.as_json() for r in records], indent=2))
+        return 0
+    rows = [("ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "UPDATED")]
+    for r in records:
+        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.updated))
+        rows.append(
+            (r.id, r.task.kind.value, r.task.repo, f"#{r.task.number}", r.state.value,
+             str(r.attempt), updated)
+        )  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if not records:
+        print("(no tasks yet)")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "web": _web,
+    "worker": _worker,
+    "dev": _dev,
+    "tasks": _tasks,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

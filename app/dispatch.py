@@ -1,0 +1,121 @@
+"""Enqueue tasks on RQ exactly once while they are live, and cancel them.
+
+The task record and the RQ job are written in one Redis transaction, watched on both keys, so
+concurrent deliveries for the same work make one job, and a record can never say "queued"
+for a job that does not exist.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from dataclasses import dataclass
+
+from redis import Redis
+from redis.exceptions import WatchError
+from rq import Queue
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+
+from app.store import Store, task_key
+from app.tasks import Cancel, State, Task
+
+QUEUE_NAME = "forgehand"
+JOB_FUNCTION = "jobs.entry.run_task"
+LIVE_JOB_STATES = frozenset({"queued", "started", "deferred", "scheduled"})
+RESULT_TTL = 24 * 3600
+FAILURE_TTL = 7 * 24 * 3600
+
+
+def job_timeout(agent_timeout: int) -> int:
+    """RQ's hard limit for one task: the agent may run twice (once more after a failed
+    `test`), plus time for setup, tests, git and GitHub."""
+    return 2 * agent_timeout + 900
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task_id: str
+    enqueued: bool
+    note: str
+
+
+def queue_for(redis: Redis) -> Queue:
+    return Queue(QUEUE_NAME, connection=redis)
+
+
+class Dispatcher:
+    def __init__(self, store: Store, job_timeout: int) -> None:
+        self.store = store
+        self.redis = store.redis
+        self.queue = queue_for(store.redis)
+        self.job_timeout = job_timeout
+
+    def enqueue(self, task: Task, origin: str) -> Outcome:
+        """Queue `task` unless a job for the same id is still queued or running."""
+        job_key = Job.key_for(task.id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(task_key(task.id), job_key)
+                    raw = pipe.hget(job_key, "status")
+                    status = raw.decode() if isinstance(raw, bytes) else None
+                    if status in LIVE_JOB_STATES:
+                        pipe.unwatch()
+                        self.store.audit(task.id, "duplicate", f"already {status}; {origin}")
+                        return Outcome(task.id, False, f"already {status}")
+                    previous = self.store.get(task.id)
+                    stale = _fetch_job(self.redis, task.id) if status is not None else None
+                    pipe.multi()
+                    if stale is not None:
+                        # A finished run's job keeps its id until its TTL; re-running the same
+                        # work (re-labelling after the PR closed) must be possible at once.
+                        stale.delete(pipeline=pipe)
+                    run = previous.run + 1 if previous else 1
+                    self.store.write_queued(pipe, task, run, previous.created if previous else None)
+                    self.store.audit(task.id, "queued", f"run {run}; {origin}", conn=pipe)
+                    self.queue.enqueue_call(
+                        JOB_FUNCTION,
+                        args=(task.id, run),
+                        job_id=task.id,
+                        timeout=self.job_timeout,
+                        result_ttl=RESULT_TTL,
+                        failure_ttl=FAILURE_TTL,
+                        description=f"{task.kind.value} {task.repo}#{task.number}",
+                        pipeline=pipe,
+                    )
+                    pipe.execute()
+                    return Outcome(task.id, True, f"queued run {run}")
+                except WatchError:
+                    continue
+
+    def cancel(self, cancel: Cancel) -> list[str]:
+        """Cancel the live tasks on one issue or pull request; return their ids."""
+        cancelled = []
+        for task_id in self.store.on_target(cancel.repo_id, cancel.number):
+            if self.store.transition(
+                task_id, (State.QUEUED, State.RUNNING), State.CANCELLED, cancel.reason
+            ):
+                self.store.audit(task_id, "cancelled", cancel.reason)
+                self.stop_job(task_id)
+                cancelled.append(task_id)
+        return cancelled
+
+    def stop_job(self, task_id: str) -> None:
+        job = _fetch_job(self.redis, task_id)
+        if job is None:
+            return
+        status = job.get_status(refresh=False)
+        if status == JobStatus.STARTED:
+            # It may finish between the two reads; the record already says cancelled.
+            with suppress(InvalidJobOperation, NoSuchJobError):
+                send_stop_job_command(self.redis, task_id)
+        elif status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+            job.cancel()
+
+
+def _fetch_job(redis: Redis, job_id: str) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return None

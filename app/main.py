@@ -1,0 +1,47 @@
+"""create_app(): routes and shared state; no logic lives here."""
+
+from __future__ import annotations
+
+from redis import Redis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app.dispatch import Dispatcher, job_timeout
+from app.settings import Settings
+from app.store import Store
+from app.triggers import Facts
+from app.webhook import Intake, receive
+
+
+async def healthz(request: Request) -> JSONResponse:
+    redis: Redis = request.app.state.redis
+    try:
+        await run_in_threadpool(redis.ping)
+    except RedisError as exc:
+        return JSONResponse({"redis": f"unreachable: {exc}"}, status_code=503)
+    return JSONResponse({"redis": "ok"})
+
+
+def create_app(settings: Settings, redis: Redis) -> Starlette:
+    settings.require("WEBHOOK_SECRET")
+    store = Store(redis)
+    facts = Facts(
+        trigger_label=settings.trigger_label,
+        branch_prefix=settings.branch_prefix,
+        command_prefix=settings.command_prefix,
+        app_id=settings.app_id,
+    )
+    app = Starlette(
+        routes=[
+            Route(settings.webhook_path, receive, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
+    app.state.settings = settings
+    app.state.redis = redis
+    app.state.intake = Intake(store, Dispatcher(store, job_timeout(settings.agent_timeout)), facts)
+    return app

@@ -1,0 +1,162 @@
+"""Typed settings, read once from the environment and a `.env` file (SPEC §1)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+AGENT_PRESETS = ("claude", "codex", "aider", "opencode", "gemini", "command")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("pretty", "json")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: int | None = None
+    private_key: str | None = None
+    webhook_secret: str | None = None
+    github_api_url: str = "https://api.github.com"
+    redis_url: str | None = None
+    workspaces_dir: Path = Path("./.forgehand/workspaces")
+    agent: str = "claude"
+    agent_command: str | None = None
+    agent_timeout: int = 1800
+    agent_idle_timeout: int = 600
+    agent_env: tuple[str, ...] = ()
+    trigger_label: str = "agent"
+    branch_prefix: str = "agent/"
+    max_attempts: int = 3
+    escalation_label: str = "agent:needs-human"
+    command_prefix: str = "/agent"
+    webhook_path: str = "/api/github/webhooks"
+    host: str = "127.0.0.1"
+    port: int = 3000
+    dashboard_password: str | None = field(default=None, repr=False)
+    log_level: str = "info"
+    log_format: str = "pretty"
+
+    def require(self, *names: str) -> None:
+        """Stop with the first required setting that is unset, by its environment name."""
+        for name in names:
+            if getattr(self, name.lower()) in (None, ""):
+                hint = _REQUIRED_HINTS.get(name, "")
+                raise SettingsError(f"{name} is required{hint}")
+
+
+_REQUIRED_HINTS = {
+    "APP_ID": " (the GitHub App's id; `forgehand setup` writes it to .env)",
+    "PRIVATE_KEY": " (set PRIVATE_KEY to the App's PEM key or PRIVATE_KEY_PATH to its file)",
+    "WEBHOOK_SECRET": " (the secret GitHub signs webhook deliveries with)",
+    "REDIS_URL": " (e.g. redis://localhost:6379/0; `forgehand dev` starts an embedded Redis)",
+}
+
+
+def load(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Read settings from `environ` (default: the process environment) over `.env`.
+
+    Variables set in the environment win over the file, as with every other dotenv tool.
+    """
+    source: dict[str, str] = {}
+    dotenv = env_file if env_file is not None else Path(".env")
+    if dotenv.is_file():
+        source.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    source.update(os.environ if environ is None else environ)
+    return parse(source)
+
+
+def parse(source: Mapping[str, str]) -> Settings:
+    def text(name: str) -> str | None:
+        value = source.get(name, "").strip()
+        return value or None
+
+    def whole(name: str, default: int, minimum: int = 1) -> int:
+        raw = text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = (text(name) or default).lower()
+        if value not in allowed:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+
+    app_id_raw = text("APP_ID")
+    app_id = whole("APP_ID", 0) if app_id_raw is not None else None
+
+    agent = choice("AGENT", "claude", AGENT_PRESETS)
+    agent_command = text("AGENT_COMMAND")
+    if agent == "command" and agent_command is None:
+        raise SettingsError("AGENT_COMMAND is required when AGENT=command")
+
+    webhook_path = text("WEBHOOK_PATH") or "/api/github/webhooks"
+    if not webhook_path.startswith("/"):
+        raise SettingsError(f"WEBHOOK_PATH must start with '/', got {webhook_path!r}")
+
+    api_url = (text("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
+    if not api_url.startswith(("http://", "https://")):
+        raise SettingsError(f"GITHUB_API_URL must be an http(s) URL, got {api_url!r}")
+
+    redis_url = text("REDIS_URL")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}"
+        )
+
+    return Settings(
+        app_id=app_id,
+        private_key=_private_key(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
+        webhook_secret=text("WEBHOOK_SECRET"),
+        github_api_url=api_url,
+        redis_url=redis_url,
+        workspaces_dir=Path(text("WORKSPACES_DIR") or "./.forgehand/workspaces"),
+        agent=agent,
+        agent_command=agent_command,
+        agent_timeout=whole("AGENT_TIMEOUT", 1800),
+        agent_idle_timeout=whole("AGENT_IDLE_TIMEOUT", 600),
+        agent_env=tuple(n.strip() for n in (text("AGENT_ENV") or "").split(",") if n.strip()),
+        trigger_label=text("TRIGGER_LABEL") or "agent",
+        branch_prefix=text("BRANCH_PREFIX") or "agent/",
+        max_attempts=whole("MAX_ATTEMPTS", 3),
+        escalation_label=text("ESCALATION_LABEL") or "agent:needs-human",
+        command_prefix=text("COMMAND_PREFIX") or "/agent",
+        webhook_path=webhook_path,
+        host=text("HOST") or "127.0.0.1",
+        port=whole("PORT", 3000, minimum=0),
+        dashboard_password=text("DASHBOARD_PASSWORD"),
+        log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
+        log_format=choice("LOG_FORMAT", "pretty", LOG_FORMATS),
+    )
+
+
+def _private_key(inline: str | None, path: str | None) -> str | None:
+    if inline is not None:
+        # A key pasted into one environment line carries its newlines as a literal `\n`.
+        key = inline.replace("\\n", "\n")
+    elif path is not None:
+        try:
+            key = Path(path).expanduser().read_text()
+        except OSError as exc:
+            raise SettingsError(
+                f"PRIVATE_KEY_PATH cannot be read: {exc.strerror}: {path}"
+            ) from None
+    else:
+        return None
+    if "-----BEGIN" not in key or "PRIVATE KEY-----" not in key:
+        name = "PRIVATE_KEY" if inline is not None else "PRIVATE_KEY_PATH"
+        raise SettingsError(f"{name} is not a PEM private key (no '-----BEGIN ... PRIVATE KEY')")
+    return key.strip() + "\n"

@@ -1,0 +1,226 @@
+"""Redis state: deliveries seen, task records and their audit trail, installations, App facts.
+
+Every key starts with `fh:`, so forgehand can share a Redis database with RQ and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
+
+from app.tasks import InstallationChange, State, Task
+
+# GitHub lets an App redeliver for three days; a GUID must stay known at least that long.
+DELIVERY_TTL = 3 * 24 * 3600
+# A delivery being processed holds its GUID this long; if the web process dies meanwhile the
+# claim lapses and a redelivery is accepted.
+DELIVERY_CLAIM_TTL = 60
+AUDIT_LIMIT = 200
+
+Conn = Redis | Pipeline
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def task_key(task_id: str) -> str:
+    return f"fh:task:{task_id}"
+
+
+def events_key(task_id: str) -> str:
+    return f"fh:task:{task_id}:events"
+
+
+def target_key(repo_id: int, number: int) -> str:
+    return f"fh:target:{repo_id}:{number}"
+
+
+TASKS_INDEX = "fh:tasks"
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    task: Task
+    state: State
+    run: int
+    attempt: int
+    created: float
+    updated: float
+    error: str
+
+    @property
+    def id(self) -> str:
+        return self.task.id
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.task.kind.value,
+            "repo": self.task.repo,
+            "number": self.task.number,
+            "state": self.state.value,
+            "attempt": self.attempt,
+            "run": self.run,
+            "created": self.created,
+            "updated": self.updated,
+            "error": self.error,
+        }
+
+
+class Store:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    # --- deliveries ---------------------------------------------------------------------
+
+    def claim_delivery(self, guid: str) -> bool:
+        """True when this GUID is new; False when it was processed or is being processed."""
+        return bool(
+            self.redis.set(f"fh:delivery:{guid}", "pending", nx=True, ex=DELIVERY_CLAIM_TTL)
+        )
+
+    def finish_delivery(self, guid: str) -> None:
+        self.redis.set(f"fh:delivery:{guid}", "done", ex=DELIVERY_TTL)
+
+    def release_delivery(self, guid: str) -> None:
+        self.redis.delete(f"fh:delivery:{guid}")
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        raw = self.redis.hgetall(task_key(task_id))
+        return record_from_hash(raw) if raw else None
+
+    def write_queued(self, pipe: Pipeline, task: Task, run: int, created: float | None) -> None:
+        """Queue writes (inside the caller's MULTI) that mark `task` queued as run `run`."""
+        now = time.time()
+        fields: dict[FieldT, EncodableT] = {}
+        fields.update(task.to_fields())
+        fields |= {
+            "state": State.QUEUED.value,
+            "run": str(run),
+            "created": str(created if created is not None else now),
+            "updated": str(now),
+            "error": "",
+        }
+        pipe.hset(task_key(task.id), mapping=fields)
+        pipe.hsetnx(task_key(task.id), "attempt", "0")
+        pipe.zadd(TASKS_INDEX, {task.id: now})
+        pipe.sadd(target_key(task.repo_id, task.number), task.id)
+
+    def set_state(
+        self, task_id: str, state: State, error: str = "", conn: Conn | None = None
+    ) -> None:
+        now = time.time()
+        target = conn if conn is not None else self.redis
+        target.hset(
+            task_key(task_id), mapping={"state": state.value, "updated": str(now), "error": error}
+        )
+        target.zadd(TASKS_INDEX, {task_id: now})
+
+    def transition(self, task_id: str, frm: Iterable[State], to: State, error: str = "") -> bool:
+        """Move a task to `to` only if it is in one of `frm`; atomic against other writers."""
+        allowed = {s.value for s in frm}
+        key = task_key(task_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    current = pipe.hget(key, "state")
+                    if not isinstance(current, bytes) or current.decode() not in allowed:
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    self.set_state(task_id, to, error, conn=pipe)
+                    pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
+    def audit(self, task_id: str, event: str, detail: str = "", conn: Conn | None = None) -> None:
+        entry = json.dumps({"ts": time.time(), "event": event, "detail": detail})
+        target = conn if conn is not None else self.redis
+        target.rpush(events_key(task_id), entry)
+        target.ltrim(events_key(task_id), -AUDIT_LIMIT, -1)
+
+    def events(self, task_id: str) -> list[dict[str, Any]]:
+        return [json.loads(e) for e in self.redis.lrange(events_key(task_id), 0, -1)]
+
+    def recent(self, limit: int = 100) -> list[TaskRecord]:
+        ids = [
+            _s(i) for i in self.redis.zrevrange(TASKS_INDEX, 0, limit - 1) if isinstance(i, bytes)
+        ]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hgetall(task_key(task_id))
+            raws = pipe.execute()
+        return [record_from_hash(raw) for raw in raws if raw]
+
+    def on_target(self, repo_id: int, number: int) -> list[str]:
+        return sorted(_s(i) for i in self.redis.smembers(target_key(repo_id, number)))
+
+    # --- facts the web side decides with ------------------------------------------------------
+
+    def is_app_pull_request(self, repo_id: int, number: int) -> bool:
+        return bool(self.redis.sismember("fh:app_prs", f"{repo_id}:{number}"))
+
+    def add_app_pull_request(self, repo_id: int, number: int) -> None:
+        self.redis.sadd("fh:app_prs", f"{repo_id}:{number}")
+
+    def app_slug(self) -> str | None:
+        slug = self.redis.get("fh:app:slug")
+        return _s(slug) if slug else None
+
+    def set_app_slug(self, slug: str) -> None:
+        self.redis.set("fh:app:slug", slug)
+
+    def allowed_bots(self, repo_id: int) -> frozenset[str]:
+        return frozenset(_s(b) for b in self.redis.smembers(f"fh:allowed_bots:{repo_id}"))
+
+    def set_allowed_bots(self, repo_id: int, bots: Iterable[str]) -> None:
+        key = f"fh:allowed_bots:{repo_id}"
+        with self.redis.pipeline() as pipe:
+            pipe.delete(key)
+            names = list(bots)
+            if names:
+                pipe.sadd(key, *names)
+            pipe.execute()
+
+    def apply_installation(self, change: InstallationChange) -> None:
+        key = "fh:repos"  # repo id → installation id
+        with self.redis.pipeline() as pipe:
+            if change.uninstalled:
+                for repo, owner in self.redis.hgetall(key).items():
+                    if int(owner) == change.installation_id:
+                        pipe.hdel(key, repo)
+            for added, _name in change.added:
+                pipe.hset(key, str(added), str(change.installation_id))
+            for removed in change.removed:
+                pipe.hdel(key, str(removed))
+            pipe.execute()
+
+    def installation_for(self, repo_id: int) -> int | None:
+        value = self.redis.hget("fh:repos", str(repo_id))
+        return int(value) if value is not None else None
+
+
+def record_from_hash(raw: dict[Any, Any]) -> TaskRecord:
+    fields = {_s(k): _s(v) for k, v in raw.items()}
+    return TaskRecord(
+        task=Task.from_fields(fields),
+        state=State(fields["state"]),
+        run=int(fields.get("run", "1")),
+        attempt=int(fields.get("attempt", "0")),
+        created=float(fields.get("created", "0")),
+        updated=float(fields.get("updated", "0")),
+        error=fields.get("error", ""),
+    )

@@ -1,0 +1,102 @@
+"""Task kinds, states and ids: one id per unit of work.
+
+The id is the dedupe key, the RQ job id, the lock owner and the dashboard row, so it is built
+only from the values that make two events "the same work" and uses only `[A-Za-z0-9_-]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    ISSUE = "issue"  # resolve a labelled issue with a new pull request
+    CI = "ci"  # fix a failing head commit of one of the App's pull requests
+    REVIEW = "review"  # address one submitted review
+    COMMAND = "command"  # a `/agent …` comment
+    CLOSED = "closed"  # a pull request of the App's was closed: clean up after it
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        return self in (State.QUEUED, State.RUNNING)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a job needs to find its work again; never a whole payload."""
+
+    kind: Kind
+    installation_id: int
+    repo_id: int
+    repo: str  # owner/name, for people and logs; the id is what identifies
+    number: int  # the issue or pull request; 0 when a CI event names no pull request
+    sender: str  # who started it: the labeller, reviewer or commenter
+    sha: str = ""
+    branch: str = ""
+    review_id: int = 0
+    comment_id: int = 0
+
+    @property
+    def id(self) -> str:
+        match self.kind:
+            case Kind.ISSUE:
+                return f"issue-{self.repo_id}-{self.number}"
+            case Kind.CI:
+                # Keyed by the commit alone: every failing check of one head SHA is one task,
+                # whether or not its event named the pull request.
+                return f"ci-{self.repo_id}-{self.sha}"
+            case Kind.REVIEW:
+                return f"review-{self.repo_id}-{self.number}-{self.review_id}"
+            case Kind.COMMAND:
+                return f"command-{self.repo_id}-{self.number}-{self.comment_id}"
+            case Kind.CLOSED:
+                return f"closed-{self.repo_id}-{self.number}"
+
+    def to_fields(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> Task:
+        return cls(
+            kind=Kind(fields["kind"]),
+            installation_id=int(fields["installation_id"]),
+            repo_id=int(fields["repo_id"]),
+            repo=fields["repo"],
+            number=int(fields["number"]),
+            sender=fields["sender"],
+            sha=fields.get("sha", ""),
+            branch=fields.get("branch", ""),
+            review_id=int(fields.get("review_id", "0")),
+            comment_id=int(fields.get("comment_id", "0")),
+        )
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop every queued or running task on one issue or pull request."""
+
+    repo_id: int
+    number: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class InstallationChange:
+    """Repositories the App was added to or removed from."""
+
+    installation_id: int
+    added: tuple[tuple[int, str], ...]  # (repo id, full name)
+    removed: tuple[int, ...]
+    uninstalled: bool = False
+
+
+Action = Task | Cancel | InstallationChange

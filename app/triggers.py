@@ -1,0 +1,401 @@
+"""The pure event → actions table (SPEC §4): which webhook deliveries start, stop or change work.
+
+Nothing here does I/O. The facts it needs beyond the payload (is this pull request one the App
+opened? which bots may trigger?) are read by the caller and passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from app.tasks import Action, Cancel, InstallationChange, Kind, Task
+
+TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+FAILING_CONCLUSIONS = frozenset({"failure", "timed_out", "startup_failure"})
+FAILING_STATES = frozenset({"failure", "error"})
+REVIEW_STATES = frozenset({"changes_requested", "commented"})
+
+Payload = Mapping[str, Any]
+T = TypeVar("T")
+
+
+class PayloadError(ValueError):
+    """A payload lacks a field its event must carry; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the decision needs beyond the payload."""
+
+    trigger_label: str = "agent"
+    branch_prefix: str = "agent/"
+    command_prefix: str = "/agent"
+    app_id: int | None = None
+    app_slug: str | None = None
+    allowed_bots: frozenset[str] = frozenset()
+    # Whether the pull request an issue_comment is on was opened by the App; the payload of
+    # a comment does not carry the branch, so the caller looks it up.
+    app_pull_request: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...] = ()
+    ignored: str | None = None
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Task))
+
+
+def ignore(reason: str) -> Decision:
+    return Decision(ignored=reason)
+
+
+def decide(event: str, payload: Payload, facts: Facts) -> Decision:
+    """Turn one delivery into actions, or a reason to ignore it.
+
+    Raises PayloadError when a handled event lacks a field it must have.
+    """
+    handler = _HANDLERS.get(event)
+    if handler is None:
+        return ignore(f"{event} events are not handled")
+    return handler(payload, facts)
+
+
+def needs_pull_request_fact(event: str, payload: Payload) -> tuple[int, int] | None:
+    """(repo id, number) when deciding needs to know if that pull request is the App's."""
+    if event != "issue_comment":
+        return None
+    issue = payload.get("issue")
+    repo = payload.get("repository")
+    if not isinstance(issue, Mapping) or not isinstance(repo, Mapping):
+        return None
+    if issue.get("pull_request") is None:
+        return None
+    number, repo_id = issue.get("number"), repo.get("id")
+    if isinstance(number, int) and isinstance(repo_id, int):
+        return repo_id, number
+    return None
+
+
+# --- field access -------------------------------------------------------------------------
+
+
+def _get(payload: Payload, path: str, kind: type[T]) -> T:
+    node: Any = payload
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise PayloadError(f"payload has no {path}")
+        node = node[part]
+    # bool is an int in Python; a flag where a number belongs is malformed all the same.
+    if not isinstance(node, kind) or (kind is int and isinstance(node, bool)):
+        raise PayloadError(f"payload field {path} must be {kind.__name__}")
+    return node
+
+
+def _opt(payload: Payload, path: str, kind: type[T]) -> T | None:
+    try:
+        return _get(payload, path, kind)
+    except PayloadError:
+        return None
+
+
+def _installation(payload: Payload) -> int | None:
+    return _opt(payload, "installation.id", int)
+
+
+def _sender_block(payload: Payload, facts: Facts) -> str | None:
+    """Why the sender may not trigger work, or None when they may."""
+    login = _get(payload, "sender.login", str)
+    kind = _opt(payload, "sender.type", str)
+    if _is_self(payload, facts):
+        return "sent by the App itself"
+    if kind == "Bot" or login.endswith("[bot]"):
+        name = login.removesuffix("[bot]")
+        if name not in facts.allowed_bots and login not in facts.allowed_bots:
+            return f"sender {login} is a bot that is not in allowed_bots"
+    return None
+
+
+def _is_self(payload: Payload, facts: Facts) -> bool:
+    login = _opt(payload, "sender.login", str)
+    if facts.app_slug and login == f"{facts.app_slug}[bot]":
+        return True
+    for via in ("issue", "comment", "review", "pull_request"):
+        app = _opt(payload, f"{via}.performed_via_github_app.id", int)
+        if app is not None and app == facts.app_id:
+            return True
+    return False
+
+
+def _association_block(payload: Payload, path: str) -> str | None:
+    association = _get(payload, path, str)
+    if association not in TRUSTED_ASSOCIATIONS:
+        return f"author_association {association} may not trigger work"
+    return None
+
+
+def _own_branch(payload: Payload, pr_path: str, facts: Facts) -> str | None:
+    """Why a pull request is not one the App works on, or None when it is."""
+    ref = _get(payload, f"{pr_path}.head.ref", str)
+    if not ref.startswith(facts.branch_prefix):
+        return f"branch {ref} is not under {facts.branch_prefix}"
+    head_repo = _opt(payload, f"{pr_path}.head.repo.id", int)
+    if head_repo != _get(payload, "repository.id", int):
+        return "pull request from a fork"
+    return None
+
+
+def _task(payload: Payload, kind: Kind, number: int, sender: str, **extra: Any) -> Decision:
+    installation = _installation(payload)
+    if installation is None:
+        return ignore("not delivered to an App installation")
+    task = Task(
+        kind=kind,
+        installation_id=installation,
+        repo_id=_get(payload, "repository.id", int),
+        repo=_get(payload, "repository.full_name", str),
+        number=number,
+        sender=sender,
+        **extra,
+    )
+    return Decision(actions=(task,))
+
+
+def _cancel(payload: Payload, number: int, reason: str) -> Cancel:
+    return Cancel(repo_id=_get(payload, "repository.id", int), number=number, reason=reason)
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+def _issues(payload: Payload, facts: Facts) -> Decision:
+    action = _get(payload, "action", str)
+    number = _get(payload, "issue.number", int)
+    if action == "labeled":
+        label = _get(payload, "label.name", str)
+        if label != facts.trigger_label:
+            return ignore(f"label {label} is not {facts.trigger_label}")
+        if _opt(payload, "issue.pull_request", dict) is not None:
+            return ignore("the trigger label is for issues, not pull requests")
+        if _get(payload, "issue.state", str) != "open":
+            return ignore("issue is not open")
+        blocked = _sender_block(payload, facts)
+        if blocked:
+            return ignore(blocked)
+        return _task(payload, Kind.ISSUE, number, _get(payload, "sender.login", str))
+    if action == "unlabeled":
+        label = _get(payload, "label.name", str)
+        if label != facts.trigger_label:
+            return ignore(f"label {label} is not {facts.trigger_label}")
+        return Decision(actions=(_cancel(payload, number, "trigger label removed"),))
+    if action == "closed":
+        return Decision(actions=(_cancel(payload, number, "issue closed"),))
+    return ignore(f"issues.{action} is not a trigger")
+
+
+def _issue_comment(payload: Payload, facts: Facts) -> Decision:
+    action = _get(payload, "action", str)
+    if action != "created":
+        return ignore(f"issue_comment.{action} is not a trigger")
+    body = _get(payload, "comment.body", str)
+    verb = command_verb(body, facts.command_prefix)
+    if verb is None:
+        return ignore(f"comment is not a {facts.command_prefix} command")
+    blocked = _sender_block(payload, facts) or _association_block(
+        payload, "comment.author_association"
+    )
+    if blocked:
+        return ignore(blocked)
+    number = _get(payload, "issue.number", int)
+    if _opt(payload, "issue.pull_request", dict) is not None:
+        if not facts.app_pull_request:
+            return ignore("pull request was not opened by the App")
+    else:
+        labels = _get(payload, "issue.labels", list)
+        names = {lbl.get("name") for lbl in labels if isinstance(lbl, Mapping)}
+        if facts.trigger_label not in names:
+            return ignore(f"issue is not labelled {facts.trigger_label}")
+    sender = _get(payload, "sender.login", str)
+    decision = _task(
+        payload, Kind.COMMAND, number, sender, comment_id=_get(payload, "comment.id", int)
+    )
+    if verb == "stop" and decision.actions:
+        stop = _cancel(payload, number, f"{facts.command_prefix} stop by {sender}")
+        return Decision(actions=(stop, *decision.actions))
+    return decision
+
+
+def command_verb(body: str, prefix: str) -> str | None:
+    """The first word after the command prefix ('' when none), or None if not a command."""
+    first_line = body.strip().split("\n", 1)[0].strip()
+    if first_line != prefix and not first_line.startswith(prefix + " "):
+        return None
+    rest = first_line[len(prefix) :].split()
+    return rest[0].lower() if rest else ""
+
+
+def _pull_request(payload: Payload, facts: Facts) -> Decision:
+    action = _get(payload, "action", str)
+    if action != "closed":
+        return ignore(f"pull_request.{action} is not a trigger")
+    not_ours = _own_branch(payload, "pull_request", facts)
+    if not_ours:
+        return ignore(not_ours)
+    number = _get(payload, "pull_request.number", int)
+    closed = _task(
+        payload,
+        Kind.CLOSED,
+        number,
+        _get(payload, "sender.login", str),
+        branch=_get(payload, "pull_request.head.ref", str),
+    )
+    return Decision(actions=(_cancel(payload, number, "pull request closed"), *closed.actions))
+
+
+def _pull_request_review(payload: Payload, facts: Facts) -> Decision:
+    action = _get(payload, "action", str)
+    if action != "submitted":
+        return ignore(f"pull_request_review.{action} is not a trigger")
+    state = _get(payload, "review.state", str).lower()
+    if state not in REVIEW_STATES:
+        return ignore(f"a review that is {state} asks for no change")
+    blocked = (
+        _own_branch(payload, "pull_request", facts)
+        or _sender_block(payload, facts)
+        or _association_block(payload, "review.author_association")
+    )
+    if blocked:
+        return ignore(blocked)
+    return _task(
+        payload,
+        Kind.REVIEW,
+        _get(payload, "pull_request.number", int),
+        _get(payload, "sender.login", str),
+        review_id=_get(payload, "review.id", int),
+        sha=_opt(payload, "review.commit_id", str) or "",
+        branch=_get(payload, "pull_request.head.ref", str),
+    )
+
+
+def _ci_task(
+    payload: Payload, facts: Facts, sha: str, branch: str | None, prs: list[Any]
+) -> Decision:
+    if branch is None:
+        return ignore("no branch for this commit")
+    if not branch.startswith(facts.branch_prefix):
+        return ignore(f"branch {branch} is not under {facts.branch_prefix}")
+    repo_id = _get(payload, "repository.id", int)
+    number = 0
+    for pr in prs:
+        if not isinstance(pr, Mapping):
+            continue
+        head = pr.get("head")
+        base = pr.get("base")
+        if not isinstance(head, Mapping) or not isinstance(base, Mapping):
+            continue
+        head_repo = head.get("repo")
+        same_repo = isinstance(head_repo, Mapping) and head_repo.get("id") == repo_id
+        if head.get("ref") == branch and same_repo and isinstance(pr.get("number"), int):
+            number = pr["number"]
+            break
+    return _task(
+        payload, Kind.CI, number, _get(payload, "sender.login", str), sha=sha, branch=branch
+    )
+
+
+def _check_suite(payload: Payload, facts: Facts) -> Decision:
+    action = _get(payload, "action", str)
+    if action != "completed":
+        return ignore(f"check_suite.{action} is not a trigger")
+    conclusion = _opt(payload, "check_suite.conclusion", str)
+    if conclusion not in FAILING_CONCLUSIONS:
+        return ignore(f"check suite concluded {conclusion}")
+    if facts.app_id is not None and _opt(payload, "check_suite.app.id", int) == facts.app_id:
+        return ignore("check suite of the App itself")
+    return _ci_task(
+        payload,
+        facts,
+        _get(payload, "check_suite.head_sha", str),
+        _opt(payload, "check_suite.head_branch", str),
+        _opt(payload, "check_suite.pull_requests", list) or [],
+    )
+
+
+def _check_run(payload: Payload, facts: Facts) -> Decision:
+    action = _get(payload, "action", str)
+    if action != "completed":
+        return ignore(f"check_run.{action} is not a trigger")
+    conclusion = _opt(payload, "check_run.conclusion", str)
+    if conclusion not in FAILING_CONCLUSIONS:
+        return ignore(f"check run concluded {conclusion}")
+    if facts.app_id is not None and _opt(payload, "check_run.app.id", int) == facts.app_id:
+        return ignore("check run created by the App itself")
+    return _ci_task(
+        payload,
+        facts,
+        _get(payload, "check_run.head_sha", str),
+        _opt(payload, "check_run.check_suite.head_branch", str),
+        _opt(payload, "check_run.pull_requests", list) or [],
+    )
+
+
+def _status(payload: Payload, facts: Facts) -> Decision:
+    state = _get(payload, "state", str)
+    if state not in FAILING_STATES:
+        return ignore(f"commit status is {state}")
+    branches = _get(payload, "branches", list)
+    names = [b.get("name") for b in branches if isinstance(b, Mapping)]
+    ours = [n for n in names if isinstance(n, str) and n.startswith(facts.branch_prefix)]
+    branch = ours[0] if ours else (names[0] if names and isinstance(names[0], str) else None)
+    return _ci_task(payload, facts, _get(payload, "sha", str), branch, [])
+
+
+def _repos(payload: Payload, key: str) -> tuple[tuple[int, str], ...]:
+    found = []
+    for repo in _opt(payload, key, list) or []:
+        if isinstance(repo, Mapping):
+            repo_id, name = repo.get("id"), repo.get("full_name")
+            if isinstance(repo_id, int) and isinstance(name, str):
+                found.append((repo_id, name))
+    return tuple(found)
+
+
+def _installation_event(payload: Payload, facts: Facts) -> Decision:
+    action = _get(payload, "action", str)
+    installation = _get(payload, "installation.id", int)
+    repos = _repos(payload, "repositories")
+    if action in ("created", "unsuspend"):
+        change = InstallationChange(installation, added=repos, removed=())
+    elif action in ("deleted", "suspend"):
+        ids = tuple(r[0] for r in repos)
+        change = InstallationChange(installation, added=(), removed=ids, uninstalled=True)
+    else:
+        return ignore(f"installation.{action} changes nothing here")
+    return Decision(actions=(change,))
+
+
+def _installation_repositories(payload: Payload, facts: Facts) -> Decision:
+    _get(payload, "action", str)
+    installation = _get(payload, "installation.id", int)
+    added = _repos(payload, "repositories_added")
+    removed = tuple(r[0] for r in _repos(payload, "repositories_removed"))
+    return Decision(actions=(InstallationChange(installation, added=added, removed=removed),))
+
+
+_HANDLERS: dict[str, Callable[[Payload, Facts], Decision]] = {
+    "issues": _issues,
+    "issue_comment": _issue_comment,
+    "pull_request": _pull_request,
+    "pull_request_review": _pull_request_review,
+    "check_suite": _check_suite,
+    "check_run": _check_run,
+    "status": _status,
+    "installation": _installation_event,
+    "installation_repositories": _installation_repositories,
+}
+
+HANDLED_EVENTS = frozenset(_HANDLERS) | {"ping"}

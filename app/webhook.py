@@ -1,0 +1,155 @@
+"""The one webhook endpoint (SPEC §3): verify, dedupe, decide, enqueue — never call GitHub."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from githubkit.webhooks import verify
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from app.dispatch import Dispatcher
+from app.store import Store
+from app.tasks import Cancel, InstallationChange, Task
+from app.triggers import Facts, PayloadError, decide, needs_pull_request_fact
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps deliveries at 25 MB
+log = logging.getLogger("forgehand.webhook")
+
+
+@dataclass
+class Result:
+    delivery: str
+    tasks: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    ignored: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"delivery": self.delivery, "tasks": self.tasks}
+        if self.cancelled:
+            out["cancelled"] = self.cancelled
+        if self.ignored is not None:
+            out["ignored"] = self.ignored
+        return out
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_capped(request: Request) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive(request: Request) -> JSONResponse:
+    body = await _read_capped(request)
+    if body is None:
+        return _error(413, "payload larger than 25 MB")
+    secret: str = request.app.state.settings.webhook_secret
+    signature = request.headers.get("x-hub-signature-256", "")
+    # Only SHA-256: githubkit would also accept a SHA-1 signature, which we never ask for.
+    if not signature.startswith("sha256=") or not verify(secret, body, signature):
+        log.warning("rejected delivery with a bad or missing signature")
+        return _error(401, "bad or missing X-Hub-Signature-256")
+    event = request.headers.get("x-github-event", "").strip()
+    delivery = request.headers.get("x-github-delivery", "").strip()
+    if not event or not delivery:
+        return _error(400, "missing X-GitHub-Event or X-GitHub-Delivery header")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return _error(400, "content type must be application/json")
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _error(400, f"body is not valid JSON: {exc}")
+    if not isinstance(payload, dict):
+        return _error(400, "body must be a JSON object")
+    if event == "ping":
+        log.info("ping", extra={"delivery": delivery})
+        return JSONResponse(Result(delivery).body(), status_code=200)
+
+    intake: Intake = request.app.state.intake
+    try:
+        result = await run_in_threadpool(intake.process, event, delivery, payload)
+    except PayloadError as exc:
+        log.warning("malformed %s payload: %s", event, exc, extra={"delivery": delivery})
+        return _error(400, str(exc))
+    except RedisError as exc:
+        log.error("redis unavailable: %s", exc, extra={"delivery": delivery})
+        return _error(503, "task store unavailable; the delivery can be redelivered")
+    return JSONResponse(result.body(), status_code=202)
+
+
+class Intake:
+    """The synchronous part of a delivery, run off the event loop: all of it talks to Redis."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher, facts: Facts) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.facts = facts
+
+    def process(self, event: str, delivery: str, payload: dict[str, Any]) -> Result:
+        result = Result(delivery)
+        if not self.store.claim_delivery(delivery):
+            result.ignored = "duplicate delivery"
+            log.info("%s: duplicate delivery", event, extra={"delivery": delivery})
+            return result
+        try:
+            self._apply(event, delivery, payload, result)
+        except BaseException:
+            self.store.release_delivery(delivery)
+            raise
+        self.store.finish_delivery(delivery)
+        return result
+
+    def _apply(self, event: str, delivery: str, payload: dict[str, Any], result: Result) -> None:
+        decision = decide(event, payload, self._facts(event, payload))
+        action = payload.get("action")
+        name = f"{event}.{action}" if isinstance(action, str) else event
+        origin = f"delivery {delivery} ({name})"
+        skipped = []
+        for act in decision.actions:
+            if isinstance(act, Task):
+                outcome = self.dispatcher.enqueue(act, origin)
+                if outcome.enqueued:
+                    result.tasks.append(act.id)
+                else:
+                    skipped.append(f"{act.id} {outcome.note}")
+            elif isinstance(act, Cancel):
+                result.cancelled.extend(self.dispatcher.cancel(act))
+            elif isinstance(act, InstallationChange):
+                self.store.apply_installation(act)
+        result.ignored = decision.ignored or ("; ".join(skipped) if skipped else None)
+        log.info(
+            "%s: %s",
+            name,
+            f"ignored: {result.ignored}" if result.ignored else f"tasks {result.tasks}",
+            extra={"delivery": delivery, "task": ",".join(result.tasks)},
+        )
+
+    def _facts(self, event: str, payload: dict[str, Any]) -> Facts:
+        repo = payload.get("repository")
+        repo_id = repo.get("id") if isinstance(repo, dict) else None
+        pr = needs_pull_request_fact(event, payload)
+        return replace(
+            self.facts,
+            app_slug=self.store.app_slug(),
+            allowed_bots=self.store.allowed_bots(repo_id)
+            if isinstance(repo_id, int)
+            else frozenset(),
+            app_pull_request=self.store.is_app_pull_request(*pr) if pr else False,
+        )

@@ -1,0 +1,1 @@
+"""The worker side: git, agents and GitHub writes, one RQ job per task."""

@@ -1,0 +1,49 @@
+"""RQ entry point: moves a task through its states around the pipeline. Thin on purpose."""
+
+from __future__ import annotations
+
+import logging
+
+from rq import get_current_job
+
+from app.store import Store
+from app.tasks import State
+from jobs import pipeline
+from jobs.errors import TaskFailed
+
+log = logging.getLogger("forgehand.job")
+
+
+def run_task(task_id: str, run: int) -> str:
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("run_task must run inside an RQ job")
+    return execute(Store(job.connection), task_id, run, job.worker_name or "?")
+
+
+def execute(store: Store, task_id: str, run: int, worker: str) -> str:
+    record = store.get(task_id)
+    if record is None or record.run != run:
+        return "superseded"
+    if not store.transition(task_id, (State.QUEUED,), State.RUNNING):
+        return "not queued any more"
+    store.audit(task_id, "running", f"worker {worker}")
+    log.info("started", extra={"task": task_id})
+    try:
+        summary = pipeline.run(record.task, pipeline.Context(store=store))
+    except TaskFailed as exc:
+        _finish(store, task_id, State.FAILED, str(exc))
+        return f"failed: {exc}"
+    except Exception as exc:
+        # Unexpected errors are the infrastructure's; RQ keeps the traceback and may retry.
+        _finish(store, task_id, State.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+        raise
+    _finish(store, task_id, State.DONE, summary)
+    return summary
+
+
+def _finish(store: Store, task_id: str, state: State, detail: str) -> None:
+    # A task cancelled while it ran stays cancelled, whatever the pipeline reached.
+    if store.transition(task_id, (State.RUNNING,), state, "" if state is State.DONE else detail):
+        store.audit(task_id, state.value, detail)
+        log.info("%s: %s", state.value, detail, extra={"task": task_id})

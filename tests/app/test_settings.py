@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.settings import SettingsError, load, parse
+
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
+
+
+def test_defaults_follow_the_spec() -> None:
+    s = parse({})
+    assert (s.github_api_url, s.agent, s.agent_timeout, s.agent_idle_timeout) == (
+        "https://api.github.com",
+        "claude",
+        1800,
+        600,
+    )
+    assert (s.trigger_label, s.branch_prefix, s.max_attempts) == ("agent", "agent/", 3)
+    assert (s.escalation_label, s.command_prefix, s.webhook_path) == (
+        "agent:needs-human",
+        "/agent",
+        "/api/github/webhooks",
+    )
+    assert (s.host, s.port, s.log_level, s.log_format) == ("127.0.0.1", 3000, "info", "pretty")
+    assert s.workspaces_dir == Path("./.forgehand/workspaces")
+
+
+def test_inline_key_accepts_literal_newlines() -> None:
+    s = parse({"PRIVATE_KEY": PEM.replace("\n", "\\n")})
+    assert s.private_key == PEM
+
+
+def test_key_from_file(tmp_path: Path) -> None:
+    key = tmp_path / "app.pem"
+    key.write_text(PEM)
+    assert parse({"PRIVATE_KEY_PATH": str(key)}).private_key == PEM
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"APP_ID": "abc"}, "APP_ID must be a whole number, got 'abc'"),
+        ({"PORT": "-1"}, "PORT must be at least 0"),
+        ({"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS must be at least 1"),
+        (
+            {"AGENT": "copilot"},
+            "AGENT must be one of claude, codex, aider, opencode, gemini, command",
+        ),
+        ({"AGENT": "command"}, "AGENT_COMMAND is required when AGENT=command"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with redis://"),
+        ({"PRIVATE_KEY": "not a key"}, "PRIVATE_KEY is not a PEM private key"),
+        ({"PRIVATE_KEY_PATH": "/nonexistent/key.pem"}, "PRIVATE_KEY_PATH cannot be read"),
+        ({"WEBHOOK_PATH": "hooks"}, "WEBHOOK_PATH must start with '/'"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of pretty, json"),
+        ({"GITHUB_API_URL": "api.github.com"}, "GITHUB_API_URL must be an http(s) URL"),
+    ],
+)
+def test_malformed_settings_name_themselves(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=None) as err:
+        parse(env)
+    assert message in str(err.value)
+
+
+def test_require_names_the_missing_setting() -> None:
+    with pytest.raises(SettingsError, match=r"^WEBHOOK_SECRET is required"):
+        parse({}).require("WEBHOOK_SECRET")
+    parse({"WEBHOOK_SECRET": "s"}).require("WEBHOOK_SECRET")
+
+
+def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text('APP_ID=1\nWEBHOOK_SECRET="from file"\nPRIVATE_KEY="' + PEM + '"\n')
+    s = load({"APP_ID": "2"}, env_file)
+    assert (s.app_id, s.webhook_secret) == (2, "from file")
+    assert s.private_key == PEM

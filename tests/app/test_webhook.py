@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import Queue
+from starlette.testclient import TestClient
+
+from app.dispatch import QUEUE_NAME
+from app.main import create_app
+from app.redis_conn import connect, embedded_redis
+from app.settings import parse
+from app.store import Store
+from tests import payloads as p
+
+PATH = "/api/github/webhooks"
+
+
+def make_client(redis: Redis, secret: str = p.SECRET) -> TestClient:
+    settings = parse({"WEBHOOK_SECRET": secret, "APP_ID": str(p.APP_ID)})
+    return TestClient(create_app(settings, redis))
+
+
+@pytest.fixture
+def client(redis: Redis) -> Iterator[TestClient]:
+    with make_client(redis) as c:
+        yield c
+
+
+def post(
+    client: TestClient, event: str, payload: dict[str, Any], delivery: str | None = None
+) -> Any:
+    body = p.encode(payload)
+    return client.post(PATH, content=body, headers=p.headers(event, body, delivery))
+
+
+def queued_ids(redis: Redis) -> list[str]:
+    return Queue(QUEUE_NAME, connection=redis).job_ids
+
+
+def test_labelled_issue_is_accepted_and_queued(client: TestClient, redis: Redis) -> None:
+    response = post(client, "issues", p.issues(), "d-1")
+    assert response.status_code == 202
+    task_id = f"issue-{p.REPO_ID}-7"
+    assert response.json() == {"delivery": "d-1", "tasks": [task_id]}
+    assert queued_ids(redis) == [task_id]
+    record = Store(redis).get(task_id)
+    assert record is not None and record.state.value == "queued"
+
+
+def test_ping_answers_200(client: TestClient, redis: Redis) -> None:
+    response = post(client, "ping", {"zen": "Keep it logically awesome.", "hook_id": 1}, "d-ping")
+    assert response.status_code == 200
+    assert response.json() == {"delivery": "d-ping", "tasks": []}
+    assert queued_ids(redis) == []
+
+
+def test_ignored_event_says_why(client: TestClient, redis: Redis) -> None:
+    response = post(client, "issues", p.issues(label="bug"))
+    assert response.status_code == 202
+    assert response.json()["ignored"] == "label bug is not agent"
+    assert response.json()["tasks"] == []
+    assert queued_ids(redis) == []
+
+
+def test_documented_signature_vector(redis: Redis) -> None:
+    # From GitHub's "Validating webhook deliveries" page.
+    secret, body = "It's a Secret to Everybody", b"Hello, World!"
+    signature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert p.sign(body, secret) == signature
+    headers = {
+        "X-GitHub-Event": "issues",
+        "X-GitHub-Delivery": "d-vector",
+        "X-Hub-Signature-256": signature,
+        "Content-Type": "application/json",
+    }
+    with make_client(redis, secret) as c:
+        accepted = c.post(PATH, content=body, headers=headers)
+        assert accepted.status_code == 400  # past the signature; the body is no JSON
+        assert "not valid JSON" in accepted.json()["error"]
+        tampered = c.post(PATH, content=b"Hello, World?", headers=headers)
+        assert tampered.status_code == 401
+
+
+def _headers(**override: str) -> dict[str, str]:
+    body = p.encode(p.issues())
+    headers = p.headers("issues", body)
+    headers.update(override)
+    return {k: v for k, v in headers.items() if v}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (p.encode(p.issues()), _headers(**{"X-Hub-Signature-256": ""}), 401),
+        (p.encode(p.issues()), _headers(**{"X-Hub-Signature-256": "sha256=" + "0" * 64}), 401),
+        (p.encode(p.issues()), _headers(**{"X-Hub-Signature-256": "sha256=zz"}), 401),
+        (
+            p.encode(p.issues()),
+            _headers(**{"X-Hub-Signature-256": p.sign(p.encode(p.issues()), "wrong secret")}),
+            401,
+        ),
+        # A SHA-1 signature, even a correct one, is not what the contract checks.
+        (
+            b"{}",
+            _headers(
+                **{"X-Hub-Signature-256": "sha1=" + __import__("hashlib").sha1(b"{}").hexdigest()}
+            ),
+            401,
+        ),
+        (p.encode(p.issues())[:-5], None, 400),
+        (
+            p.encode(p.issues()),
+            _headers(**{"Content-Type": "application/x-www-form-urlencoded"}),
+            400,
+        ),
+        (p.encode(p.issues()), _headers(**{"X-GitHub-Event": ""}), 400),
+        (p.encode(p.issues()), _headers(**{"X-GitHub-Delivery": ""}), 400),
+        (b"[1, 2]", None, 400),
+        (b"\xff\xfe{}", None, 400),
+    ],
+)
+def test_bad_input_gets_a_4xx_and_enqueues_nothing(
+    client: TestClient, redis: Redis, body: bytes, headers: dict[str, str] | None, status: int
+) -> None:
+    if headers is None:
+        headers = p.headers("issues", body)
+    response = client.post(PATH, content=body, headers=headers)
+    assert response.status_code == status
+    assert "error" in response.json()
+    assert queued_ids(redis) == []
+    assert redis.keys("fh:task:*") == []
+
+
+def test_payload_missing_fields_is_400_and_redeliverable(client: TestClient, redis: Redis) -> None:
+    payload = p.issues()
+    del payload["issue"]["number"]
+    response = post(client, "issues", payload, "d-broken")
+    assert response.status_code == 400
+    assert response.json() == {"error": "payload has no issue.number"}
+    assert queued_ids(redis) == []
+    assert redis.get("fh:delivery:d-broken") is None
+
+
+def test_unknown_event_is_accepted_and_ignored(client: TestClient) -> None:
+    response = post(client, "marketplace_purchase", {"action": "purchased"})
+    assert response.status_code == 202
+    assert response.json()["ignored"] == "marketplace_purchase events are not handled"
+
+
+def test_body_over_25_mb_is_413(client: TestClient, redis: Redis) -> None:
+    body = b'{"pad": "' + b"x" * (26 * 1024 * 1024) + b'"}'
+    response = client.post(PATH, content=body, headers=p.headers("issues", body))
+    assert response.status_code == 413
+    assert queued_ids(redis) == []
+
+
+def test_body_over_25_mb_without_content_length_is_413(client: TestClient) -> None:
+    chunk = b"x" * (1024 * 1024)
+
+    def stream() -> Iterator[bytes]:
+        for _ in range(26):
+            yield chunk
+
+    headers = p.headers("issues", b"")
+    response = client.post(PATH, content=stream(), headers=headers)
+    assert response.status_code == 413
+
+
+def test_same_delivery_three_times_makes_one_task(client: TestClient, redis: Redis) -> None:
+    answers = [post(client, "issues", p.issues(), "d-same").json() for _ in range(3)]
+    assert answers[0]["tasks"] == [f"issue-{p.REPO_ID}-7"]
+    assert (
+        answers[1]
+        == answers[2]
+        == {"delivery": "d-same", "tasks": [], "ignored": "duplicate delivery"}
+    )
+    assert len(queued_ids(redis)) == 1
+
+
+def test_two_deliveries_for_one_label_make_one_task_while_queued(
+    client: TestClient, redis: Redis
+) -> None:
+    first = post(client, "issues", p.issues(), "d-a").json()
+    second = post(client, "issues", p.issues(), "d-b").json()
+    assert first["tasks"] == [f"issue-{p.REPO_ID}-7"]
+    assert second["tasks"] == []
+    assert second["ignored"] == f"issue-{p.REPO_ID}-7 already queued"
+    assert len(queued_ids(redis)) == 1
+    trail = [e["event"] for e in Store(redis).events(f"issue-{p.REPO_ID}-7")]
+    assert trail == ["queued", "duplicate"]
+
+
+def test_ten_failing_checks_on_one_sha_make_one_task(client: TestClient, redis: Redis) -> None:
+    for run_id in range(10):
+        assert post(client, "check_run", p.check_run(run_id=run_id)).status_code == 202
+    assert queued_ids(redis) == [f"ci-{p.REPO_ID}-{'c' * 40}"]
+
+
+def test_unlabel_cancels_the_queued_task(client: TestClient, redis: Redis) -> None:
+    post(client, "issues", p.issues())
+    response = post(client, "issues", p.issues(action="unlabeled"))
+    assert response.json()["cancelled"] == [f"issue-{p.REPO_ID}-7"]
+    assert queued_ids(redis) == []
+    record = Store(redis).get(f"issue-{p.REPO_ID}-7")
+    assert record is not None and record.state.value == "cancelled"
+    assert record.error == "trigger label removed"
+
+
+def test_command_on_app_pull_request_uses_stored_fact(client: TestClient, redis: Redis) -> None:
+    payload = p.comment(on_pr=True, labels=())
+    assert post(client, "issue_comment", payload).json()["ignored"] == (
+        "pull request was not opened by the App"
+    )
+    Store(redis).add_app_pull_request(p.REPO_ID, 12)
+    assert post(client, "issue_comment", payload).json()["tasks"] == [
+        f"command-{p.REPO_ID}-12-9001"
+    ]
+
+
+def test_installation_events_are_recorded(client: TestClient, redis: Redis) -> None:
+    store = Store(redis)
+    post(client, "installation", p.installation("created"))
+    assert store.installation_for(p.REPO_ID) == p.INSTALLATION
+    post(client, "installation_repositories", p.installation_repositories())
+    assert store.installation_for(77) == p.INSTALLATION
+    post(client, "installation", p.installation("deleted"))
+    assert store.installation_for(p.REPO_ID) is None
+    assert store.installation_for(77) is None
+
+
+def test_healthz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"redis": "ok"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_redis_down_is_503_and_recovers_when_it_is_back() -> None:
+    port = _free_port()
+    with embedded_redis(port=port) as url:
+        redis = connect(url)
+        with make_client(redis) as c:
+            assert post(c, "issues", p.issues(number=1)).status_code == 202
+    # The server is gone; the same client must now fail fast and say so.
+    with make_client(redis) as c:
+        down = post(c, "issues", p.issues(number=2), "d-down")
+        assert down.status_code == 503
+        assert c.get("/healthz").status_code == 503
+        with embedded_redis(port=port):
+            again = post(c, "issues", p.issues(number=2), "d-down")
+            assert again.status_code == 202
+            assert again.json()["tasks"] == [f"issue-{p.REPO_ID}-2"]
+            assert c.get("/healthz").status_code == 200
+    redis.close()

@@ -1,0 +1,47 @@
+"""Shared fixtures: a real Redis (the machine's at REDIS_URL, else an embedded one), flushed
+per test on a database of its own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from redis import Redis
+
+from app.redis_conn import connect, embedded_redis
+
+# Tests never touch database 0, where a developer's own forgehand may keep its state.
+TEST_DB = 13
+
+
+def _with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"{url.split('?')[0]}?db={db}"
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    shared = os.environ.get("REDIS_URL")
+    if shared:
+        probe = connect(shared)
+        try:
+            probe.ping()
+        finally:
+            probe.close()
+        yield _with_db(shared, TEST_DB)
+        return
+    with embedded_redis() as url:
+        yield _with_db(url, TEST_DB)
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = connect(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
