@@ -6,11 +6,15 @@ import argparse
 import json
 import logging
 import multiprocessing
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+
+from redis.exceptions import RedisError
 
 from app import logs
 from app.redis_conn import connect, embedded_redis
@@ -101,6 +105,9 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
         log.warning("APP_ID or PRIVATE_KEY is unset: tasks will fail when they call GitHub")
     from jobs.worker import run_workers
 
+    # uvicorn re-raises SIGTERM once it has shut down; as an exception it lets the worker and
+    # the embedded Redis below be stopped too, instead of being orphaned.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with _redis_for_dev(settings) as url:
         ctx = multiprocessing.get_context("spawn")
         worker = ctx.Process(
@@ -118,6 +125,10 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _tasks(settings: Settings, args: argparse.Namespace) -> int:
     url = settings.redis_url
     if url is None and DEV_REDIS_POINTER.is_file():
@@ -126,7 +137,10 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
         raise SettingsError(
             "REDIS_URL is required (or run `forgehand dev` in this directory first)"
         )
-    records = Store(connect(url)).recent(args.limit)
+    try:
+        records = Store(connect(url)).recent(args.limit)
+    except RedisError as exc:
+        raise SettingsError(f"Redis at {url} does not answer: {exc}") from None
     if args.json:
         print(json.dumps([r.as_json() for r in records], indent=2))
         return 0
