@@ -81,7 +81,9 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         raise SettingsError("-n must be at least 1")
     from jobs.worker import run_workers
 
-    return run_workers(settings.redis_url, args.n, args.burst, settings.log_level)
+    return run_workers(
+        settings.redis_url, args.n, args.burst, settings.log_level, settings.workspaces_dir
+    )
 
 
 @contextmanager
@@ -111,7 +113,9 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     with _redis_for_dev(settings) as url:
         ctx = multiprocessing.get_context("spawn")
         worker = ctx.Process(
-            target=run_workers, args=(url, args.n, False, settings.log_level), name="worker"
+            target=run_workers,
+            args=(url, args.n, False, settings.log_level, settings.workspaces_dir),
+            name="worker",
         )
         worker.start()
         log.info("listening on http://%s:%s%s", settings.host, settings.port, settings.webhook_path)

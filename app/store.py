@@ -24,6 +24,7 @@ DELIVERY_TTL = 3 * 24 * 3600
 # claim lapses and a redelivery is accepted.
 DELIVERY_CLAIM_TTL = 60
 AUDIT_LIMIT = 200
+LOG_TAIL_LIMIT = 500
 
 Conn = Redis | Pipeline
 
@@ -155,6 +156,23 @@ class Store:
     def events(self, task_id: str) -> list[dict[str, Any]]:
         return [json.loads(e) for e in self.redis.lrange(events_key(task_id), 0, -1)]
 
+    def append_log(self, task_id: str, lines: list[str]) -> None:
+        key = f"fh:task:{task_id}:log"
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, *lines)
+            pipe.ltrim(key, -LOG_TAIL_LIMIT, -1)
+            pipe.execute()
+
+    def log_tail(self, task_id: str, lines: int = LOG_TAIL_LIMIT) -> list[str]:
+        return [_s(x) for x in self.redis.lrange(f"fh:task:{task_id}:log", -lines, -1)]
+
+    def status_comment(self, task_id: str) -> int | None:
+        value = self.redis.get(f"fh:task:{task_id}:comment")
+        return int(value) if isinstance(value, bytes) else None
+
+    def set_status_comment(self, task_id: str, comment_id: int) -> None:
+        self.redis.set(f"fh:task:{task_id}:comment", comment_id)
+
     def recent(self, limit: int = 100) -> list[TaskRecord]:
         ids = [
             _s(i) for i in self.redis.zrevrange(TASKS_INDEX, 0, limit - 1) if isinstance(i, bytes)
@@ -173,8 +191,16 @@ class Store:
     def is_app_pull_request(self, repo_id: int, number: int) -> bool:
         return bool(self.redis.sismember("fh:app_prs", f"{repo_id}:{number}"))
 
-    def add_app_pull_request(self, repo_id: int, number: int) -> None:
-        self.redis.sadd("fh:app_prs", f"{repo_id}:{number}")
+    def add_app_pull_request(self, repo_id: int, number: int, issue: int) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.sadd("fh:app_prs", f"{repo_id}:{number}")
+            pipe.hset("fh:issue_pr", f"{repo_id}:{issue}", number)
+            pipe.hset("fh:pr_issue", f"{repo_id}:{number}", issue)
+            pipe.execute()
+
+    def pull_request_for_issue(self, repo_id: int, issue: int) -> int | None:
+        value = self.redis.hget("fh:issue_pr", f"{repo_id}:{issue}")
+        return int(value) if isinstance(value, bytes) else None
 
     def app_slug(self) -> str | None:
         slug = self.redis.get("fh:app:slug")

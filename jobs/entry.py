@@ -3,25 +3,44 @@
 from __future__ import annotations
 
 import logging
+from functools import cache
 
 from rq import get_current_job
 
+from app.github import App
+from app.settings import Settings, load
 from app.store import Store
 from app.tasks import State
 from jobs import pipeline
 from jobs.errors import TaskFailed
+from jobs.workspace import Workspaces
 
 log = logging.getLogger("forgehand.job")
+
+
+@cache
+def worker_settings() -> Settings:
+    """Read once per worker process (work-horses inherit it)."""
+    return load()
 
 
 def run_task(task_id: str, run: int) -> str:
     job = get_current_job()
     if job is None:
         raise RuntimeError("run_task must run inside an RQ job")
-    return execute(Store(job.connection), task_id, run, job.worker_name or "?")
+    store = Store(job.connection)
+    settings = worker_settings()
+    ctx = pipeline.Context(
+        store=store,
+        settings=settings,
+        app=App(settings, job.connection),
+        workspaces=Workspaces(settings.workspaces_dir),
+    )
+    return execute(ctx, task_id, run, job.worker_name or "?")
 
 
-def execute(store: Store, task_id: str, run: int, worker: str) -> str:
+def execute(ctx: pipeline.Context, task_id: str, run: int, worker: str) -> str:
+    store = ctx.store
     record = store.get(task_id)
     if record is None or record.run != run:
         return "superseded"
@@ -30,7 +49,7 @@ def execute(store: Store, task_id: str, run: int, worker: str) -> str:
     store.audit(task_id, "running", f"worker {worker}")
     log.info("started", extra={"task": task_id})
     try:
-        summary = pipeline.run(record.task, pipeline.Context(store=store))
+        summary = pipeline.run(record.task, ctx)
     except TaskFailed as exc:
         _finish(store, task_id, State.FAILED, str(exc))
         return f"failed: {exc}"

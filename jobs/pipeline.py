@@ -1,18 +1,360 @@
-"""The one pipeline every task kind runs through."""
+"""The pipeline tasks run through: workspace → agent → verify → commit → push → report.
+
+Each kind of task supplies what differs (prompt, branch, what to do with the result); the
+steps in between are shared.
+"""
 
 from __future__ import annotations
 
+import base64
+import fnmatch
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
+from app.github import App, GitHubError, Identity, Installation
+from app.repo_config import PATH as CONFIG_PATH
+from app.repo_config import RepoConfig
+from app.repo_config import parse as parse_config
+from app.settings import Settings
 from app.store import Store
-from app.tasks import Task
+from app.tasks import Kind, Task
+from jobs import agent, prompts, report
 from jobs.errors import TaskFailed
+from jobs.git import GitError, git
+from jobs.status import StatusComment
+from jobs.workspace import Workspaces, Worktree
+
+WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 
 
 @dataclass(frozen=True)
 class Context:
     store: Store
+    settings: Settings
+    app: App
+    workspaces: Workspaces
+
+
+@dataclass(frozen=True)
+class Repo:
+    """What a task knows of its repository once it has read it and its config."""
+
+    full_name: str
+    clone_url: str
+    default_branch: str
+    config: RepoConfig
+    problems: tuple[str, ...]
+
+    @property
+    def base_branch(self) -> str:
+        return self.config.base_branch or self.default_branch
+
+
+def pgid_file_for(workspaces: Workspaces, horse_pid: int) -> Path:
+    """Where the job in work-horse `horse_pid` records its agent's process group."""
+    return workspaces.run_dir / f"agent-{horse_pid}.pgid"
 
 
 def run(task: Task, ctx: Context) -> str:
-    raise TaskFailed(f"{task.kind.value} tasks are not supported by this version of forgehand")
+    handler = _HANDLERS.get(task.kind)
+    if handler is None:
+        raise TaskFailed(f"{task.kind.value} tasks are not supported by this version of forgehand")
+    return handler(task, ctx)
+
+
+# --- shared steps -------------------------------------------------------------------------
+
+
+def has_write_access(api: Installation, repo: str, login: str) -> bool:
+    data = api.get(f"/repos/{repo}/collaborators/{quote(login)}/permission")
+    role = data.get("role_name") or data.get("permission")
+    return role in WRITE_PERMISSIONS or data.get("permission") in WRITE_PERMISSIONS
+
+
+def read_repo(api: Installation, ctx: Context, task: Task) -> Repo:
+    data = api.get(f"/repos/{task.repo}")
+    config, problems = parse_config(_config_text(api, task.repo, data["default_branch"]))
+    ctx.store.set_allowed_bots(task.repo_id, config.allowed_bots)
+    return Repo(
+        full_name=task.repo,
+        clone_url=data["clone_url"],
+        default_branch=data["default_branch"],
+        config=config,
+        problems=tuple(problems),
+    )
+
+
+def _config_text(api: Installation, repo: str, ref: str) -> str | None:
+    try:
+        data = api.request(
+            "GET",
+            f"/repos/{repo}/contents/{CONFIG_PATH}",
+            params={"ref": ref},
+            headers={"Accept": "application/vnd.github.raw+json"},
+        )
+    except GitHubError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    # The raw media type answers with the file itself; some servers still send JSON.
+    if isinstance(data, dict) and "content" in data:
+        return base64.b64decode(data["content"]).decode(errors="replace")
+    return data if isinstance(data, str) else None
+
+
+def branch_name(prefix: str, number: int, title: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].rstrip("-")
+    return f"{prefix}issue-{number}" + (f"-{slug}" if slug else "")
+
+
+@dataclass
+class Run:
+    """One task's run in its worktree: the agent, the checks, and the result."""
+
+    task: Task
+    ctx: Context
+    repo: Repo
+    tree: Worktree
+    identity: Identity
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    def _env(self) -> dict[str, str]:
+        who = {
+            "GIT_AUTHOR_NAME": self.identity.login,
+            "GIT_AUTHOR_EMAIL": self.identity.email,
+            "GIT_COMMITTER_NAME": self.identity.login,
+            "GIT_COMMITTER_EMAIL": self.identity.email,
+        }
+        return agent.agent_env(os.environ, self.settings.agent_env, who)
+
+    def _process(self, argv: list[str], prompt: str) -> agent.AgentResult:
+        timeout = self.repo.config.timeout or self.settings.agent_timeout
+        return agent.run(
+            argv,
+            workdir=self.tree.path,
+            prompt=prompt,
+            env=self._env(),
+            log_path=self.ctx.workspaces.log_path(self.task.id),
+            timeout=timeout,
+            idle_timeout=min(self.settings.agent_idle_timeout, timeout),
+            on_output=lambda lines: self.ctx.store.append_log(self.task.id, lines),
+            pgid_file=pgid_file_for(self.ctx.workspaces, os.getpid()),
+        )
+
+    def shell(self, label: str, command: str) -> agent.AgentResult:
+        self.ctx.store.audit(self.task.id, label, command)
+        self.ctx.store.append_log(self.task.id, [f"$ {command}"])
+        return self._process(["sh", "-c", command], "")
+
+    def run_agent(self, prompt: str) -> agent.AgentResult:
+        prompt_file = self.tree.task_dir / "prompt.md"
+        prompt_file.write_text(prompt)
+        config = self.repo.config
+        name = config.agent or self.settings.agent
+        command = config.agent_command if config.agent else self.settings.agent_command
+        try:
+            argv = agent.argv_for(name, command, prompt_file, self.tree.path)
+        except agent.AgentConfigError as exc:
+            raise TaskFailed(str(exc)) from None
+        self.ctx.store.audit(self.task.id, "agent", " ".join(argv[:3]))
+        try:
+            result = self._process(argv, prompt)
+        except agent.AgentConfigError as exc:
+            raise TaskFailed(str(exc)) from None
+        if result.killed == "timeout":
+            raise TaskFailed(
+                f"The agent ran longer than {result.seconds:.0f}s and was stopped.", result.tail
+            )
+        if result.killed == "idle":
+            raise TaskFailed(
+                f"The agent printed nothing for {self.settings.agent_idle_timeout}s and was "
+                "judged stuck.",
+                result.tail,
+            )
+        if result.exit_code != 0:
+            raise TaskFailed(f"The agent exited with status {result.exit_code}.", result.tail)
+        return result
+
+    def setup(self) -> None:
+        if self.repo.config.setup:
+            result = self.shell("setup", self.repo.config.setup)
+            if not result.ok:
+                raise TaskFailed(
+                    f"The setup command `{self.repo.config.setup}` failed.", result.tail
+                )
+
+    def agent_then_tests(self, prompt: str) -> agent.AgentResult:
+        """Run the agent; if `test` fails afterwards, show it the failure once more."""
+        result = self.run_agent(prompt)
+        test = self.repo.config.test
+        if not test:
+            return result
+        checked = self.shell("test", test)
+        if checked.ok:
+            return result
+        self.ctx.store.audit(self.task.id, "test failed", "feeding the failure back to the agent")
+        result = self.run_agent(prompts.test_feedback_prompt(test, checked.tail))
+        checked = self.shell("test", test)
+        if not checked.ok:
+            raise TaskFailed(
+                f"The test command `{test}` still fails after the agent's fix.", checked.tail
+            )
+        return result
+
+    def commit(self, message: str) -> list[str]:
+        """Commit what the agent left uncommitted; return the commits made since the base."""
+        path = self.tree.path
+        git(["add", "--all"], path)
+        if git(["status", "--porcelain"], path).strip():
+            git(["commit", "--quiet", "--no-verify", "-m", message], path, env=self._env())
+        log = git(["log", "--format=%h %s", f"{self.tree.base}..HEAD"], path)
+        return [line for line in log.splitlines() if line.strip()]
+
+    def check_protected(self) -> None:
+        globs = self.repo.config.protected_paths
+        if not globs:
+            return
+        changed = git(["diff", "--name-only", self.tree.base, "HEAD"], self.tree.path).split()
+        hit = sorted(f for f in changed if any(fnmatch.fnmatchcase(f, g) for g in globs))
+        if hit:
+            raise TaskFailed(
+                "The agent changed protected paths, so nothing was pushed: "
+                + ", ".join(f"`{f}`" for f in hit)
+                + ". Set `protected_paths` in .github/forgehand.yml to allow them."
+            )
+
+    def push(self, api: Installation) -> None:
+        try:
+            git(
+                ["push", "--quiet", self.repo.clone_url, f"HEAD:refs/heads/{self.tree.branch}"],
+                self.tree.path,
+                token=api.token(),
+            )
+        except GitError as exc:
+            raise TaskFailed(f"Pushing {self.tree.branch} was rejected: {exc}") from None
+
+
+@contextmanager
+def reported(status: StatusComment, ctx: Context, task: Task) -> Iterator[None]:
+    """Turn a task failure into the status comment's last word, then re-raise it."""
+    try:
+        yield
+    except TaskFailed as exc:
+        log = exc.log or "\n".join(ctx.store.log_tail(task.id, report.EXCERPT_LINES))
+        status.update(f"❌ {exc}", log=log)
+        raise
+    except GitHubError as exc:
+        if exc.permanent:
+            status.update(f"❌ {exc}")
+            raise TaskFailed(str(exc)) from exc
+        raise
+
+
+# --- resolve an issue ---------------------------------------------------------------------
+
+
+def resolve_issue(task: Task, ctx: Context) -> str:
+    api = ctx.app.installation(task.installation_id)
+    repo_path = f"/repos/{task.repo}"
+    try:
+        repo = read_repo(api, ctx, task)
+        bot = task.sender.endswith("[bot]") and task.sender.removesuffix("[bot]") in {
+            b.removesuffix("[bot]") for b in repo.config.allowed_bots
+        }
+        if not bot and not has_write_access(api, task.repo, task.sender):
+            raise TaskFailed(f"{task.sender} has no write access to {task.repo}; nothing was done.")
+    except GitHubError as exc:
+        if exc.permanent:
+            raise TaskFailed(str(exc)) from exc
+        raise
+    status = StatusComment(api, ctx.store, task)
+    with reported(status, ctx, task):
+        api.post(f"{repo_path}/issues/{task.number}/reactions", {"content": "eyes"})
+        existing = _open_pull_request(api, ctx, task)
+        if existing is not None:
+            status.update(f"This issue already has an open pull request: #{existing}.")
+            return f"linked #{existing}"
+        issue = api.get(f"{repo_path}/issues/{task.number}")
+        if issue.get("state") != "open":
+            raise TaskFailed("The issue was closed before work started.")
+        problems = _config_problems(repo)
+        status.update("⏳ Working on it…", problems)
+        identity = ctx.app.identity(api)
+        ctx.store.set_app_slug(identity.slug)
+        branch = branch_name(ctx.settings.branch_prefix, task.number, issue.get("title") or "")
+        with ctx.workspaces.worktree(
+            task.id, task.repo_id, repo.clone_url, api.token(), branch, repo.base_branch,
+            new_branch=True,
+        ) as tree:  # fmt: skip
+            work = Run(task, ctx, repo, tree, identity)
+            work.setup()
+            prompt = prompts.issue_prompt(
+                task.repo, task.number, issue.get("title") or "", issue.get("body"), tree.branch
+            )
+            result = work.agent_then_tests(prompt)
+            commits = work.commit(f"Resolve #{task.number}: {issue.get('title') or ''}".strip())
+            if not commits:
+                raise TaskFailed(
+                    "The agent made no changes, so there is no pull request.", result.tail
+                )
+            work.check_protected()
+            work.push(api)
+            pr = api.post(
+                f"{repo_path}/pulls",
+                {
+                    "title": issue.get("title") or f"Resolve #{task.number}",
+                    "head": tree.branch,
+                    "base": repo.base_branch,
+                    "body": report.pull_request_body(
+                        task.number,
+                        result.tail,
+                        commits,
+                        {"task": task.id, "kind": task.kind.value, "issue": task.number},
+                    ),
+                    "draft": repo.config.draft,
+                },
+            )
+        number = int(pr["number"])
+        ctx.store.add_app_pull_request(task.repo_id, number, task.number)
+        _request_review(api, task, number)
+        status.update(f"✅ Opened #{number}.", problems)
+        return f"opened #{number}"
+
+
+def _config_problems(repo: Repo) -> str:
+    if not repo.problems:
+        return ""
+    items = "\n".join(f"- {p}" for p in repo.problems)
+    return f"⚠️ `{CONFIG_PATH}` has problems; defaults are used for those settings:\n{items}"
+
+
+def _open_pull_request(api: Installation, ctx: Context, task: Task) -> int | None:
+    number = ctx.store.pull_request_for_issue(task.repo_id, task.number)
+    if number is None:
+        return None
+    pr: dict[str, Any] = api.get(f"/repos/{task.repo}/pulls/{number}")
+    return number if pr.get("state") == "open" else None
+
+
+def _request_review(api: Installation, task: Task, number: int) -> None:
+    try:
+        api.post(
+            f"/repos/{task.repo}/pulls/{number}/requested_reviewers",
+            {"reviewers": [task.sender]},
+        )
+    except GitHubError as exc:
+        # A reviewer who cannot be requested (the author, a bot) is no reason to fail.
+        if exc.status != 422:
+            raise
+
+
+_HANDLERS = {Kind.ISSUE: resolve_issue}

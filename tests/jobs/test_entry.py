@@ -4,142 +4,113 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from pathlib import Path
 
-import pytest
-from redis import Redis
-from rq import SimpleWorker, Worker
 from rq.job import Job, JobStatus
 
-from app.dispatch import Dispatcher, queue_for
-from app.store import Store
-from app.tasks import Cancel, Kind, State, Task
-from jobs import pipeline
-from jobs.errors import TaskFailed
+from app.redis_conn import connect
+from app.tasks import Cancel, State
+from jobs.worker import work
+from tests import fakes
 from tests import payloads as p
-
-TASK = Task(Kind.ISSUE, p.INSTALLATION, p.REPO_ID, p.REPO, 7, "alice")
-
-
-def burst(redis: Redis) -> None:
-    SimpleWorker([queue_for(redis)], connection=redis).work(burst=True)
+from tests.jobs.conftest import World
 
 
-def states(store: Store, task_id: str) -> list[str]:
-    return [e["event"] for e in store.events(task_id)]
+def events(world: World, task_id: str) -> list[str]:
+    return [e["event"] for e in world.store.events(task_id)]
 
 
-@pytest.fixture
-def dispatcher(redis: Redis) -> Dispatcher:
-    return Dispatcher(Store(redis), job_timeout=60)
+def test_task_runs_to_done(world: World) -> None:
+    task = world.issue_task()
+    record = world.run(task)
+    assert record.state is State.DONE
+    trail = events(world, task.id)
+    assert trail[:2] == ["queued", "running"] and trail[-1] == "done"
+    assert Job.fetch(task.id, connection=world.redis).return_value() == "opened #8"
 
 
-def test_task_runs_to_done(
-    redis: Redis, dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(pipeline, "run", lambda task, ctx: f"handled {task.id}")
-    assert dispatcher.enqueue(TASK, "test").enqueued
-    burst(redis)
-    record = dispatcher.store.get(TASK.id)
-    assert record is not None and record.state is State.DONE
-    assert states(dispatcher.store, TASK.id) == ["queued", "running", "done"]
-    assert Job.fetch(TASK.id, connection=redis).return_value() == f"handled {TASK.id}"
+def test_task_failure_is_recorded_with_its_reason(world: World) -> None:
+    world.use_agent("noop")
+    record = world.run(world.issue_task())
+    assert record.state is State.FAILED
+    assert record.error == "The agent made no changes, so there is no pull request."
 
 
-def test_task_failure_is_recorded_with_its_reason(
-    redis: Redis, dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def fail(task: Task, ctx: pipeline.Context) -> str:
-        raise TaskFailed("the agent made no changes")
-
-    monkeypatch.setattr(pipeline, "run", fail)
-    dispatcher.enqueue(TASK, "test")
-    burst(redis)
-    record = dispatcher.store.get(TASK.id)
-    assert record is not None and record.state is State.FAILED
-    assert record.error == "the agent made no changes"
+def test_unexpected_error_fails_the_task_and_the_job(world: World) -> None:
+    world.github.failures["GET /repos/octo-org/hello-world"] = [500] * 10
+    world.monkeypatch.setattr("app.github.BACKOFF", 0.0)
+    task = world.issue_task()
+    record = world.run(task)
+    assert record.state is State.FAILED
+    assert record.error.startswith("internal error: GitHubError: GitHub answered 500")
+    assert Job.fetch(task.id, connection=world.redis).get_status() == JobStatus.FAILED
+    assert len(world.github.requests("GET", "^/repos/octo-org/hello-world$")) == 4
 
 
-def test_unexpected_error_fails_the_task_and_the_job(
-    redis: Redis, dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def crash(task: Task, ctx: pipeline.Context) -> str:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(pipeline, "run", crash)
-    dispatcher.enqueue(TASK, "test")
-    burst(redis)
-    record = dispatcher.store.get(TASK.id)
-    assert record is not None and record.state is State.FAILED
-    assert record.error == "internal error: OSError: disk full"
-    assert Job.fetch(TASK.id, connection=redis).get_status() == JobStatus.FAILED
-
-
-def test_finished_task_can_start_again(
-    redis: Redis, dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(pipeline, "run", lambda task, ctx: "ok")
-    dispatcher.enqueue(TASK, "first label")
-    burst(redis)
-    again = dispatcher.enqueue(TASK, "labelled again")
+def test_finished_task_can_start_again(world: World) -> None:
+    task = world.issue_task()
+    world.run(task)
+    again = world.dispatcher.enqueue(task, "labelled again")
     assert again.enqueued and again.note == "queued run 2"
-    assert dispatcher.enqueue(TASK, "third").enqueued is False
-    burst(redis)
-    record = dispatcher.store.get(TASK.id)
+    assert world.dispatcher.enqueue(task, "third").enqueued is False
+    world.work()
+    record = world.store.get(task.id)
     assert record is not None and (record.state, record.run) == (State.DONE, 2)
 
 
-def test_cancelled_while_queued_never_runs(
-    redis: Redis, dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ran: list[str] = []
-
-    def remember(task: Task, ctx: pipeline.Context) -> str:
-        ran.append(task.id)
-        return "ran"
-
-    monkeypatch.setattr(pipeline, "run", remember)
-    dispatcher.enqueue(TASK, "test")
-    assert dispatcher.cancel(Cancel(p.REPO_ID, 7, "issue closed")) == [TASK.id]
-    burst(redis)
-    assert ran == []
-    record = dispatcher.store.get(TASK.id)
+def test_cancelled_while_queued_never_runs(world: World) -> None:
+    task = world.issue_task()
+    world.enqueue(task)
+    assert world.dispatcher.cancel(Cancel(p.REPO_ID, 7, "issue closed")) == [task.id]
+    world.work()
+    record = world.store.get(task.id)
     assert record is not None and record.state is State.CANCELLED
-    # Cancelling again finds nothing live.
-    assert dispatcher.cancel(Cancel(p.REPO_ID, 7, "issue closed")) == []
+    assert world.github.calls == []
+    assert world.dispatcher.cancel(Cancel(p.REPO_ID, 7, "issue closed")) == []
 
 
-def _slow(task: Task, ctx: pipeline.Context) -> str:
-    time.sleep(60)
-    return "too late"
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
 
 
-def _work_forked(url: str) -> None:
-    from app.redis_conn import connect
-
-    redis = connect(url)
-    Worker([queue_for(redis)], connection=redis).work(burst=True)
-
-
-def test_cancelled_while_running_is_stopped(
-    redis: Redis, redis_url: str, dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
+def test_cancelled_while_running_kills_the_agent_and_cleans_up(
+    world: World, redis_url: str
 ) -> None:
-    monkeypatch.setattr(pipeline, "run", _slow)
-    dispatcher.enqueue(TASK, "test")
-    worker = multiprocessing.get_context("fork").Process(target=_work_forked, args=(redis_url,))
+    out = world.tmp / "agent.json"
+    world.use_agent("hang", "--out", str(out))
+    task = world.issue_task()
+    world.enqueue(task)
+    # The real forking worker, as `forgehand worker` runs it (the fake GitHub is forked too).
+    ctx = multiprocessing.get_context("fork")
+    worker = ctx.Process(target=work, args=(redis_url, True, "warning", world.workspaces))
     worker.start()
     try:
-        deadline = time.monotonic() + 20
-        while (rec := dispatcher.store.get(TASK.id)) is None or rec.state is not State.RUNNING:
-            assert time.monotonic() < deadline, "task never started"
+        pids = Path(f"{out}.pids")
+        deadline = time.monotonic() + 30
+        while not pids.exists():
+            assert time.monotonic() < deadline, "the agent never started"
             time.sleep(0.05)
-        started = time.monotonic()
-        assert dispatcher.cancel(Cancel(p.REPO_ID, 7, "/agent stop by alice")) == [TASK.id]
-        worker.join(timeout=20)
+        agent_pid, child_pid = map(int, pids.read_text().split())
+        assert (world.workspaces / "tasks" / task.id / "work").is_dir()
+        stopped = time.monotonic()
+        assert world.dispatcher.cancel(Cancel(p.REPO_ID, 7, "/agent stop by alice")) == [task.id]
+        deadline = time.monotonic() + 10
+        while not (_gone(agent_pid) and _gone(child_pid)):
+            assert time.monotonic() < deadline, "the agent outlived its cancellation"
+            time.sleep(0.05)
+        assert time.monotonic() - stopped < 10
+        worker.join(timeout=30)
         assert not worker.is_alive()
-        assert time.monotonic() - started < 15
     finally:
         if worker.is_alive():
             worker.kill()
-    record = dispatcher.store.get(TASK.id)
+    record = world.store.get(task.id)
     assert record is not None and record.state is State.CANCELLED
-    assert Job.fetch(TASK.id, connection=redis).get_status() == JobStatus.STOPPED
+    assert record.error == "/agent stop by alice"
+    assert Job.fetch(task.id, connection=connect(redis_url)).get_status() == JobStatus.STOPPED
+    assert world.leftovers() == []
+    assert set(fakes.branches(world.origin)) == {"main"}

@@ -1,0 +1,253 @@
+"""Agent presets and the process runner: clean environment, own process group, timeouts.
+
+The prompt reaches the agent as data only (stdin and a file), never spliced into a command
+line; the argv of every preset is fixed text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# Checked against each CLI's own --help (saved in tests/fixtures/agent-help with versions).
+PRESETS: dict[str, tuple[str, ...]] = {
+    # -p with no prompt argument reads the prompt from stdin.
+    "claude": ("claude", "-p", "--permission-mode", "bypassPermissions", "--output-format", "text"),
+    # `-` reads the instructions from stdin.
+    "codex": ("codex", "exec", "--sandbox", "workspace-write", "--color", "never", "-"),
+    "aider": (
+        "aider", "--yes-always", "--no-pretty", "--no-stream", "--no-check-update",
+        "--no-show-release-notes", "--no-analytics", "--no-gitignore",
+        "--message-file", "{prompt_file}",
+    ),
+    # `run` takes its message as arguments; the task itself travels as an attached file.
+    "opencode": (
+        "opencode", "run", "--auto", "--file", "{prompt_file}",
+        "Carry out the task described in the attached file.",
+    ),
+    # -p is appended to what arrives on stdin, which carries the task.
+    "gemini": (
+        "gemini", "--approval-mode", "yolo", "--skip-trust", "--output-format", "text",
+        "-p", "Carry out the task given above.",
+    ),
+}  # fmt: skip
+
+# What an agent may inherit from the worker's environment besides AGENT_ENV names.
+BASE_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "TZ",
+)
+KILL_GRACE = 5.0
+POLL = 0.1
+FLUSH_EVERY = 0.5
+
+
+class AgentConfigError(ValueError):
+    """The agent cannot be started as configured; the message says why."""
+
+
+def argv_for(agent: str, agent_command: str | None, prompt_file: Path, workdir: Path) -> list[str]:
+    if agent == "command":
+        if not agent_command:
+            raise AgentConfigError("agent is `command` but no agent_command is set")
+        try:
+            template: Sequence[str] = shlex.split(agent_command)
+        except ValueError as exc:
+            raise AgentConfigError(f"agent_command cannot be parsed: {exc}") from None
+    elif agent in PRESETS:
+        template = PRESETS[agent]
+    else:
+        raise AgentConfigError(f"unknown agent {agent!r}; use one of {', '.join(PRESETS)}, command")
+    if not template:
+        raise AgentConfigError("agent_command is empty")
+    subs = {"{prompt_file}": str(prompt_file), "{workdir}": str(workdir)}
+    out = []
+    for part in template:
+        for key, value in subs.items():
+            part = part.replace(key, value)
+        out.append(part)
+    return out
+
+
+def agent_env(
+    source: Mapping[str, str], passthrough: Sequence[str], extra: Mapping[str, str]
+) -> dict[str, str]:
+    """A clean environment: the basics, the named passthrough variables, and `extra`."""
+    env = {k: source[k] for k in (*BASE_ENV, *passthrough) if k in source}
+    env.setdefault("PATH", os.defpath)
+    env.update({"GIT_TERMINAL_PROMPT": "0", "TERM": "dumb", "NO_COLOR": "1", "CI": "true"})
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    exit_code: int | None
+    killed: str | None  # "timeout" or "idle" when forgehand stopped it
+    seconds: float
+    tail: str  # the last lines of output, for status comments
+
+    @property
+    def ok(self) -> bool:
+        return self.killed is None and self.exit_code == 0
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    workdir: Path,
+    prompt: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float,
+    idle_timeout: float,
+    on_output: Callable[[list[str]], None] | None = None,
+    pgid_file: Path | None = None,
+    tail_lines: int = 60,
+) -> AgentResult:
+    """Run one agent process to its end, or until a timeout kills its whole process group."""
+    started = time.monotonic()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=workdir,
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise AgentConfigError(f"agent program not found: {argv[0]}") from None
+    except PermissionError:
+        raise AgentConfigError(f"agent program is not executable: {argv[0]}") from None
+    if pgid_file is not None:
+        pgid_file.parent.mkdir(parents=True, exist_ok=True)
+        pgid_file.write_text(str(proc.pid))
+    try:
+        return _supervise(
+            proc, prompt, log_path, timeout, idle_timeout, on_output, started, tail_lines
+        )
+    finally:
+        _kill_group(proc.pid, signal.SIGKILL)
+        if pgid_file is not None:
+            pgid_file.unlink(missing_ok=True)
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    prompt: str,
+    log_path: Path,
+    timeout: float,
+    idle_timeout: float,
+    on_output: Callable[[list[str]], None] | None,
+    started: float,
+    tail_lines: int,
+) -> AgentResult:
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+    last_output = [time.monotonic()]
+    pending: list[str] = []
+    tail: list[str] = []
+    lock = threading.Lock()
+
+    def feed() -> None:
+        try:
+            stdin.write(prompt.encode())
+            stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # the agent need not read its stdin
+
+    def read() -> None:
+        with log_path.open("ab") as log:
+            for raw in iter(stdout.readline, b""):
+                log.write(raw)
+                log.flush()
+                line = raw.decode(errors="replace").rstrip("\n")
+                with lock:
+                    last_output[0] = time.monotonic()
+                    pending.append(line)
+                    tail.append(line)
+                    del tail[:-tail_lines]
+
+    threads = [
+        threading.Thread(target=feed, daemon=True),
+        threading.Thread(target=read, daemon=True),
+    ]
+    for t in threads:
+        t.start()
+
+    def flush() -> None:
+        with lock:
+            batch = pending[:]
+            pending.clear()
+        if batch and on_output is not None:
+            on_output(batch)
+
+    killed: str | None = None
+    last_flush = time.monotonic()
+    while proc.poll() is None:
+        now = time.monotonic()
+        with lock:
+            idle = now - last_output[0]
+        if now - started > timeout:
+            killed = "timeout"
+        elif idle > idle_timeout:
+            killed = "idle"
+        if killed:
+            _terminate(proc)
+            break
+        if now - last_flush >= FLUSH_EVERY:
+            flush()
+            last_flush = now
+        time.sleep(POLL)
+    # Children the agent left running would hold the output pipe open; they go too.
+    _kill_group(proc.pid, signal.SIGKILL)
+    threads[1].join(timeout=10)
+    stdout.close()
+    flush()
+    with lock:
+        text = "\n".join(tail)
+    return AgentResult(proc.wait(), killed, time.monotonic() - started, text)
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    _kill_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def kill_recorded(pgid_file: Path) -> bool:
+    """Kill the agent process group a pgid file names; used when its job is stopped."""
+    try:
+        pgid = int(pgid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    _kill_group(pgid, signal.SIGKILL)
+    pgid_file.unlink(missing_ok=True)
+    return True

@@ -1,0 +1,25 @@
+"""The one status comment a task keeps up to date on its issue or pull request."""
+
+from __future__ import annotations
+
+from app.github import Installation
+from app.store import Store
+from app.tasks import Task
+from jobs.report import status_comment
+
+
+class StatusComment:
+    def __init__(self, api: Installation, store: Store, task: Task) -> None:
+        self.api = api
+        self.store = store
+        self.task = task
+
+    def update(self, headline: str, detail: str = "", log: str = "") -> None:
+        body = status_comment(self.task.id, headline, detail, log)
+        repo = f"/repos/{self.task.repo}"
+        comment_id = self.store.status_comment(self.task.id)
+        if comment_id is not None:
+            self.api.patch(f"{repo}/issues/comments/{comment_id}", {"body": body})
+            return
+        created = self.api.post(f"{repo}/issues/{self.task.number}/comments", {"body": body})
+        self.store.set_status_comment(self.task.id, int(created["id"]))

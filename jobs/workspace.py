@@ -1,0 +1,187 @@
+"""Mirror cache and worktree lifecycle.
+
+Layout under WORKSPACES_DIR:
+    mirrors/<repo id>.git    one bare mirror per repository, fetched (never re-cloned) per task
+    mirrors/<repo id>.lock   serializes every change to that mirror across worker processes
+    tasks/<task id>/         one task's scratch: `work/` (its worktree), prompt, owner
+    logs/<task id>.log       agent output, kept after the worktree is gone
+    run/                     process-group ids of running agents, for stop and orphan reaping
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobs.git import GitError, git
+
+# Agents' own bookkeeping files that must never be committed.
+EXCLUDES = (".aider*",)
+# A push URL that cannot work: only forgehand, passing the real URL explicitly, can push.
+NO_PUSH = "no-push://forgehand-pushes-for-the-agent"
+
+
+@dataclass(frozen=True)
+class Worktree:
+    path: Path
+    branch: str
+    base: str  # the commit the task started from
+    task_dir: Path
+
+
+class Workspaces:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.mirrors = self.root / "mirrors"
+        self.tasks = self.root / "tasks"
+        self.logs = self.root / "logs"
+        self.run_dir = self.root / "run"
+
+    def log_path(self, task_id: str) -> Path:
+        return self.logs / f"{task_id}.log"
+
+    @contextmanager
+    def _locked(self, repo_id: int) -> Iterator[Path]:
+        self.mirrors.mkdir(parents=True, exist_ok=True)
+        with (self.mirrors / f"{repo_id}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield self.mirrors / f"{repo_id}.git"
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _refresh(self, mirror: Path, clone_url: str, token: str | None) -> None:
+        if not (mirror / "HEAD").exists():
+            shutil.rmtree(mirror, ignore_errors=True)
+            mirror.mkdir(parents=True)
+            git(["init", "--bare", "--quiet"], mirror)
+            git(["remote", "add", "origin", clone_url], mirror)
+            git(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], mirror)
+            git(["config", "remote.origin.pushurl", NO_PUSH], mirror)
+            git(["config", "gc.auto", "0"], mirror)  # no gc racing other tasks' worktrees
+            (mirror / "info").mkdir(exist_ok=True)
+            (mirror / "info" / "exclude").write_text("\n".join(EXCLUDES) + "\n")
+        else:
+            git(["remote", "set-url", "origin", clone_url], mirror)
+        git(["fetch", "--prune", "--quiet", "origin"], mirror, token=token)
+
+    @staticmethod
+    def _free_branch(mirror: Path, branch: str) -> str:
+        """`branch`, or `branch-2`, `-3`… when an earlier run's branch is still on the remote:
+        forgehand never pushes onto a branch it cannot fast-forward."""
+        candidate, n = branch, 1
+        while _remote_has(mirror, candidate):
+            n += 1
+            candidate = f"{branch}-{n}"
+        return candidate
+
+    @contextmanager
+    def worktree(
+        self,
+        task_id: str,
+        repo_id: int,
+        clone_url: str,
+        token: str | None,
+        branch: str,
+        start: str,
+        new_branch: bool,
+    ) -> Iterator[Worktree]:
+        """A fresh worktree on `branch`, made from `origin/<start>`; always removed after.
+
+        With new_branch the branch is created from the start point; otherwise `start` is the
+        existing remote branch the task continues.
+        """
+        task_dir = self.tasks / task_id
+        self._discard(task_dir)
+        task_dir.mkdir(parents=True)
+        owner = f"{socket.gethostname()} {os.getpid()} {repo_id} {branch}"
+        (task_dir / "owner").write_text(owner)
+        path = task_dir / "work"
+        try:
+            with self._locked(repo_id) as mirror:
+                self._refresh(mirror, clone_url, token)
+                start_ref = f"refs/remotes/origin/{start}"
+                found = git(["rev-parse", "--verify", "--quiet", start_ref], mirror, check=False)
+                if not found.strip():
+                    raise GitError(f"the repository has no branch {start}")
+                base = found.strip()
+                if new_branch:
+                    branch = self._free_branch(mirror, branch)
+                    (task_dir / "owner").write_text(f"{owner.rsplit(' ', 1)[0]} {branch}")
+                git(["worktree", "prune"], mirror)
+                git(["branch", "-D", branch], mirror, check=False)
+                git(["worktree", "add", "--quiet", "-b", branch, str(path), base], mirror)
+            if not new_branch:
+                git(["branch", "--set-upstream-to", f"origin/{start}", branch], path, check=False)
+            yield Worktree(path=path, branch=branch, base=base, task_dir=task_dir)
+        finally:
+            self._discard(task_dir)
+
+    def _discard(self, task_dir: Path) -> None:
+        """Remove a task's worktree, its local branch and its directory, if there are any."""
+        owner = _owner(task_dir)
+        mirror = self.mirrors / f"{owner.repo_id}.git" if owner else None
+        if owner is not None and mirror is not None and mirror.exists():
+            with self._locked(owner.repo_id):
+                path = task_dir / "work"
+                if path.exists():
+                    git(
+                        ["worktree", "remove", "--force", "--force", str(path)], mirror, check=False
+                    )
+                shutil.rmtree(task_dir, ignore_errors=True)
+                git(["worktree", "prune"], mirror, check=False)
+                git(["branch", "-D", owner.branch], mirror, check=False)
+        shutil.rmtree(task_dir, ignore_errors=True)
+
+    def prune_stale(self) -> list[str]:
+        """Remove worktrees whose owning process on this machine is gone (a killed worker)."""
+        removed: list[str] = []
+        if not self.tasks.is_dir():
+            return removed
+        host = socket.gethostname()
+        for task_dir in self.tasks.iterdir():
+            owner = _owner(task_dir)
+            if owner is not None and (owner.host != host or pid_alive(owner.pid)):
+                continue
+            self._discard(task_dir)
+            removed.append(task_dir.name)
+        return removed
+
+
+@dataclass(frozen=True)
+class _Owner:
+    host: str
+    pid: int
+    repo_id: int
+    branch: str
+
+
+def _remote_has(mirror: Path, branch: str) -> bool:
+    ref = f"refs/remotes/origin/{branch}"
+    return bool(git(["rev-parse", "--verify", "--quiet", ref], mirror, check=False).strip())
+
+
+def _owner(task_dir: Path) -> _Owner | None:
+    try:
+        host, pid, repo_id, branch = (task_dir / "owner").read_text().split(maxsplit=3)
+        return _Owner(host, int(pid), int(repo_id), branch)
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

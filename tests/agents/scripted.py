@@ -1,0 +1,90 @@
+"""A stand-in coding agent for tests: reads its task on stdin, acts by the mode it is given.
+
+Usage: scripted.py MODE [--out FILE] [--mark DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FIXED = "def add(a, b):\n    return a + b\n"
+WRONG = "def add(a, b):\n    return a * b\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode")
+    parser.add_argument("--out")
+    parser.add_argument("--mark")
+    args = parser.parse_args()
+    prompt = sys.stdin.read()
+    if args.out:
+        Path(args.out).write_text(
+            json.dumps(
+                {"env": dict(os.environ), "prompt": prompt, "pid": os.getpid(), "cwd": os.getcwd()}
+            )
+        )
+    mode = args.mode
+    if mode == "fix":
+        Path("calc.py").write_text(FIXED)
+        print("Changed add() to return a + b.")
+    elif mode == "noop":
+        print("Nothing needed changing.")
+    elif mode == "fail":
+        print("error: the model is unavailable", flush=True)
+        return 3
+    elif mode in ("hang", "forever"):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        if args.out:
+            Path(args.out + ".pids").write_text(f"{os.getpid()} {child.pid}")
+        print("thinking…", flush=True)
+        while True:
+            time.sleep(0.1)
+            if mode == "forever":
+                print("still thinking…", flush=True)
+    elif mode == "commit":
+        Path("calc.py").write_text(FIXED)
+        subprocess.run(["git", "commit", "-qam", "Fix add() (by the agent)"], check=True)
+        print("Committed the fix myself.")
+    elif mode == "protected":
+        Path("calc.py").write_text(FIXED)
+        Path(".github/workflows/ci.yml").write_text("on: push\njobs: {}\n")
+        print("Also tidied the workflow.")
+    elif mode == "feedback":
+        fixed = "test command failed" in prompt
+        Path("calc.py").write_text(FIXED if fixed else WRONG)
+        print("Second try." if fixed else "First try.")
+    elif mode == "push":
+        Path("calc.py").write_text(FIXED)
+        tried = subprocess.run(
+            ["git", "push", "origin", "HEAD:refs/heads/sneaky"], capture_output=True
+        )
+        print(f"push exit {tried.returncode}")
+    elif mode == "barrier":
+        # Two agents meet here: each proves the other is running at the same time.
+        meeting = Path(args.mark)
+        meeting.mkdir(exist_ok=True)
+        (meeting / str(os.getpid())).write_text(os.getcwd())
+        deadline = time.monotonic() + 30
+        while len(list(meeting.iterdir())) < 2:
+            if time.monotonic() > deadline:
+                print("the other task never started", flush=True)
+                return 4
+            time.sleep(0.05)
+        Path("calc.py").write_text(FIXED)
+        Path("cwd.txt").write_text(os.getcwd())
+        print("done together")
+    else:
+        print(f"unknown mode {mode}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

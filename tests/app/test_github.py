@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from githubkit.exception import PrimaryRateLimitExceeded, RequestFailed
+from githubkit.response import Response
+from redis import Redis
+
+from app.github import App, GitHubError, Retry
+from app.settings import parse
+from tests import fakes
+from tests import payloads as p
+
+
+@pytest.fixture
+def github(tmp_path: object) -> Iterator[fakes.FakeGitHub]:
+    fake = fakes.FakeGitHub(clone_url="file:///nowhere")
+    for _router in fakes.mocked(fake):
+        yield fake
+
+
+@pytest.fixture
+def app(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> App:
+    monkeypatch.setattr("app.github.BACKOFF", 0.0)
+    settings = parse(
+        {"APP_ID": str(p.APP_ID), "PRIVATE_KEY": fakes.app_key()[0], "GITHUB_API_URL": fakes.API}
+    )
+    return App(settings, redis)
+
+
+def _failure(status: int) -> RequestFailed:
+    request = httpx.Request("GET", "https://github.test/api/v3/x")
+    return RequestFailed(Response(httpx.Response(status, request=request), object))
+
+
+def _limited(seconds: int) -> PrimaryRateLimitExceeded:
+    request = httpx.Request("GET", "https://github.test/api/v3/x")
+    response = Response(httpx.Response(403, request=request), object)
+    return PrimaryRateLimitExceeded(response, timedelta(seconds=seconds))
+
+
+def test_retry_decisions() -> None:
+    retry = Retry(attempts=3)
+    assert retry(_failure(502), 0).do_retry
+    assert retry(_failure(503), 2).do_retry
+    assert not retry(_failure(502), 3).do_retry
+    for status in (400, 401, 403, 404, 422):
+        assert not retry(_failure(status), 0).do_retry
+    assert retry(_limited(30), 0) == (True, timedelta(seconds=30))
+    assert not retry(_limited(3600), 0).do_retry  # too long to hold a worker; RQ retries later
+
+
+def test_installation_token_is_minted_once_and_shared(
+    app: App, redis: Redis, github: fakes.FakeGitHub
+) -> None:
+    first = app.installation(p.INSTALLATION).token()
+    other_worker = App(app.settings, redis)
+    assert other_worker.installation(p.INSTALLATION).token() == first
+    assert github.token_count == 1
+    ttl = redis.ttl(f"fh:token:{p.INSTALLATION}")
+    assert 45 * 60 < ttl <= 50 * 60  # an hour's token, handed out until 10 minutes before
+
+
+def test_revoked_token_is_replaced_once(app: App, github: fakes.FakeGitHub) -> None:
+    api = app.installation(p.INSTALLATION)
+    api.token()
+    github.tokens.clear()  # GitHub forgot every token
+    assert api.get(f"/repos/{p.REPO}")["full_name"] == p.REPO
+    assert github.token_count == 2
+
+
+def test_server_errors_are_retried(app: App, github: fakes.FakeGitHub) -> None:
+    github.failures[f"GET /repos/{p.REPO}"] = [502, 503]
+    assert app.installation(p.INSTALLATION).get(f"/repos/{p.REPO}")["full_name"] == p.REPO
+    assert len(github.requests("GET", f"^/repos/{p.REPO}$")) == 3
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_client_errors_are_clear_and_permanent(
+    app: App, github: fakes.FakeGitHub, status: int
+) -> None:
+    github.failures[f"GET /repos/{p.REPO}"] = [status]
+    with pytest.raises(GitHubError) as err:
+        app.installation(p.INSTALLATION).get(f"/repos/{p.REPO}")
+    assert err.value.permanent
+    assert str(err.value) == (
+        f"GitHub answered {status} to GET /api/v3/repos/{p.REPO}: forced {status}"
+    )
+
+
+def test_app_endpoints_use_the_jwt(app: App, github: fakes.FakeGitHub) -> None:
+    assert app.app_request("GET", "/app")["slug"] == "forgehand"
+    assert github.calls[-1].auth.startswith("Bearer ")
+
+
+def test_wrong_key_is_refused(redis: Redis, github: fakes.FakeGitHub) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    settings = parse(
+        {"APP_ID": str(p.APP_ID), "PRIVATE_KEY": other.decode(), "GITHUB_API_URL": fakes.API}
+    )
+    with pytest.raises(GitHubError, match="GitHub answered 401 to GET /api/v3/app"):
+        App(settings, redis).app_request("GET", "/app")

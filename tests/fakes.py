@@ -1,0 +1,289 @@
+"""The test doubles, all in one place: a GitHub REST API (respx), an origin repository, keys.
+
+FakeGitHub answers the calls forgehand makes with GitHub's shapes, checks their credentials
+(a JWT signed by the App's key, or an installation token it minted) and records every request
+so tests can assert on exactly what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import respx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests import payloads as p
+
+API = "https://github.test/api/v3"
+SLUG = "forgehand"
+BOT_ID = 4242
+
+
+@cache
+def app_key() -> tuple[str, str]:
+    """A private key for the test App (PEM) and its public half."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: Any
+    auth: str
+
+
+Handler = Callable[["FakeGitHub", httpx.Request, re.Match[str]], httpx.Response]
+
+
+@dataclass
+class FakeGitHub:
+    clone_url: str
+    repo: str = p.REPO
+    default_branch: str = "main"
+    config_text: str | None = None
+    permissions: dict[str, str] = field(default_factory=lambda: {"alice": "write"})
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reactions: list[tuple[int, str]] = field(default_factory=list)
+    review_requests: dict[int, list[str]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    tokens: set[str] = field(default_factory=set)
+    token_count: int = 0
+    # Answers to force, by "METHOD /path": a list of statuses consumed one per call.
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    next_id: int = 1000
+
+    def add_issue(self, number: int, title: str, body: str = "", state: str = "open") -> None:
+        self.issues[number] = {
+            "number": number,
+            "title": title,
+            "body": body,
+            "state": state,
+            "user": {"login": "carol", "type": "User"},
+            "labels": [{"name": "agent"}],
+        }
+
+    def requests(self, method: str | None = None, pattern: str = "") -> list[Call]:
+        return [
+            c
+            for c in self.calls
+            if (method is None or c.method == method) and re.search(pattern, c.path)
+        ]
+
+    def comment_bodies(self, number: int) -> list[str]:
+        return [c["body"] for c in self.comments.values() if c["issue"] == number]
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v3")
+        body = json.loads(request.content) if request.content else None
+        auth = request.headers.get("authorization", "")
+        self.calls.append(Call(request.method, path, body, auth))
+        forced = self.failures.get(f"{request.method} {path}")
+        if forced:
+            status = forced.pop(0)
+            return httpx.Response(status, json={"message": f"forced {status}"})
+        for method, pattern, handler in ROUTES:
+            match = re.fullmatch(pattern, path)
+            if match and method == request.method:
+                if pattern.startswith("/app"):
+                    if not self._valid_jwt(auth):
+                        return httpx.Response(
+                            401, json={"message": "A JSON web token could not be decoded"}
+                        )
+                elif auth.removeprefix("token ") not in self.tokens:
+                    return httpx.Response(401, json={"message": "Bad credentials"})
+                return handler(self, request, match)
+        return httpx.Response(404, json={"message": "Not Found"})
+
+    def _valid_jwt(self, auth: str) -> bool:
+        try:
+            claims = jwt.decode(auth.removeprefix("Bearer "), app_key()[1], algorithms=["RS256"])
+        except jwt.PyJWTError:
+            return False
+        return str(claims.get("iss")) == str(p.APP_ID)
+
+
+def _json(data: Any, status: int = 200) -> httpx.Response:
+    return httpx.Response(status, json=data)
+
+
+def _token(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    gh.token_count += 1
+    token = f"ghs_testtoken{gh.token_count:04d}secretvalue"
+    gh.tokens.add(token)
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    return _json({"token": token, "expires_at": expires}, 201)
+
+
+def _app(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    return _json({"id": p.APP_ID, "slug": SLUG, "name": "forgehand"})
+
+
+def _bot(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    return _json({"login": f"{SLUG}[bot]", "id": BOT_ID, "type": "Bot"})
+
+
+def _repo(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    return _json(
+        {
+            "id": p.REPO_ID,
+            "full_name": gh.repo,
+            "default_branch": gh.default_branch,
+            "clone_url": gh.clone_url,
+        }
+    )
+
+
+def _content(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    if gh.config_text is None:
+        return _json({"message": "Not Found"}, 404)
+    return httpx.Response(200, text=gh.config_text, headers={"content-type": "text/plain"})
+
+
+def _permission(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    level = gh.permissions.get(m["user"], "read")
+    return _json({"permission": level, "role_name": level, "user": {"login": m["user"]}})
+
+
+def _reaction(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    content = json.loads(request.content)["content"]
+    gh.reactions.append((int(m["n"]), content))
+    return _json({"id": gh._id(), "content": content}, 201)
+
+
+def _issue(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    issue = gh.issues.get(int(m["n"]))
+    return _json(issue) if issue else _json({"message": "Not Found"}, 404)
+
+
+def _new_comment(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    comment_id = gh._id()
+    body = json.loads(request.content)["body"]
+    gh.comments[comment_id] = {"id": comment_id, "issue": int(m["n"]), "body": body}
+    return _json(gh.comments[comment_id], 201)
+
+
+def _edit_comment(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    comment = gh.comments.get(int(m["id"]))
+    if comment is None:
+        return _json({"message": "Not Found"}, 404)
+    comment["body"] = json.loads(request.content)["body"]
+    return _json(comment)
+
+
+def _new_pull(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    data = json.loads(request.content)
+    number = max([*gh.issues, *gh.pulls, 0]) + 1
+    gh.pulls[number] = data | {"number": number, "state": "open"}
+    return _json(gh.pulls[number], 201)
+
+
+def _pull(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    pull = gh.pulls.get(int(m["n"]))
+    return _json(pull) if pull else _json({"message": "Not Found"}, 404)
+
+
+def _reviewers(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    wanted = json.loads(request.content)["reviewers"]
+    gh.review_requests.setdefault(int(m["n"]), []).extend(wanted)
+    return _json({"number": int(m["n"])}, 201)
+
+
+REPO_RE = r"/repos/[^/]+/[^/]+"
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", r"/app/installations/(?P<id>\d+)/access_tokens", _token),
+    ("GET", r"/app", _app),
+    ("GET", r"/users/forgehand%5Bbot%5D|/users/forgehand\[bot\]", _bot),
+    ("GET", REPO_RE, _repo),
+    ("GET", REPO_RE + r"/contents/\.github/forgehand\.yml", _content),
+    ("GET", REPO_RE + r"/collaborators/(?P<user>[^/]+)/permission", _permission),
+    ("POST", REPO_RE + r"/issues/(?P<n>\d+)/reactions", _reaction),
+    ("GET", REPO_RE + r"/issues/(?P<n>\d+)", _issue),
+    ("POST", REPO_RE + r"/issues/(?P<n>\d+)/comments", _new_comment),
+    ("PATCH", REPO_RE + r"/issues/comments/(?P<id>\d+)", _edit_comment),
+    ("POST", REPO_RE + r"/pulls", _new_pull),
+    ("GET", REPO_RE + r"/pulls/(?P<n>\d+)", _pull),
+    ("POST", REPO_RE + r"/pulls/(?P<n>\d+)/requested_reviewers", _reviewers),
+]
+
+
+def mocked(fake: FakeGitHub) -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=API, assert_all_called=False) as router:
+        router.route().mock(side_effect=fake.handle)
+        yield router
+
+
+# --- git ------------------------------------------------------------------------------------
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Carol",
+    "GIT_AUTHOR_EMAIL": "carol@example.com",
+    "GIT_COMMITTER_NAME": "Carol",
+    "GIT_COMMITTER_EMAIL": "carol@example.com",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "PATH": "/usr/bin:/bin",
+}
+
+
+def sh_git(*args: str, cwd: Path) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def make_origin(root: Path) -> Path:
+    """A bare repository with a small Python project on `main`, as `origin`."""
+    seed = root / "seed"
+    seed.mkdir(parents=True)
+    sh_git("init", "--quiet", "-b", "main", cwd=seed)
+    (seed / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (seed / "README.md").write_text("# calc\n")
+    (seed / ".github" / "workflows").mkdir(parents=True)
+    (seed / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    sh_git("add", "-A", cwd=seed)
+    sh_git("commit", "--quiet", "-m", "Initial commit", cwd=seed)
+    origin = root / "origin.git"
+    sh_git("clone", "--quiet", "--bare", str(seed), str(origin), cwd=root)
+    return origin
+
+
+def branches(origin: Path) -> dict[str, str]:
+    out = sh_git(
+        "for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads", cwd=origin
+    )
+    return dict(line.split() for line in out.splitlines())
+
+
+def show(origin: Path, ref: str, path: str) -> str:
+    return sh_git("show", f"{ref}:{path}", cwd=origin)

@@ -1,0 +1,103 @@
+"""A whole world for worker-side tests: origin repository, fake GitHub, settings, worker."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq import SimpleWorker
+
+from app.dispatch import Dispatcher, queue_for
+from app.github import App
+from app.store import Store, TaskRecord
+from app.tasks import Kind, Task
+from jobs import pipeline
+from jobs.entry import worker_settings
+from jobs.workspace import Workspaces
+from tests import fakes
+from tests import payloads as p
+
+AGENT = Path(__file__).resolve().parents[1] / "agents" / "scripted.py"
+
+
+@dataclass
+class World:
+    tmp: Path
+    origin: Path
+    github: fakes.FakeGitHub
+    redis: Redis
+    store: Store
+    dispatcher: Dispatcher
+    workspaces: Path
+    monkeypatch: pytest.MonkeyPatch
+
+    def setenv(self, name: str, value: str) -> None:
+        self.monkeypatch.setenv(name, value)
+        worker_settings.cache_clear()
+
+    def use_agent(self, mode: str, *extra: str) -> None:
+        argv = [sys.executable, str(AGENT), mode, *extra]
+        self.setenv("AGENT_COMMAND", shlex.join(argv))
+
+    def issue_task(self, number: int = 7, sender: str = "alice") -> Task:
+        return Task(Kind.ISSUE, p.INSTALLATION, p.REPO_ID, p.REPO, number, sender)
+
+    def enqueue(self, task: Task) -> None:
+        assert self.dispatcher.enqueue(task, "test").enqueued
+
+    def work(self) -> None:
+        SimpleWorker([queue_for(self.redis)], connection=self.redis).work(burst=True)
+
+    def run(self, task: Task) -> TaskRecord:
+        self.enqueue(task)
+        self.work()
+        record = self.store.get(task.id)
+        assert record is not None
+        return record
+
+    def context(self) -> pipeline.Context:
+        settings = worker_settings()
+        return pipeline.Context(
+            store=self.store,
+            settings=settings,
+            app=App(settings, self.redis),
+            workspaces=Workspaces(settings.workspaces_dir),
+        )
+
+    def leftovers(self) -> list[str]:
+        """Anything a task left on disk besides mirrors, logs and the run directory."""
+        tasks = self.workspaces / "tasks"
+        return sorted(str(p.relative_to(tasks)) for p in tasks.iterdir()) if tasks.exists() else []
+
+
+@pytest.fixture
+def world(tmp_path: Path, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    origin = fakes.make_origin(tmp_path / "remote")
+    github = fakes.FakeGitHub(clone_url=f"file://{origin}")
+    github.add_issue(7, "Addition subtracts", "`add(2, 3)` returns -1 instead of 5.")
+    private, _ = fakes.app_key()
+    workspaces = tmp_path / "workspaces"
+    for name, value in {
+        "APP_ID": str(p.APP_ID),
+        "PRIVATE_KEY": private,
+        "GITHUB_API_URL": fakes.API,
+        "WORKSPACES_DIR": str(workspaces),
+        "AGENT": "command",
+        "AGENT_TIMEOUT": "60",
+        "AGENT_IDLE_TIMEOUT": "30",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AGENT_ENV", raising=False)
+    store = Store(redis)
+    w = World(
+        tmp_path, origin, github, redis, store, Dispatcher(store, 600), workspaces, monkeypatch
+    )
+    w.use_agent("fix")
+    for _router in fakes.mocked(github):
+        yield w
+    worker_settings.cache_clear()

@@ -1,0 +1,264 @@
+"""Labelled issue → pull request, through a real RQ worker, git and agent processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from app.tasks import State
+from jobs.entry import execute
+from tests import fakes
+from tests import payloads as p
+from tests.jobs.conftest import World
+
+BRANCH = "agent/issue-7-addition-subtracts"
+
+
+def test_happy_path_opens_a_pull_request(world: World) -> None:
+    record = world.run(world.issue_task())
+    assert record.state is State.DONE, record.error
+    gh = world.github
+    # The agent's change is on a new branch of origin, authored by the App's bot.
+    assert set(fakes.branches(world.origin)) == {"main", BRANCH}
+    assert fakes.show(world.origin, BRANCH, "calc.py") == "def add(a, b):\n    return a + b\n"
+    author = fakes.sh_git("log", "-1", "--format=%an <%ae>", BRANCH, cwd=world.origin).strip()
+    assert author == f"forgehand[bot] <{fakes.BOT_ID}+forgehand[bot]@users.noreply.github.com>"
+    # Exactly the GitHub writes the contract asks for.
+    assert gh.reactions == [(7, "eyes")]
+    (pr,) = gh.pulls.values()
+    assert (pr["head"], pr["base"], pr["title"], pr["draft"]) == (
+        BRANCH, "main", "Addition subtracts", False,
+    )  # fmt: skip
+    assert pr["body"].startswith("Fixes #7\n")
+    assert "Changed add() to return a + b." in pr["body"]
+    assert '<!-- forgehand:task {"issue": 7, "kind": "issue", "task": "issue-' in pr["body"]
+    assert gh.review_requests == {pr["number"]: ["alice"]}
+    (status,) = gh.comment_bodies(7)
+    assert f"✅ Opened #{pr['number']}." in status
+    assert world.store.is_app_pull_request(p.REPO_ID, pr["number"])
+    assert world.leftovers() == []
+    assert gh.requests(pattern="unexpected") == []
+
+
+def test_status_comment_is_one_comment_kept_up_to_date(world: World) -> None:
+    world.run(world.issue_task())
+    posts = world.github.requests("POST", r"/issues/7/comments$")
+    edits = world.github.requests("PATCH", r"/issues/comments/\d+$")
+    assert len(posts) == 1
+    assert "⏳ Working on it" in posts[0].body["body"]
+    assert len(edits) >= 1
+
+
+def test_agent_without_changes_opens_no_pull_request(world: World) -> None:
+    world.use_agent("noop")
+    record = world.run(world.issue_task())
+    assert record.state is State.FAILED
+    assert record.error == "The agent made no changes, so there is no pull request."
+    assert world.github.pulls == {}
+    (status,) = world.github.comment_bodies(7)
+    assert "❌ The agent made no changes" in status
+    assert "Nothing needed changing." in status  # the log excerpt
+    assert set(fakes.branches(world.origin)) == {"main"}
+    assert world.leftovers() == []
+
+
+def test_agent_failure_is_reported_with_its_output(world: World) -> None:
+    world.use_agent("fail")
+    record = world.run(world.issue_task())
+    assert record.state is State.FAILED
+    assert record.error == "The agent exited with status 3."
+    (status,) = world.github.comment_bodies(7)
+    assert "error: the model is unavailable" in status
+    assert world.leftovers() == []
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie is gone for our purposes; reaped by its parent, which is the test.
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_silent_agent_is_killed_with_its_children(world: World) -> None:
+    out = world.tmp / "agent.json"
+    world.use_agent("hang", "--out", str(out))
+    world.setenv("AGENT_IDLE_TIMEOUT", "2")
+    started = time.monotonic()
+    record = world.run(world.issue_task())
+    assert time.monotonic() - started < 20
+    assert record.state is State.FAILED
+    assert "printed nothing for 2s and was judged stuck" in record.error
+    agent_pid, child_pid = map(int, Path(f"{out}.pids").read_text().split())
+    assert _gone(agent_pid) and _gone(child_pid)
+    assert world.leftovers() == []
+
+
+def test_agent_running_too_long_is_killed_with_its_children(world: World) -> None:
+    out = world.tmp / "agent.json"
+    world.use_agent("forever", "--out", str(out))
+    world.setenv("AGENT_TIMEOUT", "2")
+    record = world.run(world.issue_task())
+    assert record.state is State.FAILED
+    assert "ran longer than" in record.error and "was stopped" in record.error
+    agent_pid, child_pid = map(int, Path(f"{out}.pids").read_text().split())
+    assert _gone(agent_pid) and _gone(child_pid)
+    assert world.leftovers() == []
+
+
+def test_commits_the_agent_made_are_kept(world: World) -> None:
+    world.use_agent("commit")
+    record = world.run(world.issue_task())
+    assert record.state is State.DONE, record.error
+    log = fakes.sh_git("log", "--format=%s", f"main..{BRANCH}", cwd=world.origin).split("\n")
+    assert log[0] == "Fix add() (by the agent)"
+
+
+def test_change_to_protected_path_is_refused(world: World) -> None:
+    world.use_agent("protected")
+    record = world.run(world.issue_task())
+    assert record.state is State.FAILED
+    assert "protected paths" in record.error and "`.github/workflows/ci.yml`" in record.error
+    assert set(fakes.branches(world.origin)) == {"main"}
+    assert world.github.pulls == {}
+
+
+def test_protected_paths_can_be_lifted_by_the_repository(world: World) -> None:
+    world.github.config_text = "protected_paths: []\n"
+    world.use_agent("protected")
+    assert world.run(world.issue_task()).state is State.DONE
+
+
+def test_failing_tests_are_fed_back_once(world: World) -> None:
+    world.github.config_text = (
+        "test: python3 -B -c 'import calc; assert calc.add(2, 3) == 5, calc.add(2, 3)'\n"
+    )
+    world.use_agent("feedback")
+    record = world.run(world.issue_task())
+    assert record.state is State.DONE, record.error
+    assert fakes.show(world.origin, BRANCH, "calc.py") == "def add(a, b):\n    return a + b\n"
+    events = [e["event"] for e in world.store.events(record.id)]
+    assert events.count("agent") == 2 and "test failed" in events
+
+
+def test_tests_still_failing_after_feedback_fail_the_task(world: World) -> None:
+    world.github.config_text = "test: python3 -B -c 'import calc; assert calc.add(2, 3) == 5'\n"
+    world.use_agent("noop")
+    record = world.run(world.issue_task())
+    assert record.state is State.FAILED
+    assert "still fails after the agent's fix" in record.error
+    assert world.github.pulls == {}
+
+
+def test_invalid_config_is_reported_and_defaults_used(world: World) -> None:
+    world.github.config_text = "draft: maybe\nfrobnicate: 1\n"
+    record = world.run(world.issue_task())
+    assert record.state is State.DONE, record.error
+    (status,) = world.github.comment_bodies(7)
+    assert "`draft`: must be true or false, got 'maybe'" in status
+    assert "unknown setting `frobnicate`" in status
+    assert next(iter(world.github.pulls.values()))["draft"] is False
+
+
+def test_labeller_without_write_access_starts_nothing(world: World) -> None:
+    world.github.permissions["mallory"] = "read"
+    record = world.run(world.issue_task(sender="mallory"))
+    assert record.state is State.FAILED
+    assert record.error == f"mallory has no write access to {p.REPO}; nothing was done."
+    assert world.github.reactions == [] and world.github.comments == {}
+
+
+def test_relabel_while_pull_request_open_links_it(world: World) -> None:
+    world.run(world.issue_task())
+    again = world.run(world.issue_task())
+    assert again.state is State.DONE
+    assert len(world.github.pulls) == 1
+    (status,) = world.github.comment_bodies(7)
+    assert "already has an open pull request: #" in status
+
+
+def test_relabel_after_pull_request_closed_uses_a_new_branch(world: World) -> None:
+    world.run(world.issue_task())
+    next(iter(world.github.pulls.values()))["state"] = "closed"
+    again = world.run(world.issue_task())
+    assert again.state is State.DONE, again.error
+    assert set(fakes.branches(world.origin)) == {"main", BRANCH, f"{BRANCH}-2"}
+
+
+def test_token_never_reaches_the_agent_the_disk_or_the_logs(world: World) -> None:
+    out = world.tmp / "agent.json"
+    world.use_agent("push", "--out", str(out))
+    world.setenv("AGENT_ENV", "FORGEHAND_TEST_PASSTHROUGH")
+    world.monkeypatch.setenv("FORGEHAND_TEST_PASSTHROUGH", "model-key")
+    record = world.run(world.issue_task())
+    assert record.state is State.DONE, record.error
+    seen = json.loads(out.read_text())
+    tokens = world.github.tokens
+    assert tokens
+    private, _ = fakes.app_key()
+    env_text = json.dumps(seen["env"])
+    for secret in (*tokens, private.splitlines()[1]):
+        assert secret not in env_text
+    assert seen["env"]["FORGEHAND_TEST_PASSTHROUGH"] == "model-key"
+    assert "APP_ID" not in seen["env"] and "PRIVATE_KEY" not in seen["env"]
+    assert "GITHUB_API_URL" not in seen["env"] and "REDIS_URL" not in seen["env"]
+    # The agent's own push went nowhere.
+    assert "sneaky" not in fakes.branches(world.origin)
+    assert "push exit 0" not in " ".join(world.store.log_tail(record.id))
+    # Nothing on disk or in Redis holds a token.
+    for path in world.workspaces.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(t.encode() in data for t in tokens), path
+    task_keys = [k for k in world.redis.keys("fh:task:*")]
+    for key in task_keys:
+        kind = world.redis.type(key)
+        values = (
+            world.redis.lrange(key, 0, -1)
+            if kind == b"list"
+            else list(world.redis.hgetall(key).values())
+            if kind == b"hash"
+            else [world.redis.get(key) or b""]
+        )
+        for value in values:
+            assert not any(t.encode() in value for t in tokens)
+
+
+def test_two_issues_of_one_repo_run_at_once_in_separate_worktrees(world: World) -> None:
+    world.github.add_issue(8, "Subtraction adds")
+    world.use_agent("barrier", "--mark", str(world.tmp / "meeting"))
+    tasks = [world.issue_task(7), world.issue_task(8)]
+    for task in tasks:
+        world.enqueue(task)
+    ctx = world.context()
+    results: dict[str, str] = {}
+
+    def go(task_id: str) -> None:
+        results[task_id] = execute(ctx, task_id, 1, f"thread-{task_id}")
+
+    threads = [threading.Thread(target=go, args=(t.id,)) for t in tasks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results.values()) == ["opened #10", "opened #9"], results
+    refs = fakes.branches(world.origin)
+    assert {"agent/issue-7-addition-subtracts", "agent/issue-8-subtraction-adds"} <= set(refs)
+    cwd7 = fakes.show(world.origin, "agent/issue-7-addition-subtracts", "cwd.txt")
+    cwd8 = fakes.show(world.origin, "agent/issue-8-subtraction-adds", "cwd.txt")
+    assert cwd7 != cwd8 and tasks[0].id in cwd7 and tasks[1].id in cwd8
+    assert world.leftovers() == []
+
+
+def test_missing_issue_fails_with_github_s_answer(world: World) -> None:
+    record = world.run(world.issue_task(number=99))
+    assert record.state is State.FAILED
+    assert record.error == (
+        f"GitHub answered 404 to GET /api/v3/repos/{p.REPO}/issues/99: Not Found"
+    )
+    (status,) = world.github.comment_bodies(99)
+    assert "❌ GitHub answered 404" in status

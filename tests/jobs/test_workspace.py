@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from jobs.git import GitError, auth_env, git
+from jobs.workspace import Workspaces
+from tests import fakes
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    return fakes.make_origin(tmp_path / "remote")
+
+
+def test_worktree_from_fresh_base_is_removed_afterwards(tmp_path: Path, origin: Path) -> None:
+    ws = Workspaces(tmp_path / "ws")
+    url = f"file://{origin}"
+    with ws.worktree("t-1", 1, url, None, "agent/x", "main", new_branch=True) as tree:
+        assert (tree.path / "calc.py").exists()
+        assert git(["branch", "--show-current"], tree.path).strip() == "agent/x"
+        assert tree.base == fakes.sh_git("rev-parse", "main", cwd=origin).strip()
+    assert not (tmp_path / "ws" / "tasks" / "t-1").exists()
+    mirror = tmp_path / "ws" / "mirrors" / "1.git"
+    assert git(["worktree", "list"], mirror).count("\n") == 1  # only the bare mirror itself
+    assert git(["branch", "--list", "agent/x"], mirror).strip() == ""
+
+
+def test_mirror_is_fetched_not_recloned(tmp_path: Path, origin: Path) -> None:
+    ws = Workspaces(tmp_path / "ws")
+    url = f"file://{origin}"
+    with ws.worktree("t-1", 1, url, None, "agent/a", "main", new_branch=True):
+        pass
+    mirror = tmp_path / "ws" / "mirrors" / "1.git"
+    marker = os.stat(mirror / "HEAD").st_ino
+    seed = tmp_path / "remote" / "seed"
+    (seed / "new.txt").write_text("new\n")
+    fakes.sh_git("add", "-A", cwd=seed)
+    fakes.sh_git("commit", "-qm", "second", cwd=seed)
+    fakes.sh_git("push", "-q", str(origin), "main", cwd=seed)
+    with ws.worktree("t-2", 1, url, None, "agent/b", "main", new_branch=True) as tree:
+        assert (tree.path / "new.txt").exists()
+    assert os.stat(mirror / "HEAD").st_ino == marker
+
+
+def test_existing_remote_branch_gets_a_new_name(tmp_path: Path, origin: Path) -> None:
+    fakes.sh_git("branch", "agent/x", "main", cwd=origin)
+    ws = Workspaces(tmp_path / "ws")
+    with ws.worktree("t", 1, f"file://{origin}", None, "agent/x", "main", new_branch=True) as t:
+        assert t.branch == "agent/x-2"
+
+
+def test_missing_base_branch_is_a_clear_error(tmp_path: Path, origin: Path) -> None:
+    ws = Workspaces(tmp_path / "ws")
+    with (
+        pytest.raises(GitError, match="no branch develop"),
+        ws.worktree("t", 1, f"file://{origin}", None, "agent/x", "develop", new_branch=True),
+    ):
+        pass
+    assert not (tmp_path / "ws" / "tasks" / "t").exists()
+
+
+def test_stale_worktree_of_a_dead_process_is_pruned(tmp_path: Path, origin: Path) -> None:
+    ws = Workspaces(tmp_path / "ws")
+    url = f"file://{origin}"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cm = ws.worktree("t-dead", 1, url, None, "agent/dead", "main", new_branch=True)
+    tree = cm.__enter__()
+    owner = tree.task_dir / "owner"
+    host, _pid, rest = owner.read_text().split(" ", 2)
+    owner.write_text(f"{host} {dead.pid} {rest}")  # as if a killed worker had made it
+    with ws.worktree("t-live", 1, url, None, "agent/live", "main", new_branch=True):
+        assert ws.prune_stale() == ["t-dead"]
+        assert (tmp_path / "ws" / "tasks" / "t-live" / "work").is_dir()
+    assert not tree.path.exists()
+    mirror = tmp_path / "ws" / "mirrors" / "1.git"
+    assert git(["branch", "--list", "agent/dead"], mirror).strip() == ""
+
+
+def test_token_travels_in_the_environment_only() -> None:
+    env = auth_env("ghs_secret")
+    assert env["GIT_CONFIG_KEY_0"] == "http.extraheader"
+    assert "ghs_secret" not in env["GIT_CONFIG_VALUE_0"]  # base64 of x-access-token:…
+    assert auth_env(None) == {}
+
+
+def test_git_errors_never_show_the_token(tmp_path: Path) -> None:
+    with pytest.raises(GitError) as err:
+        git(["fetch", "file:///nonexistent/ghs_secret"], tmp_path, token="ghs_secret")
+    assert "ghs_secret" not in str(err.value)
