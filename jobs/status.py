@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.github import Installation
+from app.github import GitHubError, Installation
 from app.store import Store
 from app.tasks import Task
 from jobs.report import status_comment
@@ -19,7 +19,11 @@ class StatusComment:
         repo = f"/repos/{self.task.repo}"
         comment_id = self.store.status_comment(self.task.id)
         if comment_id is not None:
-            self.api.patch(f"{repo}/issues/comments/{comment_id}", {"body": body})
-            return
+            try:
+                self.api.patch(f"{repo}/issues/comments/{comment_id}", {"body": body})
+                return
+            except GitHubError as exc:
+                if exc.status != 404:
+                    raise  # deleted by someone: post a new one below
         created = self.api.post(f"{repo}/issues/{self.task.number}/comments", {"body": body})
         self.store.set_status_comment(self.task.id, int(created["id"]))

@@ -287,3 +287,62 @@ def branches(origin: Path) -> dict[str, str]:
 
 def show(origin: Path, ref: str, path: str) -> str:
     return sh_git("show", f"{ref}:{path}", cwd=origin)
+
+
+# --- the fake served over HTTP, for tests across processes --------------------------------
+
+
+class Served:
+    """FakeGitHub behind a real HTTP server on 127.0.0.1, in a background thread."""
+
+    def __init__(self, fake: FakeGitHub) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.fake = fake
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = uvicorn.Config(
+            self._asgi, host="127.0.0.1", port=self.port, log_level="warning", interface="asgi3"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "fake GitHub did not start"
+            time.sleep(0.02)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v3"
+
+    async def _asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        query = scope["query_string"].decode()
+        url = f"http://127.0.0.1:{self.port}{scope['raw_path'].decode()}"
+        url = url if not query or "?" in url else f"{url}?{query}"
+        headers = [(k.decode(), v.decode()) for k, v in scope["headers"]]
+        response = self.fake.handle(httpx.Request(scope["method"], url, headers=headers, content=body))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.content})
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -262,3 +262,12 @@ def test_missing_issue_fails_with_github_s_answer(world: World) -> None:
     )
     (status,) = world.github.comment_bodies(99)
     assert "❌ GitHub answered 404" in status
+
+
+def test_deleted_status_comment_is_posted_again(world: World) -> None:
+    world.run(world.issue_task())
+    world.github.comments.clear()
+    next(iter(world.github.pulls.values()))["state"] = "closed"
+    assert world.run(world.issue_task()).state is State.DONE
+    (status,) = world.github.comment_bodies(7)
+    assert "✅ Opened #" in status

@@ -1,0 +1,91 @@
+"""`forgehand dev` as a user runs it: a separate process with its embedded Redis and worker,
+a signed delivery over HTTP, a fake GitHub served over HTTP, a real agent process and git."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests import fakes
+from tests import payloads as p
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT = ROOT / "tests" / "agents" / "scripted.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_labelled_issue_posted_to_dev_becomes_a_pull_request(tmp_path: Path) -> None:
+    origin = fakes.make_origin(tmp_path / "remote")
+    fake = fakes.FakeGitHub(clone_url=f"file://{origin}")
+    fake.add_issue(7, "Addition subtracts")
+    served = fakes.Served(fake)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AGENT_ENV")}
+    env |= {
+        "WEBHOOK_SECRET": p.SECRET,
+        "APP_ID": str(p.APP_ID),
+        "PRIVATE_KEY": fakes.app_key()[0],
+        "GITHUB_API_URL": served.api_url,
+        "WORKSPACES_DIR": str(tmp_path / "ws"),
+        "AGENT": "command",
+        "AGENT_COMMAND": shlex.join([sys.executable, str(AGENT), "fix"]),
+        "PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+    }
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "app", "dev"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "forgehand dev did not come up"
+            time.sleep(0.1)
+        body = p.encode(p.issues())
+        answer = httpx.post(
+            f"{url}/api/github/webhooks", content=body, headers=p.headers("issues", body, "e2e-1")
+        )
+        assert answer.status_code == 202
+        assert answer.json() == {"delivery": "e2e-1", "tasks": [f"issue-{p.REPO_ID}-7"]}
+        deadline = time.monotonic() + 60
+        while not fake.pulls:
+            assert time.monotonic() < deadline, "no pull request was opened"
+            time.sleep(0.1)
+        (pr,) = fake.pulls.values()
+        assert pr["body"].startswith("Fixes #7")
+        assert fakes.branches(origin)[pr["head"]]
+        tasks = subprocess.run(
+            [sys.executable, "-m", "app", "tasks", "--json"], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert f'"id": "issue-{p.REPO_ID}-7"' in tasks.stdout
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        try:
+            dev.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            dev.kill()
+        served.stop()
+        if dev.stdout is not None:
+            dev.stdout.close()
+    assert not (tmp_path / ".forgehand" / "dev-redis-url").exists()
