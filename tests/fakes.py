@@ -333,7 +333,9 @@ class Served:
         url = f"http://127.0.0.1:{self.port}{scope['raw_path'].decode()}"
         url = url if not query or "?" in url else f"{url}?{query}"
         headers = [(k.decode(), v.decode()) for k, v in scope["headers"]]
-        response = self.fake.handle(httpx.Request(scope["method"], url, headers=headers, content=body))
+        response = self.fake.handle(
+            httpx.Request(scope["method"], url, headers=headers, content=body)
+        )
         await send(
             {
                 "type": "http.response.start",
