@@ -33,6 +33,7 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
         trigger_label=settings.trigger_label,
         branch_prefix=settings.branch_prefix,
         command_prefix=settings.command_prefix,
+        escalation_label=settings.escalation_label,
         app_id=settings.app_id,
     )
     app = Starlette(

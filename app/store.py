@@ -173,6 +173,37 @@ class Store:
     def set_status_comment(self, task_id: str, comment_id: int) -> None:
         self.redis.set(f"fh:task:{task_id}:comment", comment_id)
 
+    # --- pull requests: attempts, escalation, failing commits --------------------------------
+
+    def attempts(self, repo_id: int, number: int) -> list[dict[str, Any]]:
+        raw = self.redis.lrange(f"fh:pr:{repo_id}:{number}:attempts", 0, -1)
+        return [json.loads(a) for a in raw]
+
+    def add_attempt(self, repo_id: int, number: int, entry: dict[str, Any]) -> int:
+        key = f"fh:pr:{repo_id}:{number}:attempts"
+        return int(self.redis.rpush(key, json.dumps(entry)))
+
+    def reset_attempts(self, repo_id: int, number: int, sha: str = "") -> bool:
+        """Forget attempts and escalation; with `sha`, only if that commit never failed."""
+        base = f"fh:pr:{repo_id}:{number}"
+        if sha and self.redis.sismember(f"{base}:failed", sha):
+            return False
+        self.redis.delete(f"{base}:attempts", f"{base}:escalated", f"{base}:failed")
+        return True
+
+    def mark_failed(self, repo_id: int, number: int, sha: str) -> None:
+        self.redis.sadd(f"fh:pr:{repo_id}:{number}:failed", sha)
+
+    def escalated(self, repo_id: int, number: int) -> bool:
+        return bool(self.redis.exists(f"fh:pr:{repo_id}:{number}:escalated"))
+
+    def set_escalated(self, repo_id: int, number: int) -> None:
+        self.redis.set(f"fh:pr:{repo_id}:{number}:escalated", "1")
+
+    def issue_for_pull_request(self, repo_id: int, number: int) -> int | None:
+        value = self.redis.hget("fh:pr_issue", f"{repo_id}:{number}")
+        return int(value) if isinstance(value, bytes) else None
+
     def recent(self, limit: int = 100) -> list[TaskRecord]:
         ids = [
             _s(i) for i in self.redis.zrevrange(TASKS_INDEX, 0, limit - 1) if isinstance(i, bytes)

@@ -16,6 +16,7 @@ class Kind(StrEnum):
     REVIEW = "review"  # address one submitted review
     COMMAND = "command"  # a `/agent …` comment
     CLOSED = "closed"  # a pull request of the App's was closed: clean up after it
+    FORK = "fork"  # a pull request from a fork asked for work: say once that it cannot
 
 
 class State(StrEnum):
@@ -60,6 +61,8 @@ class Task:
                 return f"command-{self.repo_id}-{self.number}-{self.comment_id}"
             case Kind.CLOSED:
                 return f"closed-{self.repo_id}-{self.number}"
+            case Kind.FORK:
+                return f"fork-{self.repo_id}-{self.number}"
 
     def to_fields(self) -> dict[str, str]:
         return {k: str(v) for k, v in asdict(self).items()}
@@ -99,4 +102,15 @@ class InstallationChange:
     uninstalled: bool = False
 
 
-Action = Task | Cancel | InstallationChange
+@dataclass(frozen=True)
+class ResetAttempts:
+    """Forget a pull request's failed CI-fix attempts (green CI, or a human lifted the
+    escalation)."""
+
+    repo_id: int
+    number: int
+    reason: str
+    sha: str = ""  # green CI on this commit; a commit known to fail resets nothing
+
+
+Action = Task | Cancel | InstallationChange | ResetAttempts

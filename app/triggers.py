@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from app.tasks import Action, Cancel, InstallationChange, Kind, Task
+from app.tasks import Action, Cancel, InstallationChange, Kind, ResetAttempts, Task
 
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 FAILING_CONCLUSIONS = frozenset({"failure", "timed_out", "startup_failure"})
@@ -32,6 +32,7 @@ class Facts:
     trigger_label: str = "agent"
     branch_prefix: str = "agent/"
     command_prefix: str = "/agent"
+    escalation_label: str = "agent:needs-human"
     app_id: int | None = None
     app_slug: str | None = None
     allowed_bots: frozenset[str] = frozenset()
@@ -145,8 +146,11 @@ def _own_branch(payload: Payload, pr_path: str, facts: Facts) -> str | None:
         return f"branch {ref} is not under {facts.branch_prefix}"
     head_repo = _opt(payload, f"{pr_path}.head.repo.id", int)
     if head_repo != _get(payload, "repository.id", int):
-        return "pull request from a fork"
+        return FORK
     return None
+
+
+FORK = "pull request from a fork"
 
 
 def _task(payload: Payload, kind: Kind, number: int, sender: str, **extra: Any) -> Decision:
@@ -238,14 +242,35 @@ def command_verb(body: str, prefix: str) -> str | None:
     return rest[0].lower() if rest else ""
 
 
+def _fork_notice(payload: Payload) -> Decision:
+    """A fork's pull request on a branch the App would work on: it is told, once, why not."""
+    return _task(
+        payload,
+        Kind.FORK,
+        _get(payload, "pull_request.number", int),
+        _get(payload, "sender.login", str),
+        branch=_get(payload, "pull_request.head.ref", str),
+    )
+
+
 def _pull_request(payload: Payload, facts: Facts) -> Decision:
     action = _get(payload, "action", str)
-    if action != "closed":
+    if action not in ("closed", "unlabeled", "opened", "reopened"):
         return ignore(f"pull_request.{action} is not a trigger")
     not_ours = _own_branch(payload, "pull_request", facts)
+    if not_ours == FORK and action in ("opened", "reopened"):
+        return _fork_notice(payload)
     if not_ours:
         return ignore(not_ours)
     number = _get(payload, "pull_request.number", int)
+    if action == "unlabeled":
+        label = _get(payload, "label.name", str)
+        if label != facts.escalation_label:
+            return ignore(f"label {label} is not {facts.escalation_label}")
+        reset = ResetAttempts(_get(payload, "repository.id", int), number, f"{label} removed")
+        return Decision(actions=(reset,))
+    if action != "closed":
+        return ignore(f"pull_request.{action} of the App's own branch needs no work")
     closed = _task(
         payload,
         Kind.CLOSED,
@@ -264,10 +289,12 @@ def _pull_request_review(payload: Payload, facts: Facts) -> Decision:
     if state not in REVIEW_STATES:
         return ignore(f"a review that is {state} asks for no change")
     blocked = (
-        _own_branch(payload, "pull_request", facts)
-        or _sender_block(payload, facts)
+        _sender_block(payload, facts)
         or _association_block(payload, "review.author_association")
+        or _own_branch(payload, "pull_request", facts)
     )
+    if blocked == FORK:
+        return _fork_notice(payload)
     if blocked:
         return ignore(blocked)
     return _task(
@@ -312,6 +339,8 @@ def _check_suite(payload: Payload, facts: Facts) -> Decision:
     if action != "completed":
         return ignore(f"check_suite.{action} is not a trigger")
     conclusion = _opt(payload, "check_suite.conclusion", str)
+    if conclusion == "success":
+        return _green(payload, facts)
     if conclusion not in FAILING_CONCLUSIONS:
         return ignore(f"check suite concluded {conclusion}")
     if facts.app_id is not None and _opt(payload, "check_suite.app.id", int) == facts.app_id:
@@ -323,6 +352,24 @@ def _check_suite(payload: Payload, facts: Facts) -> Decision:
         _opt(payload, "check_suite.head_branch", str),
         _opt(payload, "check_suite.pull_requests", list) or [],
     )
+
+
+def _green(payload: Payload, facts: Facts) -> Decision:
+    branch = _opt(payload, "check_suite.head_branch", str)
+    if branch is None or not branch.startswith(facts.branch_prefix):
+        return ignore("check suite concluded success")
+    found = _ci_task(
+        payload,
+        facts,
+        _get(payload, "check_suite.head_sha", str),
+        branch,
+        _opt(payload, "check_suite.pull_requests", list) or [],
+    )
+    if not found.tasks or not found.tasks[0].number:
+        return ignore("check suite concluded success")
+    task = found.tasks[0]
+    reset = ResetAttempts(task.repo_id, task.number, "CI passed", sha=task.sha)
+    return Decision(actions=(reset,))
 
 
 def _check_run(payload: Payload, facts: Facts) -> Decision:

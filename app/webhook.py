@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 
 from app.dispatch import Dispatcher
 from app.store import Store
-from app.tasks import Cancel, InstallationChange, Task
+from app.tasks import Cancel, InstallationChange, ResetAttempts, Task
 from app.triggers import Facts, PayloadError, decide, needs_pull_request_fact
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps deliveries at 25 MB
@@ -133,6 +133,8 @@ class Intake:
                 result.cancelled.extend(self.dispatcher.cancel(act))
             elif isinstance(act, InstallationChange):
                 self.store.apply_installation(act)
+            elif isinstance(act, ResetAttempts):
+                self.store.reset_attempts(act.repo_id, act.number, act.sha)
         result.ignored = decision.ignored or ("; ".join(skipped) if skipped else None)
         log.info(
             "%s: %s",

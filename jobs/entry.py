@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cache
 
 from rq import get_current_job
@@ -10,12 +11,27 @@ from rq import get_current_job
 from app.github import App
 from app.settings import Settings, load
 from app.store import Store
-from app.tasks import State
+from app.tasks import Kind, State, Task
 from jobs import pipeline
+from jobs.closed import closed, fork_notice
+from jobs.commands import run_command
 from jobs.errors import TaskFailed
+from jobs.fix_ci import fix_ci
+from jobs.resolve import resolve_issue
+from jobs.review import address_review
 from jobs.workspace import Workspaces
 
 log = logging.getLogger("forgehand.job")
+
+
+HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
+    Kind.ISSUE: resolve_issue,
+    Kind.CI: fix_ci,
+    Kind.REVIEW: address_review,
+    Kind.COMMAND: run_command,
+    Kind.CLOSED: closed,
+    Kind.FORK: fork_notice,
+}
 
 
 @cache
@@ -49,7 +65,7 @@ def execute(ctx: pipeline.Context, task_id: str, run: int, worker: str) -> str:
     store.audit(task_id, "running", f"worker {worker}")
     log.info("started", extra={"task": task_id})
     try:
-        summary = pipeline.run(record.task, ctx)
+        summary = HANDLERS[record.task.kind](record.task, ctx)
     except TaskFailed as exc:
         _finish(store, task_id, State.FAILED, str(exc))
         return f"failed: {exc}"

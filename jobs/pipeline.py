@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from app.github import App, GitHubError, Identity, Installation
@@ -23,7 +22,7 @@ from app.repo_config import RepoConfig
 from app.repo_config import parse as parse_config
 from app.settings import Settings
 from app.store import Store
-from app.tasks import Kind, Task
+from app.tasks import Task
 from jobs import agent, prompts, report
 from jobs.errors import TaskFailed
 from jobs.git import GitError, git
@@ -59,13 +58,6 @@ class Repo:
 def pgid_file_for(workspaces: Workspaces, horse_pid: int) -> Path:
     """Where the job in work-horse `horse_pid` records its agent's process group."""
     return workspaces.run_dir / f"agent-{horse_pid}.pgid"
-
-
-def run(task: Task, ctx: Context) -> str:
-    handler = _HANDLERS.get(task.kind)
-    if handler is None:
-        raise TaskFailed(f"{task.kind.value} tasks are not supported by this version of forgehand")
-    return handler(task, ctx)
 
 
 # --- shared steps -------------------------------------------------------------------------
@@ -259,102 +251,96 @@ def reported(status: StatusComment, ctx: Context, task: Task) -> Iterator[None]:
         raise
 
 
-# --- resolve an issue ---------------------------------------------------------------------
+# --- pull requests ------------------------------------------------------------------------
 
 
-def resolve_issue(task: Task, ctx: Context) -> str:
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    branch: str
+    head_sha: str
+    state: str
+    merged: bool
+    fork: bool
+
+
+def read_pull(api: Installation, task: Task, number: int) -> PullRequest:
+    data = api.get(f"/repos/{task.repo}/pulls/{number}")
+    head = data["head"]
+    return PullRequest(
+        number=number,
+        branch=head["ref"],
+        head_sha=head["sha"],
+        state=data["state"],
+        merged=bool(data.get("merged")),
+        fork=(head.get("repo") or {}).get("id") != task.repo_id,
+    )
+
+
+def find_pull(api: Installation, task: Task) -> int | None:
+    """The open pull request whose head is the task's branch in its own repository."""
+    owner = task.repo.split("/")[0]
+    found = api.get(f"/repos/{task.repo}/pulls", head=f"{owner}:{task.branch}", state="open")
+    for data in found or []:
+        if data["head"]["ref"] == task.branch:
+            return int(data["number"])
+    return None
+
+
+@dataclass(frozen=True)
+class Change:
+    commits: list[str]
+    head: str  # the pushed commit, or "" when the agent changed nothing
+    result: agent.AgentResult
+
+
+def change_pull_request(
+    task: Task, ctx: Context, api: Installation, repo: Repo, pr: PullRequest, prompt: str,
+    message: str,
+) -> Change:  # fmt: skip
+    """Run the agent on the pull request's branch at its head and push what it changes."""
+    identity = ctx.app.identity(api)
+    ctx.store.set_app_slug(identity.slug)
+    with ctx.workspaces.worktree(
+        task.id, task.repo_id, repo.clone_url, api.token(), pr.branch, pr.branch, new_branch=False
+    ) as tree:
+        work = Run(task, ctx, repo, tree, identity)
+        work.setup()
+        result = work.agent_then_tests(prompt)
+        commits = work.commit(message)
+        if not commits:
+            return Change([], "", result)
+        work.check_protected()
+        work.push(api)
+        head = git(["rev-parse", "HEAD"], tree.path).strip()
+    return Change(commits, head, result)
+
+
+def check_sender(api: Installation, task: Task, repo: Repo) -> None:
+    """Stop unless whoever started the task may: write access, or an allowed bot."""
+    allowed = {b.removesuffix("[bot]") for b in repo.config.allowed_bots}
+    if task.sender.endswith("[bot]") and task.sender.removesuffix("[bot]") in allowed:
+        return
+    if not has_write_access(api, task.repo, task.sender):
+        raise TaskFailed(f"{task.sender} has no write access to {task.repo}; nothing was done.")
+
+
+def prepare(task: Task, ctx: Context, check: bool = True) -> tuple[Installation, Repo]:
+    """The installation client and the repository, once the sender is known to be allowed."""
     api = ctx.app.installation(task.installation_id)
-    repo_path = f"/repos/{task.repo}"
     try:
         repo = read_repo(api, ctx, task)
-        bot = task.sender.endswith("[bot]") and task.sender.removesuffix("[bot]") in {
-            b.removesuffix("[bot]") for b in repo.config.allowed_bots
-        }
-        if not bot and not has_write_access(api, task.repo, task.sender):
-            raise TaskFailed(f"{task.sender} has no write access to {task.repo}; nothing was done.")
+        if check:
+            check_sender(api, task, repo)
     except GitHubError as exc:
         if exc.permanent:
             raise TaskFailed(str(exc)) from exc
         raise
-    status = StatusComment(api, ctx.store, task)
-    with reported(status, ctx, task):
-        api.post(f"{repo_path}/issues/{task.number}/reactions", {"content": "eyes"})
-        existing = _open_pull_request(api, ctx, task)
-        if existing is not None:
-            status.update(f"This issue already has an open pull request: #{existing}.")
-            return f"linked #{existing}"
-        issue = api.get(f"{repo_path}/issues/{task.number}")
-        if issue.get("state") != "open":
-            raise TaskFailed("The issue was closed before work started.")
-        problems = _config_problems(repo)
-        status.update("⏳ Working on it…", problems)
-        identity = ctx.app.identity(api)
-        ctx.store.set_app_slug(identity.slug)
-        branch = branch_name(ctx.settings.branch_prefix, task.number, issue.get("title") or "")
-        with ctx.workspaces.worktree(
-            task.id, task.repo_id, repo.clone_url, api.token(), branch, repo.base_branch,
-            new_branch=True,
-        ) as tree:  # fmt: skip
-            work = Run(task, ctx, repo, tree, identity)
-            work.setup()
-            prompt = prompts.issue_prompt(
-                task.repo, task.number, issue.get("title") or "", issue.get("body"), tree.branch
-            )
-            result = work.agent_then_tests(prompt)
-            commits = work.commit(f"Resolve #{task.number}: {issue.get('title') or ''}".strip())
-            if not commits:
-                raise TaskFailed(
-                    "The agent made no changes, so there is no pull request.", result.tail
-                )
-            work.check_protected()
-            work.push(api)
-            pr = api.post(
-                f"{repo_path}/pulls",
-                {
-                    "title": issue.get("title") or f"Resolve #{task.number}",
-                    "head": tree.branch,
-                    "base": repo.base_branch,
-                    "body": report.pull_request_body(
-                        task.number,
-                        result.tail,
-                        commits,
-                        {"task": task.id, "kind": task.kind.value, "issue": task.number},
-                    ),
-                    "draft": repo.config.draft,
-                },
-            )
-        number = int(pr["number"])
-        ctx.store.add_app_pull_request(task.repo_id, number, task.number)
-        _request_review(api, task, number)
-        status.update(f"✅ Opened #{number}.", problems)
-        return f"opened #{number}"
+    return api, repo
 
 
-def _config_problems(repo: Repo) -> str:
+def config_problems(repo: Repo) -> str:
     if not repo.problems:
         return ""
     items = "\n".join(f"- {p}" for p in repo.problems)
     return f"⚠️ `{CONFIG_PATH}` has problems; defaults are used for those settings:\n{items}"
-
-
-def _open_pull_request(api: Installation, ctx: Context, task: Task) -> int | None:
-    number = ctx.store.pull_request_for_issue(task.repo_id, task.number)
-    if number is None:
-        return None
-    pr: dict[str, Any] = api.get(f"/repos/{task.repo}/pulls/{number}")
-    return number if pr.get("state") == "open" else None
-
-
-def _request_review(api: Installation, task: Task, number: int) -> None:
-    try:
-        api.post(
-            f"/repos/{task.repo}/pulls/{number}/requested_reviewers",
-            {"reviewers": [task.sender]},
-        )
-    except GitHubError as exc:
-        # A reviewer who cannot be requested (the author, a bot) is no reason to fail.
-        if exc.status != 422:
-            raise
-
-
-_HANDLERS = {Kind.ISSUE: resolve_issue}

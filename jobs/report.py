@@ -30,7 +30,7 @@ def pull_request_body(
     summary = summary.strip()
     lines = [f"Fixes #{issue}", ""]
     if summary:
-        lines += ["### What the agent says it did", "", _quote(summary), ""]
+        lines += ["### What the agent says it did", "", quote(summary), ""]
     if commits:
         lines += ["### Commits", ""] + [f"- {c}" for c in commits] + [""]
     lines.append("_Opened by forgehand. Review it like any other pull request; comment_")
@@ -39,6 +39,56 @@ def pull_request_body(
     return "\n".join(lines)
 
 
-def _quote(text: str, limit: int = 4000) -> str:
-    text = text[-limit:]
+def escalation_comment(
+    attempts: list[dict[str, object]],
+    sha: str,
+    failing: list[str],
+    mention: list[str],
+    label: str,
+    prefix: str,
+) -> str:
+    rows = "\n".join(
+        f"| {a.get('attempt')} | `{str(a.get('sha', ''))[:7]}` | {_cell(a.get('failed'))} "
+        f"| {_cell(a.get('changed'))} | {_cell(a.get('result'))} |"
+        for a in attempts
+    )
+    who = " ".join(f"@{m}" for m in dict.fromkeys(mention) if m)
+    return "\n".join(
+        [
+            f"🙋 **forgehand stopped after {len(attempts)} attempts to make CI pass** and hands "
+            "this pull request to a human.",
+            "",
+            f"CI still fails on `{sha[:7]}`: {', '.join(failing) or 'see the checks'}.",
+            "",
+            "| Attempt | Commit | What failed | What the agent changed | Result |",
+            "|---|---|---|---|---|",
+            rows,
+            "",
+            f"forgehand ignores CI failures here until someone comments `{prefix} retry` or "
+            f"removes the `{label}` label.",
+            "",
+            f"cc {who}" if who else "",
+        ]
+    ).rstrip()
+
+
+def _cell(value: object) -> str:
+    text = str(value or "—").replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 160 else text[:157] + "…"
+
+
+def help_text(prefix: str) -> str:
+    return "\n".join(
+        [
+            "forgehand understands:",
+            f"- `{prefix} <instructions>`: make that change on this pull request (or issue)",
+            f"- `{prefix} stop`: cancel what is queued or running here",
+            f"- `{prefix} retry`: forget failed attempts and try again",
+        ]
+    )
+
+
+def quote(text: str, limit: int = 4000) -> str:
+    """Markdown block quote of the end of `text`."""
+    text = text.strip()[-limit:]
     return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests import payloads as p
 
 API = "https://github.test/api/v3"
+LOGS = "https://logs.github.test"
 SLUG = "forgehand"
 BOT_ID = 4242
 
@@ -76,6 +77,66 @@ class FakeGitHub:
     # Answers to force, by "METHOD /path": a list of statuses consumed one per call.
     failures: dict[str, list[int]] = field(default_factory=dict)
     next_id: int = 1000
+    check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by SHA
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by SHA
+    annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    job_logs: dict[int, str] = field(default_factory=dict)
+    reviews: dict[int, dict[str, Any]] = field(default_factory=dict)
+    review_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # by review
+    replies: list[tuple[int, str]] = field(default_factory=list)
+    labels: dict[int, list[str]] = field(default_factory=dict)
+    deleted_refs: list[str] = field(default_factory=list)
+    issue_comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> Path:
+        return Path(self.clone_url.removeprefix("file://"))
+
+    def head_sha(self, ref: str) -> str:
+        return sh_git("rev-parse", f"refs/heads/{ref}", cwd=self.origin).strip()
+
+    def add_pull(self, number: int, ref: str, *, issue: int = 7, fork: bool = False) -> None:
+        self.pulls[number] = {
+            "number": number,
+            "title": "Addition subtracts",
+            "head": ref,
+            "base": "main",
+            "body": f"Fixes #{issue}",
+            "state": "open",
+            "merged": False,
+            "fork": fork,
+        }
+
+    def fail_check(
+        self,
+        sha: str,
+        name: str = "tests",
+        run_id: int | None = None,
+        log: str = "",
+        annotations: list[dict[str, Any]] | None = None,
+        status: str = "completed",
+        conclusion: str | None = "failure",
+    ) -> int:
+        run_id = run_id or self._id()
+        self.check_runs.setdefault(sha, []).append(
+            {
+                "id": run_id,
+                "name": name,
+                "head_sha": sha,
+                "status": status,
+                "conclusion": conclusion if status == "completed" else None,
+                "app": {"id": 15368, "slug": "github-actions"},
+                "output": {
+                    "title": f"{name} failed",
+                    "summary": f"{name}: 1 failing test",
+                    "annotations_count": len(annotations or []),
+                },
+            }
+        )
+        self.annotations[run_id] = annotations or []
+        if log:
+            self.job_logs[run_id] = log
+        return run_id
 
     def add_issue(self, number: int, title: str, body: str = "", state: str = "open") -> None:
         self.issues[number] = {
@@ -204,13 +265,125 @@ def _edit_comment(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> h
 def _new_pull(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     data = json.loads(request.content)
     number = max([*gh.issues, *gh.pulls, 0]) + 1
-    gh.pulls[number] = data | {"number": number, "state": "open"}
-    return _json(gh.pulls[number], 201)
+    gh.pulls[number] = data | {"number": number, "state": "open", "merged": False}
+    return _json(_pull_view(gh, number), 201)
+
+
+def _pull_view(gh: FakeGitHub, number: int) -> dict[str, Any]:
+    """A pull request as GitHub shows it: head and base resolved against the origin."""
+    pull = gh.pulls[number]
+    ref = pull["head"]
+    try:
+        sha = gh.head_sha(ref)
+    except subprocess.CalledProcessError:
+        sha = "0" * 40  # the branch was deleted
+    head_repo = 999 if pull.get("fork") else p.REPO_ID
+    return {
+        **{k: v for k, v in pull.items() if k not in ("head", "base", "fork")},
+        "head": {"ref": ref, "sha": sha, "repo": {"id": head_repo}},
+        "base": {"ref": pull["base"], "repo": {"id": p.REPO_ID}},
+        "user": {"login": f"{SLUG}[bot]", "type": "Bot"},
+    }
 
 
 def _pull(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    pull = gh.pulls.get(int(m["n"]))
-    return _json(pull) if pull else _json({"message": "Not Found"}, 404)
+    number = int(m["n"])
+    return (
+        _json(_pull_view(gh, number))
+        if number in gh.pulls
+        else _json({"message": "Not Found"}, 404)
+    )
+
+
+def _pulls(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    head = request.url.params.get("head", "")
+    ref = head.split(":", 1)[-1]
+    found = [
+        _pull_view(gh, n)
+        for n, pr in gh.pulls.items()
+        if pr["state"] == "open" and (not ref or pr["head"] == ref)
+    ]
+    return _json(found)
+
+
+def _check_runs(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    runs = gh.check_runs.get(m["sha"], [])
+    return _json({"total_count": len(runs), "check_runs": runs})
+
+
+def _annotations(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    return _json(gh.annotations.get(int(m["id"]), []))
+
+
+def _job_logs(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    if int(m["id"]) not in gh.job_logs:
+        return _json({"message": "Not Found"}, 404)
+    return httpx.Response(302, headers={"location": f"{LOGS}/jobs/{m['id']}?sig=signed"})
+
+
+def _status(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    statuses = gh.statuses.get(m["sha"], [])
+    states = {s["state"] for s in statuses}
+    combined = (
+        "failure"
+        if states & {"failure", "error"}
+        else "pending"
+        if "pending" in states
+        else "success"
+    )
+    return _json({"state": combined, "sha": m["sha"], "statuses": statuses})
+
+
+def _review(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    review = gh.reviews.get(int(m["id"]))
+    return _json(review) if review else _json({"message": "Not Found"}, 404)
+
+
+def _review_comments(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    return _json(gh.review_comments.get(int(m["id"]), []))
+
+
+def _reply(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    gh.replies.append((int(m["id"]), json.loads(request.content)["body"]))
+    return _json({"id": gh._id()}, 201)
+
+
+def _get_comment(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    comment = gh.issue_comments.get(int(m["id"]))
+    return _json(comment) if comment else _json({"message": "Not Found"}, 404)
+
+
+def _add_labels(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    names = json.loads(request.content)["labels"]
+    current = gh.labels.setdefault(int(m["n"]), [])
+    current.extend(n for n in names if n not in current)
+    return _json([{"name": n} for n in current])
+
+
+def _remove_label(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    from urllib.parse import unquote
+
+    current = gh.labels.get(int(m["n"]), [])
+    name = unquote(m["name"])
+    if name not in current:
+        return _json({"message": "Label does not exist"}, 404)
+    current.remove(name)
+    return _json([{"name": n} for n in current])
+
+
+def _delete_ref(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    ref = m["ref"]
+    gh.deleted_refs.append(ref)
+    sh_git("update-ref", "-d", f"refs/heads/{ref}", cwd=gh.origin)
+    return httpx.Response(204)
+
+
+def _logs_host(gh: FakeGitHub, request: httpx.Request) -> httpx.Response:
+    job = int(request.url.path.rsplit("/", 1)[-1])
+    gh.calls.append(
+        Call("GET", f"LOGS {request.url.path}", None, request.headers.get("authorization", ""))
+    )
+    return httpx.Response(200, text=gh.job_logs.get(job, ""))
 
 
 def _reviewers(gh: FakeGitHub, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -232,14 +405,27 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", REPO_RE + r"/issues/(?P<n>\d+)/comments", _new_comment),
     ("PATCH", REPO_RE + r"/issues/comments/(?P<id>\d+)", _edit_comment),
     ("POST", REPO_RE + r"/pulls", _new_pull),
+    ("GET", REPO_RE + r"/pulls", _pulls),
+    ("GET", REPO_RE + r"/commits/(?P<sha>[0-9a-f]+)/check-runs", _check_runs),
+    ("GET", REPO_RE + r"/commits/(?P<sha>[0-9a-f]+)/status", _status),
+    ("GET", REPO_RE + r"/check-runs/(?P<id>\d+)/annotations", _annotations),
+    ("GET", REPO_RE + r"/actions/jobs/(?P<id>\d+)/logs", _job_logs),
+    ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews/(?P<id>\d+)", _review),
+    ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews/(?P<id>\d+)/comments", _review_comments),
+    ("POST", REPO_RE + r"/pulls/(?P<n>\d+)/comments/(?P<id>\d+)/replies", _reply),
+    ("GET", REPO_RE + r"/issues/comments/(?P<id>\d+)", _get_comment),
+    ("POST", REPO_RE + r"/issues/(?P<n>\d+)/labels", _add_labels),
+    ("DELETE", REPO_RE + r"/issues/(?P<n>\d+)/labels/(?P<name>[^/]+)", _remove_label),
+    ("DELETE", REPO_RE + r"/git/refs/heads/(?P<ref>.+)", _delete_ref),
     ("GET", REPO_RE + r"/pulls/(?P<n>\d+)", _pull),
     ("POST", REPO_RE + r"/pulls/(?P<n>\d+)/requested_reviewers", _reviewers),
 ]
 
 
 def mocked(fake: FakeGitHub) -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=API, assert_all_called=False) as router:
-        router.route().mock(side_effect=fake.handle)
+    with respx.mock(assert_all_called=False) as router:
+        router.route(host="logs.github.test").mock(side_effect=lambda r: _logs_host(fake, r))
+        router.route(url__startswith=API).mock(side_effect=fake.handle)
         yield router
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from app.tasks import Cancel, InstallationChange, Kind, Task
+from app.tasks import Cancel, InstallationChange, Kind, ResetAttempts, Task
 from app.triggers import Decision, Facts, PayloadError, command_verb, decide
 from tests import payloads as p
 
@@ -197,7 +197,6 @@ def test_commented_review_counts_even_without_body() -> None:
         (p.review(state="approved"), "asks for no change"),
         (p.review(association="NONE"), "author_association NONE"),
         (p.review(ref="feature/x"), "not under agent/"),
-        (p.review(head_repo=999), "pull request from a fork"),
         (p.review(sender="coderabbit[bot]", sender_type="Bot"), "not in allowed_bots"),
     ],
 )
@@ -238,7 +237,7 @@ def test_failing_conclusions(conclusion: str) -> None:
 @pytest.mark.parametrize(
     ("event", "payload", "reason"),
     [
-        ("check_suite", p.check_suite("success"), "concluded success"),
+        ("check_suite", p.check_suite("success", ref="main"), "concluded success"),
         ("check_run", p.check_run("neutral"), "concluded neutral"),
         ("check_run", p.check_run(ref="main"), "branch main is not under agent/"),
         ("check_run", p.check_run(app=p.APP_ID), "created by the App itself"),
@@ -276,3 +275,28 @@ def test_installation_events_change_known_repositories() -> None:
 
 def test_unknown_event_is_ignored_with_reason() -> None:
     assert decide("star", {"action": "created"}, FACTS).ignored == "star events are not handled"
+
+
+def test_fork_pull_requests_get_a_notice_task_not_work() -> None:
+    task = only_task(decide("pull_request_review", p.review(head_repo=999), FACTS))
+    assert (task.kind, task.id) == (Kind.FORK, f"fork-{p.REPO_ID}-12")
+    opened = p.pr_closed() | {"action": "opened"}
+    opened["pull_request"]["head"]["repo"]["id"] = 999
+    assert only_task(decide("pull_request", opened, FACTS)).kind is Kind.FORK
+    # A fork's pull request on any other branch is simply not the App's business.
+    other = p.pr_closed(ref="feature") | {"action": "opened"}
+    other["pull_request"]["head"]["repo"]["id"] = 999
+    assert decide("pull_request", other, FACTS).ignored == "branch feature is not under agent/"
+
+
+def test_green_suite_resets_attempts() -> None:
+    (reset,) = decide("check_suite", p.check_suite("success"), FACTS).actions
+    assert reset == ResetAttempts(p.REPO_ID, 12, "CI passed", sha="c" * 40)
+
+
+def test_removing_the_escalation_label_resets_attempts() -> None:
+    payload = p.pr_closed() | {"action": "unlabeled", "label": {"name": "agent:needs-human"}}
+    (reset,) = decide("pull_request", payload, FACTS).actions
+    assert reset == ResetAttempts(p.REPO_ID, 12, "agent:needs-human removed")
+    payload["label"]["name"] = "bug"
+    assert decide("pull_request", payload, FACTS).ignored == "label bug is not agent:needs-human"

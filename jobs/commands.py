@@ -1,0 +1,89 @@
+"""`/agent …` comments: instructions, stop, retry, help."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from app.dispatch import Dispatcher, job_timeout
+from app.github import GitHubError, Installation
+from app.tasks import Kind, Task
+from app.triggers import command_verb
+from jobs import prompts, report
+from jobs.lock import pull_request_lock
+from jobs.pipeline import Context, change_pull_request, prepare, read_pull, reported
+from jobs.resolve import open_pull_request, resolve_issue
+from jobs.status import StatusComment
+
+
+def run_command(task: Task, ctx: Context) -> str:
+    api, repo = prepare(task, ctx)
+    comment = api.get(f"/repos/{task.repo}/issues/comments/{task.comment_id}")
+    body: str = comment.get("body") or ""
+    prefix = ctx.settings.command_prefix
+    verb = command_verb(body, prefix)
+    instructions = body.strip()[len(prefix) :].strip()
+    on_pr = ctx.store.is_app_pull_request(task.repo_id, task.number)
+    if verb == "stop":
+        _reply(api, task, "🛑 Stopped what was queued or running here.")
+        return "stopped"
+    if verb == "retry":
+        return _retry(task, ctx, api, on_pr)
+    if verb in (None, "", "help"):
+        _reply(api, task, report.help_text(prefix))
+        return "help"
+    if not on_pr:
+        pr_number = open_pull_request(api, ctx, task)
+        if pr_number is None:
+            issue_task = replace(task, kind=Kind.ISSUE)
+            return resolve_issue(issue_task, ctx, instructions)
+        task = replace(task, number=pr_number)
+    with pull_request_lock(ctx.store.redis, task.repo_id, task.number, task.id):
+        pr = read_pull(api, task, task.number)
+        if pr.state != "open":
+            _reply(api, task, "This pull request is closed; nothing was done.")
+            return "closed"
+        status = StatusComment(api, ctx.store, task)
+        with reported(status, ctx, task):
+            status.update(f"⏳ Working on @{task.sender}'s request…")
+            prompt = prompts.instructions_prompt(task.repo, task.number, task.sender, instructions)
+            change = change_pull_request(
+                task, ctx, api, repo, pr, prompt, f"Apply request by {task.sender}"
+            )
+        summary = report.quote(change.result.tail) if change.result.tail.strip() else ""
+        if change.head:
+            status.update(f"✅ Pushed `{change.head[:7]}` for @{task.sender}.", summary)
+            return f"pushed {change.head[:7]}"
+        status.update(f"@{task.sender}: the agent made no change.", summary)
+        return "no change"
+
+
+def _retry(task: Task, ctx: Context, api: Installation, on_pr: bool) -> str:
+    dispatcher = Dispatcher(ctx.store, job_timeout(ctx.settings.agent_timeout))
+    origin = f"{ctx.settings.command_prefix} retry by {task.sender}"
+    if not on_pr:
+        outcome = dispatcher.enqueue(replace(task, kind=Kind.ISSUE, comment_id=0), origin)
+        _reply(
+            api,
+            task,
+            "🔁 Trying this issue again." if outcome.enqueued else "Already working on it.",
+        )
+        return "retry issue"
+    ctx.store.reset_attempts(task.repo_id, task.number)
+    try:
+        label = ctx.settings.escalation_label
+        api.delete(f"/repos/{task.repo}/issues/{task.number}/labels/{label}")
+    except GitHubError as exc:
+        if exc.status != 404:
+            raise
+    pr = read_pull(api, task, task.number)
+    fix = Task(
+        Kind.CI, task.installation_id, task.repo_id, task.repo, task.number, task.sender,
+        sha=pr.head_sha, branch=pr.branch,
+    )  # fmt: skip
+    dispatcher.enqueue(fix, origin)
+    _reply(api, task, f"🔁 Attempts reset; looking at CI on `{pr.head_sha[:7]}` again.")
+    return "retry pull request"
+
+
+def _reply(api: Installation, task: Task, text: str) -> None:
+    api.post(f"/repos/{task.repo}/issues/{task.number}/comments", {"body": text})

@@ -1,0 +1,91 @@
+"""Resolve a labelled issue with a new pull request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.github import GitHubError, Installation
+from app.tasks import Task
+from jobs import prompts, report
+from jobs.errors import TaskFailed
+from jobs.pipeline import Context, Run, branch_name, config_problems, prepare, reported
+from jobs.status import StatusComment
+
+
+def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
+    api, repo = prepare(task, ctx)
+    repo_path = f"/repos/{task.repo}"
+    status = StatusComment(api, ctx.store, task)
+    with reported(status, ctx, task):
+        api.post(f"{repo_path}/issues/{task.number}/reactions", {"content": "eyes"})
+        existing = open_pull_request(api, ctx, task)
+        if existing is not None:
+            status.update(f"This issue already has an open pull request: #{existing}.")
+            return f"linked #{existing}"
+        issue = api.get(f"{repo_path}/issues/{task.number}")
+        if issue.get("state") != "open":
+            raise TaskFailed("The issue was closed before work started.")
+        problems = config_problems(repo)
+        status.update("⏳ Working on it…", problems)
+        identity = ctx.app.identity(api)
+        ctx.store.set_app_slug(identity.slug)
+        title = issue.get("title") or ""
+        branch = branch_name(ctx.settings.branch_prefix, task.number, title)
+        with ctx.workspaces.worktree(
+            task.id, task.repo_id, repo.clone_url, api.token(), branch, repo.base_branch,
+            new_branch=True,
+        ) as tree:  # fmt: skip
+            work = Run(task, ctx, repo, tree, identity)
+            work.setup()
+            prompt = prompts.issue_prompt(
+                task.repo, task.number, title, issue.get("body"), tree.branch
+            )
+            if instructions:
+                prompt += "\n" + prompts.fenced(f"extra request by {task.sender}", instructions)
+            result = work.agent_then_tests(prompt)
+            commits = work.commit(f"Resolve #{task.number}: {title}".strip())
+            if not commits:
+                message = "The agent made no changes, so there is no pull request."
+                raise TaskFailed(message, result.tail)
+            work.check_protected()
+            work.push(api)
+            pr = api.post(
+                f"{repo_path}/pulls",
+                {
+                    "title": title or f"Resolve #{task.number}",
+                    "head": tree.branch,
+                    "base": repo.base_branch,
+                    "body": report.pull_request_body(
+                        task.number,
+                        result.tail,
+                        commits,
+                        {"task": task.id, "kind": task.kind.value, "issue": task.number},
+                    ),
+                    "draft": repo.config.draft,
+                },
+            )
+        number = int(pr["number"])
+        ctx.store.add_app_pull_request(task.repo_id, number, task.number)
+        _request_review(api, task, number)
+        status.update(f"✅ Opened #{number}.", problems)
+        return f"opened #{number}"
+
+
+def open_pull_request(api: Installation, ctx: Context, task: Task) -> int | None:
+    number = ctx.store.pull_request_for_issue(task.repo_id, task.number)
+    if number is None:
+        return None
+    pr: dict[str, Any] = api.get(f"/repos/{task.repo}/pulls/{number}")
+    return number if pr.get("state") == "open" else None
+
+
+def _request_review(api: Installation, task: Task, number: int) -> None:
+    try:
+        api.post(
+            f"/repos/{task.repo}/pulls/{number}/requested_reviewers",
+            {"reviewers": [task.sender]},
+        )
+    except GitHubError as exc:
+        # A reviewer who cannot be requested (the author, a bot) is no reason to fail.
+        if exc.status != 422:
+            raise

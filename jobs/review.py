@@ -1,0 +1,50 @@
+"""Address one submitted review on the App's pull request, and answer each of its threads."""
+
+from __future__ import annotations
+
+from app.tasks import Task
+from jobs import prompts, report
+from jobs.lock import pull_request_lock
+from jobs.pipeline import Context, change_pull_request, prepare, read_pull, reported
+from jobs.status import StatusComment
+
+
+def address_review(task: Task, ctx: Context) -> str:
+    api, repo = prepare(task, ctx)
+    base = f"/repos/{task.repo}/pulls/{task.number}"
+    with pull_request_lock(ctx.store.redis, task.repo_id, task.number, task.id):
+        pr = read_pull(api, task, task.number)
+        if pr.state != "open" or pr.fork:
+            return "the pull request is closed" if pr.state != "open" else "a fork's pull request"
+        review = api.get(f"{base}/reviews/{task.review_id}")
+        comments = api.get(f"{base}/reviews/{task.review_id}/comments", per_page=100) or []
+        reviewer = (review.get("user") or {}).get("login") or task.sender
+        if not prompts.clean(review.get("body")) and not comments:
+            return "the review holds nothing to address"
+        notes = [
+            prompts.ReviewNote(
+                c.get("path", ""), c.get("line") or c.get("original_line"), c.get("diff_hunk", ""),
+                c.get("body", ""),
+            )
+            for c in comments
+        ]  # fmt: skip
+        prompt = prompts.review_prompt(task.repo, task.number, reviewer, review.get("body"), notes)
+        status = StatusComment(api, ctx.store, task)
+        with reported(status, ctx, task):
+            status.update(f"⏳ Addressing @{reviewer}'s review…")
+            change = change_pull_request(
+                task, ctx, api, repo, pr, prompt, f"Address review by {reviewer}"
+            )
+        if change.head:
+            reply = f"Addressed in {change.head[:7]}."
+            headline = f"✅ @{reviewer}: pushed `{change.head[:7]}` for your review."
+        else:
+            reply = "Looked at this; the agent made no change for it (see its summary below)."
+            headline = f"@{reviewer}: the agent made no change for your review."
+        # GitHub threads a reply under the thread's first comment only.
+        roots = dict.fromkeys(c.get("in_reply_to_id") or c["id"] for c in comments)
+        for root in roots:
+            api.post(f"{base}/comments/{root}/replies", {"body": reply})
+        summary = change.result.tail.strip()
+        status.update(headline, report.quote(summary) if summary else "")
+        return f"pushed {change.head[:7]}" if change.head else "no change"
