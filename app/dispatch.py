@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 from redis.exceptions import WatchError
-from rq import Queue
+from rq import Queue, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -25,6 +25,9 @@ JOB_FUNCTION = "jobs.entry.run_task"
 LIVE_JOB_STATES = frozenset({"queued", "started", "deferred", "scheduled"})
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
+# An outage (Redis, git fetch, GitHub 5xx) fails the job, not the task: RQ runs it again after
+# these waits. Failures a person must hear of are reported by the task and not retried.
+RETRY_INTERVALS = [30, 120, 600]
 
 
 def job_timeout(agent_timeout: int) -> int:
@@ -81,6 +84,7 @@ class Dispatcher:
                         timeout=self.job_timeout,
                         result_ttl=RESULT_TTL,
                         failure_ttl=FAILURE_TTL,
+                        retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
                         description=f"{task.kind.value} {task.repo}#{task.number}",
                         pipeline=pipe,
                     )

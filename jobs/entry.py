@@ -52,10 +52,13 @@ def run_task(task_id: str, run: int) -> str:
         app=App(settings, job.connection),
         workspaces=Workspaces(settings.workspaces_dir),
     )
-    return execute(ctx, task_id, run, job.worker_name or "?")
+    retries_left = job.retries_left or 0
+    return execute(ctx, task_id, run, job.worker_name or "?", retries_left)
 
 
-def execute(ctx: pipeline.Context, task_id: str, run: int, worker: str) -> str:
+def execute(
+    ctx: pipeline.Context, task_id: str, run: int, worker: str, retries_left: int = 0
+) -> str:
     store = ctx.store
     record = store.get(task_id)
     if record is None or record.run != run:
@@ -70,8 +73,14 @@ def execute(ctx: pipeline.Context, task_id: str, run: int, worker: str) -> str:
         _finish(store, task_id, State.FAILED, str(exc))
         return f"failed: {exc}"
     except Exception as exc:
-        # Unexpected errors are the infrastructure's; RQ keeps the traceback and may retry.
-        _finish(store, task_id, State.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+        # Anything else is the infrastructure's: RQ keeps the traceback and runs the job again
+        # while it has retries left; only then does the task fail.
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        if retries_left > 0:
+            if store.transition(task_id, (State.RUNNING,), State.QUEUED, reason):
+                store.audit(task_id, "retrying", f"{reason}; {retries_left} retries left")
+        else:
+            _finish(store, task_id, State.FAILED, reason)
         raise
     _finish(store, task_id, State.DONE, summary)
     return summary

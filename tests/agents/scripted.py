@@ -34,6 +34,11 @@ def main() -> int:
     if mode == "fix":
         Path("calc.py").write_text(FIXED)
         print("Changed add() to return a + b.")
+    elif mode == "tweak":
+        # A change every time, never a fix: CI that stays red.
+        with Path("calc.py").open("a") as f:
+            f.write(f"# attempt at {time.time()}\n")
+        print("Tweaked calc.py.")
     elif mode == "noop":
         print("Nothing needed changing.")
     elif mode == "fail":

@@ -260,3 +260,24 @@ def test_redis_down_is_503_and_recovers_when_it_is_back() -> None:
             assert again.json()["tasks"] == [f"issue-{p.REPO_ID}-2"]
             assert c.get("/healthz").status_code == 200
     redis.close()
+
+
+def test_the_app_s_own_comments_and_pushes_start_nothing(client: TestClient, redis: Redis) -> None:
+    own = p.comment(body="/agent do more", sender="forgehand[bot]", sender_type="Bot")
+    assert post(client, "issue_comment", own).json()["ignored"] == (
+        "sender forgehand[bot] is a bot that is not in allowed_bots"
+    )
+    Store(redis).set_app_slug("forgehand")
+    assert post(client, "issue_comment", own).json()["ignored"] == "sent by the App itself"
+    push = {
+        "ref": "refs/heads/agent/issue-7-x",
+        "repository": p.repository(),
+        "sender": p.user("forgehand[bot]", "Bot"),
+        "installation": {"id": p.INSTALLATION},
+    }
+    assert post(client, "push", push).json()["ignored"] == "push events are not handled"
+    sync = p.pr_closed(sender="forgehand[bot]", sender_type="Bot") | {"action": "synchronize"}
+    assert post(client, "pull_request", sync).json()["ignored"] == (
+        "pull_request.synchronize is not a trigger"
+    )
+    assert queued_ids(redis) == []

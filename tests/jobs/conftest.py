@@ -23,6 +23,7 @@ from tests import fakes
 from tests import payloads as p
 
 AGENT = Path(__file__).resolve().parents[1] / "agents" / "scripted.py"
+BRANCH = "agent/issue-7-addition-subtracts"
 
 
 @dataclass
@@ -59,6 +60,18 @@ class World:
         record = self.store.get(task.id)
         assert record is not None
         return record
+
+    def open_pull_request(self) -> int:
+        """Run the labelled issue to its pull request; return the pull request's number."""
+        record = self.run(self.issue_task())
+        assert record.state.value == "done", record.error
+        (number,) = self.github.pulls
+        return number
+
+    def ci_task(self, number: int, sha: str | None = None, branch: str = BRANCH) -> Task:
+        sha = sha or self.github.head_sha(branch)
+        return Task(Kind.CI, p.INSTALLATION, p.REPO_ID, p.REPO, number, "github-actions[bot]",
+                    sha=sha, branch=branch)  # fmt: skip
 
     def context(self) -> pipeline.Context:
         settings = worker_settings()

@@ -36,15 +36,26 @@ def test_task_failure_is_recorded_with_its_reason(world: World) -> None:
     assert record.error == "The agent made no changes, so there is no pull request."
 
 
-def test_unexpected_error_fails_the_task_and_the_job(world: World) -> None:
-    world.github.failures["GET /repos/octo-org/hello-world"] = [500] * 10
+def test_outage_is_retried_by_rq_then_fails_the_task(world: World) -> None:
+    world.github.failures["GET /repos/octo-org/hello-world"] = [500] * 100
     world.monkeypatch.setattr("app.github.BACKOFF", 0.0)
+    world.monkeypatch.setattr("app.dispatch.RETRY_INTERVALS", [0, 0])
     task = world.issue_task()
     record = world.run(task)
     assert record.state is State.FAILED
     assert record.error.startswith("internal error: GitHubError: GitHub answered 500")
     assert Job.fetch(task.id, connection=world.redis).get_status() == JobStatus.FAILED
-    assert len(world.github.requests("GET", "^/repos/octo-org/hello-world$")) == 4
+    # Three runs (one and two retries), each trying GitHub four times.
+    assert len(world.github.requests("GET", "^/repos/octo-org/hello-world$")) == 12
+    assert events(world, task.id).count("retrying") == 2
+
+
+def test_outage_that_passes_is_not_a_failure(world: World) -> None:
+    world.github.failures["GET /repos/octo-org/hello-world"] = [500] * 4
+    world.monkeypatch.setattr("app.github.BACKOFF", 0.0)
+    world.monkeypatch.setattr("app.dispatch.RETRY_INTERVALS", [0, 0])
+    record = world.run(world.issue_task())
+    assert record.state is State.DONE, record.error
 
 
 def test_finished_task_can_start_again(world: World) -> None:

@@ -1,0 +1,87 @@
+"""Closing or merging one of the App's pull requests; forks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+from app.tasks import Cancel, Kind, State, Task
+from jobs import fix_ci
+from jobs.worker import work
+from tests import fakes
+from tests import payloads as p
+from tests.jobs.conftest import BRANCH, World
+
+
+def closed_task(number: int) -> Task:
+    return Task(Kind.CLOSED, p.INSTALLATION, p.REPO_ID, p.REPO, number, "alice", branch=BRANCH)
+
+
+def test_merged_pull_request_branch_is_deleted(world: World) -> None:
+    number = world.open_pull_request()
+    world.github.pulls[number] |= {"state": "closed", "merged": True}
+    record = world.run(closed_task(number))
+    assert record.state is State.DONE
+    assert world.github.deleted_refs == [BRANCH]
+    assert BRANCH not in fakes.branches(world.origin)
+
+
+def test_closed_unmerged_pull_request_keeps_its_branch(world: World) -> None:
+    number = world.open_pull_request()
+    world.github.pulls[number]["state"] = "closed"
+    world.run(closed_task(number))
+    assert world.github.deleted_refs == []
+    assert BRANCH in fakes.branches(world.origin)
+
+
+def test_fork_is_told_once(world: World) -> None:
+    world.github.add_pull(30, "agent/sneaky", fork=True)
+    task = Task(Kind.FORK, p.INSTALLATION, p.REPO_ID, p.REPO, 30, "eve", branch="agent/sneaky")
+    world.run(task)
+    world.run(task)
+    bodies = world.github.comment_bodies(30)
+    assert len(bodies) == 1 and "does not work on pull requests from forks" in bodies[0]
+    assert world.github.requests("POST", "/pulls") == []
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_closing_while_the_agent_runs_kills_it(world: World, redis_url: str) -> None:
+    number = world.open_pull_request()
+    world.monkeypatch.setattr(fix_ci, "CHECK_WAIT", 1.0)
+    world.github.fail_check(world.github.head_sha(BRANCH), "tests")
+    out = world.tmp / "agent.json"
+    world.use_agent("hang", "--out", str(out))
+    task = world.ci_task(number)
+    world.enqueue(task)
+    proc = multiprocessing.get_context("fork").Process(
+        target=work, args=(redis_url, True, "warning", world.workspaces)
+    )
+    proc.start()
+    try:
+        pids = Path(f"{out}.pids")
+        deadline = time.monotonic() + 30
+        while not pids.exists():
+            assert time.monotonic() < deadline, "the agent never started"
+            time.sleep(0.05)
+        agent_pid, child_pid = map(int, pids.read_text().split())
+        # What the web process does on pull_request.closed.
+        assert world.dispatcher.cancel(Cancel(p.REPO_ID, number, "pull request closed")) == [
+            task.id
+        ]
+        proc.join(timeout=30)
+        assert not proc.is_alive()
+    finally:
+        if proc.is_alive():
+            proc.kill()
+    assert _gone(agent_pid) and _gone(child_pid)
+    record = world.store.get(task.id)
+    assert record is not None and record.state is State.CANCELLED
+    assert world.leftovers() == []

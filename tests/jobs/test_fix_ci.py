@@ -1,0 +1,113 @@
+"""The CI loop: failing checks → one fix per head commit → retry cap → a human."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.tasks import State
+from jobs import fix_ci
+from tests import fakes
+from tests import payloads as p
+from tests.jobs.conftest import BRANCH, World
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fix_ci, "CHECK_POLL", 0.05)
+    monkeypatch.setattr(fix_ci, "CHECK_WAIT", 5.0)
+
+
+def commits_on_branch(world: World) -> list[str]:
+    out = fakes.sh_git("log", "--format=%s", f"main..{BRANCH}", cwd=world.origin)
+    return out.splitlines()
+
+
+def test_failing_check_is_fixed_with_its_details_in_the_prompt(world: World) -> None:
+    number = world.open_pull_request()
+    head = world.github.head_sha(BRANCH)
+    world.github.fail_check(
+        head, "pytest", log="FAILED test_calc.py::test_add - assert -1 == 5",
+        annotations=[{"path": "calc.py", "start_line": 2, "message": "wrong operator",
+                      "annotation_level": "failure"}],
+    )  # fmt: skip
+    world.github.statuses[head] = [
+        {"context": "legacy-ci", "state": "error", "description": "lint exploded"}
+    ]
+    out = world.tmp / "agent.json"
+    world.use_agent("tweak", "--out", str(out))
+    record = world.run(world.ci_task(number))
+    assert record.state is State.DONE, record.error
+    import json
+
+    prompt = json.loads(out.read_text())["prompt"]
+    for needle in ("pytest (failure)", "calc.py:2: failure: wrong operator",
+                   "assert -1 == 5", "legacy-ci (error)", "lint exploded"):  # fmt: skip
+        assert needle in prompt
+    assert world.github.head_sha(BRANCH) != head  # a new commit was pushed, not forced
+    assert fakes.sh_git("merge-base", "--is-ancestor", head, BRANCH, cwd=world.origin) == ""
+    # The log host got no token; GitHub did.
+    (log_call,) = world.github.requests("GET", "^LOGS ")
+    assert log_call.auth == ""
+    assert world.store.attempts(p.REPO_ID, number)[0]["result"].startswith("pushed ")
+
+
+def test_stale_sha_is_skipped(world: World) -> None:
+    number = world.open_pull_request()
+    task = world.ci_task(number, sha="f" * 40)
+    record = world.run(task)
+    assert record.state is State.DONE
+    assert "is no longer the head" in world.store.events(task.id)[-1]["detail"]
+    assert world.store.attempts(p.REPO_ID, number) == []
+
+
+def test_waits_for_running_checks_then_sees_they_passed(world: World) -> None:
+    number = world.open_pull_request()
+    head = world.github.head_sha(BRANCH)
+    world.github.fail_check(head, "slow", status="in_progress")
+    # The run stays in progress past the wait: whatever has failed by then is used (nothing).
+    record = world.run(world.ci_task(number))
+    assert record.state is State.DONE
+    assert world.store.events(record.id)[-1]["detail"] == "no failing checks on the head any more"
+
+
+def test_always_failing_ci_escalates_after_exactly_max_attempts(world: World) -> None:
+    number = world.open_pull_request()
+    world.use_agent("tweak")
+    before = len(commits_on_branch(world))
+    for _ in range(5):  # CI fails on every head, however often the agent pushes
+        head = world.github.head_sha(BRANCH)
+        world.github.fail_check(head, "tests")
+        world.run(world.ci_task(number, head))
+    assert len(commits_on_branch(world)) - before == 3  # MAX_ATTEMPTS fix pushes
+    assert world.github.labels[number] == ["agent:needs-human"]
+    escalations = [b for b in world.github.comment_bodies(number) if "stopped after" in b]
+    assert len(escalations) == 1  # then silence
+    text = escalations[0]
+    assert "forgehand stopped after 3 attempts to make CI pass" in text
+    assert text.count("| tests (failure) |") == 3
+    assert "@carol" in text and "@alice" in text  # the issue's author and its labeller
+    assert "`/agent retry`" in text and "`agent:needs-human`" in text
+    assert world.store.escalated(p.REPO_ID, number)
+
+
+def test_agent_failures_count_as_attempts(world: World) -> None:
+    number = world.open_pull_request()
+    world.use_agent("fail")
+    world.github.fail_check(world.github.head_sha(BRANCH), "tests")
+    record = world.run(world.ci_task(number))
+    assert record.state is State.DONE
+    attempts = world.store.attempts(p.REPO_ID, number)
+    assert [a["result"] for a in attempts] == ["The agent exited with status 3."] * 3
+    assert world.github.labels[number] == ["agent:needs-human"]
+
+
+def test_green_ci_resets_the_count(world: World) -> None:
+    number = world.open_pull_request()
+    world.use_agent("tweak")
+    failing = world.github.head_sha(BRANCH)
+    world.github.fail_check(failing, "tests")
+    world.run(world.ci_task(number, failing))
+    assert len(world.store.attempts(p.REPO_ID, number)) == 1
+    assert world.store.reset_attempts(p.REPO_ID, number, sha=failing) is False  # still red there
+    assert world.store.reset_attempts(p.REPO_ID, number, sha=world.github.head_sha(BRANCH))
+    assert world.store.attempts(p.REPO_ID, number) == []
