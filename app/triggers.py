@@ -345,6 +345,10 @@ def _check_suite(payload: Payload, facts: Facts) -> Decision:
         return ignore(f"check suite concluded {conclusion}")
     if facts.app_id is not None and _opt(payload, "check_suite.app.id", int) == facts.app_id:
         return ignore("check suite of the App itself")
+    return _suite_task(payload, facts)
+
+
+def _suite_task(payload: Payload, facts: Facts) -> Decision:
     return _ci_task(
         payload,
         facts,
@@ -355,16 +359,7 @@ def _check_suite(payload: Payload, facts: Facts) -> Decision:
 
 
 def _green(payload: Payload, facts: Facts) -> Decision:
-    branch = _opt(payload, "check_suite.head_branch", str)
-    if branch is None or not branch.startswith(facts.branch_prefix):
-        return ignore("check suite concluded success")
-    found = _ci_task(
-        payload,
-        facts,
-        _get(payload, "check_suite.head_sha", str),
-        branch,
-        _opt(payload, "check_suite.pull_requests", list) or [],
-    )
+    found = _suite_task(payload, facts)
     if not found.tasks or not found.tasks[0].number:
         return ignore("check suite concluded success")
     task = found.tasks[0]

@@ -9,13 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests import fakes
 from tests import payloads as p
+from tests.jobs.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "tests" / "agents" / "scripted.py"
@@ -26,6 +26,13 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_labelled_issue_posted_to_dev_becomes_a_pull_request(tmp_path: Path) -> None:
@@ -52,25 +59,14 @@ def test_labelled_issue_posted_to_dev_becomes_a_pull_request(tmp_path: Path) -> 
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "forgehand dev did not come up"
-            time.sleep(0.1)
+        wait_until(lambda: _healthy(url), "forgehand dev did not come up")
         body = p.encode(p.issues())
         answer = httpx.post(
             f"{url}/api/github/webhooks", content=body, headers=p.headers("issues", body, "e2e-1")
         )
         assert answer.status_code == 202
         assert answer.json() == {"delivery": "e2e-1", "tasks": [f"issue-{p.REPO_ID}-7"]}
-        deadline = time.monotonic() + 60
-        while not fake.pulls:
-            assert time.monotonic() < deadline, "no pull request was opened"
-            time.sleep(0.1)
+        wait_until(lambda: fake.pulls, "no pull request was opened", 60)
         (pr,) = fake.pulls.values()
         assert pr["body"].startswith("Fixes #7")
         assert fakes.branches(origin)[pr["head"]]

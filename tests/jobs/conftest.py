@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.process
 import shlex
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +21,8 @@ from app.github import App
 from app.store import Store, TaskRecord
 from app.tasks import Kind, Task
 from jobs import pipeline
-from jobs.entry import worker_settings
+from jobs.entry import execute, worker_settings
+from jobs.worker import work
 from jobs.workspace import Workspaces
 from tests import fakes
 from tests import payloads as p
@@ -73,6 +78,31 @@ class World:
         return Task(Kind.CI, p.INSTALLATION, p.REPO_ID, p.REPO, number, "github-actions[bot]",
                     sha=sha, branch=branch)  # fmt: skip
 
+    def execute_together(self, tasks: list[Task]) -> dict[str, str]:
+        """Run the tasks' jobs at the same time, in threads, as parallel workers would."""
+        for task in tasks:
+            self.enqueue(task)
+        ctx = self.context()
+        results: dict[str, str] = {}
+
+        def go(task_id: str) -> None:
+            results[task_id] = execute(ctx, task_id, 1, f"thread-{task_id}")
+
+        threads = [threading.Thread(target=go, args=(t.id,)) for t in tasks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        return results
+
+    def forked_worker(self, redis_url: str) -> multiprocessing.process.BaseProcess:
+        """The real forking worker, as `forgehand worker` runs it (the fake GitHub forks too)."""
+        proc = multiprocessing.get_context("fork").Process(
+            target=work, args=(redis_url, True, "warning", self.workspaces)
+        )
+        proc.start()
+        return proc
+
     def context(self) -> pipeline.Context:
         settings = worker_settings()
         return pipeline.Context(
@@ -114,3 +144,27 @@ def world(tmp_path: Path, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> Iter
     for _router in fakes.mocked(github):
         yield w
     worker_settings.cache_clear()
+
+
+def wait_until(condition: Callable[[], object], message: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
+def agent_pids(out: Path) -> tuple[int, int]:
+    """The pids a `hang` agent wrote: itself and its child, once it is running."""
+    pids = Path(f"{out}.pids")
+    wait_until(pids.exists, "the agent never started")
+    agent, child = map(int, pids.read_text().split())
+    return agent, child
+
+
+def gone(pid: int) -> bool:
+    """Dead, or a zombie waiting for its parent (the test) to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import time
-from pathlib import Path
-
 from app.tasks import Cancel, Kind, State, Task
 from jobs import fix_ci
-from jobs.worker import work
 from tests import fakes
 from tests import payloads as p
-from tests.jobs.conftest import BRANCH, World
+from tests.jobs.conftest import BRANCH, World, agent_pids, gone
 
 
 def closed_task(number: int) -> Task:
@@ -45,14 +40,6 @@ def test_fork_is_told_once(world: World) -> None:
     assert world.github.requests("POST", "/pulls") == []
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] == "Z"
-    except FileNotFoundError:
-        return True
-
-
 def test_closing_while_the_agent_runs_kills_it(world: World, redis_url: str) -> None:
     number = world.open_pull_request()
     world.monkeypatch.setattr(fix_ci, "CHECK_WAIT", 1.0)
@@ -61,27 +48,18 @@ def test_closing_while_the_agent_runs_kills_it(world: World, redis_url: str) -> 
     world.use_agent("hang", "--out", str(out))
     task = world.ci_task(number)
     world.enqueue(task)
-    proc = multiprocessing.get_context("fork").Process(
-        target=work, args=(redis_url, True, "warning", world.workspaces)
-    )
-    proc.start()
+    proc = world.forked_worker(redis_url)
     try:
-        pids = Path(f"{out}.pids")
-        deadline = time.monotonic() + 30
-        while not pids.exists():
-            assert time.monotonic() < deadline, "the agent never started"
-            time.sleep(0.05)
-        agent_pid, child_pid = map(int, pids.read_text().split())
+        agent_pid, child_pid = agent_pids(out)
         # What the web process does on pull_request.closed.
-        assert world.dispatcher.cancel(Cancel(p.REPO_ID, number, "pull request closed")) == [
-            task.id
-        ]
+        cancelled = world.dispatcher.cancel(Cancel(p.REPO_ID, number, "pull request closed"))
+        assert cancelled == [task.id]
         proc.join(timeout=30)
         assert not proc.is_alive()
     finally:
         if proc.is_alive():
             proc.kill()
-    assert _gone(agent_pid) and _gone(child_pid)
+    assert gone(agent_pid) and gone(child_pid)
     record = world.store.get(task.id)
     assert record is not None and record.state is State.CANCELLED
     assert world.leftovers() == []

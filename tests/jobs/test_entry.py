@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from pathlib import Path
 
 from rq.job import Job, JobStatus
 
 from app.redis_conn import connect
 from app.tasks import Cancel, State
-from jobs.worker import work
 from tests import fakes
 from tests import payloads as p
-from tests.jobs.conftest import World
+from tests.jobs.conftest import World, agent_pids, gone, wait_until
 
 
 def events(world: World, task_id: str) -> list[str]:
@@ -80,14 +77,6 @@ def test_cancelled_while_queued_never_runs(world: World) -> None:
     assert world.dispatcher.cancel(Cancel(p.REPO_ID, 7, "issue closed")) == []
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] == "Z"
-    except FileNotFoundError:
-        return True
-
-
 def test_cancelled_while_running_kills_the_agent_and_cleans_up(
     world: World, redis_url: str
 ) -> None:
@@ -95,24 +84,13 @@ def test_cancelled_while_running_kills_the_agent_and_cleans_up(
     world.use_agent("hang", "--out", str(out))
     task = world.issue_task()
     world.enqueue(task)
-    # The real forking worker, as `forgehand worker` runs it (the fake GitHub is forked too).
-    ctx = multiprocessing.get_context("fork")
-    worker = ctx.Process(target=work, args=(redis_url, True, "warning", world.workspaces))
-    worker.start()
+    worker = world.forked_worker(redis_url)
     try:
-        pids = Path(f"{out}.pids")
-        deadline = time.monotonic() + 30
-        while not pids.exists():
-            assert time.monotonic() < deadline, "the agent never started"
-            time.sleep(0.05)
-        agent_pid, child_pid = map(int, pids.read_text().split())
+        agent_pid, child_pid = agent_pids(out)
         assert (world.workspaces / "tasks" / task.id / "work").is_dir()
         stopped = time.monotonic()
         assert world.dispatcher.cancel(Cancel(p.REPO_ID, 7, "/agent stop by alice")) == [task.id]
-        deadline = time.monotonic() + 10
-        while not (_gone(agent_pid) and _gone(child_pid)):
-            assert time.monotonic() < deadline, "the agent outlived its cancellation"
-            time.sleep(0.05)
+        wait_until(lambda: gone(agent_pid) and gone(child_pid), "the agent outlived its cancel", 10)
         assert time.monotonic() - stopped < 10
         worker.join(timeout=30)
         assert not worker.is_alive()

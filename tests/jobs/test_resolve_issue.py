@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from pathlib import Path
 
 from app.tasks import State
-from jobs.entry import execute
 from tests import fakes
 from tests import payloads as p
-from tests.jobs.conftest import World
+from tests.jobs.conftest import World, gone
 
 BRANCH = "agent/issue-7-addition-subtracts"
 
@@ -75,15 +72,6 @@ def test_agent_failure_is_reported_with_its_output(world: World) -> None:
     assert world.leftovers() == []
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # A zombie is gone for our purposes; reaped by its parent, which is the test.
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-
-
 def test_silent_agent_is_killed_with_its_children(world: World) -> None:
     out = world.tmp / "agent.json"
     world.use_agent("hang", "--out", str(out))
@@ -94,7 +82,7 @@ def test_silent_agent_is_killed_with_its_children(world: World) -> None:
     assert record.state is State.FAILED
     assert "printed nothing for 2s and was judged stuck" in record.error
     agent_pid, child_pid = map(int, Path(f"{out}.pids").read_text().split())
-    assert _gone(agent_pid) and _gone(child_pid)
+    assert gone(agent_pid) and gone(child_pid)
     assert world.leftovers() == []
 
 
@@ -106,7 +94,7 @@ def test_agent_running_too_long_is_killed_with_its_children(world: World) -> Non
     assert record.state is State.FAILED
     assert "ran longer than" in record.error and "was stopped" in record.error
     agent_pid, child_pid = map(int, Path(f"{out}.pids").read_text().split())
-    assert _gone(agent_pid) and _gone(child_pid)
+    assert gone(agent_pid) and gone(child_pid)
     assert world.leftovers() == []
 
 
@@ -232,19 +220,7 @@ def test_two_issues_of_one_repo_run_at_once_in_separate_worktrees(world: World) 
     world.github.add_issue(8, "Subtraction adds")
     world.use_agent("barrier", "--mark", str(world.tmp / "meeting"))
     tasks = [world.issue_task(7), world.issue_task(8)]
-    for task in tasks:
-        world.enqueue(task)
-    ctx = world.context()
-    results: dict[str, str] = {}
-
-    def go(task_id: str) -> None:
-        results[task_id] = execute(ctx, task_id, 1, f"thread-{task_id}")
-
-    threads = [threading.Thread(target=go, args=(t.id,)) for t in tasks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    results = world.execute_together(tasks)
     assert sorted(results.values()) == ["opened #10", "opened #9"], results
     refs = fakes.branches(world.origin)
     assert {"agent/issue-7-addition-subtracts", "agent/issue-8-subtraction-adds"} <= set(refs)

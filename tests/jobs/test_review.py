@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-
 from app.tasks import Kind, State, Task
-from jobs.entry import execute
 from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import BRANCH, World
@@ -71,20 +68,7 @@ def test_two_tasks_on_one_pull_request_are_serialized(world: World) -> None:
     add_review(world, number, review_id=1, comments=1)
     add_review(world, number, review_id=2, comments=1)
     world.use_agent("tweak")
-    tasks = [review_task(number, 1), review_task(number, 2)]
-    for task in tasks:
-        world.enqueue(task)
-    ctx = world.context()
-    results: dict[str, str] = {}
-
-    def go(task_id: str) -> None:
-        results[task_id] = execute(ctx, task_id, 1, f"thread-{task_id}")
-
-    threads = [threading.Thread(target=go, args=(t.id,)) for t in tasks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    results = world.execute_together([review_task(number, 1), review_task(number, 2)])
     assert all(r.startswith("pushed ") for r in results.values()), results
     # Both landed, one on top of the other: nothing was rejected or forced.
     log = fakes.sh_git("log", "--format=%s", f"main..{BRANCH}", cwd=world.origin).splitlines()
