@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from simulator.server import Server
 from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import wait_until
@@ -39,7 +40,7 @@ def test_labelled_issue_posted_to_dev_becomes_a_pull_request(tmp_path: Path) -> 
     origin = fakes.make_origin(tmp_path / "remote")
     fake = fakes.FakeGitHub(clone_url=f"file://{origin}")
     fake.add_issue(7, "Addition subtracts")
-    served = fakes.Served(fake)
+    served = Server(fake)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AGENT_ENV")}
     env |= {

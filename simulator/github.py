@@ -1,0 +1,410 @@
+"""The simulated GitHub's REST API: state in memory, GitHub's answer shapes, every request kept.
+
+It checks credentials as GitHub does: `/app` routes need a JWT signed by the App's key, the
+rest an installation token it minted. Git is hosted as bare repositories reached by `file://`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+
+
+def git_out(*args: str, cwd: Path) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"},
+    ).stdout  # fmt: skip
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: Any
+    auth: str
+
+
+Handler = Callable[["GitHubSimulator", httpx.Request, re.Match[str]], httpx.Response]
+
+
+@dataclass
+class GitHubSimulator:
+    """One repository's worth of GitHub: REST answers in GitHub's shapes, and the records."""
+
+    clone_url: str
+    repo: str
+    repo_id: int
+    app_id: int
+    public_key: str  # the App's, to verify its JWTs
+    logs_url: str  # where job-log redirects point: another host, as on GitHub
+    slug: str = "forgehand"
+    bot_id: int = 4242
+    default_branch: str = "main"
+    config_text: str | None = None
+    permissions: dict[str, str] = field(default_factory=lambda: {"alice": "write"})
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reactions: list[tuple[int, str]] = field(default_factory=list)
+    review_requests: dict[int, list[str]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    tokens: set[str] = field(default_factory=set)
+    token_count: int = 0
+    # Answers to force, by "METHOD /path": a list of statuses consumed one per call.
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    next_id: int = 1000
+    check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by SHA
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by SHA
+    annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    job_logs: dict[int, str] = field(default_factory=dict)
+    reviews: dict[int, dict[str, Any]] = field(default_factory=dict)
+    review_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # by review
+    replies: list[tuple[int, str]] = field(default_factory=list)
+    labels: dict[int, list[str]] = field(default_factory=dict)
+    deleted_refs: list[str] = field(default_factory=list)
+    issue_comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> Path:
+        return Path(self.clone_url.removeprefix("file://"))
+
+    def head_sha(self, ref: str) -> str:
+        return git_out("rev-parse", f"refs/heads/{ref}", cwd=self.origin).strip()
+
+    def add_pull(self, number: int, ref: str, *, issue: int = 7, fork: bool = False) -> None:
+        self.pulls[number] = {
+            "number": number,
+            "title": "Addition subtracts",
+            "head": ref,
+            "base": "main",
+            "body": f"Fixes #{issue}",
+            "state": "open",
+            "merged": False,
+            "fork": fork,
+        }
+
+    def fail_check(
+        self,
+        sha: str,
+        name: str = "tests",
+        run_id: int | None = None,
+        log: str = "",
+        annotations: list[dict[str, Any]] | None = None,
+        status: str = "completed",
+        conclusion: str | None = "failure",
+    ) -> int:
+        run_id = run_id or self._id()
+        self.check_runs.setdefault(sha, []).append(
+            {
+                "id": run_id,
+                "name": name,
+                "head_sha": sha,
+                "status": status,
+                "conclusion": conclusion if status == "completed" else None,
+                "app": {"id": 15368, "slug": "github-actions"},
+                "output": {
+                    "title": f"{name} failed",
+                    "summary": f"{name}: 1 failing test",
+                    "annotations_count": len(annotations or []),
+                },
+            }
+        )
+        self.annotations[run_id] = annotations or []
+        if log:
+            self.job_logs[run_id] = log
+        return run_id
+
+    def add_issue(self, number: int, title: str, body: str = "", state: str = "open") -> None:
+        self.issues[number] = {
+            "number": number,
+            "title": title,
+            "body": body,
+            "state": state,
+            "user": {"login": "carol", "type": "User"},
+            "labels": [{"name": "agent"}],
+        }
+
+    def requests(self, method: str | None = None, pattern: str = "") -> list[Call]:
+        return [
+            c
+            for c in self.calls
+            if (method is None or c.method == method) and re.search(pattern, c.path)
+        ]
+
+    def comment_bodies(self, number: int) -> list[str]:
+        return [c["body"] for c in self.comments.values() if c["issue"] == number]
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v3")
+        body = json.loads(request.content) if request.content else None
+        auth = request.headers.get("authorization", "")
+        self.calls.append(Call(request.method, path, body, auth))
+        forced = self.failures.get(f"{request.method} {path}")
+        if forced:
+            status = forced.pop(0)
+            return httpx.Response(status, json={"message": f"forced {status}"})
+        for method, pattern, handler in ROUTES:
+            match = re.fullmatch(pattern, path)
+            if match and method == request.method:
+                if pattern.startswith("/app"):
+                    if not self._valid_jwt(auth):
+                        return httpx.Response(
+                            401, json={"message": "A JSON web token could not be decoded"}
+                        )
+                elif auth.removeprefix("token ") not in self.tokens:
+                    return httpx.Response(401, json={"message": "Bad credentials"})
+                return handler(self, request, match)
+        return httpx.Response(404, json={"message": "Not Found"})
+
+    def _valid_jwt(self, auth: str) -> bool:
+        try:
+            claims = jwt.decode(auth.removeprefix("Bearer "), self.public_key, algorithms=["RS256"])
+        except jwt.PyJWTError:
+            return False
+        return str(claims.get("iss")) == str(self.app_id)
+
+
+def _json(data: Any, status: int = 200) -> httpx.Response:
+    return httpx.Response(status, json=data)
+
+
+def _token(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    gh.token_count += 1
+    token = f"ghs_testtoken{gh.token_count:04d}secretvalue"
+    gh.tokens.add(token)
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    return _json({"token": token, "expires_at": expires}, 201)
+
+
+def _app(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    return _json({"id": gh.app_id, "slug": gh.slug, "name": gh.slug})
+
+
+def _bot(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    return _json({"login": f"{gh.slug}[bot]", "id": gh.bot_id, "type": "Bot"})
+
+
+def _repo(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    return _json(
+        {
+            "id": gh.repo_id,
+            "full_name": gh.repo,
+            "default_branch": gh.default_branch,
+            "clone_url": gh.clone_url,
+        }
+    )
+
+
+def _content(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    if gh.config_text is None:
+        return _json({"message": "Not Found"}, 404)
+    return httpx.Response(200, text=gh.config_text, headers={"content-type": "text/plain"})
+
+
+def _permission(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    level = gh.permissions.get(m["user"], "read")
+    return _json({"permission": level, "role_name": level, "user": {"login": m["user"]}})
+
+
+def _reaction(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    content = json.loads(request.content)["content"]
+    gh.reactions.append((int(m["n"]), content))
+    return _json({"id": gh._id(), "content": content}, 201)
+
+
+def _issue(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    issue = gh.issues.get(int(m["n"]))
+    return _json(issue) if issue else _json({"message": "Not Found"}, 404)
+
+
+def _new_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    comment_id = gh._id()
+    body = json.loads(request.content)["body"]
+    gh.comments[comment_id] = {"id": comment_id, "issue": int(m["n"]), "body": body}
+    return _json(gh.comments[comment_id], 201)
+
+
+def _edit_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    comment = gh.comments.get(int(m["id"]))
+    if comment is None:
+        return _json({"message": "Not Found"}, 404)
+    comment["body"] = json.loads(request.content)["body"]
+    return _json(comment)
+
+
+def _new_pull(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    data = json.loads(request.content)
+    number = max([*gh.issues, *gh.pulls, 0]) + 1
+    gh.pulls[number] = data | {"number": number, "state": "open", "merged": False}
+    return _json(_pull_view(gh, number), 201)
+
+
+def _pull_view(gh: GitHubSimulator, number: int) -> dict[str, Any]:
+    """A pull request as GitHub shows it: head and base resolved against the origin."""
+    pull = gh.pulls[number]
+    ref = pull["head"]
+    try:
+        sha = gh.head_sha(ref)
+    except subprocess.CalledProcessError:
+        sha = "0" * 40  # the branch was deleted
+    head_repo = gh.repo_id + 1 if pull.get("fork") else gh.repo_id
+    return {
+        **{k: v for k, v in pull.items() if k not in ("head", "base", "fork")},
+        "head": {"ref": ref, "sha": sha, "repo": {"id": head_repo}},
+        "base": {"ref": pull["base"], "repo": {"id": gh.repo_id}},
+        "user": {"login": f"{gh.slug}[bot]", "type": "Bot"},
+    }
+
+
+def _pull(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    number = int(m["n"])
+    return (
+        _json(_pull_view(gh, number))
+        if number in gh.pulls
+        else _json({"message": "Not Found"}, 404)
+    )
+
+
+def _pulls(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    head = request.url.params.get("head", "")
+    ref = head.split(":", 1)[-1]
+    found = [
+        _pull_view(gh, n)
+        for n, pr in gh.pulls.items()
+        if pr["state"] == "open" and (not ref or pr["head"] == ref)
+    ]
+    return _json(found)
+
+
+def _check_runs(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    runs = gh.check_runs.get(m["sha"], [])
+    return _json({"total_count": len(runs), "check_runs": runs})
+
+
+def _annotations(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    return _json(gh.annotations.get(int(m["id"]), []))
+
+
+def _job_logs(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    if int(m["id"]) not in gh.job_logs:
+        return _json({"message": "Not Found"}, 404)
+    return httpx.Response(302, headers={"location": f"{gh.logs_url}/jobs/{m['id']}?sig=signed"})
+
+
+def _status(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    statuses = gh.statuses.get(m["sha"], [])
+    states = {s["state"] for s in statuses}
+    combined = (
+        "failure"
+        if states & {"failure", "error"}
+        else "pending"
+        if "pending" in states
+        else "success"
+    )
+    return _json({"state": combined, "sha": m["sha"], "statuses": statuses})
+
+
+def _review(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    review = gh.reviews.get(int(m["id"]))
+    return _json(review) if review else _json({"message": "Not Found"}, 404)
+
+
+def _review_comments(
+    gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]
+) -> httpx.Response:
+    return _json(gh.review_comments.get(int(m["id"]), []))
+
+
+def _reply(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    gh.replies.append((int(m["id"]), json.loads(request.content)["body"]))
+    return _json({"id": gh._id()}, 201)
+
+
+def _get_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    comment = gh.issue_comments.get(int(m["id"]))
+    return _json(comment) if comment else _json({"message": "Not Found"}, 404)
+
+
+def _add_labels(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    names = json.loads(request.content)["labels"]
+    current = gh.labels.setdefault(int(m["n"]), [])
+    current.extend(n for n in names if n not in current)
+    return _json([{"name": n} for n in current])
+
+
+def _remove_label(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    from urllib.parse import unquote
+
+    current = gh.labels.get(int(m["n"]), [])
+    name = unquote(m["name"])
+    if name not in current:
+        return _json({"message": "Label does not exist"}, 404)
+    current.remove(name)
+    return _json([{"name": n} for n in current])
+
+
+def _delete_ref(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    ref = m["ref"]
+    gh.deleted_refs.append(ref)
+    git_out("update-ref", "-d", f"refs/heads/{ref}", cwd=gh.origin)
+    return httpx.Response(204)
+
+
+def logs_host(gh: GitHubSimulator, request: httpx.Request) -> httpx.Response:
+    job = int(request.url.path.rsplit("/", 1)[-1])
+    gh.calls.append(
+        Call("GET", f"LOGS {request.url.path}", None, request.headers.get("authorization", ""))
+    )
+    return httpx.Response(200, text=gh.job_logs.get(job, ""))
+
+
+def _reviewers(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    wanted = json.loads(request.content)["reviewers"]
+    gh.review_requests.setdefault(int(m["n"]), []).extend(wanted)
+    return _json({"number": int(m["n"])}, 201)
+
+
+REPO_RE = r"/repos/[^/]+/[^/]+"
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", r"/app/installations/(?P<id>\d+)/access_tokens", _token),
+    ("GET", r"/app", _app),
+    ("GET", r"/users/[^/]+(%5Bbot%5D|\[bot\])", _bot),
+    ("GET", REPO_RE, _repo),
+    ("GET", REPO_RE + r"/contents/\.github/forgehand\.yml", _content),
+    ("GET", REPO_RE + r"/collaborators/(?P<user>[^/]+)/permission", _permission),
+    ("POST", REPO_RE + r"/issues/(?P<n>\d+)/reactions", _reaction),
+    ("GET", REPO_RE + r"/issues/(?P<n>\d+)", _issue),
+    ("POST", REPO_RE + r"/issues/(?P<n>\d+)/comments", _new_comment),
+    ("PATCH", REPO_RE + r"/issues/comments/(?P<id>\d+)", _edit_comment),
+    ("POST", REPO_RE + r"/pulls", _new_pull),
+    ("GET", REPO_RE + r"/pulls", _pulls),
+    ("GET", REPO_RE + r"/commits/(?P<sha>[0-9a-f]+)/check-runs", _check_runs),
+    ("GET", REPO_RE + r"/commits/(?P<sha>[0-9a-f]+)/status", _status),
+    ("GET", REPO_RE + r"/check-runs/(?P<id>\d+)/annotations", _annotations),
+    ("GET", REPO_RE + r"/actions/jobs/(?P<id>\d+)/logs", _job_logs),
+    ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews/(?P<id>\d+)", _review),
+    ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews/(?P<id>\d+)/comments", _review_comments),
+    ("POST", REPO_RE + r"/pulls/(?P<n>\d+)/comments/(?P<id>\d+)/replies", _reply),
+    ("GET", REPO_RE + r"/issues/comments/(?P<id>\d+)", _get_comment),
+    ("POST", REPO_RE + r"/issues/(?P<n>\d+)/labels", _add_labels),
+    ("DELETE", REPO_RE + r"/issues/(?P<n>\d+)/labels/(?P<name>[^/]+)", _remove_label),
+    ("DELETE", REPO_RE + r"/git/refs/heads/(?P<ref>.+)", _delete_ref),
+    ("GET", REPO_RE + r"/pulls/(?P<n>\d+)", _pull),
+    ("POST", REPO_RE + r"/pulls/(?P<n>\d+)/requested_reviewers", _reviewers),
+]
