@@ -39,6 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("-n", type=int, default=1, metavar="N", help="number of workers")
     dev = sub.add_parser("dev", help="web + worker in one command (embedded Redis if needed)")
     dev.add_argument("-n", type=int, default=1, metavar="N", help="number of workers")
+    sandbox = sub.add_parser(
+        "sandbox", help="the whole loop offline against a simulated GitHub, narrated"
+    )
+    sandbox.add_argument(
+        "--scenario", choices=("fix", "escalate"), default="fix",
+        help="fix: the demo agent fixes the bug (default); escalate: it cannot, and gives up",
+    )  # fmt: skip
+    sandbox.add_argument("--dir", type=Path, help="where to keep it all (default: a new one)")
     tasks = sub.add_parser("tasks", help="list tasks")
     tasks.add_argument("--json", action="store_true", help="one JSON array")
     tasks.add_argument("--limit", type=int, default=50, help="how many, newest first")
@@ -163,11 +171,20 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    # The simulator is not part of forgehand proper; only this command loads it.
+    from simulator import sandbox
+
+    root = args.dir or Path(".forgehand") / f"sandbox-{time.strftime('%Y%m%d-%H%M%S')}"
+    return sandbox.run(settings, args.scenario, root.resolve())
+
+
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "web": _web,
     "worker": _worker,
     "dev": _dev,
     "tasks": _tasks,
+    "sandbox": _sandbox,
 }
 
 if __name__ == "__main__":

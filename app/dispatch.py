@@ -27,7 +27,7 @@ RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
 # An outage (Redis, git fetch, GitHub 5xx) fails the job, not the task: RQ runs it again after
 # these waits. Failures a person must hear of are reported by the task and not retried.
-RETRY_INTERVALS = [30, 120, 600]
+RETRY_INTERVALS = [10, 60, 300]
 
 
 def job_timeout(agent_timeout: int) -> int:

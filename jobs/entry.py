@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from functools import cache
 
@@ -63,9 +64,14 @@ def execute(
     record = store.get(task_id)
     if record is None or record.run != run:
         return "superseded"
-    if not store.transition(task_id, (State.QUEUED,), State.RUNNING):
+    # RUNNING too: RQ runs a job again when the worker that had it died mid-way.
+    if not store.transition(task_id, (State.QUEUED, State.RUNNING), State.RUNNING):
         return "not queued any more"
-    store.audit(task_id, "running", f"worker {worker}")
+    resumed = " (again: the previous worker was lost)" if record.state is State.RUNNING else ""
+    store.audit(task_id, "running", f"worker {worker}{resumed}")
+    horse = ctx.workspaces.run_dir / f"horse-{os.getpid()}"
+    horse.parent.mkdir(parents=True, exist_ok=True)
+    horse.write_text(str(os.getppid()))
     log.info("started", extra={"task": task_id})
     try:
         summary = HANDLERS[record.task.kind](record.task, ctx)
@@ -82,6 +88,8 @@ def execute(
         else:
             _finish(store, task_id, State.FAILED, reason)
         raise
+    finally:
+        horse.unlink(missing_ok=True)
     _finish(store, task_id, State.DONE, summary)
     return summary
 

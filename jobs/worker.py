@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -22,6 +23,14 @@ from jobs.workspace import Workspaces, pid_alive
 log = logging.getLogger("forgehand.worker")
 
 
+# A job whose worker died is noticed once its heartbeat lapses (HEARTBEAT + GRACE) at another
+# worker's next maintenance pass, which an idle worker reaches at least every MAINTENANCE
+# seconds: about a minute in all, after which RQ runs the job again.
+HEARTBEAT = 10
+GRACE = 15
+MAINTENANCE = 30
+
+
 class ForgehandWorker(Worker):
     """An RQ worker that also stops the agent of a stopped job and cleans up after it.
 
@@ -30,6 +39,11 @@ class ForgehandWorker(Worker):
     """
 
     workspaces: Workspaces
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        # RQ's own grace is a minute; a dead worker's job is taken over sooner with this.
+        remaining = (job.timeout or HEARTBEAT) - working_time
+        return int(min(remaining, HEARTBEAT)) + GRACE
 
     def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
         if self.horse_pid:
@@ -45,8 +59,24 @@ class ForgehandWorker(Worker):
 
 
 def reap(workspaces: Workspaces) -> None:
-    """Kill agents and remove worktrees whose work-horse on this machine is gone."""
+    """Kill what a dead worker on this machine left running, and remove its worktrees.
+
+    A work-horse whose worker was killed runs on as an orphan; RQ will run its job again, so
+    the orphan and its agent are stopped before they push a second time.
+    """
     if workspaces.run_dir.is_dir():
+        for horse_file in workspaces.run_dir.glob("horse-*"):
+            horse = int(horse_file.name.removeprefix("horse-"))
+            try:
+                parent = int(horse_file.read_text())
+            except (OSError, ValueError):
+                parent = 0
+            if pid_alive(horse) and not pid_alive(parent):
+                kill_recorded(pgid_file_for(workspaces, horse))
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(horse, signal.SIGKILL)
+            if not pid_alive(horse) or not pid_alive(parent):
+                horse_file.unlink(missing_ok=True)
         for pgid_file in workspaces.run_dir.glob("agent-*.pgid"):
             horse = int(pgid_file.stem.removeprefix("agent-"))
             if not pid_alive(horse):
@@ -60,7 +90,14 @@ def work(redis_url: str, burst: bool, log_level: str, workspaces_dir: Path) -> b
     redis = connect(redis_url)
     workspaces = Workspaces(workspaces_dir)
     reap(workspaces)
-    worker = ForgehandWorker([queue_for(redis)], connection=redis)
+    worker = ForgehandWorker(
+        [queue_for(redis)],
+        connection=redis,
+        job_monitoring_interval=HEARTBEAT,
+        maintenance_interval=MAINTENANCE,
+        # An idle worker waits for jobs this long less 15 s before it looks at maintenance again.
+        worker_ttl=MAINTENANCE + 15,
+    )
     worker.workspaces = workspaces
     return worker.work(burst=burst, logging_level=log_level.upper(), with_scheduler=True)
 

@@ -63,6 +63,7 @@ class GitHubSimulator:
     # Answers to force, by "METHOD /path": a list of statuses consumed one per call.
     failures: dict[str, list[int]] = field(default_factory=dict)
     next_id: int = 1000
+    listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
     check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by SHA
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by SHA
     annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -93,7 +94,7 @@ class GitHubSimulator:
             "fork": fork,
         }
 
-    def fail_check(
+    def add_check_run(
         self,
         sha: str,
         name: str = "tests",
@@ -145,6 +146,11 @@ class GitHubSimulator:
         return [c["body"] for c in self.comments.values() if c["issue"] == number]
 
     # --- plumbing ---------------------------------------------------------------------------
+
+    def emit(self, event: str, data: dict[str, Any]) -> None:
+        """Tell listeners (the webhook sender) what the App just did on GitHub."""
+        for listener in self.listeners:
+            listener(event, data)
 
     def _id(self) -> int:
         self.next_id += 1
@@ -237,6 +243,8 @@ def _new_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) 
     comment_id = gh._id()
     body = json.loads(request.content)["body"]
     gh.comments[comment_id] = {"id": comment_id, "issue": int(m["n"]), "body": body}
+    gh.emit("issue_comment", {"action": "created", "number": int(m["n"]), "id": comment_id,
+                              "body": body})  # fmt: skip
     return _json(gh.comments[comment_id], 201)
 
 
@@ -252,10 +260,11 @@ def _new_pull(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> 
     data = json.loads(request.content)
     number = max([*gh.issues, *gh.pulls, 0]) + 1
     gh.pulls[number] = data | {"number": number, "state": "open", "merged": False}
-    return _json(_pull_view(gh, number), 201)
+    gh.emit("pull_request", {"action": "opened", "number": number})
+    return _json(pull_view(gh, number), 201)
 
 
-def _pull_view(gh: GitHubSimulator, number: int) -> dict[str, Any]:
+def pull_view(gh: GitHubSimulator, number: int) -> dict[str, Any]:
     """A pull request as GitHub shows it: head and base resolved against the origin."""
     pull = gh.pulls[number]
     ref = pull["head"]
@@ -275,9 +284,7 @@ def _pull_view(gh: GitHubSimulator, number: int) -> dict[str, Any]:
 def _pull(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     number = int(m["n"])
     return (
-        _json(_pull_view(gh, number))
-        if number in gh.pulls
-        else _json({"message": "Not Found"}, 404)
+        _json(pull_view(gh, number)) if number in gh.pulls else _json({"message": "Not Found"}, 404)
     )
 
 
@@ -285,7 +292,7 @@ def _pulls(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> htt
     head = request.url.params.get("head", "")
     ref = head.split(":", 1)[-1]
     found = [
-        _pull_view(gh, n)
+        pull_view(gh, n)
         for n, pr in gh.pulls.items()
         if pr["state"] == "open" and (not ref or pr["head"] == ref)
     ]

@@ -43,7 +43,7 @@ def test_fork_is_told_once(world: World) -> None:
 def test_closing_while_the_agent_runs_kills_it(world: World, redis_url: str) -> None:
     number = world.open_pull_request()
     world.monkeypatch.setattr(fix_ci, "CHECK_WAIT", 1.0)
-    world.github.fail_check(world.github.head_sha(BRANCH), "tests")
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
     out = world.tmp / "agent.json"
     world.use_agent("hang", "--out", str(out))
     task = world.ci_task(number)

@@ -36,10 +36,10 @@ def test_retry_after_escalation_runs_one_more_round(world: World) -> None:
     world.use_agent("tweak")
     for _ in range(4):
         head = world.github.head_sha(BRANCH)
-        world.github.fail_check(head, "tests")
+        world.github.add_check_run(head, "tests")
         world.run(world.ci_task(number, head))
     assert world.store.escalated(p.REPO_ID, number)
-    world.github.fail_check(world.github.head_sha(BRANCH), "tests")
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
     before = world.github.head_sha(BRANCH)
     world.run(command(world, number, "/agent retry", comment_id=9100))
     assert not world.store.escalated(p.REPO_ID, number)

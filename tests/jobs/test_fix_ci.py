@@ -25,7 +25,7 @@ def commits_on_branch(world: World) -> list[str]:
 def test_failing_check_is_fixed_with_its_details_in_the_prompt(world: World) -> None:
     number = world.open_pull_request()
     head = world.github.head_sha(BRANCH)
-    world.github.fail_check(
+    world.github.add_check_run(
         head, "pytest", log="FAILED test_calc.py::test_add - assert -1 == 5",
         annotations=[{"path": "calc.py", "start_line": 2, "message": "wrong operator",
                       "annotation_level": "failure"}],
@@ -63,7 +63,7 @@ def test_stale_sha_is_skipped(world: World) -> None:
 def test_waits_for_running_checks_then_sees_they_passed(world: World) -> None:
     number = world.open_pull_request()
     head = world.github.head_sha(BRANCH)
-    world.github.fail_check(head, "slow", status="in_progress")
+    world.github.add_check_run(head, "slow", status="in_progress")
     # The run stays in progress past the wait: whatever has failed by then is used (nothing).
     record = world.run(world.ci_task(number))
     assert record.state is State.DONE
@@ -76,7 +76,7 @@ def test_always_failing_ci_escalates_after_exactly_max_attempts(world: World) ->
     before = len(commits_on_branch(world))
     for _ in range(5):  # CI fails on every head, however often the agent pushes
         head = world.github.head_sha(BRANCH)
-        world.github.fail_check(head, "tests")
+        world.github.add_check_run(head, "tests")
         world.run(world.ci_task(number, head))
     assert len(commits_on_branch(world)) - before == 3  # MAX_ATTEMPTS fix pushes
     assert world.github.labels[number] == ["agent:needs-human"]
@@ -93,7 +93,7 @@ def test_always_failing_ci_escalates_after_exactly_max_attempts(world: World) ->
 def test_agent_failures_count_as_attempts(world: World) -> None:
     number = world.open_pull_request()
     world.use_agent("fail")
-    world.github.fail_check(world.github.head_sha(BRANCH), "tests")
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
     record = world.run(world.ci_task(number))
     assert record.state is State.DONE
     attempts = world.store.attempts(p.REPO_ID, number)
@@ -105,7 +105,7 @@ def test_green_ci_resets_the_count(world: World) -> None:
     number = world.open_pull_request()
     world.use_agent("tweak")
     failing = world.github.head_sha(BRANCH)
-    world.github.fail_check(failing, "tests")
+    world.github.add_check_run(failing, "tests")
     world.run(world.ci_task(number, failing))
     assert len(world.store.attempts(p.REPO_ID, number)) == 1
     assert world.store.reset_attempts(p.REPO_ID, number, sha=failing) is False  # still red there

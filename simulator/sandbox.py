@@ -1,0 +1,259 @@
+"""`forgehand sandbox`: the whole loop offline — real web process, Redis, RQ worker, git
+worktrees and agent processes — against the GitHub simulator, narrated as it happens."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from app.redis_conn import connect, embedded_redis
+from app.settings import Settings
+from app.store import Store
+from simulator.sim import Simulation
+
+APP_ID = 90210
+TIMEOUT = 300.0
+
+CALC = """\
+def add(a, b):
+    return a - b  # add
+
+
+def sub(a, b):
+    return a + b  # sub
+"""
+TESTS = """\
+from calc import add, sub
+
+assert add(2, 3) == 5, f"add(2, 3) returned {add(2, 3)}, expected 5"
+assert sub(5, 3) == 2, f"sub(5, 3) returned {sub(5, 3)}, expected 2"
+print("all tests passed")
+"""
+ISSUE = (
+    "`add(2, 3)` returns -1. It should return 5.\n\n"
+    "<!-- hidden text like this never reaches the agent -->"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _key_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+class Narrator:
+    """Prints what changed since it last looked: tasks, agent output, commits, checks, PRs."""
+
+    def __init__(self, sim: Simulation, store: Store, out: Any) -> None:
+        self.sim, self.store, self.out = sim, store, out
+        self.states: dict[str, str] = {}
+        self.log_lines: dict[str, int] = {}
+        self.seen_pulls: set[int] = set()
+        self.seen_checks: set[int] = set()
+        self.seen_comments: set[int] = set()
+        self.started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", file=self.out, flush=True)
+
+    def look(self) -> None:
+        for record in reversed(self.store.recent(50)):
+            lines = self.store.log_tail(record.id)
+            shown = self.log_lines.get(record.id, 0)
+            for line in lines[shown:] if len(lines) >= shown else lines:
+                self.say(f"  agent │ {line}")
+            self.log_lines[record.id] = len(lines)
+            if self.states.get(record.id) != record.state.value:
+                self.states[record.id] = record.state.value
+                extra = f": {record.error}" if record.error else ""
+                self.say(f"task {record.id} is {record.state.value}{extra}")
+        for number, pull in list(self.sim.sim.pulls.items()):
+            if number not in self.seen_pulls:
+                self.seen_pulls.add(number)
+                self.say(f"pull request #{number} opened: {pull['title']} ({pull['head']} → main)")
+        for sha, runs in list(self.sim.sim.check_runs.items()):
+            for run in runs:
+                if run["status"] == "completed" and run["id"] not in self.seen_checks:
+                    self.seen_checks.add(run["id"])
+                    self.say(f"CI on {sha[:7]}: {run['name']} {run['conclusion']}")
+        for comment_id, comment in list(self.sim.sim.comments.items()):
+            if comment_id not in self.seen_comments:
+                self.seen_comments.add(comment_id)
+                first = comment["body"].split("\n")
+                text = next((line for line in first if line and not line.startswith("<!--")), "")
+                self.say(f"comment on #{comment['issue']}: {text[:100]}")
+
+
+class Stack:
+    """The simulator plus forgehand's real processes: embedded (or given) Redis, web, worker."""
+
+    def __init__(self, settings: Settings, root: Path, agent_command: list[str] | None) -> None:
+        self.settings = settings
+        self.root = root
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        private, public = _key_pair()
+        secret = secrets.token_hex(16)
+        self.port = _free_port()
+        self.sim = Simulation(
+            root=root,
+            webhook_url=f"http://127.0.0.1:{self.port}{settings.webhook_path}",
+            secret=secret,
+            app_id=APP_ID,
+            public_key=public,
+            test_command="python3 test_calc.py",
+        )
+        self._stack = ExitStack()
+        self.env = dict(os.environ) | {
+            "APP_ID": str(APP_ID),
+            "PRIVATE_KEY": private,
+            "WEBHOOK_SECRET": secret,
+            "WORKSPACES_DIR": str(root / "workspaces"),
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+        }
+        if agent_command is not None:
+            self.env |= {"AGENT": "command", "AGENT_COMMAND": shlex.join(agent_command)}
+        self.web: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Stack:
+        self.sim.start({"calc.py": CALC, "test_calc.py": TESTS, "README.md": "# calc\n"})
+        self._stack.callback(self.sim.stop)
+        self.sim.open_issue(1, "add() subtracts", ISSUE)
+        redis_url = self.settings.redis_url or self._stack.enter_context(embedded_redis())
+        self.env |= {"GITHUB_API_URL": self.sim.server.api_url, "REDIS_URL": redis_url}
+        self.store = Store(connect(redis_url))
+        self.web = self._start("web")
+        self.worker = self._start("worker")
+        _wait_healthy(f"http://127.0.0.1:{self.port}/healthz")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in (self.worker, self.web):
+            if proc is not None:
+                _stop(proc)
+        self._stack.close()
+
+    def _start(self, command: str) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{command}.log").open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "app", command],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def restart_worker(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        assert self.worker is not None
+        if sig == signal.SIGKILL:
+            self.worker.kill()
+            self.worker.wait()
+        else:
+            _stop(self.worker)
+        self.worker = self._start("worker")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run(settings: Settings, scenario: str, root: Path, out: Any = sys.stdout) -> int:
+    demo = "hopeless" if scenario == "escalate" else "careful"
+    # A real agent when AGENT is set; the demo agent otherwise.
+    agent = None if "AGENT" in os.environ else [sys.executable, "-m", "simulator.demo_agent", demo]
+    with Stack(settings, root, agent) as stack:
+        sim = stack.sim
+        narrator = Narrator(sim, stack.store, out)
+        narrator.say(f"simulated GitHub at {sim.server.api_url}; repository {sim.repo}")
+        shown = (
+            stack.env["AGENT_COMMAND"]
+            if stack.env.get("AGENT") == "command"
+            else stack.env.get("AGENT", "claude")
+        )
+        narrator.say(f"forgehand web on http://127.0.0.1:{stack.port}, one worker, agent: {shown}")
+        narrator.say(f"carol labels issue #1 `{settings.trigger_label}`")
+        sim.label_issue(1, settings.trigger_label)
+        outcome = _until_done(sim, narrator, settings)
+        narrator.say(outcome)
+        for comment in sim.sim.comments.values():
+            if "stopped after" in comment["body"]:
+                print("\n" + comment["body"], file=out)
+        print("\nTasks:", file=out)
+        for record in reversed(stack.store.recent(50)):
+            print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
+        print(
+            f"""
+What to look at:
+  the repository, as the simulated GitHub holds it:
+      git --git-dir {sim.origin} log --all --oneline --graph
+  logs: {stack.logs}/web.log and worker.log; agent output in {root / "workspaces" / "logs"}
+""",
+            file=out,
+            flush=True,
+        )
+    expected = "escalated" if scenario == "escalate" else "green"
+    return 0 if outcome.startswith(expected) else 1
+
+
+def _wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"forgehand web did not answer at {url}")
+
+
+def _until_done(sim: Simulation, narrator: Narrator, settings: Settings) -> str:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        narrator.look()
+        for number in list(sim.sim.pulls):
+            if settings.escalation_label in sim.sim.labels.get(number, []):
+                time.sleep(0.5)
+                narrator.look()
+                return f"escalated: pull request #{number} was handed to a human"
+            if sim.latest_check(number) == "success":
+                time.sleep(0.5)
+                narrator.look()
+                return f"green: pull request #{number} passes CI"
+        time.sleep(0.2)
+    return f"stopped: nothing settled within {TIMEOUT:.0f}s"

@@ -1,0 +1,285 @@
+"""A whole simulated GitHub: one repository, people acting on it, CI, and signed webhooks.
+
+Webhooks are POSTed to the web process exactly as GitHub sends them: event, delivery GUID and
+SHA-256 signature headers, a JSON body carrying the `installation` key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from simulator.ci import run_checks
+from simulator.github import GitHubSimulator, git_out, pull_view
+from simulator.server import Server
+
+GITHUB_ACTIONS = {"id": 15368, "slug": "github-actions", "name": "GitHub Actions"}
+GIT_ENV_AUTHOR = ("-c", "user.name=Carol", "-c", "user.email=carol@example.com")
+
+
+@dataclass
+class Delivery:
+    guid: str
+    event: str
+    action: str
+    status: int
+
+
+@dataclass
+class Simulation:
+    root: Path
+    webhook_url: str
+    secret: str
+    app_id: int
+    public_key: str
+    test_command: str
+    repo: str = "demo/calc"
+    repo_id: int = 4101
+    installation_id: int = 77
+    deliveries: list[Delivery] = field(default_factory=list)
+    sim: GitHubSimulator = field(init=False)
+    server: Server = field(init=False)
+    _outbox: queue.Queue[tuple[str, dict[str, Any]] | None] = field(default_factory=queue.Queue)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _seen_heads: dict[str, str] = field(default_factory=dict)
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def start(self, files: dict[str, str]) -> None:
+        origin = self._make_repository(files)
+        placeholder_logs = "http://localhost:0/_logs"
+        self.sim = GitHubSimulator(
+            clone_url=f"file://{origin}",
+            repo=self.repo,
+            repo_id=self.repo_id,
+            app_id=self.app_id,
+            public_key=self.public_key,
+            logs_url=placeholder_logs,
+        )
+        self.sim.permissions = {"carol": "admin", "alice": "write"}
+        self.server = Server(self.sim)
+        # Logs live on "another host", as on GitHub: the App must not send its token there.
+        self.sim.logs_url = f"http://localhost:{self.server.port}/_logs"
+        self.sim.listeners.append(self._app_did)
+        for target in (self._send_loop, self._watch_loop):
+            thread = threading.Thread(target=target, daemon=True, name=target.__name__)
+            thread.start()
+            self._threads.append(thread)
+
+    @property
+    def origin(self) -> Path:
+        return self.root / "github" / f"{self.repo.split('/')[1]}.git"
+
+    def _make_repository(self, files: dict[str, str]) -> Path:
+        seed = self.root / "github" / "seed"
+        seed.mkdir(parents=True)
+        for name, text in files.items():
+            (seed / name).parent.mkdir(parents=True, exist_ok=True)
+            (seed / name).write_text(text)
+        git_out("init", "--quiet", "-b", "main", cwd=seed)
+        git_out("add", "-A", cwd=seed)
+        git_out(*GIT_ENV_AUTHOR, "commit", "--quiet", "-m", "Initial commit", cwd=seed)
+        git_out("clone", "--quiet", "--bare", str(seed), str(self.origin), cwd=seed.parent)
+        return self.origin
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._outbox.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.server.stop()
+
+    # --- people -----------------------------------------------------------------------------
+
+    def open_issue(self, number: int, title: str, body: str, author: str = "carol") -> None:
+        self.sim.add_issue(number, title, body)
+        self.sim.issues[number]["user"] = {"login": author, "type": "User"}
+        self.sim.issues[number]["labels"] = []
+
+    def label_issue(self, number: int, label: str, by: str = "carol") -> None:
+        issue = self.sim.issues[number]
+        issue["labels"].append({"name": label})
+        self.deliver("issues", {"action": "labeled", "label": {"name": label}, "issue": issue}, by)
+
+    def comment(self, number: int, body: str, by: str = "carol") -> int:
+        comment_id = self.sim._id()
+        self.sim.issue_comments[comment_id] = {
+            "id": comment_id,
+            "body": body,
+            "user": {"login": by},
+        }
+        issue = dict(self.sim.issues.get(number) or {"number": number, "labels": []})
+        if number in self.sim.pulls:
+            issue = {"number": number, "labels": [], "pull_request": {"url": f"pulls/{number}"}}
+        comment = {
+            "id": comment_id,
+            "body": body,
+            "author_association": "OWNER",
+            "user": {"login": by, "type": "User"},
+        }
+        self.deliver("issue_comment", {"action": "created", "issue": issue, "comment": comment}, by)
+        return comment_id
+
+    def review(
+        self, number: int, body: str, comments: list[tuple[str, int, str]], by: str = "carol"
+    ) -> int:
+        review_id = self.sim._id()
+        pull = pull_view(self.sim, number)
+        self.sim.reviews[review_id] = {
+            "id": review_id,
+            "body": body,
+            "state": "CHANGES_REQUESTED",
+            "user": {"login": by},
+            "commit_id": pull["head"]["sha"],
+        }
+        self.sim.review_comments[review_id] = [
+            {
+                "id": self.sim._id(),
+                "path": path,
+                "line": line,
+                "body": text,
+                "diff_hunk": "@@ -1,4 +1,4 @@",
+                "pull_request_review_id": review_id,
+            }
+            for path, line, text in comments
+        ]
+        review = self.sim.reviews[review_id] | {
+            "state": "changes_requested",
+            "author_association": "OWNER",
+        }
+        self.deliver(
+            "pull_request_review",
+            {"action": "submitted", "review": review, "pull_request": pull},
+            by,
+        )
+        return review_id
+
+    # --- webhooks -----------------------------------------------------------------------------
+
+    def deliver(self, event: str, payload: dict[str, Any], sender: str) -> None:
+        body = payload | {
+            "repository": {
+                "id": self.repo_id,
+                "full_name": self.repo,
+                "name": self.repo.split("/")[1],
+                "owner": {"login": self.repo.split("/")[0]},
+            },
+            "sender": {"login": sender, "type": "Bot" if sender.endswith("[bot]") else "User"},
+            "installation": {"id": self.installation_id},
+        }
+        self._outbox.put((event, body))
+
+    def _send_loop(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while (item := self._outbox.get()) is not None:
+                event, payload = item
+                raw = json.dumps(payload).encode()
+                guid = str(uuid.uuid4())
+                signature = hmac.new(self.secret.encode(), raw, hashlib.sha256).hexdigest()
+                headers = {
+                    "X-GitHub-Event": event,
+                    "X-GitHub-Delivery": guid,
+                    "X-GitHub-Hook-Installation-Target-ID": str(self.app_id),
+                    "X-Hub-Signature-256": f"sha256={signature}",
+                    "Content-Type": "application/json",
+                    "User-Agent": "GitHub-Hookshot/simulator",
+                }
+                try:
+                    status = client.post(self.webhook_url, content=raw, headers=headers).status_code
+                except httpx.HTTPError:
+                    status = 0  # GitHub does not retry; `forgehand redeliver` would
+                self.deliveries.append(
+                    Delivery(guid, event, str(payload.get("action", "")), status)
+                )
+
+    def _app_did(self, event: str, data: dict[str, Any]) -> None:
+        bot = f"{self.sim.slug}[bot]"
+        if event == "issue_comment":
+            issue = {"number": data["number"], "labels": []}
+            if data["number"] in self.sim.pulls:
+                issue["pull_request"] = {"url": f"pulls/{data['number']}"}
+            comment = {
+                "id": data["id"],
+                "body": data["body"],
+                "author_association": "NONE",
+                "user": {"login": bot, "type": "Bot"},
+            }
+            self.deliver(
+                "issue_comment", {"action": "created", "issue": issue, "comment": comment}, bot
+            )
+        elif event == "pull_request":
+            pull = pull_view(self.sim, data["number"])
+            self.deliver(
+                "pull_request",
+                {"action": data["action"], "number": data["number"], "pull_request": pull},
+                bot,
+            )
+
+    # --- CI -----------------------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        while not self._stop.wait(0.2):
+            for number, pull in list(self.sim.pulls.items()):
+                if pull["state"] != "open":
+                    continue
+                head = pull_view(self.sim, number)["head"]["sha"]
+                if self._seen_heads.get(pull["head"]) != head:
+                    self._seen_heads[pull["head"]] = head
+                    self._run_ci(number, head)
+
+    def _run_ci(self, number: int, sha: str) -> None:
+        pull = pull_view(self.sim, number)
+        run_id = self.sim.add_check_run(sha, "sim-ci / test", status="in_progress")
+        outcome = run_checks(self.origin, sha, self.test_command)
+        run = next(r for r in self.sim.check_runs[sha] if r["id"] == run_id)
+        run.update(status="completed", conclusion=outcome.conclusion, app=GITHUB_ACTIONS)
+        run["output"] = {
+            "title": "Tests passed" if outcome.conclusion == "success" else "Tests failed",
+            "summary": outcome.log.splitlines()[-1] if outcome.log else "",
+            "annotations_count": len(outcome.annotations),
+        }
+        self.sim.annotations[run_id] = outcome.annotations
+        self.sim.job_logs[run_id] = outcome.log
+        pr_ref = {"number": number, "head": pull["head"], "base": pull["base"]}
+        suite = {
+            "id": run_id,
+            "head_sha": sha,
+            "head_branch": pull["head"]["ref"],
+            "conclusion": outcome.conclusion,
+            "status": "completed",
+            "app": GITHUB_ACTIONS,
+            "pull_requests": [pr_ref],
+        }
+        check_run = run | {"head_sha": sha, "check_suite": suite, "pull_requests": [pr_ref]}
+        self.deliver(
+            "check_run", {"action": "completed", "check_run": check_run}, "github-actions[bot]"
+        )
+        self.deliver(
+            "check_suite", {"action": "completed", "check_suite": suite}, "github-actions[bot]"
+        )
+
+    # --- what happened ----------------------------------------------------------------------------
+
+    def latest_check(self, number: int) -> str | None:
+        """The head commit's check conclusion: None while running or before any."""
+        head = pull_view(self.sim, number)["head"]["sha"]
+        runs = self.sim.check_runs.get(head, [])
+        return runs[-1]["conclusion"] if runs and runs[-1]["status"] == "completed" else None
+
+    def wait(self, condition: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for {what}")
+            time.sleep(0.1)

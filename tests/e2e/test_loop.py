@@ -1,0 +1,158 @@
+"""The whole loop across real processes: simulator, web, worker, agents, git.
+
+Each scenario asserts on what the simulated GitHub recorded and on the repository's refs.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.settings import parse
+from simulator.github import git_out
+from simulator.sandbox import Stack
+from tests.jobs.conftest import gone
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTED = ROOT / "tests" / "agents" / "scripted.py"
+DEMO = [sys.executable, "-m", "simulator.demo_agent"]
+
+
+def stack_for(tmp_path: Path, agent: list[str]) -> Stack:
+    # Each test gets its own embedded Redis: worker processes must never share one by accident.
+    return Stack(parse({"MAX_ATTEMPTS": "3"}), tmp_path / "sandbox", agent)
+
+
+@pytest.fixture
+def careful(tmp_path: Path) -> Iterator[Stack]:
+    with stack_for(tmp_path, [*DEMO, "careful"]) as stack:
+        yield stack
+
+
+def branch_log(stack: Stack, branch: str) -> list[str]:
+    out = git_out("log", "--format=%s", f"main..{branch}", cwd=stack.sim.origin)
+    return out.splitlines()
+
+
+def _state(stack: Stack, task_id: str) -> str | None:
+    record = stack.store.get(task_id)
+    return record.state.value if record else None
+
+
+def only_pull(stack: Stack) -> int:
+    stack.sim.wait(lambda: stack.sim.sim.pulls, 60, "a pull request")
+    (number,) = stack.sim.sim.pulls
+    return number
+
+
+def test_labelled_issue_to_green_pull_request_through_a_ci_fix(careful: Stack) -> None:
+    sim = careful.sim
+    sim.label_issue(1, "agent")
+    number = only_pull(careful)
+    sim.wait(lambda: sim.latest_check(number) == "success", 60, "green CI")
+    pull = sim.sim.pulls[number]
+    assert pull["body"].startswith("Fixes #1")
+    assert branch_log(careful, pull["head"]) == [
+        "Fix CI: sim-ci / test",
+        "Resolve #1: add() subtracts",
+    ]
+    assert sim.sim.reactions == [(1, "eyes")]
+    # Every webhook the simulator sent was accepted; the App's own comments started nothing.
+    assert {d.status for d in sim.deliveries} <= {202}
+    kinds = sorted(r.task.kind.value for r in careful.store.recent())
+    assert kinds == ["ci", "issue"]
+    # The hidden comment in the issue never reached the agent.
+    agent_logs = (careful.root / "workspaces" / "logs").glob("*.log")
+    logs = "".join(path.read_text() for path in agent_logs)
+    assert "hidden text" not in logs
+
+
+def test_review_with_comments_gets_a_fix_and_thread_replies(careful: Stack) -> None:
+    sim = careful.sim
+    sim.label_issue(1, "agent")
+    number = only_pull(careful)
+    sim.wait(lambda: sim.latest_check(number) == "success", 60, "green CI")
+    review = sim.review(
+        number, "Two nits.", [("calc.py", 2, "Name this."), ("calc.py", 5, "And this.")]
+    )
+    sim.wait(lambda: len(sim.sim.replies) == 2, 60, "replies to both threads")
+    roots = {c["id"] for c in sim.sim.review_comments[review]}
+    assert {r[0] for r in sim.sim.replies} == roots
+    branch = sim.sim.pulls[number]["head"]
+    head = sim.sim.head_sha(branch)
+    assert {r[1] for r in sim.sim.replies} == {f"Addressed in {head[:7]}."}
+    assert branch_log(careful, branch)[0] == "Address review by carol"
+    sim.wait(lambda: sim.latest_check(number) == "success", 60, "CI on the review's fix")
+
+
+def test_hopeless_agent_escalates_after_max_attempts(tmp_path: Path) -> None:
+    with stack_for(tmp_path, [*DEMO, "hopeless"]) as stack:
+        sim = stack.sim
+        sim.label_issue(1, "agent")
+        number = only_pull(stack)
+        sim.wait(lambda: "agent:needs-human" in sim.sim.labels.get(number, []), 90, "escalation")
+        branch = sim.sim.pulls[number]["head"]
+        fixes = [s for s in branch_log(stack, branch) if s.startswith("Fix CI")]
+        assert len(fixes) == 3
+        (escalation,) = [c for c in sim.sim.comments.values() if "stopped after" in c["body"]]
+        assert escalation["body"].count("| sim-ci / test (failure) |") == 3
+        # Silence afterwards: CI on the last push fails, and nothing more is pushed.
+        time.sleep(2)
+        assert len([s for s in branch_log(stack, branch) if s.startswith("Fix CI")]) == 3
+
+
+def test_stop_command_mid_run(tmp_path: Path) -> None:
+    with stack_for(tmp_path, [sys.executable, str(SCRIPTED), "hang"]) as stack:
+        sim = stack.sim
+        sim.label_issue(1, "agent")
+        sim.wait(lambda: any(r.state.value == "running" for r in stack.store.recent()), 30, "start")
+        time.sleep(1)  # the agent is running now
+        sim.comment(1, "/agent stop")
+        sim.wait(lambda: _state(stack, "issue-4101-1") == "cancelled", 30, "cancel")
+        sim.wait(
+            lambda: not (stack.root / "workspaces" / "tasks" / "issue-4101-1").exists(),
+            30,
+            "the worktree to go",
+        )
+        assert sim.sim.pulls == {}
+        assert set(git_out("branch", "--format=%(refname:short)", cwd=sim.origin).split()) == {
+            "main"
+        }
+
+
+def test_worker_killed_mid_agent_is_retried_from_a_clean_worktree(tmp_path: Path) -> None:
+    marker = tmp_path / "first-run"
+    slow_once = [
+        sys.executable,
+        "-c",
+        (
+            "import os, pathlib, subprocess, sys, time\n"
+            f"m = pathlib.Path({str(marker)!r})\n"
+            "if not m.exists():\n"
+            "    m.write_text(str(os.getpid()))\n"
+            "    print('slow first run', flush=True)\n"
+            "    time.sleep(600)\n"
+            "subprocess.run([sys.executable, '-m', 'simulator.demo_agent', 'careful'],"
+            " stdin=sys.stdin, check=True)\n"
+        ),
+    ]
+    with stack_for(tmp_path, slow_once) as stack:
+        sim = stack.sim
+        sim.label_issue(1, "agent")
+        sim.wait(marker.exists, 30, "the first agent run")
+        time.sleep(0.5)
+        stack.restart_worker(signal.SIGKILL)
+        # Within the bound the README gives for a lost worker (about a minute), plus RQ's retry.
+        stack.sim.wait(lambda: stack.sim.sim.pulls, 120, "the task to be taken over")
+        number = only_pull(stack)
+        branch = sim.sim.pulls[number]["head"]
+        assert branch_log(stack, branch)[-1] == "Resolve #1: add() subtracts"
+        assert len([s for s in branch_log(stack, branch) if s.startswith("Resolve")]) == 1
+        assert len(sim.sim.pulls) == 1
+        # The orphaned work-horse of the killed worker and its agent were stopped.
+        assert gone(int(marker.read_text()))
