@@ -107,7 +107,6 @@ def escalate(
     task: Task, ctx: Context, api: Installation, repo: Repo, pr: PullRequest, failing: list[str]
 ) -> None:
     label = ctx.settings.escalation_label
-    api.post(f"/repos/{task.repo}/issues/{pr.number}/labels", {"labels": [label]})
     mention = list(repo.config.escalate_to)
     issue = ctx.store.issue_for_pull_request(task.repo_id, pr.number)
     if issue is not None:
@@ -119,6 +118,8 @@ def escalate(
         ctx.settings.command_prefix,
     )  # fmt: skip
     api.post(f"/repos/{task.repo}/issues/{pr.number}/comments", {"body": body})
+    # The label last: it is what people (and the sandbox) watch for.
+    api.post(f"/repos/{task.repo}/issues/{pr.number}/labels", {"labels": [label]})
     ctx.store.set_escalated(task.repo_id, pr.number)
     ctx.store.audit(
         task.id, "escalated", f"after {len(ctx.store.attempts(task.repo_id, pr.number))} attempts"

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import jwt
 
+from simulator import shapes
+
 
 def git_out(*args: str, cwd: Path) -> str:
     return subprocess.run(
@@ -147,6 +149,13 @@ class GitHubSimulator:
 
     # --- plumbing ---------------------------------------------------------------------------
 
+    def repository(self) -> dict[str, Any]:
+        return shapes.repository(self.repo, self.repo_id, self.default_branch, self.clone_url)
+
+    def comment_view(self, comment_id: int) -> dict[str, Any]:
+        body = self.comments[comment_id]["body"]
+        return shapes.comment(comment_id, body, f"{self.slug}[bot]", "Bot")
+
     def emit(self, event: str, data: dict[str, Any]) -> None:
         """Tell listeners (the webhook sender) what the App just did on GitHub."""
         for listener in self.listeners:
@@ -195,26 +204,20 @@ def _token(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> htt
     token = f"ghs_testtoken{gh.token_count:04d}secretvalue"
     gh.tokens.add(token)
     expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-    return _json({"token": token, "expires_at": expires}, 201)
+    return _json({"token": token, "expires_at": expires, "permissions": {},
+                  "repository_selection": "all"}, 201)  # fmt: skip
 
 
 def _app(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    return _json({"id": gh.app_id, "slug": gh.slug, "name": gh.slug})
+    return _json(shapes.app(gh.app_id, gh.slug))
 
 
 def _bot(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    return _json({"login": f"{gh.slug}[bot]", "id": gh.bot_id, "type": "Bot"})
+    return _json(shapes.public_user(f"{gh.slug}[bot]", "Bot", gh.bot_id))
 
 
 def _repo(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    return _json(
-        {
-            "id": gh.repo_id,
-            "full_name": gh.repo,
-            "default_branch": gh.default_branch,
-            "clone_url": gh.clone_url,
-        }
-    )
+    return _json(gh.repository())
 
 
 def _content(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -225,18 +228,22 @@ def _content(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> h
 
 def _permission(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     level = gh.permissions.get(m["user"], "read")
-    return _json({"permission": level, "role_name": level, "user": {"login": m["user"]}})
+    return _json({"permission": level, "role_name": level, "user": None})
 
 
 def _reaction(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     content = json.loads(request.content)["content"]
     gh.reactions.append((int(m["n"]), content))
-    return _json({"id": gh._id(), "content": content}, 201)
+    reaction = {"id": gh._id(), "node_id": "RE_1", "content": content, "created_at": shapes.stamp(),
+                "user": shapes.user(f"{gh.slug}[bot]", "Bot", gh.bot_id)}  # fmt: skip
+    return _json(reaction, 201)
 
 
 def _issue(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     issue = gh.issues.get(int(m["n"]))
-    return _json(issue) if issue else _json({"message": "Not Found"}, 404)
+    if issue is None:
+        return _json({"message": "Not Found"}, 404)
+    return _json(shapes.issue(issue, gh.repository()))
 
 
 def _new_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -245,7 +252,7 @@ def _new_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) 
     gh.comments[comment_id] = {"id": comment_id, "issue": int(m["n"]), "body": body}
     gh.emit("issue_comment", {"action": "created", "number": int(m["n"]), "id": comment_id,
                               "body": body})  # fmt: skip
-    return _json(gh.comments[comment_id], 201)
+    return _json(gh.comment_view(comment_id), 201)
 
 
 def _edit_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -253,7 +260,7 @@ def _edit_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str])
     if comment is None:
         return _json({"message": "Not Found"}, 404)
     comment["body"] = json.loads(request.content)["body"]
-    return _json(comment)
+    return _json(gh.comment_view(int(m["id"])))
 
 
 def _new_pull(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -267,18 +274,18 @@ def _new_pull(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> 
 def pull_view(gh: GitHubSimulator, number: int) -> dict[str, Any]:
     """A pull request as GitHub shows it: head and base resolved against the origin."""
     pull = gh.pulls[number]
-    ref = pull["head"]
     try:
-        sha = gh.head_sha(ref)
+        sha = gh.head_sha(pull["head"])
     except subprocess.CalledProcessError:
         sha = "0" * 40  # the branch was deleted
-    head_repo = gh.repo_id + 1 if pull.get("fork") else gh.repo_id
-    return {
-        **{k: v for k, v in pull.items() if k not in ("head", "base", "fork")},
-        "head": {"ref": ref, "sha": sha, "repo": {"id": head_repo}},
-        "base": {"ref": pull["base"], "repo": {"id": gh.repo_id}},
-        "user": {"login": f"{gh.slug}[bot]", "type": "Bot"},
-    }
+    repo = gh.repository()
+    head_repo = repo
+    if pull.get("fork"):
+        head_repo = shapes.repository(f"eve/{repo['name']}", gh.repo_id + 1, "main", "")
+    bot = shapes.user(f"{gh.slug}[bot]", "Bot", gh.bot_id)
+    view = shapes.pull_request(pull, repo, sha, head_repo, gh.head_sha(pull["base"]), bot)
+    view["labels"] = [shapes.label(n) for n in gh.labels.get(number, [])]
+    return view
 
 
 def _pull(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -300,12 +307,15 @@ def _pulls(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> htt
 
 
 def _check_runs(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    runs = gh.check_runs.get(m["sha"], [])
+    runs = []
+    for run in gh.check_runs.get(m["sha"], []):
+        owner = run.get("app") or {"id": 15368, "slug": "github-actions"}
+        runs.append(shapes.check_run(run, shapes.app(owner["id"], owner["slug"])))
     return _json({"total_count": len(runs), "check_runs": runs})
 
 
 def _annotations(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    return _json(gh.annotations.get(int(m["id"]), []))
+    return _json([shapes.annotation(a) for a in gh.annotations.get(int(m["id"]), [])])
 
 
 def _job_logs(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -324,35 +334,52 @@ def _status(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> ht
         if "pending" in states
         else "success"
     )
-    return _json({"state": combined, "sha": m["sha"], "statuses": statuses})
+    return _json(
+        {
+            "state": combined, "sha": m["sha"], "total_count": len(statuses),
+            "statuses": [shapes.commit_status(st, i + 1) for i, st in enumerate(statuses)],
+            "repository": gh.repository(), "commit_url": "https://github.test/commit",
+            "url": "https://github.test/status",
+        }
+    )  # fmt: skip
 
 
 def _review(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     review = gh.reviews.get(int(m["id"]))
-    return _json(review) if review else _json({"message": "Not Found"}, 404)
+    if review is None:
+        return _json({"message": "Not Found"}, 404)
+    return _json(shapes.review(review, gh.head_sha(gh.pulls[int(m["n"])]["head"])))
 
 
 def _review_comments(
     gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]
 ) -> httpx.Response:
-    return _json(gh.review_comments.get(int(m["id"]), []))
+    commit = gh.head_sha(gh.pulls[int(m["n"])]["head"])
+    notes = gh.review_comments.get(int(m["id"]), [])
+    return _json([shapes.review_comment(c, int(m["id"]), commit) for c in notes])
 
 
 def _reply(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    gh.replies.append((int(m["id"]), json.loads(request.content)["body"]))
-    return _json({"id": gh._id()}, 201)
+    body = json.loads(request.content)["body"]
+    gh.replies.append((int(m["id"]), body))
+    commit = gh.head_sha(gh.pulls[int(m["n"])]["head"])
+    reply = {"id": gh._id(), "body": body, "in_reply_to_id": int(m["id"]),
+             "user": {"login": f"{gh.slug}[bot]"}}  # fmt: skip
+    return _json(shapes.review_comment(reply, 0, commit), 201)
 
 
 def _get_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     comment = gh.issue_comments.get(int(m["id"]))
-    return _json(comment) if comment else _json({"message": "Not Found"}, 404)
+    if comment is None:
+        return _json({"message": "Not Found"}, 404)
+    return _json(shapes.comment(comment["id"], comment["body"], comment["user"]["login"]))
 
 
 def _add_labels(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     names = json.loads(request.content)["labels"]
     current = gh.labels.setdefault(int(m["n"]), [])
     current.extend(n for n in names if n not in current)
-    return _json([{"name": n} for n in current])
+    return _json([shapes.label(n) for n in current])
 
 
 def _remove_label(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -363,7 +390,7 @@ def _remove_label(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str])
     if name not in current:
         return _json({"message": "Label does not exist"}, 404)
     current.remove(name)
-    return _json([{"name": n} for n in current])
+    return _json([shapes.label(n) for n in current])
 
 
 def _delete_ref(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -384,7 +411,7 @@ def logs_host(gh: GitHubSimulator, request: httpx.Request) -> httpx.Response:
 def _reviewers(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     wanted = json.loads(request.content)["reviewers"]
     gh.review_requests.setdefault(int(m["n"]), []).extend(wanted)
-    return _json({"number": int(m["n"])}, 201)
+    return _json(pull_view(gh, int(m["n"])), 201)
 
 
 REPO_RE = r"/repos/[^/]+/[^/]+"

@@ -19,11 +19,12 @@ from typing import Any
 
 import httpx
 
+from simulator import shapes
 from simulator.ci import run_checks
 from simulator.github import GitHubSimulator, git_out, pull_view
 from simulator.server import Server
 
-GITHUB_ACTIONS = {"id": 15368, "slug": "github-actions", "name": "GitHub Actions"}
+ACTIONS_APP_ID = 15368  # GitHub Actions' own App id on github.com
 GIT_ENV_AUTHOR = ("-c", "user.name=Carol", "-c", "user.email=carol@example.com")
 
 
@@ -33,6 +34,7 @@ class Delivery:
     event: str
     action: str
     status: int
+    payload: dict[str, Any]
 
 
 @dataclass
@@ -110,7 +112,8 @@ class Simulation:
     def label_issue(self, number: int, label: str, by: str = "carol") -> None:
         issue = self.sim.issues[number]
         issue["labels"].append({"name": label})
-        self.deliver("issues", {"action": "labeled", "label": {"name": label}, "issue": issue}, by)
+        payload = {"action": "labeled", "label": shapes.label(label), "issue": self._issue(number)}
+        self.deliver("issues", payload, by)
 
     def comment(self, number: int, body: str, by: str = "carol") -> int:
         comment_id = self.sim._id()
@@ -119,16 +122,9 @@ class Simulation:
             "body": body,
             "user": {"login": by},
         }
-        issue = dict(self.sim.issues.get(number) or {"number": number, "labels": []})
-        if number in self.sim.pulls:
-            issue = {"number": number, "labels": [], "pull_request": {"url": f"pulls/{number}"}}
-        comment = {
-            "id": comment_id,
-            "body": body,
-            "author_association": "OWNER",
-            "user": {"login": by, "type": "User"},
-        }
-        self.deliver("issue_comment", {"action": "created", "issue": issue, "comment": comment}, by)
+        comment = shapes.comment(comment_id, body, by) | {"author_association": "OWNER"}
+        payload = {"action": "created", "issue": self._issue(number), "comment": comment}
+        self.deliver("issue_comment", payload, by)
         return comment_id
 
     def review(
@@ -136,48 +132,47 @@ class Simulation:
     ) -> int:
         review_id = self.sim._id()
         pull = pull_view(self.sim, number)
+        head = pull["head"]["sha"]
         self.sim.reviews[review_id] = {
-            "id": review_id,
-            "body": body,
-            "state": "CHANGES_REQUESTED",
-            "user": {"login": by},
-            "commit_id": pull["head"]["sha"],
-        }
+            "id": review_id, "body": body, "state": "CHANGES_REQUESTED", "user": {"login": by},
+            "commit_id": head,
+        }  # fmt: skip
         self.sim.review_comments[review_id] = [
-            {
-                "id": self.sim._id(),
-                "path": path,
-                "line": line,
-                "body": text,
-                "diff_hunk": "@@ -1,4 +1,4 @@",
-                "pull_request_review_id": review_id,
-            }
+            {"id": self.sim._id(), "path": path, "line": line, "body": text,
+             "diff_hunk": "@@ -1,4 +1,4 @@"}
             for path, line, text in comments
-        ]
-        review = self.sim.reviews[review_id] | {
-            "state": "changes_requested",
-            "author_association": "OWNER",
-        }
-        self.deliver(
-            "pull_request_review",
-            {"action": "submitted", "review": review, "pull_request": pull},
-            by,
-        )
+        ]  # fmt: skip
+        review = shapes.review(self.sim.reviews[review_id], head) | {
+            "state": "changes_requested", "author_association": "OWNER",
+            "html_url": f"{pull['html_url']}#review", "pull_request_url": pull["url"],
+            "_links": {"html": {"href": pull["html_url"]}, "pull_request": {"href": pull["url"]}},
+        }  # fmt: skip
+        payload = {"action": "submitted", "review": review, "pull_request": pull}
+        self.deliver("pull_request_review", payload, by)
         return review_id
+
+    def _issue(self, number: int) -> dict[str, Any]:
+        repo = self.sim.repository()
+        if number in self.sim.pulls:
+            pull = pull_view(self.sim, number)
+            view = shapes.issue({"number": number, "title": pull["title"],
+                                 "user": {"login": pull["user"]["login"]}}, repo)  # fmt: skip
+            view["pull_request"] = {
+                "url": pull["url"], "html_url": pull["html_url"], "diff_url": pull["diff_url"],
+                "patch_url": pull["patch_url"], "merged_at": None,
+            }  # fmt: skip
+            return view
+        return shapes.issue(self.sim.issues[number], repo)
 
     # --- webhooks -----------------------------------------------------------------------------
 
     def deliver(self, event: str, payload: dict[str, Any], sender: str) -> None:
+        kind = "Bot" if sender.endswith("[bot]") else "User"
         body = payload | {
-            "repository": {
-                "id": self.repo_id,
-                "full_name": self.repo,
-                "name": self.repo.split("/")[1],
-                "owner": {"login": self.repo.split("/")[0]},
-            },
-            "sender": {"login": sender, "type": "Bot" if sender.endswith("[bot]") else "User"},
-            "installation": {"id": self.installation_id},
-        }
+            "repository": self.sim.repository(),
+            "sender": shapes.user(sender, kind),
+            "installation": {"id": self.installation_id, "node_id": "MDIzOkluc3RhbGxhdGlvbjc3"},
+        }  # fmt: skip
         self._outbox.put((event, body))
 
     def _send_loop(self) -> None:
@@ -199,32 +194,23 @@ class Simulation:
                     status = client.post(self.webhook_url, content=raw, headers=headers).status_code
                 except httpx.HTTPError:
                     status = 0  # GitHub does not retry; `forgehand redeliver` would
-                self.deliveries.append(
-                    Delivery(guid, event, str(payload.get("action", "")), status)
-                )
+                action = str(payload.get("action", ""))
+                self.deliveries.append(Delivery(guid, event, action, status, payload))
 
     def _app_did(self, event: str, data: dict[str, Any]) -> None:
         bot = f"{self.sim.slug}[bot]"
         if event == "issue_comment":
-            issue = {"number": data["number"], "labels": []}
-            if data["number"] in self.sim.pulls:
-                issue["pull_request"] = {"url": f"pulls/{data['number']}"}
-            comment = {
-                "id": data["id"],
-                "body": data["body"],
-                "author_association": "NONE",
-                "user": {"login": bot, "type": "Bot"},
+            comment = self.sim.comment_view(data["id"]) | {"author_association": "NONE"}
+            payload = {
+                "action": "created",
+                "issue": self._issue(data["number"]),
+                "comment": comment,
             }
-            self.deliver(
-                "issue_comment", {"action": "created", "issue": issue, "comment": comment}, bot
-            )
+            self.deliver("issue_comment", payload, bot)
         elif event == "pull_request":
             pull = pull_view(self.sim, data["number"])
-            self.deliver(
-                "pull_request",
-                {"action": data["action"], "number": data["number"], "pull_request": pull},
-                bot,
-            )
+            payload = {"action": data["action"], "number": data["number"], "pull_request": pull}
+            self.deliver("pull_request", payload, bot)
 
     # --- CI -----------------------------------------------------------------------------------
 
@@ -243,7 +229,7 @@ class Simulation:
         run_id = self.sim.add_check_run(sha, "sim-ci / test", status="in_progress")
         outcome = run_checks(self.origin, sha, self.test_command)
         run = next(r for r in self.sim.check_runs[sha] if r["id"] == run_id)
-        run.update(status="completed", conclusion=outcome.conclusion, app=GITHUB_ACTIONS)
+        run.update(status="completed", conclusion=outcome.conclusion)
         run["output"] = {
             "title": "Tests passed" if outcome.conclusion == "success" else "Tests failed",
             "summary": outcome.log.splitlines()[-1] if outcome.log else "",
@@ -251,23 +237,26 @@ class Simulation:
         }
         self.sim.annotations[run_id] = outcome.annotations
         self.sim.job_logs[run_id] = outcome.log
-        pr_ref = {"number": number, "head": pull["head"], "base": pull["base"]}
-        suite = {
-            "id": run_id,
-            "head_sha": sha,
-            "head_branch": pull["head"]["ref"],
-            "conclusion": outcome.conclusion,
-            "status": "completed",
-            "app": GITHUB_ACTIONS,
-            "pull_requests": [pr_ref],
-        }
-        check_run = run | {"head_sha": sha, "check_suite": suite, "pull_requests": [pr_ref]}
-        self.deliver(
-            "check_run", {"action": "completed", "check_run": check_run}, "github-actions[bot]"
-        )
-        self.deliver(
-            "check_suite", {"action": "completed", "check_suite": suite}, "github-actions[bot]"
-        )
+        pr_ref = {
+            "id": 20_000 + number, "number": number, "url": pull["url"],
+            "head": {k: pull["head"][k] for k in ("ref", "sha")}
+            | {"repo": {k: pull["head"]["repo"][k] for k in ("id", "url", "name")}},
+            "base": {k: pull["base"][k] for k in ("ref", "sha")}
+            | {"repo": {k: pull["base"]["repo"][k] for k in ("id", "url", "name")}},
+        }  # fmt: skip
+        app = shapes.app(ACTIONS_APP_ID, "github-actions")
+        suite = shapes.shape(
+            "check_suite", id=run_id, head_sha=sha, head_branch=pull["head"]["ref"],
+            conclusion=outcome.conclusion, status="completed", app=app, pull_requests=[pr_ref],
+            before=None, after=sha,
+        )  # fmt: skip
+        check_run = shapes.check_run(run, app)
+        check_run |= {"head_sha": sha, "pull_requests": [pr_ref]}
+        check_run["check_suite"] |= {"id": run_id, "head_sha": sha,
+                                     "head_branch": pull["head"]["ref"]}  # fmt: skip
+        actions = "github-actions[bot]"
+        self.deliver("check_run", {"action": "completed", "check_run": check_run}, actions)
+        self.deliver("check_suite", {"action": "completed", "check_suite": suite}, actions)
 
     # --- what happened ----------------------------------------------------------------------------
 

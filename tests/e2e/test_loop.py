@@ -156,3 +156,19 @@ def test_worker_killed_mid_agent_is_retried_from_a_clean_worktree(tmp_path: Path
         assert len(sim.sim.pulls) == 1
         # The orphaned work-horse of the killed worker and its agent were stopped.
         assert gone(int(marker.read_text()))
+
+
+def test_every_delivery_is_a_valid_github_webhook(careful: Stack) -> None:
+    from githubkit.webhooks import parse_obj
+
+    sim = careful.sim
+    sim.label_issue(1, "agent")
+    number = only_pull(careful)
+    sim.wait(lambda: sim.latest_check(number) == "success", 60, "green CI")
+    sim.comment(number, "/agent help")
+    sim.wait(lambda: len(sim.deliveries) >= 10, 30, "deliveries")
+    events = {d.event for d in sim.deliveries}
+    assert {"issues", "issue_comment", "pull_request", "check_run", "check_suite"} <= events
+    for delivery in sim.deliveries:
+        parse_obj(delivery.event, delivery.payload)
+        assert delivery.status == 202
