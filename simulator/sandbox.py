@@ -48,14 +48,14 @@ ISSUE = (
 )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
 
 
-def _key_pair() -> tuple[str, str]:
+def key_pair() -> tuple[str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
         serialization.Encoding.PEM,
@@ -121,9 +121,9 @@ class Stack:
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        private, public = _key_pair()
+        private, public = key_pair()
         secret = secrets.token_hex(16)
-        self.port = _free_port()
+        self.port = free_port()
         self.sim = Simulation(
             root=root,
             webhook_url=f"http://127.0.0.1:{self.port}{settings.webhook_path}",
@@ -161,7 +161,7 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         for proc in (self.worker, self.web):
             if proc is not None:
-                _stop(proc)
+                stop_process(proc)
         self._stack.close()
 
     def _start(self, command: str) -> subprocess.Popen[bytes]:
@@ -179,11 +179,11 @@ class Stack:
             self.worker.kill()
             self.worker.wait()
         else:
-            _stop(self.worker)
+            stop_process(self.worker)
         self.worker = self._start("worker")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=30)

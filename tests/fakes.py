@@ -13,10 +13,9 @@ from functools import cache
 from pathlib import Path
 
 import respx
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from simulator.github import Call, GitHubSimulator, logs_host
+from simulator.sandbox import key_pair
 from tests import payloads as p
 
 API = "https://github.test/api/v3"
@@ -27,19 +26,8 @@ BOT_ID = 4242
 
 @cache
 def app_key() -> tuple[str, str]:
-    """A private key for the test App (PEM) and its public half."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    """The test App's private key (PEM) and its public half, made once per run."""
+    return key_pair()
 
 
 @dataclass

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from app.main import create_app
 from app.redis_conn import connect, embedded_redis
 from app.settings import parse
 from app.store import Store
+from simulator.sandbox import free_port
 from tests import payloads as p
 
 PATH = "/api/github/webhooks"
@@ -236,15 +236,8 @@ def test_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"redis": "ok"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_redis_down_is_503_and_recovers_when_it_is_back() -> None:
-    port = _free_port()
+    port = free_port()
     with embedded_redis(port=port) as url:
         redis = connect(url)
         with make_client(redis) as c:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
+from simulator.sandbox import free_port, stop_process
 from simulator.server import Server
 from tests import fakes
 from tests import payloads as p
@@ -20,13 +19,6 @@ from tests.jobs.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "tests" / "agents" / "scripted.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _healthy(url: str) -> bool:
@@ -41,7 +33,7 @@ def test_labelled_issue_posted_to_dev_becomes_a_pull_request(tmp_path: Path) -> 
     fake = fakes.FakeGitHub(clone_url=f"file://{origin}")
     fake.add_issue(7, "Addition subtracts")
     served = Server(fake)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AGENT_ENV")}
     env |= {
         "WEBHOOK_SECRET": p.SECRET,
@@ -77,11 +69,7 @@ def test_labelled_issue_posted_to_dev_becomes_a_pull_request(tmp_path: Path) -> 
         )  # fmt: skip
         assert f'"id": "issue-{p.REPO_ID}-7"' in tasks.stdout
     finally:
-        dev.send_signal(signal.SIGTERM)
-        try:
-            dev.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            dev.kill()
+        stop_process(dev)
         served.stop()
         if dev.stdout is not None:
             dev.stdout.close()
