@@ -191,6 +191,23 @@ class Store:
         self.redis.delete(f"{base}:attempts", f"{base}:escalated", f"{base}:failed")
         return True
 
+    def tracked(self, repo_id: int, number: int) -> bool:
+        """Whether this Redis knows the pull request's attempts (it may have been emptied)."""
+        return bool(self.redis.exists(f"fh:pr:{repo_id}:{number}:tracked"))
+
+    def restore_attempts(
+        self, repo_id: int, number: int, entries: list[dict[str, Any]], escalated: bool
+    ) -> None:
+        base = f"fh:pr:{repo_id}:{number}"
+        with self.redis.pipeline() as pipe:
+            pipe.delete(f"{base}:attempts", f"{base}:escalated")
+            if entries:
+                pipe.rpush(f"{base}:attempts", *(json.dumps(e) for e in entries))
+            if escalated:
+                pipe.set(f"{base}:escalated", "1")
+            pipe.set(f"{base}:tracked", "1")
+            pipe.execute()
+
     def mark_failed(self, repo_id: int, number: int, sha: str) -> None:
         self.redis.sadd(f"fh:pr:{repo_id}:{number}:failed", sha)
 
@@ -227,6 +244,7 @@ class Store:
             pipe.sadd("fh:app_prs", f"{repo_id}:{number}")
             pipe.hset("fh:issue_pr", f"{repo_id}:{issue}", number)
             pipe.hset("fh:pr_issue", f"{repo_id}:{number}", issue)
+            pipe.set(f"fh:pr:{repo_id}:{number}:tracked", "1")
             pipe.execute()
 
     def pull_request_for_issue(self, repo_id: int, issue: int) -> int | None:

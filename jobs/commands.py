@@ -81,7 +81,8 @@ def _retry(task: Task, ctx: Context, api: Installation, on_pr: bool) -> str:
         sha=pr.head_sha, branch=pr.branch,
     )  # fmt: skip
     dispatcher.enqueue(fix, origin)
-    _reply(api, task, f"🔁 Attempts reset; looking at CI on `{pr.head_sha[:7]}` again.")
+    reset = f"🔁 Attempts reset; looking at CI on `{pr.head_sha[:7]}` again.\n{report.RESET_MARKER}"
+    _reply(api, task, reset)
     return "retry pull request"
 
 

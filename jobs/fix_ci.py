@@ -49,7 +49,37 @@ def fix_ci(task: Task, ctx: Context) -> str:
         if not failures:
             return "no failing checks on the head any more"
         ctx.store.mark_failed(task.repo_id, number, task.sha)
+        if not ctx.store.tracked(task.repo_id, number):
+            _rebuild(task, ctx, api, pr)
         return _attempt(task, ctx, api, repo, pr, failures)
+
+
+def _rebuild(task: Task, ctx: Context, api: Installation, pr: PullRequest) -> None:
+    """Restore a pull request's attempts from the markers in its comments (Redis forgot)."""
+    found: list[dict[str, object] | None] = []
+    for page in range(1, 11):
+        comments = api.get(f"/repos/{task.repo}/issues/{pr.number}/comments", per_page=100,
+                           page=page) or []  # fmt: skip
+        for comment in comments:
+            found.extend(report.markers(comment.get("body") or ""))
+        if len(comments) < 100:
+            break
+    pushed = {str(e["pushed"]) for e in found if e and e.get("pushed")}
+    green = {sha for sha in pushed if _green(api, task.repo, sha)}
+    entries = report.rebuild_attempts(found, green)
+    labels = api.get(f"/repos/{task.repo}/pulls/{pr.number}").get("labels") or []
+    escalated = any(lbl.get("name") == ctx.settings.escalation_label for lbl in labels)
+    ctx.store.restore_attempts(task.repo_id, pr.number, entries, escalated)
+    ctx.store.audit(task.id, "attempts rebuilt", f"{len(entries)} from the pull request's comments")
+
+
+def _green(api: Installation, repo: str, sha: str) -> bool:
+    runs, statuses = ci.read_checks(api, repo, sha)
+    return (
+        bool(runs or statuses)
+        and not ci.pending(runs, statuses)
+        and not ci.failures(api, repo, runs, statuses)
+    )
 
 
 def _attempt(
@@ -62,6 +92,8 @@ def _attempt(
     while True:
         done = ctx.store.attempts(task.repo_id, pr.number)
         if len(done) >= limit:
+            if status.markers:  # this run's own failed attempts, before the hand-over
+                status.update(f"🙋 Out of attempts on `{task.sha[:7]}`; asking a human.")
             escalate(task, ctx, api, repo, pr, names)
             return f"escalated after {len(done)} attempts"
         attempt = len(done) + 1
@@ -82,25 +114,27 @@ def _attempt(
                     f"Fix CI: {', '.join(f.name for f in failures)}",
                 )
             except TaskFailed as exc:
-                ctx.store.add_attempt(
-                    task.repo_id, pr.number, entry | {"changed": "—", "result": str(exc)}
-                )
+                _record(ctx, task, pr, status, entry | {"changed": "—", "result": str(exc)})
                 continue
         if not change.head:
-            ctx.store.add_attempt(
-                task.repo_id, pr.number, entry | {"changed": "nothing", "result": "no change"}
-            )
+            _record(ctx, task, pr, status, entry | {"changed": "nothing", "result": "no change"})
             continue
         changed = "; ".join(c.split(" ", 1)[-1] for c in change.commits)
         result = f"pushed {change.head[:7]}"
-        ctx.store.add_attempt(
-            task.repo_id, pr.number, entry | {"changed": changed, "result": result}
-        )
+        _record(ctx, task, pr, status, entry | {"changed": changed, "result": result,
+                                                "pushed": change.head})  # fmt: skip
         status.update(
             f"🔧 Pushed `{change.head[:7]}` (attempt {attempt} of {limit}) to fix "
             f"{', '.join(names)}; waiting for CI."
         )
         return result
+
+
+def _record(
+    ctx: Context, task: Task, pr: PullRequest, status: StatusComment, entry: dict[str, object]
+) -> None:
+    ctx.store.add_attempt(task.repo_id, pr.number, entry)
+    status.markers.append(report.attempt_marker(entry))
 
 
 def escalate(

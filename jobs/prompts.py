@@ -75,19 +75,23 @@ Fix the code so that this command passes. Do not weaken or delete the tests.
 
 
 def ci_prompt(repo: str, number: int, branch: str, sha: str, failures: list[Failure]) -> str:
+    # Every failure gets its share of the budget; of a long log, the end is kept.
+    share = CI_BUDGET // max(len(failures), 1)
     parts = []
     for f in failures:
         block = [f"### {f.name} ({f.conclusion})"]
         if f.summary:
-            block.append(fenced(f"{f.name} summary", f.summary))
+            block.append(fenced(f"{f.name} summary", f.summary[: share // 4]))
         if f.annotations:
-            block.append(fenced(f"{f.name} annotations", "\n".join(f.annotations)))
+            block.append(fenced(f"{f.name} annotations", "\n".join(f.annotations)[: share // 4]))
         if f.log:
-            block.append(fenced(f"{f.name} log (last lines)", f.log))
+            block.append(fenced(f"{f.name} log (last lines)", f.log[-share // 2 :]))
         parts.append("\n".join(block))
-    details = "\n\n".join(parts)[-CI_BUDGET:]
+    names = ", ".join(f"{f.name} ({f.conclusion})" for f in failures)
+    details = "\n\n".join(parts)
     return f"""\
 CI failed on pull request #{number} of {repo} (branch {branch}, commit {sha[:7]}).
+Failing: {names}.
 Make the failing checks pass. Fix the code, not the checks: do not skip, weaken or delete tests,
 and do not change CI configuration.
 

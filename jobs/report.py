@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 MARKER = "<!-- forgehand:status {task} -->"
 TASK_MARKER = "<!-- forgehand:task {data} -->"
+# Hidden in comments on a pull request, so its attempts can be rebuilt from GitHub alone.
+ATTEMPT_MARKER = "<!-- forgehand:attempt {data} -->"
+RESET_MARKER = "<!-- forgehand:reset -->"
+_MARKERS = re.compile(r"<!-- forgehand:(attempt|reset)( \{.*?\})? -->")
 EXCERPT_LINES = 30
 
 
@@ -19,9 +25,46 @@ def status_comment(task_id: str, headline: str, detail: str = "", log: str = "")
     return "\n\n".join(parts)
 
 
+def _hidden(data: dict[str, Any]) -> str:
+    # `--` cannot appear inside an HTML comment.
+    return json.dumps(data, sort_keys=True).replace("--", "- -")
+
+
 def task_marker(data: dict[str, object]) -> str:
-    # `--` cannot appear inside an HTML comment; JSON of ids and names never holds it.
-    return TASK_MARKER.format(data=json.dumps(data, sort_keys=True).replace("--", "- -"))
+    return TASK_MARKER.format(data=_hidden(data))
+
+
+def attempt_marker(entry: dict[str, Any]) -> str:
+    return ATTEMPT_MARKER.format(data=_hidden(entry))
+
+
+def markers(body: str) -> list[dict[str, Any] | None]:
+    """The attempt entries (and None for each reset) hidden in a comment, in order."""
+    found: list[dict[str, Any] | None] = []
+    for kind, data in _MARKERS.findall(body or ""):
+        if kind == "reset":
+            found.append(None)
+            continue
+        try:
+            found.append(json.loads(data))
+        except ValueError:
+            continue
+    return found
+
+
+def rebuild_attempts(found: list[dict[str, Any] | None], green: set[str]) -> list[dict[str, Any]]:
+    """The attempts that still count: those since the last reset or green pushed commit."""
+    current: list[dict[str, Any]] = []
+    for entry in found:
+        if entry is None:
+            current = []
+            continue
+        if current and current[-1].get("pushed") in green:
+            current = []
+        current.append(entry)
+    if current and current[-1].get("pushed") in green:
+        return []
+    return current
 
 
 def pull_request_body(

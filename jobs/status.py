@@ -13,9 +13,10 @@ class StatusComment:
         self.api = api
         self.store = store
         self.task = task
+        self.markers: list[str] = []  # hidden records carried by every later update
 
     def update(self, headline: str, detail: str = "", log: str = "") -> None:
-        body = status_comment(self.task.id, headline, detail, log)
+        body = "\n".join([status_comment(self.task.id, headline, detail, log), *self.markers])
         repo = f"/repos/{self.task.repo}"
         comment_id = self.store.status_comment(self.task.id)
         if comment_id is not None:

@@ -255,6 +255,14 @@ def _new_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) 
     return _json(gh.comment_view(comment_id), 201)
 
 
+def _list_comments(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    number = int(m["n"])
+    ids = [cid for cid, c in gh.comments.items() if c["issue"] == number]
+    page = int(request.url.params.get("page", "1"))
+    size = int(request.url.params.get("per_page", "30"))
+    return _json([gh.comment_view(cid) for cid in ids[(page - 1) * size : page * size]])
+
+
 def _edit_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     comment = gh.comments.get(int(m["id"]))
     if comment is None:
@@ -425,6 +433,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", REPO_RE + r"/issues/(?P<n>\d+)/reactions", _reaction),
     ("GET", REPO_RE + r"/issues/(?P<n>\d+)", _issue),
     ("POST", REPO_RE + r"/issues/(?P<n>\d+)/comments", _new_comment),
+    ("GET", REPO_RE + r"/issues/(?P<n>\d+)/comments", _list_comments),
     ("PATCH", REPO_RE + r"/issues/comments/(?P<id>\d+)", _edit_comment),
     ("POST", REPO_RE + r"/pulls", _new_pull),
     ("GET", REPO_RE + r"/pulls", _pulls),

@@ -111,3 +111,24 @@ def test_green_ci_resets_the_count(world: World) -> None:
     assert world.store.reset_attempts(p.REPO_ID, number, sha=failing) is False  # still red there
     assert world.store.reset_attempts(p.REPO_ID, number, sha=world.github.head_sha(BRANCH))
     assert world.store.attempts(p.REPO_ID, number) == []
+
+
+def test_attempts_are_rebuilt_from_the_pull_request_when_redis_forgot(world: World) -> None:
+    number = world.open_pull_request()
+    world.use_agent("tweak")
+    for _ in range(2):
+        head = world.github.head_sha(BRANCH)
+        world.github.add_check_run(head, "tests")
+        world.run(world.ci_task(number, head))
+    assert len(world.store.attempts(p.REPO_ID, number)) == 2
+    for key in world.redis.keys(f"fh:pr:{p.REPO_ID}:{number}:*"):
+        world.redis.delete(key)  # as if Redis had been emptied
+    head = world.github.head_sha(BRANCH)
+    world.github.add_check_run(head, "tests")
+    world.run(world.ci_task(number, head))
+    attempts = world.store.attempts(p.REPO_ID, number)
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    head = world.github.head_sha(BRANCH)
+    world.github.add_check_run(head, "tests")
+    world.run(world.ci_task(number, head))
+    assert world.github.labels[number] == ["agent:needs-human"]
