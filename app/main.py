@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.dispatch import Dispatcher, job_timeout
+from app.metrics import render
 from app.settings import Settings
 from app.store import Store
 from app.triggers import Facts
@@ -24,6 +26,11 @@ async def healthz(request: Request) -> JSONResponse:
     except RedisError as exc:
         return JSONResponse({"redis": f"unreachable: {exc}"}, status_code=503)
     return JSONResponse({"redis": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    body = await run_in_threadpool(render, request.app.state.redis)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings, redis: Redis) -> Starlette:
@@ -40,6 +47,7 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
         routes=[
             Route(settings.webhook_path, receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ]
     )
     app.state.settings = settings

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.dispatch import Dispatcher
+from app.metrics import count_delivery
 from app.store import Store
 from app.tasks import Cancel, InstallationChange, ResetAttempts, Task
 from app.triggers import Facts, PayloadError, decide, needs_pull_request_fact
@@ -56,6 +57,14 @@ async def _read_capped(request: Request) -> bytes | None:
 
 
 async def receive(request: Request) -> JSONResponse:
+    response = await _receive(request)
+    if response.status_code in (400, 401, 413):
+        event = request.headers.get("x-github-event", "")
+        await run_in_threadpool(count_delivery, request.app.state.redis, event, "rejected")
+    return response
+
+
+async def _receive(request: Request) -> JSONResponse:
     body = await _read_capped(request)
     if body is None:
         return _error(413, "payload larger than 25 MB")
@@ -107,6 +116,7 @@ class Intake:
         if not self.store.claim_delivery(delivery):
             result.ignored = "duplicate delivery"
             log.info("%s: duplicate delivery", event, extra={"delivery": delivery})
+            count_delivery(self.store.redis, event, "duplicate")
             return result
         try:
             self._apply(event, delivery, payload, result)
@@ -114,6 +124,8 @@ class Intake:
             self.store.release_delivery(delivery)
             raise
         self.store.finish_delivery(delivery)
+        outcome = "queued" if result.tasks else "ignored" if result.ignored else "applied"
+        count_delivery(self.store.redis, event, outcome)
         return result
 
     def _apply(self, event: str, delivery: str, payload: dict[str, Any], result: Result) -> None:

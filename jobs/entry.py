@@ -10,6 +10,7 @@ from functools import cache
 from rq import get_current_job
 
 from app.github import App
+from app.metrics import count_task
 from app.settings import Settings, load
 from app.store import Store
 from app.tasks import Kind, State, Task
@@ -98,4 +99,5 @@ def _finish(store: Store, task_id: str, state: State, detail: str) -> None:
     # A task cancelled while it ran stays cancelled, whatever the pipeline reached.
     if store.transition(task_id, (State.RUNNING,), state, "" if state is State.DONE else detail):
         store.audit(task_id, state.value, detail)
+        count_task(store.redis, task_id.split("-", 1)[0], state.value)
         log.info("%s: %s", state.value, detail, extra={"task": task_id})

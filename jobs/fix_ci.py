@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from app.github import Installation
+from app.metrics import count_escalation
 from app.tasks import Task
 from jobs import ci, prompts, report
 from jobs.errors import TaskFailed
@@ -155,6 +156,7 @@ def escalate(
     # The label last: it is what people (and the sandbox) watch for.
     api.post(f"/repos/{task.repo}/issues/{pr.number}/labels", {"labels": [label]})
     ctx.store.set_escalated(task.repo_id, pr.number)
+    count_escalation(ctx.store.redis)
     ctx.store.audit(
         task.id, "escalated", f"after {len(ctx.store.attempts(task.repo_id, pr.number))} attempts"
     )

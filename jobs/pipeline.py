@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from app.github import App, GitHubError, Identity, Installation
+from app.metrics import observe_agent
 from app.repo_config import PATH as CONFIG_PATH
 from app.repo_config import RepoConfig
 from app.repo_config import parse as parse_config
@@ -162,6 +163,7 @@ class Run:
             result = self._process(argv, prompt)
         except agent.AgentConfigError as exc:
             raise TaskFailed(str(exc)) from None
+        observe_agent(self.ctx.store.redis, result.seconds)
         if result.killed == "timeout":
             raise TaskFailed(
                 f"The agent ran longer than {result.seconds:.0f}s and was stopped.", result.tail

@@ -1,0 +1,111 @@
+"""Counters kept in Redis, so web and workers on any machine add to the same numbers, and the
+Prometheus text the web process serves from them at /metrics."""
+
+from __future__ import annotations
+
+import math
+from contextlib import suppress
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Worker
+
+from app.dispatch import queue_for
+from app.triggers import HANDLED_EVENTS
+
+AGENT_BUCKETS = (5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, math.inf)
+DELIVERIES = "fh:metrics:deliveries"
+TASKS = "fh:metrics:tasks"
+AGENT = "fh:metrics:agent_seconds"
+ESCALATIONS = "fh:metrics:escalations"
+
+
+def count_delivery(redis: Redis, event: str, outcome: str) -> None:
+    # Only known event names: a forged header must not grow the label set without bound.
+    name = event if event in HANDLED_EVENTS else "other"
+    with suppress(RedisError):  # metrics never fail a delivery
+        redis.hincrby(DELIVERIES, f"{name}|{outcome}", 1)
+
+
+def count_task(redis: Redis, kind: str, outcome: str) -> None:
+    redis.hincrby(TASKS, f"{kind}|{outcome}", 1)
+
+
+def count_escalation(redis: Redis) -> None:
+    redis.incr(ESCALATIONS)
+
+
+def observe_agent(redis: Redis, seconds: float) -> None:
+    with redis.pipeline(transaction=False) as pipe:
+        for bound in AGENT_BUCKETS:
+            if seconds <= bound:
+                pipe.hincrby(AGENT, _bucket(bound), 1)
+        pipe.hincrbyfloat(AGENT, "sum", seconds)
+        pipe.hincrby(AGENT, "count", 1)
+        pipe.execute()
+
+
+def _bucket(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else str(float(bound))
+
+
+class RedisCollector(Collector):
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def collect(self) -> Iterator[Metric]:
+        deliveries = CounterMetricFamily(
+            "forgehand_deliveries", "Webhook deliveries by event and outcome",
+            labels=["event", "outcome"],
+        )  # fmt: skip
+        for key, value in self._hash(DELIVERIES).items():
+            event, outcome = key.split("|", 1)
+            deliveries.add_metric([event, outcome], float(value))
+        yield deliveries
+        tasks = CounterMetricFamily(
+            "forgehand_tasks", "Finished tasks by kind and outcome", labels=["kind", "outcome"]
+        )
+        for key, value in self._hash(TASKS).items():
+            kind, outcome = key.split("|", 1)
+            tasks.add_metric([kind, outcome], float(value))
+        yield tasks
+        agent = self._hash(AGENT)
+        buckets = [(_bucket(b), float(agent.get(_bucket(b), 0))) for b in AGENT_BUCKETS]
+        yield HistogramMetricFamily(
+            "forgehand_agent_duration_seconds", "Wall time of agent runs",
+            buckets=buckets, sum_value=float(agent.get("sum", 0)),
+        )  # fmt: skip
+        escalations = CounterMetricFamily(
+            "forgehand_escalations", "Pull requests handed to a human"
+        )
+        escalations.add_metric([], float(self.redis.get(ESCALATIONS) or 0))
+        yield escalations
+        depth = GaugeMetricFamily("forgehand_queue_depth", "Tasks waiting for a worker")
+        depth.add_metric([], float(queue_for(self.redis).count))
+        yield depth
+        workers = GaugeMetricFamily("forgehand_workers", "RQ workers alive")
+        workers.add_metric([], float(Worker.count(connection=self.redis)))
+        yield workers
+
+    def _hash(self, key: str) -> dict[str, str]:
+        raw = self.redis.hgetall(key)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def render(redis: Redis) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(redis))
+    return generate_latest(registry)
