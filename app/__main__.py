@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         help="fix: the demo agent fixes the bug (default); escalate: it cannot, and gives up",
     )  # fmt: skip
     sandbox.add_argument("--dir", type=Path, help="where to keep it all (default: a new one)")
+    sub.add_parser("doctor", help="check settings, key, GitHub, Redis, git, disk and agent")
     tasks = sub.add_parser("tasks", help="list tasks")
     tasks.add_argument("--json", action="store_true", help="one JSON array")
     tasks.add_argument("--limit", type=int, default=50, help="how many, newest first")
@@ -55,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "doctor":
+        # Doctor reports a bad setting as one of its checks instead of stopping at it.
+        from app import doctor
+
+        checks = doctor.run()
+        for check in checks:
+            print(check.line())
+        return 0 if all(c.ok for c in checks) else 1
     try:
         settings = load()
         logs.configure(settings.log_level, settings.log_format)

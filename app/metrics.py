@@ -4,8 +4,8 @@ Prometheus text the web process serves from them at /metrics."""
 from __future__ import annotations
 
 import math
-from contextlib import suppress
 from collections.abc import Iterator
+from contextlib import suppress
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (

@@ -51,6 +51,7 @@ class GitHubSimulator:
     logs_url: str  # where job-log redirects point: another host, as on GitHub
     slug: str = "forgehand"
     bot_id: int = 4242
+    webhook_url: str = ""  # what the App's settings say deliveries go to
     default_branch: str = "main"
     config_text: str | None = None
     permissions: dict[str, str] = field(default_factory=lambda: {"alice": "write"})
@@ -210,6 +211,16 @@ def _token(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> htt
 
 def _app(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     return _json(shapes.app(gh.app_id, gh.slug))
+
+
+def _installations(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    owner = shapes.user(gh.repo.split("/")[0], "Organization")
+    return _json([{"id": 77, "account": owner, "app_id": gh.app_id, "app_slug": gh.slug,
+                   "target_type": "Organization", "repository_selection": "selected"}])  # fmt: skip
+
+
+def _hook_config(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    return _json({"url": gh.webhook_url, "content_type": "json", "insecure_ssl": "0"})
 
 
 def _bot(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -426,6 +437,8 @@ REPO_RE = r"/repos/[^/]+/[^/]+"
 ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", r"/app/installations/(?P<id>\d+)/access_tokens", _token),
     ("GET", r"/app", _app),
+    ("GET", r"/app/installations", _installations),
+    ("GET", r"/app/hook/config", _hook_config),
     ("GET", r"/users/[^/]+(%5Bbot%5D|\[bot\])", _bot),
     ("GET", REPO_RE, _repo),
     ("GET", REPO_RE + r"/contents/\.github/forgehand\.yml", _content),

@@ -79,3 +79,16 @@ def test_tasks_lists_what_the_store_holds(
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "UPDATED"]
     assert table[1].split()[:6] == [f"issue-{p.REPO_ID}-7", "issue", p.REPO, "#7", "queued", "0"]
+
+
+def test_doctor_exits_non_zero_with_a_line_per_problem(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("APP_ID=12\nWEBHOOK_SECRET=s\n")
+    result = run_cli("doctor", env={"REDIS_URL": "redis://127.0.0.1:1/0"}, cwd=tmp_path)
+    assert result.returncode == 1
+    out = result.stdout.splitlines()
+    assert (
+        out[0]
+        == "✗ settings: missing PRIVATE_KEY → run `forgehand setup`, or set them in .env (see the README)"
+    )
+    assert any(line.startswith("✗ redis: redis://127.0.0.1:1/0 does not answer") for line in out)
+    assert any(line.startswith("✓ git: git version") for line in out)

@@ -1,0 +1,249 @@
+"""`forgehand doctor`: one line per check, ✓ or ✗ with the fix; non-zero exit on any ✗."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from redis.exceptions import RedisError
+
+from app.github import App, GitHubError
+from app.redis_conn import connect
+from app.settings import Settings, SettingsError, load
+
+# GIT_CONFIG_COUNT, which passes the token to git without a file, arrived in git 2.31.
+MIN_GIT = (2, 31)
+MIN_FREE_BYTES = 2 * 1024**3
+# The binary each preset runs, and how to ask it for its version.
+AGENT_BINARIES = {
+    "claude": "claude",
+    "codex": "codex",
+    "aider": "aider",
+    "opencode": "opencode",
+    "gemini": "gemini",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    name: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "✓" if self.ok else "✗"
+        tail = f" → {self.fix}" if not self.ok and self.fix else ""
+        return f"{mark} {self.name}: {self.detail}{tail}"
+
+
+def run(environ: dict[str, str] | None = None, env_file: Path | None = None) -> list[Check]:
+    try:
+        settings = load(environ, env_file)
+    except SettingsError as exc:
+        return [Check(False, "settings", str(exc), "fix that line of your environment or .env")]
+    return list(_checks(settings))
+
+
+def _checks(settings: Settings) -> Iterator[Check]:
+    missing = [
+        n
+        for n in ("APP_ID", "PRIVATE_KEY", "WEBHOOK_SECRET", "REDIS_URL")
+        if getattr(settings, n.lower()) in (None, "")
+    ]
+    if missing:
+        yield Check(
+            False,
+            "settings",
+            f"missing {', '.join(missing)}",
+            "run `forgehand setup`, or set them in .env (see the README)",
+        )
+    else:
+        yield Check(True, "settings", "APP_ID, private key, WEBHOOK_SECRET and REDIS_URL are set")
+    yield from _key_and_github(settings)
+    yield _redis(settings)
+    yield _git()
+    yield _workspaces(settings)
+    yield _agent(settings)
+
+
+def _key_and_github(settings: Settings) -> Iterator[Check]:
+    if settings.private_key is None or settings.app_id is None:
+        return
+    try:
+        load_pem_private_key(settings.private_key.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        yield Check(
+            False,
+            "private key",
+            f"does not parse: {exc}",
+            "download a new key from the App's settings page",
+        )
+        return
+    yield Check(True, "private key", "parses")
+    # The App's JWT calls touch no Redis; the client connects lazily, if ever.
+    app = App(settings, connect(settings.redis_url or "redis://127.0.0.1:6379/0"))
+    try:
+        data = app.app_request("GET", "/app")
+    except GitHubError as exc:
+        yield Check(
+            False,
+            "GitHub App",
+            str(exc),
+            f"check APP_ID and the key against the App; GITHUB_API_URL is "
+            f"{settings.github_api_url}",
+        )
+        return
+    yield Check(
+        True, "GitHub App", f"JWT accepted for {data.get('slug')} at {settings.github_api_url}"
+    )
+    try:
+        installations = app.app_request("GET", "/app/installations", params={"per_page": 100})
+    except GitHubError as exc:
+        yield Check(False, "installations", str(exc))
+        return
+    if installations:
+        names = ", ".join(i.get("account", {}).get("login", "?") for i in installations)
+        yield Check(True, "installations", f"{len(installations)}: {names}")
+    else:
+        yield Check(
+            False,
+            "installations",
+            "the App is installed nowhere",
+            f"install it: https://github.com/apps/{data.get('slug')}/installations/new",
+        )
+    yield from _webhook(app)
+
+
+def _webhook(app: App) -> Iterator[Check]:
+    try:
+        config = app.app_request("GET", "/app/hook/config")
+    except GitHubError as exc:
+        yield Check(False, "webhook", str(exc))
+        return
+    url = config.get("url") or ""
+    if not url:
+        yield Check(False, "webhook", "the App has no webhook URL", "set one in the App's settings")
+        return
+    try:
+        # Unsigned on purpose: forgehand must refuse it with 401, which proves it is listening.
+        answer = httpx.post(url, content=b"{}", timeout=10).status_code
+    except httpx.HTTPError as exc:
+        yield Check(
+            False,
+            "webhook",
+            f"{url} is unreachable: {exc}",
+            "start `forgehand web` and make that URL reach it",
+        )
+        return
+    if answer == 401:
+        yield Check(True, "webhook", f"{url} answers and refuses unsigned deliveries")
+    else:
+        yield Check(
+            False,
+            "webhook",
+            f"{url} answered {answer} to an unsigned delivery",
+            "point the App's webhook URL at forgehand's WEBHOOK_PATH",
+        )
+
+
+def _redis(settings: Settings) -> Check:
+    if settings.redis_url is None:
+        return Check(False, "redis", "REDIS_URL is unset", "set REDIS_URL (dev/sandbox embed one)")
+    try:
+        info = connect(settings.redis_url).info("server")
+    except RedisError as exc:
+        return Check(
+            False,
+            "redis",
+            f"{settings.redis_url} does not answer: {exc}",
+            "start Redis or fix REDIS_URL",
+        )
+    version = str(info.get("redis_version", "?"))
+    if _version(version) < (5, 0):
+        return Check(False, "redis", f"version {version}", "RQ needs Redis 5 or newer")
+    return Check(True, "redis", f"version {version} at {settings.redis_url}")
+
+
+def _git() -> Check:
+    try:
+        out = subprocess.run(
+            ["git", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check(False, "git", f"not runnable: {exc}", "install git 2.31 or newer")
+    found = _version(out)
+    if found < MIN_GIT:
+        return Check(False, "git", out.strip(), "install git 2.31 or newer")
+    return Check(True, "git", out.strip())
+
+
+def _workspaces(settings: Settings) -> Check:
+    path = settings.workspaces_dir.resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".doctor"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return Check(
+            False,
+            "workspaces",
+            f"{path} is not writable: {exc.strerror}",
+            "set WORKSPACES_DIR to a writable directory",
+        )
+    free = shutil.disk_usage(path).free
+    if free < MIN_FREE_BYTES:
+        return Check(
+            False,
+            "workspaces",
+            f"{path}: only {free / 1024**3:.1f} GiB free",
+            "free space or move WORKSPACES_DIR",
+        )
+    return Check(True, "workspaces", f"{path} is writable, {free / 1024**3:.0f} GiB free")
+
+
+def _agent(settings: Settings) -> Check:
+    if settings.agent == "command":
+        program = shlex.split(settings.agent_command or "")[0]
+    else:
+        program = AGENT_BINARIES[settings.agent]
+    found = shutil.which(program)
+    if found is None:
+        hint = {
+            "claude": "npm i -g @anthropic-ai/claude-code",
+            "codex": "npm i -g @openai/codex",
+            "aider": "pip install aider-chat",
+            "opencode": "npm i -g opencode-ai",
+            "gemini": "npm i -g @google/gemini-cli",
+        }.get(settings.agent, "fix AGENT_COMMAND")
+        return Check(False, "agent", f"{program} is not on PATH", hint)
+    if settings.agent == "command":
+        return Check(True, "agent", f"{found} (AGENT=command)")
+    try:
+        done = subprocess.run(
+            [found, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=os.environ | {"NO_COLOR": "1"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check(False, "agent", f"{found} does not run: {exc}", "reinstall it")
+    version = (done.stdout or done.stderr).strip().splitlines()
+    if done.returncode != 0:
+        return Check(False, "agent", f"{found} --version exited {done.returncode}", "reinstall it")
+    return Check(True, "agent", f"{settings.agent}: {version[0] if version else found}")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    found = re.search(r"(\d+)\.(\d+)", text)
+    return (int(found[1]), int(found[2])) if found else (0, 0)

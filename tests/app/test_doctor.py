@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app import doctor
+from tests import fakes
+from tests import payloads as p
+
+HOOK = "https://forgehand.test/api/github/webhooks"
+
+
+@pytest.fixture
+def github() -> Iterator[fakes.FakeGitHub]:
+    fake = fakes.FakeGitHub(clone_url="file:///nowhere", webhook_url=HOOK)
+    for router in fakes.mocked(fake):
+        router.post(HOOK).mock(return_value=httpx.Response(401, json={"error": "bad signature"}))
+        yield fake
+
+
+def good_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "APP_ID": str(p.APP_ID),
+        "PRIVATE_KEY": fakes.app_key()[0],
+        "WEBHOOK_SECRET": "s",
+        "REDIS_URL": redis_url,
+        "GITHUB_API_URL": fakes.API,
+        "WORKSPACES_DIR": str(tmp_path / "ws"),
+        "AGENT": "command",
+        "AGENT_COMMAND": f"{sys.executable} agent.py",
+        "PATH": "/usr/bin:/bin",
+    }
+
+
+def lines(checks: list[doctor.Check]) -> dict[str, str]:
+    return {c.name: c.line() for c in checks}
+
+
+def test_green_on_a_correct_setup(github: fakes.FakeGitHub, redis_url: str, tmp_path: Path) -> None:
+    checks = doctor.run(good_env(redis_url, tmp_path), tmp_path / "no.env")
+    assert all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
+    names = [c.name for c in checks]
+    assert names == ["settings", "private key", "GitHub App", "installations", "webhook",
+                     "redis", "git", "workspaces", "agent"]  # fmt: skip
+    assert lines(checks)["GitHub App"].startswith("✓ GitHub App: JWT accepted for forgehand")
+    assert "refuses unsigned deliveries" in lines(checks)["webhook"]
+
+
+@pytest.mark.parametrize(
+    ("change", "name", "says"),
+    [
+        ({"APP_ID": "999"}, "GitHub App", "GitHub answered 401 to GET /api/v3/app"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "redis", "does not answer"),
+        ({"AGENT": "codex", "AGENT_COMMAND": ""}, "agent", "codex is not on PATH → npm i -g"),
+        ({"WORKSPACES_DIR": "/proc/forgehand"}, "workspaces", "is not writable"),
+        ({"WEBHOOK_SECRET": ""}, "settings", "missing WEBHOOK_SECRET"),
+    ],
+)
+def test_a_broken_setup_says_what_and_how_to_fix(
+    github: fakes.FakeGitHub,
+    redis_url: str,
+    tmp_path: Path,
+    change: dict[str, str],
+    name: str,
+    says: str,
+) -> None:
+    env = good_env(redis_url, tmp_path) | change
+    checks = doctor.run({k: v for k, v in env.items() if v}, tmp_path / "no.env")
+    line = lines(checks)[name]
+    assert line.startswith("✗") and says in line, line
+
+
+def test_unparsable_key_and_malformed_settings(tmp_path: Path, redis_url: str) -> None:
+    broken = "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----"
+    checks = doctor.run(good_env(redis_url, tmp_path) | {"PRIVATE_KEY": broken}, tmp_path / "x")
+    assert lines(checks)["private key"].startswith("✗ private key: does not parse")
+    (only,) = doctor.run({"APP_ID": "abc"}, tmp_path / "x")
+    assert only.line().startswith("✗ settings: APP_ID must be a whole number")
+
+
+def test_webhook_that_accepts_unsigned_posts_is_not_forgehand(
+    redis_url: str, tmp_path: Path
+) -> None:
+    fake = fakes.FakeGitHub(clone_url="file:///nowhere", webhook_url=HOOK)
+    for router in fakes.mocked(fake):
+        router.post(HOOK).mock(return_value=httpx.Response(200))
+        checks = doctor.run(good_env(redis_url, tmp_path), tmp_path / "no.env")
+    assert "answered 200 to an unsigned delivery" in lines(checks)["webhook"]
