@@ -86,9 +86,6 @@ def test_doctor_exits_non_zero_with_a_line_per_problem(tmp_path: Path) -> None:
     result = run_cli("doctor", env={"REDIS_URL": "redis://127.0.0.1:1/0"}, cwd=tmp_path)
     assert result.returncode == 1
     out = result.stdout.splitlines()
-    assert (
-        out[0]
-        == "✗ settings: missing PRIVATE_KEY → run `forgehand setup`, or set them in .env (see the README)"
-    )
+    assert out[0].startswith("✗ settings: missing PRIVATE_KEY → run `forgehand setup`")
     assert any(line.startswith("✗ redis: redis://127.0.0.1:1/0 does not answer") for line in out)
     assert any(line.startswith("✓ git: git version") for line in out)
