@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
         help="fix: the demo agent fixes the bug (default); escalate: it cannot, and gives up",
     )  # fmt: skip
     sandbox.add_argument("--dir", type=Path, help="where to keep it all (default: a new one)")
+    redeliver = sub.add_parser("redeliver", help="ask GitHub to redeliver failed deliveries")
+    redeliver.add_argument(
+        "--since", default="3d", help="how far back: 90m, 6h, 2d (default and most: 3d)"
+    )
     sub.add_parser("doctor", help="check settings, key, GitHub, Redis, git, disk and agent")
     tasks = sub.add_parser("tasks", help="list tasks")
     tasks.add_argument("--json", action="store_true", help="one JSON array")
@@ -180,6 +184,28 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _redeliver(settings: Settings, args: argparse.Namespace) -> int:
+    settings.require("APP_ID", "PRIVATE_KEY", "REDIS_URL")
+    assert settings.redis_url is not None
+    from app.github import App, GitHubError
+    from app.redeliver import parse_duration, redeliver
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        raise SettingsError(f"--since: {exc}") from None
+    redis = connect(settings.redis_url)
+    try:
+        asked = redeliver(App(settings, redis), redis, since)
+    except GitHubError as exc:
+        print(f"forgehand: {exc}", file=sys.stderr)
+        return 1
+    for delivery in asked:
+        print(f"redelivering {delivery.guid} ({delivery.event}, failed {delivery.delivered_at})")
+    print(f"{len(asked)} deliveries asked for again")
+    return 0
+
+
 def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
     # The simulator is not part of forgehand proper; only this command loads it.
     from simulator import sandbox
@@ -194,6 +220,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "dev": _dev,
     "tasks": _tasks,
     "sandbox": _sandbox,
+    "redeliver": _redeliver,
 }
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ Only workers and operator commands use this module: the web process never calls 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -117,6 +119,19 @@ class App:
 
     def app_request(self, method: str, path: str, **kwargs: Any) -> Any:
         return _call(self.jwt_client, method, path, **kwargs)
+
+    def app_pages(self, path: str, params: dict[str, Any]) -> Iterator[list[Any]]:
+        """Each page of a list the App reads with its JWT, following GitHub's Link headers."""
+        url: str | None = path
+        query: dict[str, Any] | None = params
+        while url:
+            try:
+                response = self.jwt_client.request("GET", url, params=query)
+            except GitHubException as exc:
+                raise _describe(exc) from exc
+            yield response.json()
+            found = re.search(r'<([^>]+)>;\s*rel="next"', response.headers.get("link", ""))
+            url, query = (found[1], None) if found else (None, None)
 
     def token(self, installation_id: int) -> str:
         """An installation token with at least TOKEN_MARGIN left, shared by every worker."""

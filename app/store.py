@@ -239,13 +239,32 @@ class Store:
     def is_app_pull_request(self, repo_id: int, number: int) -> bool:
         return bool(self.redis.sismember("fh:app_prs", f"{repo_id}:{number}"))
 
-    def add_app_pull_request(self, repo_id: int, number: int, issue: int) -> None:
+    def add_app_pull_request(
+        self, repo_id: int, number: int, issue: int, repo: str = "", installation: int = 0
+    ) -> None:
         with self.redis.pipeline() as pipe:
             pipe.sadd("fh:app_prs", f"{repo_id}:{number}")
+            if repo:
+                pipe.hset(f"fh:pr:{repo_id}:{number}:meta",
+                          mapping={"repo": repo, "installation": installation})  # fmt: skip
             pipe.hset("fh:issue_pr", f"{repo_id}:{issue}", number)
             pipe.hset("fh:pr_issue", f"{repo_id}:{number}", issue)
             pipe.set(f"fh:pr:{repo_id}:{number}:tracked", "1")
             pipe.execute()
+
+    def open_app_pull_requests(self) -> list[tuple[int, int, str, int]]:
+        """(repo id, number, repo, installation) of every pull request the App opened."""
+        found = []
+        for member in self.redis.smembers("fh:app_prs"):
+            repo_id, number = (int(x) for x in _s(member).split(":"))
+            meta = self.redis.hgetall(f"fh:pr:{repo_id}:{number}:meta")
+            fields = {_s(k): _s(v) for k, v in meta.items()}
+            if fields:
+                found.append((repo_id, number, fields["repo"], int(fields["installation"])))
+        return sorted(found)
+
+    def forget_app_pull_request(self, repo_id: int, number: int) -> None:
+        self.redis.srem("fh:app_prs", f"{repo_id}:{number}")
 
     def pull_request_for_issue(self, repo_id: int, issue: int) -> int | None:
         value = self.redis.hget("fh:issue_pr", f"{repo_id}:{issue}")

@@ -65,7 +65,9 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
                 },
             )
         number = int(pr["number"])
-        ctx.store.add_app_pull_request(task.repo_id, number, task.number)
+        ctx.store.add_app_pull_request(
+            task.repo_id, number, task.number, task.repo, task.installation_id
+        )
         _request_review(api, task, number)
         status.update(f"✅ Opened #{number}.", problems)
         return f"opened #{number}"

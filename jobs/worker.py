@@ -17,6 +17,8 @@ from rq.job import Job
 from app.dispatch import queue_for
 from app.redis_conn import connect
 from jobs.agent import kill_recorded
+from jobs.entry import worker_settings
+from jobs.housekeeping import housekeeping
 from jobs.pipeline import pgid_file_for
 from jobs.workspace import Workspaces, pid_alive
 
@@ -49,6 +51,14 @@ class ForgehandWorker(Worker):
         if self.horse_pid:
             kill_recorded(pgid_file_for(self.workspaces, self.horse_pid))
         super().kill_horse(sig)
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
+        try:
+            housekeeping(worker_settings(), self.connection)
+        except Exception:
+            # Housekeeping must never take the worker down; it runs again next interval.
+            log.exception("housekeeping failed")
 
     def execute_job(self, job: Job, queue: Queue) -> Any:
         try:

@@ -52,6 +52,8 @@ class GitHubSimulator:
     slug: str = "forgehand"
     bot_id: int = 4242
     webhook_url: str = ""  # what the App's settings say deliveries go to
+    hook_deliveries: list[dict[str, Any]] = field(default_factory=list)  # the App's delivery log
+    redelivered: list[int] = field(default_factory=list)
     default_branch: str = "main"
     config_text: str | None = None
     permissions: dict[str, str] = field(default_factory=lambda: {"alice": "write"})
@@ -223,6 +225,29 @@ def _hook_config(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) 
     return _json({"url": gh.webhook_url, "content_type": "json", "insecure_ssl": "0"})
 
 
+def _hook_deliveries(
+    gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]
+) -> httpx.Response:
+    """Newest first, paged by cursor through the Link header, as GitHub does."""
+    size = int(request.url.params.get("per_page", "30"))
+    start = int(request.url.params.get("cursor", "0"))
+    newest = sorted(gh.hook_deliveries, key=lambda d: d["delivered_at"], reverse=True)
+    page = newest[start : start + size]
+    headers = {}
+    if start + size < len(newest):
+        nxt = request.url.copy_set_param("cursor", str(start + size))
+        headers["link"] = f'<{nxt}>; rel="next"'
+    return httpx.Response(200, json=page, headers=headers)
+
+
+def _redeliver(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    wanted = int(m["id"])
+    if not any(d["id"] == wanted for d in gh.hook_deliveries):
+        return _json({"message": "Not Found"}, 404)
+    gh.redelivered.append(wanted)
+    return _json({}, 202)
+
+
 def _bot(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     return _json(shapes.public_user(f"{gh.slug}[bot]", "Bot", gh.bot_id))
 
@@ -370,6 +395,11 @@ def _review(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> ht
     return _json(shapes.review(review, gh.head_sha(gh.pulls[int(m["n"])]["head"])))
 
 
+def _reviews(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    commit = gh.head_sha(gh.pulls[int(m["n"])]["head"])
+    return _json([shapes.review(r, commit) for r in gh.reviews.values()])
+
+
 def _review_comments(
     gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]
 ) -> httpx.Response:
@@ -439,6 +469,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", r"/app", _app),
     ("GET", r"/app/installations", _installations),
     ("GET", r"/app/hook/config", _hook_config),
+    ("GET", r"/app/hook/deliveries", _hook_deliveries),
+    ("POST", r"/app/hook/deliveries/(?P<id>\d+)/attempts", _redeliver),
     ("GET", r"/users/[^/]+(%5Bbot%5D|\[bot\])", _bot),
     ("GET", REPO_RE, _repo),
     ("GET", REPO_RE + r"/contents/\.github/forgehand\.yml", _content),
@@ -454,6 +486,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", REPO_RE + r"/commits/(?P<sha>[0-9a-f]+)/status", _status),
     ("GET", REPO_RE + r"/check-runs/(?P<id>\d+)/annotations", _annotations),
     ("GET", REPO_RE + r"/actions/jobs/(?P<id>\d+)/logs", _job_logs),
+    ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews", _reviews),
     ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews/(?P<id>\d+)", _review),
     ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews/(?P<id>\d+)/comments", _review_comments),
     ("POST", REPO_RE + r"/pulls/(?P<n>\d+)/comments/(?P<id>\d+)/replies", _reply),

@@ -1,0 +1,70 @@
+"""What a worker does between jobs, once per interval across all workers: ask GitHub for lost
+deliveries again, and sweep the App's open pull requests for CI failures and reviews that no
+task answered (events missed during an outage)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import timedelta
+
+from redis import Redis
+
+from app.dispatch import Dispatcher, job_timeout
+from app.github import App, GitHubError
+from app.redeliver import redeliver
+from app.settings import Settings
+from app.store import Store
+from app.tasks import Kind, Task
+from jobs import ci
+
+INTERVAL = 300
+REVIEW_STATES = frozenset({"CHANGES_REQUESTED", "COMMENTED"})
+log = logging.getLogger("forgehand.housekeeping")
+
+
+def housekeeping(settings: Settings, redis: Redis) -> bool:
+    """Run unless another worker did within INTERVAL seconds; True when it ran."""
+    if not redis.set("fh:housekeeping", socket.gethostname(), nx=True, ex=INTERVAL):
+        return False
+    app = App(settings, redis)
+    try:
+        redeliver(app, redis, timedelta(seconds=INTERVAL * 4))
+    except GitHubError as exc:
+        log.warning("redelivery skipped: %s", exc)
+    reconcile(app, Store(redis), Dispatcher(Store(redis), job_timeout(settings.agent_timeout)))
+    return True
+
+
+def reconcile(app: App, store: Store, dispatcher: Dispatcher) -> list[str]:
+    """Queue what the App's open pull requests still need; return the task ids queued."""
+    queued = []
+    for repo_id, number, repo, installation in store.open_app_pull_requests():
+        api = app.installation(installation)
+        try:
+            pr = api.get(f"/repos/{repo}/pulls/{number}")
+            if pr["state"] != "open":
+                store.forget_app_pull_request(repo_id, number)
+                continue
+            head, branch = pr["head"]["sha"], pr["head"]["ref"]
+            found: list[Task] = []
+            runs, statuses = ci.read_checks(api, repo, head)
+            failing = not ci.pending(runs, statuses) and ci.failures(api, repo, runs, statuses)
+            if failing and not store.escalated(repo_id, number):
+                found.append(Task(Kind.CI, installation, repo_id, repo, number, "forgehand",
+                                  sha=head, branch=branch))  # fmt: skip
+            for review in api.get(f"/repos/{repo}/pulls/{number}/reviews", per_page=100) or []:
+                user = review.get("user") or {}
+                if review.get("state") in REVIEW_STATES and user.get("type") != "Bot":
+                    found.append(Task(Kind.REVIEW, installation, repo_id, repo, number,
+                                      user.get("login", ""), review_id=int(review["id"]),
+                                      branch=branch))  # fmt: skip
+        except GitHubError as exc:
+            log.warning("could not sweep %s#%s: %s", repo, number, exc)
+            continue
+        for task in found:
+            if store.get(task.id) is None and dispatcher.enqueue(task, "sweep").enqueued:
+                queued.append(task.id)
+    if queued:
+        log.info("the sweep queued %s", ", ".join(queued))
+    return queued

@@ -1,0 +1,36 @@
+"""The sweep finds what a missed webhook would have started, and only that."""
+
+from __future__ import annotations
+
+from app.github import App
+from jobs.entry import worker_settings
+from jobs.housekeeping import housekeeping, reconcile
+from tests import payloads as p
+from tests.jobs.conftest import BRANCH, World
+
+
+def test_sweep_queues_missed_ci_failure_and_review_once(world: World) -> None:
+    number = world.open_pull_request()
+    head = world.github.head_sha(BRANCH)
+    world.github.add_check_run(head, "tests")
+    world.github.reviews[555] = {"id": 555, "body": "please", "state": "CHANGES_REQUESTED",
+                                 "user": {"login": "alice"}}  # fmt: skip
+    app = App(worker_settings(), world.redis)
+    queued = reconcile(app, world.store, world.dispatcher)
+    assert queued == [f"ci-{p.REPO_ID}-{head}", f"review-{p.REPO_ID}-{number}-555"]
+    assert reconcile(app, world.store, world.dispatcher) == []  # queued already
+    world.work()
+    assert reconcile(app, world.store, world.dispatcher) == []  # and handled
+
+
+def test_sweep_forgets_closed_pull_requests(world: World) -> None:
+    number = world.open_pull_request()
+    world.github.pulls[number]["state"] = "closed"
+    app = App(worker_settings(), world.redis)
+    assert reconcile(app, world.store, world.dispatcher) == []
+    assert world.store.open_app_pull_requests() == []
+
+
+def test_housekeeping_runs_once_per_interval_across_workers(world: World) -> None:
+    assert housekeeping(worker_settings(), world.redis) is True
+    assert housekeeping(worker_settings(), world.redis) is False
