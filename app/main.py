@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app import dashboard
 from app.dispatch import Dispatcher, job_timeout
 from app.metrics import render
 from app.settings import Settings
@@ -48,6 +49,8 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
             Route(settings.webhook_path, receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/", dashboard.index, methods=["GET"]),
+            Route("/tasks/{task_id}", dashboard.task_page, methods=["GET"]),
         ]
     )
     app.state.settings = settings
