@@ -28,8 +28,9 @@ from app.tasks import Kind
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1f2328}
-table{border-collapse:collapse;width:100%}td,th{padding:.35rem .6rem;border-bottom:1px solid #d0d7de;
-text-align:left;vertical-align:top}th{background:#f6f8fa}.state{font-weight:600}
+table{border-collapse:collapse;width:100%}
+td,th{padding:.35rem .6rem;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top}
+th{background:#f6f8fa}.state{font-weight:600}
 .queued{color:#9a6700}.running{color:#0969da}.done{color:#1a7f37}.failed{color:#cf222e}
 .cancelled{color:#57606a}pre{background:#0d1117;color:#e6edf3;padding:1rem;overflow:auto;
 max-height:32rem;white-space:pre-wrap}.muted{color:#57606a}a{color:#0969da}
