@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     redeliver.add_argument(
         "--since", default="3d", help="how far back: 90m, 6h, 2d (default and most: 3d)"
     )
+    sub.add_parser("setup", help="register the GitHub App from app.yml and write .env")
     sub.add_parser("doctor", help="check settings, key, GitHub, Redis, git, disk and agent")
     tasks = sub.add_parser("tasks", help="list tasks")
     tasks.add_argument("--json", action="store_true", help="one JSON array")
@@ -206,6 +207,32 @@ def _redeliver(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.setup import configured, setup_app
+
+    if configured(settings):
+        print("forgehand is already registered: APP_ID and a private key are set.")
+        return 0
+    server: uvicorn.Server | None = None
+
+    def done() -> None:
+        assert server is not None
+        server.should_exit = True
+
+    config = uvicorn.Config(
+        setup_app(settings, Path(".env"), done), host=settings.host, port=settings.port,
+        log_level="warning",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    print(f"Open http://{settings.host}:{settings.port}/setup in a browser on this machine.")
+    print("(GitHub sends the browser back here, so use the address GitHub should reach.)")
+    server.run()
+    print("Registered: .env now holds APP_ID, PRIVATE_KEY and WEBHOOK_SECRET.")
+    return 0
+
+
 def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
     # The simulator is not part of forgehand proper; only this command loads it.
     from simulator import sandbox
@@ -221,6 +248,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "tasks": _tasks,
     "sandbox": _sandbox,
     "redeliver": _redeliver,
+    "setup": _setup,
 }
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis import Redis
 from redis.exceptions import RedisError
@@ -15,6 +17,7 @@ from app import dashboard
 from app.dispatch import Dispatcher, job_timeout
 from app.metrics import render
 from app.settings import Settings
+from app.setup import routes as setup_routes
 from app.store import Store
 from app.triggers import Facts
 from app.webhook import Intake, receive
@@ -51,6 +54,7 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/", dashboard.index, methods=["GET"]),
             Route("/tasks/{task_id}", dashboard.task_page, methods=["GET"]),
+            *setup_routes(settings, Path(".env")),
         ]
     )
     app.state.settings = settings
