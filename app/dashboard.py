@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import ipaddress
+import re
 import time
 from html import escape
 from typing import Any
@@ -99,6 +100,11 @@ def _attempt(store: Store, settings: Settings, record: TaskRecord) -> str:
     return f"{done}/{settings.max_attempts}"
 
 
+def _short(task_id: str) -> str:
+    """A task id with its commit SHA cut to seven characters, for reading."""
+    return re.sub(r"[0-9a-f]{40}", lambda m: m[0][:7], task_id)
+
+
 def _page(title: str, body: str, refresh: bool = False) -> HTMLResponse:
     meta = '<meta http-equiv="refresh" content="5">' if refresh else ""
     return HTMLResponse(
@@ -112,7 +118,7 @@ def index_view(store: Store, settings: Settings) -> HTMLResponse:
     rows = []
     for record in store.recent(200):
         rows.append(
-            f"<tr><td><a href='/tasks/{escape(record.id)}'>{escape(record.id)}</a></td>"
+            f"<tr><td><a href='/tasks/{escape(record.id)}'>{escape(_short(record.id))}</a></td>"
             f"<td>{escape(record.task.kind.value)}</td><td>{_link(settings, record)}</td>"
             f"<td class='state {record.state.value}'>{record.state.value}</td>"
             f"<td>{_attempt(store, settings, record)}</td><td>{_took(record)}</td>"

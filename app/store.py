@@ -6,6 +6,7 @@ Every key starts with `fh:`, so forgehand can share a Redis database with RQ and
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ DELIVERY_TTL = 3 * 24 * 3600
 # claim lapses and a redelivery is accepted.
 DELIVERY_CLAIM_TTL = 60
 AUDIT_LIMIT = 200
+log = logging.getLogger("forgehand.task")
 LOG_TAIL_LIMIT = 500
 
 Conn = Redis | Pipeline
@@ -148,6 +150,8 @@ class Store:
                     continue
 
     def audit(self, task_id: str, event: str, detail: str = "", conn: Conn | None = None) -> None:
+        """Record a step in the task's timeline; every step is also one log line."""
+        log.info("%s%s", event, f": {detail}" if detail else "", extra={"task": task_id})
         entry = json.dumps({"ts": time.time(), "event": event, "detail": detail})
         target = conn if conn is not None else self.redis
         target.rpush(events_key(task_id), entry)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from functools import cache
@@ -22,9 +21,6 @@ from jobs.fix_ci import fix_ci
 from jobs.resolve import resolve_issue
 from jobs.review import address_review
 from jobs.workspace import Workspaces
-
-log = logging.getLogger("forgehand.job")
-
 
 HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
     Kind.ISSUE: resolve_issue,
@@ -73,7 +69,6 @@ def execute(
     horse = ctx.workspaces.run_dir / f"horse-{os.getpid()}"
     horse.parent.mkdir(parents=True, exist_ok=True)
     horse.write_text(str(os.getppid()))
-    log.info("started", extra={"task": task_id})
     try:
         summary = HANDLERS[record.task.kind](record.task, ctx)
     except TaskFailed as exc:
@@ -100,4 +95,3 @@ def _finish(store: Store, task_id: str, state: State, detail: str) -> None:
     if store.transition(task_id, (State.RUNNING,), state, "" if state is State.DONE else detail):
         store.audit(task_id, state.value, detail)
         count_task(store.redis, task_id.split("-", 1)[0], state.value)
-        log.info("%s: %s", state.value, detail, extra={"task": task_id})

@@ -227,6 +227,7 @@ class Run:
             )
 
     def push(self, api: Installation) -> None:
+        self.ctx.store.audit(self.task.id, "push", self.tree.branch)
         try:
             git(
                 ["push", "--quiet", self.repo.clone_url, f"HEAD:refs/heads/{self.tree.branch}"],
@@ -306,6 +307,7 @@ def change_pull_request(
     with ctx.workspaces.worktree(
         task.id, task.repo_id, repo.clone_url, api.token(), pr.branch, pr.branch, new_branch=False
     ) as tree:
+        ctx.store.audit(task.id, "worktree", f"{pr.branch} at {tree.base[:7]}")
         work = Run(task, ctx, repo, tree, identity)
         work.setup()
         result = work.agent_then_tests(prompt)

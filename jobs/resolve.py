@@ -35,6 +35,7 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
             task.id, task.repo_id, repo.clone_url, api.token(), branch, repo.base_branch,
             new_branch=True,
         ) as tree:  # fmt: skip
+            ctx.store.audit(task.id, "worktree", f"{tree.branch} from {repo.base_branch}")
             work = Run(task, ctx, repo, tree, identity)
             work.setup()
             prompt = prompts.issue_prompt(
@@ -65,6 +66,7 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
                 },
             )
         number = int(pr["number"])
+        ctx.store.audit(task.id, "pull request", f"#{number} opened")
         ctx.store.add_app_pull_request(
             task.repo_id, number, task.number, task.repo, task.installation_id
         )
