@@ -25,6 +25,8 @@ log = logging.getLogger("forgehand.housekeeping")
 
 def housekeeping(settings: Settings, redis: Redis) -> bool:
     """Run unless another worker did within INTERVAL seconds; True when it ran."""
+    if settings.app_id is None or settings.private_key is None:
+        return False  # `dev` before the App is registered: nothing to ask GitHub
     if not redis.set("fh:housekeeping", socket.gethostname(), nx=True, ex=INTERVAL):
         return False
     app = App(settings, redis)

@@ -34,3 +34,10 @@ def test_sweep_forgets_closed_pull_requests(world: World) -> None:
 def test_housekeeping_runs_once_per_interval_across_workers(world: World) -> None:
     assert housekeeping(worker_settings(), world.redis) is True
     assert housekeeping(worker_settings(), world.redis) is False
+
+
+def test_no_housekeeping_before_the_app_is_registered(world: World) -> None:
+    from app.settings import parse
+
+    assert housekeeping(parse({}), world.redis) is False
+    assert world.redis.get("fh:housekeeping") is None
