@@ -114,7 +114,7 @@ def test_ten_thousand_forged_signatures_are_all_refused(redis: Redis) -> None:
     body = p.encode(p.issues())
     good = "sha256=" + hmac.new(p.SECRET.encode(), body, hashlib.sha256).hexdigest()
     rng = random.Random(7)
-    forged = set()
+    forged: set[str] = set()
     while len(forged) < 10_000:
         kind = rng.randrange(4)
         if kind == 0:  # random digest
