@@ -31,6 +31,7 @@ from jobs.status import StatusComment
 from jobs.workspace import Workspaces, Worktree
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+PUSH_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -227,15 +228,28 @@ class Run:
             )
 
     def push(self, api: Installation) -> None:
-        self.ctx.store.audit(self.task.id, "push", self.tree.branch)
-        try:
-            git(
-                ["push", "--quiet", self.repo.clone_url, f"HEAD:refs/heads/{self.tree.branch}"],
-                self.tree.path,
-                token=api.token(),
-            )
-        except GitError as exc:
-            raise TaskFailed(f"Pushing {self.tree.branch} was rejected: {exc}") from None
+        """Push without force; if someone pushed to the branch meanwhile, replay the work on
+        top of theirs and push again."""
+        branch, url, path = self.tree.branch, self.repo.clone_url, self.tree.path
+        self.ctx.store.audit(self.task.id, "push", branch)
+        for _ in range(PUSH_TRIES):
+            try:
+                git(["push", "--quiet", url, f"HEAD:refs/heads/{branch}"], path, token=api.token())
+                return
+            except GitError as exc:
+                if not any(word in str(exc) for word in ("rejected", "fetch first", "non-fast")):
+                    raise TaskFailed(f"Pushing {branch} failed: {exc}") from None
+            self.ctx.store.audit(self.task.id, "rebase", f"{branch} moved while the agent worked")
+            git(["fetch", "--quiet", url, f"refs/heads/{branch}"], path, token=api.token())
+            try:
+                git(["rebase", "--quiet", "FETCH_HEAD"], path, env=self._env())
+            except GitError:
+                git(["rebase", "--abort"], path, check=False)
+                raise TaskFailed(
+                    f"Someone pushed to {branch} while the agent worked, and its changes "
+                    "conflict with theirs; nothing was pushed."
+                ) from None
+        raise TaskFailed(f"Pushing {branch} was rejected {PUSH_TRIES} times; nothing was forced.")
 
 
 @contextmanager

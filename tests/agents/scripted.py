@@ -1,6 +1,6 @@
 """A stand-in coding agent for tests: reads its task on stdin, acts by the mode it is given.
 
-Usage: scripted.py MODE [--out FILE] [--mark DIR]
+Usage: scripted.py MODE [--out FILE] [--mark DIR] [--origin PATH]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def main() -> int:
     parser.add_argument("mode")
     parser.add_argument("--out")
     parser.add_argument("--mark")
+    parser.add_argument("--origin")
     args = parser.parse_args()
     prompt = sys.stdin.read()
     if args.out:
@@ -39,6 +40,34 @@ def main() -> int:
         with Path("calc.py").open("a") as f:
             f.write(f"# attempt at {time.time()}\n")
         print("Tweaked calc.py.")
+    elif mode in ("race", "race-conflict"):
+        # A person pushes to the same branch of --origin while the agent works.
+        branch = subprocess.run(
+            ["git", "branch", "--show-current"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        human = Path(args.mark)
+        who = {
+            "GIT_AUTHOR_NAME": "Hu",
+            "GIT_AUTHOR_EMAIL": "hu@example.com",
+            "GIT_COMMITTER_NAME": "Hu",
+            "GIT_COMMITTER_EMAIL": "hu@example.com",
+        }
+        env = dict(os.environ) | who
+        subprocess.run(
+            ["git", "clone", "-q", "-b", branch, args.origin, str(human)], check=True, env=env
+        )
+        if mode == "race-conflict":
+            (human / "calc.py").write_text("def add(a, b):\n    return b + a\n")
+        else:
+            (human / "NOTES.md").write_text("human\n")
+        for step in (
+            ["add", "-A"],
+            ["commit", "-qm", "human change"],
+            ["push", "-q", "origin", branch],
+        ):
+            subprocess.run(["git", *step], cwd=human, check=True, env=env)
+        Path("calc.py").write_text(Path("calc.py").read_text() + "# agent was here\n")
+        print("changed calc.py while a human pushed")
     elif mode == "noop":
         print("Nothing needed changing.")
     elif mode == "fail":

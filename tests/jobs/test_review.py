@@ -73,3 +73,27 @@ def test_two_tasks_on_one_pull_request_are_serialized(world: World) -> None:
     # Both landed, one on top of the other: nothing was rejected or forced.
     log = fakes.sh_git("log", "--format=%s", f"main..{BRANCH}", cwd=world.origin).splitlines()
     assert log[:2] == ["Address review by alice", "Address review by alice"]
+
+
+def test_push_after_a_human_pushed_meanwhile_is_replayed_on_top(world: World) -> None:
+    number = world.open_pull_request()
+    add_review(world, number, comments=1)
+    world.use_agent("race", "--origin", str(world.origin), "--mark", str(world.tmp / "human"))
+    record = world.run(review_task(number))
+    assert record.state is State.DONE, record.error
+    log = fakes.sh_git("log", "--format=%s", f"main..{BRANCH}", cwd=world.origin).splitlines()
+    assert log[:2] == ["Address review by alice", "human change"]  # theirs kept, ours on top
+    assert "rebase" in [e["event"] for e in world.store.events(record.id)]
+
+
+def test_conflicting_human_push_fails_the_task_without_forcing(world: World) -> None:
+    number = world.open_pull_request()
+    add_review(world, number, comments=1)
+    world.use_agent("race-conflict", "--origin", str(world.origin),
+                    "--mark", str(world.tmp / "human"))  # fmt: skip
+    record = world.run(review_task(number))
+    assert record.state is State.FAILED
+    assert "conflict" in record.error and "nothing was pushed" in record.error
+    log = fakes.sh_git("log", "--format=%s", "-1", BRANCH, cwd=world.origin).strip()
+    assert log == "human change"
+    assert world.leftovers() == []
