@@ -42,6 +42,7 @@ class Settings:
     dashboard_password: str | None = field(default=None, repr=False)
     log_level: str = "info"
     log_format: str = "pretty"
+    retention_days: int = 14
 
     def require(self, *names: str) -> None:
         """Stop with the first required setting that is unset, by its environment name."""
@@ -140,6 +141,7 @@ def parse(source: Mapping[str, str]) -> Settings:
         dashboard_password=text("DASHBOARD_PASSWORD"),
         log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
         log_format=choice("LOG_FORMAT", "pretty", LOG_FORMATS),
+        retention_days=whole("RETENTION_DAYS", 14),
     )
 
 

@@ -235,6 +235,26 @@ class Store:
             raws = pipe.execute()
         return [record_from_hash(raw) for raw in raws if raw]
 
+    def prune(self, before: float, batch: int = 500) -> int:
+        """Delete finished tasks last updated before `before`, with their trail and log."""
+        found = self.redis.zrangebyscore(TASKS_INDEX, 0, before, 0, batch)
+        old = [_s(i) for i in found if isinstance(i, bytes | str)]
+        removed = 0
+        for task_id in old:
+            record = self.get(task_id)
+            if record is not None and record.state.active:
+                continue  # a live task is never pruned, however old
+            keys = [task_key(task_id), events_key(task_id), f"fh:task:{task_id}:log",
+                    f"fh:task:{task_id}:comment"]  # fmt: skip
+            with self.redis.pipeline() as pipe:
+                pipe.delete(*keys)
+                pipe.zrem(TASKS_INDEX, task_id)
+                if record is not None:
+                    pipe.srem(target_key(record.task.repo_id, record.task.number), task_id)
+                pipe.execute()
+            removed += 1
+        return removed
+
     def on_target(self, repo_id: int, number: int) -> list[str]:
         return sorted(_s(i) for i in self.redis.smembers(target_key(repo_id, number)))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from datetime import timedelta
 
 from redis import Redis
@@ -25,10 +26,13 @@ log = logging.getLogger("forgehand.housekeeping")
 
 def housekeeping(settings: Settings, redis: Redis) -> bool:
     """Run unless another worker did within INTERVAL seconds; True when it ran."""
-    if settings.app_id is None or settings.private_key is None:
-        return False  # `dev` before the App is registered: nothing to ask GitHub
     if not redis.set("fh:housekeeping", socket.gethostname(), nx=True, ex=INTERVAL):
         return False
+    pruned = Store(redis).prune(time.time() - settings.retention_days * 86400)
+    if pruned:
+        log.info("pruned %d finished tasks older than %d days", pruned, settings.retention_days)
+    if settings.app_id is None or settings.private_key is None:
+        return True  # `dev` before the App is registered: nothing to ask GitHub
     app = App(settings, redis)
     try:
         redeliver(app, redis, timedelta(seconds=INTERVAL * 4))

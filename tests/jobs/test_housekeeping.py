@@ -36,8 +36,23 @@ def test_housekeeping_runs_once_per_interval_across_workers(world: World) -> Non
     assert housekeeping(worker_settings(), world.redis) is False
 
 
-def test_no_housekeeping_before_the_app_is_registered(world: World) -> None:
+def test_without_an_app_housekeeping_only_prunes(world: World) -> None:
     from app.settings import parse
 
-    assert housekeeping(parse({}), world.redis) is False
-    assert world.redis.get("fh:housekeeping") is None
+    assert housekeeping(parse({}), world.redis) is True
+    assert world.github.calls == []
+
+
+def test_finished_tasks_are_pruned_after_retention_and_live_ones_never(world: World) -> None:
+    import time
+
+    done = world.issue_task(7)
+    world.run(done)
+    world.github.add_issue(8, "Other")
+    live = world.issue_task(8)
+    world.enqueue(live)
+    later = time.time() + 15 * 86400
+    assert world.store.prune(later) == 1
+    assert world.store.get(done.id) is None and world.store.events(done.id) == []
+    assert world.store.log_tail(done.id) == [] and world.store.get(live.id) is not None
+    assert world.store.on_target(p.REPO_ID, 7) == []
