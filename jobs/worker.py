@@ -7,10 +7,13 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job
 
@@ -97,19 +100,47 @@ def reap(workspaces: Workspaces) -> None:
 
 
 def work(redis_url: str, burst: bool, log_level: str, workspaces_dir: Path) -> bool:
-    redis = connect(redis_url)
+    """Run a worker until it is asked to stop (or, with burst, the queue is empty).
+
+    RQ's worker quits when Redis vanishes in the middle of a job; this one waits for Redis to
+    come back and carries on, so an outage needs no restart by hand.
+    """
     workspaces = Workspaces(workspaces_dir)
-    reap(workspaces)
-    worker = ForgehandWorker(
-        [queue_for(redis)],
-        connection=redis,
-        job_monitoring_interval=HEARTBEAT,
-        maintenance_interval=MAINTENANCE,
-        # An idle worker waits for jobs this long less 15 s before it looks at maintenance again.
-        worker_ttl=MAINTENANCE + 15,
-    )
-    worker.workspaces = workspaces
-    return worker.work(burst=burst, logging_level=log_level.upper(), with_scheduler=True)
+    while True:
+        redis = connect(redis_url)
+        _wait_for_redis(redis)
+        reap(workspaces)
+        worker = ForgehandWorker(
+            [queue_for(redis)],
+            connection=redis,
+            job_monitoring_interval=HEARTBEAT,
+            maintenance_interval=MAINTENANCE,
+            # An idle worker waits for jobs this long less 15 s before it looks at maintenance.
+            worker_ttl=MAINTENANCE + 15,
+        )
+        worker.workspaces = workspaces
+        try:
+            worked = worker.work(burst=burst, logging_level=log_level.upper(), with_scheduler=True)
+        except (RedisError, OSError) as exc:
+            # Its teardown, talking to a Redis that is gone, can fail too.
+            log.warning("the worker lost Redis: %s", exc)
+            worked = False
+        if burst or worker._stop_requested:
+            return worked
+        log.warning("the worker stopped on an error (was Redis lost?); starting it again")
+        time.sleep(1)
+
+
+def _wait_for_redis(redis: Redis) -> None:
+    delay = 0.5
+    while True:
+        try:
+            redis.ping()
+            return
+        except RedisError as exc:
+            log.warning("waiting for Redis: %s", exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 10)
 
 
 def run_workers(
