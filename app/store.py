@@ -317,6 +317,10 @@ class Store:
         key = "fh:repos"  # repo id → installation id
         with self.redis.pipeline() as pipe:
             if change.uninstalled:
+                pipe.srem("fh:installations", str(change.installation_id))
+            else:
+                pipe.sadd("fh:installations", str(change.installation_id))
+            if change.uninstalled:
                 for repo, owner in self.redis.hgetall(key).items():
                     if int(owner) == change.installation_id:
                         pipe.hdel(key, repo)
@@ -325,6 +329,15 @@ class Store:
             for removed in change.removed:
                 pipe.hdel(key, str(removed))
             pipe.execute()
+
+    def repo_installed(self, repo_id: int, installation_id: int) -> bool | None:
+        """Whether installation events put this repository in that installation; None when
+        they never said anything about the installation."""
+        owner = self.installation_for(repo_id)
+        if owner is not None:
+            return owner == installation_id
+        known = self.redis.sismember("fh:installations", str(installation_id))
+        return False if known else None
 
     def installation_for(self, repo_id: int) -> int | None:
         value = self.redis.hget("fh:repos", str(repo_id))

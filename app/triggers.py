@@ -6,6 +6,7 @@ opened? which bots may trigger?) are read by the caller and passed in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 FAILING_CONCLUSIONS = frozenset({"failure", "timed_out", "startup_failure"})
 FAILING_STATES = frozenset({"failure", "error"})
 REVIEW_STATES = frozenset({"changes_requested", "commented"})
+SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1, or SHA-256 repositories
 
 Payload = Mapping[str, Any]
 T = TypeVar("T")
@@ -39,6 +41,9 @@ class Facts:
     # Whether the pull request an issue_comment is on was opened by the App; the payload of
     # a comment does not carry the branch, so the caller looks it up.
     app_pull_request: bool = False
+    # Whether the delivery's repository belongs to its installation, as installation events
+    # told us; None when they never did (the App was installed before this Redis knew it).
+    repo_installed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -153,10 +158,14 @@ def _own_branch(payload: Payload, pr_path: str, facts: Facts) -> str | None:
 FORK = "pull request from a fork"
 
 
-def _task(payload: Payload, kind: Kind, number: int, sender: str, **extra: Any) -> Decision:
+def _task(
+    payload: Payload, facts: Facts, kind: Kind, number: int, sender: str, **extra: Any
+) -> Decision:
     installation = _installation(payload)
     if installation is None:
         return ignore("not delivered to an App installation")
+    if facts.repo_installed is False:
+        return ignore("the App is not installed on this repository")
     task = Task(
         kind=kind,
         installation_id=installation,
@@ -190,7 +199,7 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
         blocked = _sender_block(payload, facts)
         if blocked:
             return ignore(blocked)
-        return _task(payload, Kind.ISSUE, number, _get(payload, "sender.login", str))
+        return _task(payload, facts, Kind.ISSUE, number, _get(payload, "sender.login", str))
     if action == "unlabeled":
         label = _get(payload, "label.name", str)
         if label != facts.trigger_label:
@@ -225,7 +234,7 @@ def _issue_comment(payload: Payload, facts: Facts) -> Decision:
             return ignore(f"issue is not labelled {facts.trigger_label}")
     sender = _get(payload, "sender.login", str)
     decision = _task(
-        payload, Kind.COMMAND, number, sender, comment_id=_get(payload, "comment.id", int)
+        payload, facts, Kind.COMMAND, number, sender, comment_id=_get(payload, "comment.id", int)
     )
     if verb == "stop" and decision.actions:
         stop = _cancel(payload, number, f"{facts.command_prefix} stop by {sender}")
@@ -242,10 +251,11 @@ def command_verb(body: str, prefix: str) -> str | None:
     return rest[0].lower() if rest else ""
 
 
-def _fork_notice(payload: Payload) -> Decision:
+def _fork_notice(payload: Payload, facts: Facts) -> Decision:
     """A fork's pull request on a branch the App would work on: it is told, once, why not."""
     return _task(
         payload,
+        facts,
         Kind.FORK,
         _get(payload, "pull_request.number", int),
         _get(payload, "sender.login", str),
@@ -259,7 +269,7 @@ def _pull_request(payload: Payload, facts: Facts) -> Decision:
         return ignore(f"pull_request.{action} is not a trigger")
     not_ours = _own_branch(payload, "pull_request", facts)
     if not_ours == FORK and action in ("opened", "reopened"):
-        return _fork_notice(payload)
+        return _fork_notice(payload, facts)
     if not_ours:
         return ignore(not_ours)
     number = _get(payload, "pull_request.number", int)
@@ -273,6 +283,7 @@ def _pull_request(payload: Payload, facts: Facts) -> Decision:
         return ignore(f"pull_request.{action} of the App's own branch needs no work")
     closed = _task(
         payload,
+        facts,
         Kind.CLOSED,
         number,
         _get(payload, "sender.login", str),
@@ -294,11 +305,12 @@ def _pull_request_review(payload: Payload, facts: Facts) -> Decision:
         or _own_branch(payload, "pull_request", facts)
     )
     if blocked == FORK:
-        return _fork_notice(payload)
+        return _fork_notice(payload, facts)
     if blocked:
         return ignore(blocked)
     return _task(
         payload,
+        facts,
         Kind.REVIEW,
         _get(payload, "pull_request.number", int),
         _get(payload, "sender.login", str),
@@ -311,6 +323,8 @@ def _pull_request_review(payload: Payload, facts: Facts) -> Decision:
 def _ci_task(
     payload: Payload, facts: Facts, sha: str, branch: str | None, prs: list[Any]
 ) -> Decision:
+    if not SHA.fullmatch(sha):
+        raise PayloadError(f"payload has no commit SHA (got {sha[:50]!r})")
     if branch is None:
         return ignore("no branch for this commit")
     if not branch.startswith(facts.branch_prefix):
@@ -330,7 +344,7 @@ def _ci_task(
             number = pr["number"]
             break
     return _task(
-        payload, Kind.CI, number, _get(payload, "sender.login", str), sha=sha, branch=branch
+        payload, facts, Kind.CI, number, _get(payload, "sender.login", str), sha=sha, branch=branch
     )
 
 

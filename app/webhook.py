@@ -156,14 +156,22 @@ class Intake:
         )
 
     def _facts(self, event: str, payload: dict[str, Any]) -> Facts:
-        repo = payload.get("repository")
-        repo_id = repo.get("id") if isinstance(repo, dict) else None
+        repo_id = _number(payload, "repository")
+        inst_id = _number(payload, "installation")
         pr = needs_pull_request_fact(event, payload)
         return replace(
             self.facts,
             app_slug=self.store.app_slug(),
-            allowed_bots=self.store.allowed_bots(repo_id)
-            if isinstance(repo_id, int)
-            else frozenset(),
+            allowed_bots=self.store.allowed_bots(repo_id) if repo_id else frozenset(),
             app_pull_request=self.store.is_app_pull_request(*pr) if pr else False,
+            repo_installed=(
+                self.store.repo_installed(repo_id, inst_id) if repo_id and inst_id else None
+            ),
         )
+
+
+def _number(payload: dict[str, Any], key: str) -> int | None:
+    """payload[key]["id"] when it is a whole number; anything else is the decider's to judge."""
+    node = payload.get(key)
+    value = node.get("id") if isinstance(node, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

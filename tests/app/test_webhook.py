@@ -274,3 +274,15 @@ def test_the_app_s_own_comments_and_pushes_start_nothing(client: TestClient, red
         "pull_request.synchronize is not a trigger"
     )
     assert queued_ids(redis) == []
+
+
+def test_events_from_repositories_outside_the_installation_start_nothing(
+    client: TestClient, redis: Redis
+) -> None:
+    post(client, "installation_repositories", p.installation_repositories())  # repo 77 only
+    body = post(client, "issues", p.issues()).json()  # repo 1296269, same installation
+    assert body["ignored"] == "the App is not installed on this repository"
+    post(client, "installation", p.installation("created"))  # now it is
+    assert post(client, "issues", p.issues()).json()["tasks"] == [f"issue-{p.REPO_ID}-7"]
+    post(client, "installation", p.installation("deleted"))
+    assert post(client, "issues", p.issues(number=8)).json()["tasks"] == [f"issue-{p.REPO_ID}-8"]
