@@ -69,6 +69,10 @@ def _wait(seconds: float) -> timedelta:
 
 
 def _describe(exc: GitHubException) -> GitHubError:
+    if isinstance(exc, RateLimitExceeded):
+        wait = int(exc.retry_after.total_seconds())
+        # Not the request's fault: a later run (RQ retries) may pass, so never "permanent".
+        return GitHubError(f"GitHub's rate limit is exhausted for {wait}s more", 429)
     if isinstance(exc, RequestFailed):
         response = exc.response
         try:

@@ -65,8 +65,8 @@ class GitHubSimulator:
     calls: list[Call] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
     token_count: int = 0
-    # Answers to force, by "METHOD /path": a list of statuses consumed one per call.
-    failures: dict[str, list[int]] = field(default_factory=dict)
+    # Answers to force, by "METHOD /path": statuses (or status and headers) used one per call.
+    failures: dict[str, list[int | tuple[int, dict[str, str]]]] = field(default_factory=dict)
     next_id: int = 1000
     listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
     check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by SHA
@@ -175,8 +175,11 @@ class GitHubSimulator:
         self.calls.append(Call(request.method, path, body, auth))
         forced = self.failures.get(f"{request.method} {path}")
         if forced:
-            status = forced.pop(0)
-            return httpx.Response(status, json={"message": f"forced {status}"})
+            answer = forced.pop(0)
+            status, headers = answer if isinstance(answer, tuple) else (answer, {})
+            if status == 0:  # no answer at all
+                raise httpx.ReadTimeout("the simulator let this request time out", request=request)
+            return httpx.Response(status, json={"message": f"forced {status}"}, headers=headers)
         for method, pattern, handler in ROUTES:
             match = re.fullmatch(pattern, path)
             if match and method == request.method:

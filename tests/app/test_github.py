@@ -110,3 +110,29 @@ def test_wrong_key_is_refused(redis: Redis, github: fakes.FakeGitHub) -> None:
     )
     with pytest.raises(GitHubError, match="GitHub answered 401 to GET /api/v3/app"):
         App(settings, redis).app_request("GET", "/app")
+
+
+def test_short_rate_limit_is_waited_out(app: App, github: fakes.FakeGitHub) -> None:
+    limited = (403, {"x-ratelimit-remaining": "0", "retry-after": "1"})
+    github.failures[f"GET /repos/{p.REPO}"] = [limited]
+    started = __import__("time").monotonic()
+    assert app.installation(p.INSTALLATION).get(f"/repos/{p.REPO}")["full_name"] == p.REPO
+    assert __import__("time").monotonic() - started >= 1
+
+
+def test_long_rate_limit_is_not_waited_in_a_job_and_not_permanent(
+    app: App, github: fakes.FakeGitHub
+) -> None:
+    limited = (403, {"x-ratelimit-remaining": "0", "retry-after": "3600"})
+    github.failures[f"GET /repos/{p.REPO}"] = [limited]
+    with pytest.raises(GitHubError, match="rate limit is exhausted for 3600s more") as err:
+        app.installation(p.INSTALLATION).get(f"/repos/{p.REPO}")
+    assert not err.value.permanent
+    assert len(github.requests("GET", f"^/repos/{p.REPO}$")) == 1
+
+
+def test_timeouts_are_reported_as_such(app: App, github: fakes.FakeGitHub) -> None:
+    github.failures[f"GET /repos/{p.REPO}"] = [0]
+    with pytest.raises(GitHubError, match="did not answer in time") as err:
+        app.installation(p.INSTALLATION).get(f"/repos/{p.REPO}")
+    assert not err.value.permanent

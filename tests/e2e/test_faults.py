@@ -7,7 +7,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -56,8 +58,31 @@ def _pings(client: object) -> bool:
         return False
 
 
+@dataclass
+class Stack:
+    url: str
+    redis_port: int
+    data: Path
+    env: dict[str, str]
+    tmp: Path
+    procs: dict[str, subprocess.Popen[bytes]]
+
+    def start(self, cmd: str) -> None:
+        with (self.tmp / f"{cmd}.log").open("ab") as out:
+            self.procs[cmd] = subprocess.Popen(
+                [sys.executable, "-m", "app", cmd],
+                env=self.env,
+                cwd=self.tmp,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def store(self) -> Store:
+        return Store(connect(f"redis://127.0.0.1:{self.redis_port}/0"))
+
+
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
+def stack(tmp_path: Path) -> Iterator[Stack]:
     fake = fakes.FakeGitHub(clone_url="file:///nowhere")
     fake.permissions = {}  # every labeller lacks write access: tasks end at once, no git
     served = Server(fake)
@@ -77,27 +102,62 @@ def stack(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
     data = tmp_path / "redis"
     data.mkdir()
     redis = start_redis(redis_port, data)
-    procs = []
-    for cmd in ("web", "worker"):
-        with (tmp_path / f"{cmd}.log").open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "app", cmd],
-                    env=env,
-                    cwd=tmp_path,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
     url = f"http://127.0.0.1:{web_port}"
+    running = Stack(url, redis_port, data, env, tmp_path, {})
+    running.start("web")
+    running.start("worker")
     wait_until(lambda: _up(url), "forgehand web")
     try:
-        yield url, redis_port, data
+        yield running
     finally:
-        for proc in procs:
+        for proc in running.procs.values():
             stop_process(proc)
         served.stop()
         stop_process(redis)
+
+
+def stream(stack: Stack, count: int, at: dict[int, Any]) -> tuple[dict[int, str], int]:
+    """POST `count` labelled-issue deliveries; run at[n]() before the n-th; return the
+    accepted ones (issue → task id) and how many were not."""
+    accepted: dict[int, str] = {}
+    refused = 0
+    with httpx.Client(timeout=10) as client:
+        for n in range(1, count + 1):
+            if n in at:
+                at[n]()
+            body = p.encode(p.issues(number=n))
+            try:
+                answer = client.post(
+                    f"{stack.url}/api/github/webhooks",
+                    content=body,
+                    headers=p.headers("issues", body, f"stream-{n}"),
+                )
+            except httpx.TransportError:
+                refused += 1  # GitHub marks it failed; `forgehand redeliver` asks again
+                continue
+            if answer.status_code == 202:
+                accepted[n] = answer.json()["tasks"][0]
+            else:
+                assert answer.status_code == 503, answer.text
+                refused += 1
+            time.sleep(0.01)
+    return accepted, refused
+
+
+def all_run_once(stack: Stack, accepted: dict[int, str], timeout: float = 150) -> None:
+    """Every accepted delivery became exactly one task, and the worker finished it."""
+    store = stack.store()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [t for t in accepted.values() if not _finished(store, t)]
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, [(t, store.get(t), store.events(t)) for t in left[:3]]
+    for task_id in accepted.values():
+        record = store.get(task_id)
+        assert record is not None and record.run == 1
+    assert len(store.recent(1000)) == len(accepted)
 
 
 def _up(url: str) -> bool:
@@ -107,52 +167,37 @@ def _up(url: str) -> bool:
         return False
 
 
-def test_redis_restart_under_a_stream_loses_and_doubles_nothing(
-    stack: tuple[str, int, Path],
-) -> None:
-    url, redis_port, data = stack
-    accepted: dict[int, str] = {}
-    refused = 0
-    redis_proc: subprocess.Popen[bytes] | None = None
-    with httpx.Client(timeout=10) as client:
-        for n in range(1, 121):
-            if n == 40:  # Redis goes away mid-stream ...
-                connect(f"redis://127.0.0.1:{redis_port}/0").shutdown(save=False, nosave=False)
-            if n == 80:  # ... and comes back with what it had acknowledged
-                redis_proc = start_redis(redis_port, data)
-            body = p.encode(p.issues(number=n))
-            answer = client.post(
-                f"{url}/api/github/webhooks",
-                content=body,
-                headers=p.headers("issues", body, f"stream-{n}"),
-            )
-            if answer.status_code == 202:
-                accepted[n] = answer.json()["tasks"][0]
-            else:
-                assert answer.status_code == 503, answer.text
-                refused += 1
-            time.sleep(0.01)
-    try:
-        assert refused > 0 and len(accepted) + refused == 120
-        store = Store(connect(f"redis://127.0.0.1:{redis_port}/0"))
+def test_redis_restart_under_a_stream_loses_and_doubles_nothing(stack: Stack) -> None:
+    restarted: list[subprocess.Popen[bytes]] = []
 
+    def down() -> None:
+        connect(f"redis://127.0.0.1:{stack.redis_port}/0").shutdown(save=False, nosave=False)
+
+    def up() -> None:  # with what it had acknowledged
+        restarted.append(start_redis(stack.redis_port, stack.data))
+
+    try:
+        accepted, refused = stream(stack, 120, {40: down, 80: up})
+        assert refused > 0 and len(accepted) + refused == 120
         # The worker, never restarted, works through everything accepted; the job it was in
         # when Redis went away is taken over once its heartbeat lapses.
-        def pending() -> list[str]:
-            return [t for t in accepted.values() if not _finished(store, t)]
-
-        deadline = time.monotonic() + 120
-        while pending() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = pending()
-        assert not left, [(t, store.get(t), store.events(t)) for t in left[:3]]
-        for task_id in accepted.values():
-            record = store.get(task_id)
-            assert record is not None and record.run == 1  # exactly one task, run once
-        assert len(store.recent(1000)) == len(accepted)
+        all_run_once(stack, accepted)
     finally:
-        if redis_proc is not None:
-            stop_process(redis_proc)
+        for proc in restarted:
+            stop_process(proc)
+
+
+def test_web_restart_while_deliveries_arrive_loses_nothing_accepted(stack: Stack) -> None:
+    def stop_web() -> None:
+        stop_process(stack.procs["web"])
+
+    def start_web() -> None:
+        stack.start("web")
+        wait_until(lambda: _up(stack.url), "the web process to come back")
+
+    accepted, refused = stream(stack, 90, {30: stop_web, 35: start_web})
+    assert refused == 5 and len(accepted) == 85
+    all_run_once(stack, accepted)
 
 
 def _finished(store: Store, task_id: str) -> bool:
