@@ -237,8 +237,17 @@ class Store:
 
     def prune(self, before: float, batch: int = 500) -> int:
         """Delete finished tasks last updated before `before`, with their trail and log."""
-        found = self.redis.zrangebyscore(TASKS_INDEX, 0, before, 0, batch)
-        old = [_s(i) for i in found if isinstance(i, bytes | str)]
+        removed, offset = 0, 0
+        while True:
+            found = self.redis.zrangebyscore(TASKS_INDEX, 0, before, offset, batch)
+            old = [_s(i) for i in found if isinstance(i, bytes | str)]
+            gone = self._prune(old)
+            removed += gone
+            offset += len(old) - gone  # live tasks stay in the index; step over them
+            if len(old) < batch:
+                return removed
+
+    def _prune(self, old: list[str]) -> int:
         removed = 0
         for task_id in old:
             record = self.get(task_id)

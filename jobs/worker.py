@@ -125,7 +125,7 @@ def work(redis_url: str, burst: bool, log_level: str, workspaces_dir: Path) -> b
             # Its teardown, talking to a Redis that is gone, can fail too.
             log.warning("the worker lost Redis: %s", exc)
             worked = False
-        if burst or worker._stop_requested:
+        if burst or worker._shutdown_requested_date is not None:
             return worked
         log.warning("the worker stopped on an error (was Redis lost?); starting it again")
         time.sleep(1)

@@ -203,3 +203,48 @@ def test_web_restart_while_deliveries_arrive_loses_nothing_accepted(stack: Stack
 def _finished(store: Store, task_id: str) -> bool:
     record = store.get(task_id)
     return record is not None and not record.state.active
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.slow
+def test_sixty_seconds_of_steady_deliveries(stack: Stack) -> None:
+    """Soak: 10 deliveries a second for 60 s. Zero errors; memory of web, worker and Redis
+    measured at the start and end (reported in docs/reliability.md)."""
+    web, worker = stack.procs["web"].pid, stack.procs["worker"].pid
+    redis = connect(f"redis://127.0.0.1:{stack.redis_port}/0")
+    before = (_rss_kib(web), _rss_kib(worker), int(redis.info("memory")["used_memory"]))
+    accepted: dict[int, str] = {}
+    errors = 0
+    started = time.monotonic()
+    with httpx.Client(timeout=10) as client:
+        for n in range(1, 601):
+            body = p.encode(p.issues(number=n))
+            answer = client.post(
+                f"{stack.url}/api/github/webhooks",
+                content=body,
+                headers=p.headers("issues", body, f"soak-{n}"),
+            )
+            if answer.status_code == 202:
+                accepted[n] = answer.json()["tasks"][0]
+            else:
+                errors += 1
+            time.sleep(max(0.0, started + n * 0.1 - time.monotonic()))
+    all_run_once(stack, accepted, timeout=300)
+    after = (_rss_kib(web), _rss_kib(worker), int(redis.info("memory")["used_memory"]))
+    store = stack.store()
+    pruned = store.prune(time.time() + 15 * 86400)
+    final = int(redis.info("memory")["used_memory"])
+    report = {"errors": errors, "web_kib": (before[0], after[0]),
+              "worker_kib": (before[1], after[1]), "redis_bytes": (before[2], after[2], final),
+              "pruned": pruned}  # fmt: skip
+    print(f"\nsoak: {report}")
+    assert errors == 0 and len(accepted) == 600
+    assert all(redis.ttl(k) > 0 for k in redis.scan_iter("fh:delivery:*"))  # they expire
+    assert pruned == 600 and final < after[2]
+    assert after[0] - before[0] < 64 * 1024  # web RSS grows by less than 64 MiB

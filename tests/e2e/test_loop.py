@@ -66,6 +66,12 @@ def test_labelled_issue_to_green_pull_request_through_a_ci_fix(careful: Stack) -
     assert {d.status for d in sim.deliveries} <= {202}
     kinds = sorted(r.task.kind.value for r in careful.store.recent())
     assert kinds == ["ci", "issue"]
+    # No token or key in any log of any process.
+    logs_of = [*careful.logs.glob("*.log"), *(careful.root / "workspaces" / "logs").glob("*.log")]
+    key_line = careful.env["PRIVATE_KEY"].splitlines()[1]
+    for path in logs_of:
+        text = path.read_text()
+        assert not any(t in text for t in sim.sim.tokens) and key_line not in text, path
     # The hidden comment in the issue never reached the agent.
     agent_logs = (careful.root / "workspaces" / "logs").glob("*.log")
     logs = "".join(path.read_text() for path in agent_logs)
@@ -154,6 +160,8 @@ def test_worker_killed_mid_agent_is_retried_from_a_clean_worktree(tmp_path: Path
         assert branch_log(stack, branch)[-1] == "Resolve #1: add() subtracts"
         assert len([s for s in branch_log(stack, branch) if s.startswith("Resolve")]) == 1
         assert len(sim.sim.pulls) == 1
+        status = [c for c in sim.sim.comments.values() if c["issue"] == 1]
+        assert len(status) == 1  # the retried task kept its one status comment
         # The orphaned work-horse of the killed worker and its agent were stopped.
         assert gone(int(marker.read_text()))
 
