@@ -279,6 +279,7 @@ class PullRequest:
     state: str
     merged: bool
     fork: bool
+    author: str
 
 
 def read_pull(api: Installation, task: Task, number: int) -> PullRequest:
@@ -291,6 +292,7 @@ def read_pull(api: Installation, task: Task, number: int) -> PullRequest:
         state=data["state"],
         merged=bool(data.get("merged")),
         fork=(head.get("repo") or {}).get("id") != task.repo_id,
+        author=(data.get("user") or {}).get("login", ""),
     )
 
 
@@ -318,6 +320,11 @@ def change_pull_request(
     """Run the agent on the pull request's branch at its head and push what it changes."""
     identity = ctx.app.identity(api)
     ctx.store.set_app_slug(identity.slug)
+    if pr.author != identity.login:
+        # An `agent/` branch someone else opened is theirs: the App pushes only to its own.
+        raise TaskFailed(
+            f"#{pr.number} was opened by {pr.author}, not by the App; nothing was done."
+        )
     with ctx.workspaces.worktree(
         task.id, task.repo_id, repo.clone_url, api.token(), pr.branch, pr.branch, new_branch=False
     ) as tree:

@@ -330,7 +330,8 @@ def pull_view(gh: GitHubSimulator, number: int) -> dict[str, Any]:
     if pull.get("fork"):
         head_repo = shapes.repository(f"eve/{repo['name']}", gh.repo_id + 1, "main", "")
     bot = shapes.user(f"{gh.slug}[bot]", "Bot", gh.bot_id)
-    view = shapes.pull_request(pull, repo, sha, head_repo, gh.head_sha(pull["base"]), bot)
+    opener = shapes.user(pull["author"]) if pull.get("author") else bot
+    view = shapes.pull_request(pull, repo, sha, head_repo, gh.head_sha(pull["base"]), opener)
     view["labels"] = [shapes.label(n) for n in gh.labels.get(number, [])]
     return view
 

@@ -97,3 +97,16 @@ def test_conflicting_human_push_fails_the_task_without_forcing(world: World) -> 
     log = fakes.sh_git("log", "--format=%s", "-1", BRANCH, cwd=world.origin).strip()
     assert log == "human change"
     assert world.leftovers() == []
+
+
+def test_a_pull_request_the_app_did_not_open_is_never_pushed_to(world: World) -> None:
+    world.github.add_pull(40, BRANCH)
+    fakes.sh_git("branch", BRANCH, "main", cwd=world.origin)
+    world.github.pulls[40]["author"] = "mallory"
+    add_review(world, 40, comments=1)
+    record = world.run(review_task(40))
+    assert record.state is State.FAILED
+    assert record.error == "#40 was opened by mallory, not by the App; nothing was done."
+    assert fakes.sh_git("rev-parse", BRANCH, cwd=world.origin) == fakes.sh_git(
+        "rev-parse", "main", cwd=world.origin
+    )
