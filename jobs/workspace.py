@@ -114,9 +114,12 @@ class Workspaces:
                 if new_branch:
                     branch = self._free_branch(mirror, branch)
                     (task_dir / "owner").write_text(f"{owner.rsplit(' ', 1)[0]} {branch}")
-                git(["worktree", "prune"], mirror)
                 git(["branch", "-D", branch], mirror, check=False)
-                git(["worktree", "add", "--quiet", "-b", branch, str(path), base], mirror)
+                # Only the bookkeeping under the lock; the checkout itself, the slow part on a
+                # large tree, runs outside it so concurrent tasks check out in parallel.
+                git(["worktree", "add", "--quiet", "--no-checkout", "-b", branch, str(path), base],
+                    mirror)  # fmt: skip
+            git(["reset", "--quiet", "--hard", base], path)
             if not new_branch:
                 git(["branch", "--set-upstream-to", f"origin/{start}", branch], path, check=False)
             yield Worktree(path=path, branch=branch, base=base, task_dir=task_dir)
