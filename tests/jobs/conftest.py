@@ -78,6 +78,13 @@ class World:
         return Task(Kind.CI, p.INSTALLATION, p.REPO_ID, p.REPO, number, "github-actions[bot]",
                     sha=sha, branch=branch)  # fmt: skip
 
+    def fail_ci(self, number: int, rounds: int = 1) -> None:
+        """CI fails on the pull request's head, and its fix task runs; `rounds` times."""
+        for _ in range(rounds):
+            head = self.github.head_sha(BRANCH)
+            self.github.add_check_run(head, "tests")
+            self.run(self.ci_task(number, head))
+
     def execute_together(self, tasks: list[Task]) -> dict[str, str]:
         """Run the tasks' jobs at the same time, in threads, as parallel workers would."""
         for task in tasks:

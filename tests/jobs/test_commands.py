@@ -34,10 +34,7 @@ def test_help_for_an_empty_or_unknown_command(world: World) -> None:
 def test_retry_after_escalation_runs_one_more_round(world: World) -> None:
     number = world.open_pull_request()
     world.use_agent("tweak")
-    for _ in range(4):
-        head = world.github.head_sha(BRANCH)
-        world.github.add_check_run(head, "tests")
-        world.run(world.ci_task(number, head))
+    world.fail_ci(number, rounds=4)
     assert world.store.escalated(p.REPO_ID, number)
     world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
     before = world.github.head_sha(BRANCH)

@@ -74,10 +74,7 @@ def test_always_failing_ci_escalates_after_exactly_max_attempts(world: World) ->
     number = world.open_pull_request()
     world.use_agent("tweak")
     before = len(commits_on_branch(world))
-    for _ in range(5):  # CI fails on every head, however often the agent pushes
-        head = world.github.head_sha(BRANCH)
-        world.github.add_check_run(head, "tests")
-        world.run(world.ci_task(number, head))
+    world.fail_ci(number, rounds=5)  # CI fails on every head, however often the agent pushes
     assert len(commits_on_branch(world)) - before == 3  # MAX_ATTEMPTS fix pushes
     assert world.github.labels[number] == ["agent:needs-human"]
     escalations = [b for b in world.github.comment_bodies(number) if "stopped after" in b]
@@ -116,19 +113,12 @@ def test_green_ci_resets_the_count(world: World) -> None:
 def test_attempts_are_rebuilt_from_the_pull_request_when_redis_forgot(world: World) -> None:
     number = world.open_pull_request()
     world.use_agent("tweak")
-    for _ in range(2):
-        head = world.github.head_sha(BRANCH)
-        world.github.add_check_run(head, "tests")
-        world.run(world.ci_task(number, head))
+    world.fail_ci(number, rounds=2)
     assert len(world.store.attempts(p.REPO_ID, number)) == 2
     for key in world.redis.keys(f"fh:pr:{p.REPO_ID}:{number}:*"):
         world.redis.delete(key)  # as if Redis had been emptied
-    head = world.github.head_sha(BRANCH)
-    world.github.add_check_run(head, "tests")
-    world.run(world.ci_task(number, head))
+    world.fail_ci(number)
     attempts = world.store.attempts(p.REPO_ID, number)
     assert [a["attempt"] for a in attempts] == [1, 2, 3]
-    head = world.github.head_sha(BRANCH)
-    world.github.add_check_run(head, "tests")
-    world.run(world.ci_task(number, head))
+    world.fail_ci(number)
     assert world.github.labels[number] == ["agent:needs-human"]
