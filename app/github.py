@@ -20,6 +20,7 @@ from githubkit.retry import RetryOption
 from redis import Redis
 
 from app.settings import Settings
+from app.store import text
 
 # A token is handed out only while it has this long left, so a push at the end of a long
 # agent run never starts with a token about to lapse.
@@ -163,7 +164,7 @@ class App:
         GitHub serves the bot user only to installation tokens, hence `via`."""
         cached = self.redis.hgetall("fh:app:identity")
         if cached:
-            fields = {_text(k): _text(v) for k, v in cached.items()}
+            fields = {text(k): text(v) for k, v in cached.items()}
             return Identity(fields["slug"], int(fields["bot_id"]))
         slug: str = self.app_request("GET", "/app")["slug"]
         bot = via.get(f"/users/{quote(slug)}%5Bbot%5D")
@@ -226,10 +227,6 @@ class Installation:
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _call(gh: GitHub[Any], method: str, path: str, **kwargs: Any) -> Any:

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from app.dispatch import queue_for
+from app.store import text
 from app.triggers import HANDLED_EVENTS
 
 AGENT_BUCKETS = (5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, math.inf)
@@ -98,11 +99,7 @@ class RedisCollector(Collector):
 
     def _hash(self, key: str) -> dict[str, str]:
         raw = self.redis.hgetall(key)
-        return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return {text(k): text(v) for k, v in raw.items()}
 
 
 def render(redis: Redis) -> bytes:

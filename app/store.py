@@ -31,7 +31,8 @@ LOG_TAIL_LIMIT = 500
 Conn = Redis | Pipeline
 
 
-def _s(value: bytes | str) -> str:
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (clients here do not decode replies)."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -48,6 +49,14 @@ def target_key(repo_id: int, number: int) -> str:
 
 
 TASKS_INDEX = "fh:tasks"
+
+
+@dataclass(frozen=True)
+class DeliveryFacts:
+    app_slug: str | None
+    allowed_bots: frozenset[str]
+    repo_installed: bool | None
+    app_pull_request: bool
 
 
 @dataclass(frozen=True)
@@ -168,7 +177,7 @@ class Store:
             pipe.execute()
 
     def log_tail(self, task_id: str, lines: int = LOG_TAIL_LIMIT) -> list[str]:
-        return [_s(x) for x in self.redis.lrange(f"fh:task:{task_id}:log", -lines, -1)]
+        return [text(x) for x in self.redis.lrange(f"fh:task:{task_id}:log", -lines, -1)]
 
     def status_comment(self, task_id: str) -> int | None:
         value = self.redis.get(f"fh:task:{task_id}:comment")
@@ -227,7 +236,7 @@ class Store:
 
     def recent(self, limit: int = 100) -> list[TaskRecord]:
         ids = [
-            _s(i) for i in self.redis.zrevrange(TASKS_INDEX, 0, limit - 1) if isinstance(i, bytes)
+            text(i) for i in self.redis.zrevrange(TASKS_INDEX, 0, limit - 1) if isinstance(i, bytes)
         ]
         with self.redis.pipeline(transaction=False) as pipe:
             for task_id in ids:
@@ -240,7 +249,7 @@ class Store:
         removed, offset = 0, 0
         while True:
             found = self.redis.zrangebyscore(TASKS_INDEX, 0, before, offset, batch)
-            old = [_s(i) for i in found if isinstance(i, bytes | str)]
+            old = [text(i) for i in found if isinstance(i, bytes | str)]
             gone = self._prune(old)
             removed += gone
             offset += len(old) - gone  # live tasks stay in the index; step over them
@@ -265,7 +274,7 @@ class Store:
         return removed
 
     def on_target(self, repo_id: int, number: int) -> list[str]:
-        return sorted(_s(i) for i in self.redis.smembers(target_key(repo_id, number)))
+        return sorted(text(i) for i in self.redis.smembers(target_key(repo_id, number)))
 
     # --- facts the web side decides with ------------------------------------------------------
 
@@ -289,9 +298,9 @@ class Store:
         """(repo id, number, repo, installation) of every pull request the App opened."""
         found = []
         for member in self.redis.smembers("fh:app_prs"):
-            repo_id, number = (int(x) for x in _s(member).split(":"))
+            repo_id, number = (int(x) for x in text(member).split(":"))
             meta = self.redis.hgetall(f"fh:pr:{repo_id}:{number}:meta")
-            fields = {_s(k): _s(v) for k, v in meta.items()}
+            fields = {text(k): text(v) for k, v in meta.items()}
             if fields:
                 found.append((repo_id, number, fields["repo"], int(fields["installation"])))
         return sorted(found)
@@ -305,13 +314,10 @@ class Store:
 
     def app_slug(self) -> str | None:
         slug = self.redis.get("fh:app:slug")
-        return _s(slug) if slug else None
+        return text(slug) if slug else None
 
     def set_app_slug(self, slug: str) -> None:
         self.redis.set("fh:app:slug", slug)
-
-    def allowed_bots(self, repo_id: int) -> frozenset[str]:
-        return frozenset(_s(b) for b in self.redis.smembers(f"fh:allowed_bots:{repo_id}"))
 
     def set_allowed_bots(self, repo_id: int, bots: Iterable[str]) -> None:
         key = f"fh:allowed_bots:{repo_id}"
@@ -339,14 +345,31 @@ class Store:
                 pipe.hdel(key, str(removed))
             pipe.execute()
 
-    def repo_installed(self, repo_id: int, installation_id: int) -> bool | None:
-        """Whether installation events put this repository in that installation; None when
-        they never said anything about the installation."""
-        owner = self.installation_for(repo_id)
-        if owner is not None:
-            return owner == installation_id
-        known = self.redis.sismember("fh:installations", str(installation_id))
-        return False if known else None
+    def delivery_facts(
+        self, repo_id: int | None, installation_id: int | None, pull: tuple[int, int] | None
+    ) -> DeliveryFacts:
+        """What deciding a delivery needs from Redis, read in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get("fh:app:slug")
+            pipe.smembers(f"fh:allowed_bots:{repo_id}")
+            pipe.hget("fh:repos", str(repo_id))
+            pipe.sismember("fh:installations", str(installation_id))
+            pipe.sismember("fh:app_prs", f"{pull[0]}:{pull[1]}" if pull else "")
+            slug, bots, owner, known, app_pr = pipe.execute()
+        installed: bool | None = None
+        if repo_id is not None and installation_id is not None:
+            # Installation events put the repository elsewhere, or named its installation
+            # without it; when they never spoke of the installation, nothing can be said.
+            if owner is not None:
+                installed = int(owner) == installation_id
+            elif known:
+                installed = False
+        return DeliveryFacts(
+            app_slug=text(slug) if slug else None,
+            allowed_bots=frozenset(text(b) for b in bots) if repo_id is not None else frozenset(),
+            repo_installed=installed,
+            app_pull_request=bool(app_pr) if pull else False,
+        )
 
     def installation_for(self, repo_id: int) -> int | None:
         value = self.redis.hget("fh:repos", str(repo_id))
@@ -354,7 +377,7 @@ class Store:
 
 
 def record_from_hash(raw: dict[Any, Any]) -> TaskRecord:
-    fields = {_s(k): _s(v) for k, v in raw.items()}
+    fields = {text(k): text(v) for k, v in raw.items()}
     return TaskRecord(
         task=Task.from_fields(fields),
         state=State(fields["state"]),

@@ -251,16 +251,18 @@ def command_verb(body: str, prefix: str) -> str | None:
     return rest[0].lower() if rest else ""
 
 
+def _pr_task(payload: Payload, facts: Facts, kind: Kind, **extra: Any) -> Decision:
+    """A task on the payload's pull request, started by its sender, on its head branch."""
+    number = _get(payload, "pull_request.number", int)
+    branch = _get(payload, "pull_request.head.ref", str)
+    return _task(
+        payload, facts, kind, number, _get(payload, "sender.login", str), branch=branch, **extra
+    )
+
+
 def _fork_notice(payload: Payload, facts: Facts) -> Decision:
     """A fork's pull request on a branch the App would work on: it is told, once, why not."""
-    return _task(
-        payload,
-        facts,
-        Kind.FORK,
-        _get(payload, "pull_request.number", int),
-        _get(payload, "sender.login", str),
-        branch=_get(payload, "pull_request.head.ref", str),
-    )
+    return _pr_task(payload, facts, Kind.FORK)
 
 
 def _pull_request(payload: Payload, facts: Facts) -> Decision:
@@ -281,14 +283,7 @@ def _pull_request(payload: Payload, facts: Facts) -> Decision:
         return Decision(actions=(reset,))
     if action != "closed":
         return ignore(f"pull_request.{action} of the App's own branch needs no work")
-    closed = _task(
-        payload,
-        facts,
-        Kind.CLOSED,
-        number,
-        _get(payload, "sender.login", str),
-        branch=_get(payload, "pull_request.head.ref", str),
-    )
+    closed = _pr_task(payload, facts, Kind.CLOSED)
     return Decision(actions=(_cancel(payload, number, "pull request closed"), *closed.actions))
 
 
@@ -308,15 +303,12 @@ def _pull_request_review(payload: Payload, facts: Facts) -> Decision:
         return _fork_notice(payload, facts)
     if blocked:
         return ignore(blocked)
-    return _task(
+    return _pr_task(
         payload,
         facts,
         Kind.REVIEW,
-        _get(payload, "pull_request.number", int),
-        _get(payload, "sender.login", str),
         review_id=_get(payload, "review.id", int),
         sha=_opt(payload, "review.commit_id", str) or "",
-        branch=_get(payload, "pull_request.head.ref", str),
     )
 
 

@@ -156,17 +156,17 @@ class Intake:
         )
 
     def _facts(self, event: str, payload: dict[str, Any]) -> Facts:
-        repo_id = _number(payload, "repository")
-        inst_id = _number(payload, "installation")
-        pr = needs_pull_request_fact(event, payload)
+        found = self.store.delivery_facts(
+            _number(payload, "repository"),
+            _number(payload, "installation"),
+            needs_pull_request_fact(event, payload),
+        )
         return replace(
             self.facts,
-            app_slug=self.store.app_slug(),
-            allowed_bots=self.store.allowed_bots(repo_id) if repo_id else frozenset(),
-            app_pull_request=self.store.is_app_pull_request(*pr) if pr else False,
-            repo_installed=(
-                self.store.repo_installed(repo_id, inst_id) if repo_id and inst_id else None
-            ),
+            app_slug=found.app_slug,
+            allowed_bots=found.allowed_bots,
+            app_pull_request=found.app_pull_request,
+            repo_installed=found.repo_installed,
         )
 
 
