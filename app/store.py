@@ -94,14 +94,10 @@ class Store:
 
     # --- deliveries ---------------------------------------------------------------------
 
-    def claim_delivery(self, guid: str) -> bool:
-        """True when this GUID is new; False when it was processed or is being processed."""
-        return bool(
-            self.redis.set(f"fh:delivery:{guid}", "pending", nx=True, ex=DELIVERY_CLAIM_TTL)
+    def finish_delivery(self, guid: str, conn: Conn | None = None) -> None:
+        (conn if conn is not None else self.redis).set(
+            f"fh:delivery:{guid}", "done", ex=DELIVERY_TTL
         )
-
-    def finish_delivery(self, guid: str) -> None:
-        self.redis.set(f"fh:delivery:{guid}", "done", ex=DELIVERY_TTL)
 
     def release_delivery(self, guid: str) -> None:
         self.redis.delete(f"fh:delivery:{guid}")
@@ -160,11 +156,17 @@ class Store:
 
     def audit(self, task_id: str, event: str, detail: str = "", conn: Conn | None = None) -> None:
         """Record a step in the task's timeline; every step is also one log line."""
+        self.audit_log(task_id, event, detail)
+        self.audit_write(conn if conn is not None else self.redis, task_id, event, detail)
+
+    def audit_log(self, task_id: str, event: str, detail: str) -> None:
         log.info("%s%s", event, f": {detail}" if detail else "", extra={"task": task_id})
+
+    def audit_write(self, conn: Conn, task_id: str, event: str, detail: str) -> None:
+        """The timeline entry alone, for a caller that logs only once its writes are applied."""
         entry = json.dumps({"ts": time.time(), "event": event, "detail": detail})
-        target = conn if conn is not None else self.redis
-        target.rpush(events_key(task_id), entry)
-        target.ltrim(events_key(task_id), -AUDIT_LIMIT, -1)
+        conn.rpush(events_key(task_id), entry)
+        conn.ltrim(events_key(task_id), -AUDIT_LIMIT, -1)
 
     def events(self, task_id: str) -> list[dict[str, Any]]:
         return [json.loads(e) for e in self.redis.lrange(events_key(task_id), 0, -1)]
@@ -345,17 +347,29 @@ class Store:
                 pipe.hdel(key, str(removed))
             pipe.execute()
 
-    def delivery_facts(
-        self, repo_id: int | None, installation_id: int | None, pull: tuple[int, int] | None
-    ) -> DeliveryFacts:
-        """What deciding a delivery needs from Redis, read in one round trip."""
+    def claim_delivery(
+        self,
+        guid: str,
+        repo_id: int | None,
+        installation_id: int | None,
+        pull: tuple[int, int] | None,
+    ) -> DeliveryFacts | None:
+        """Claim a delivery's GUID and read what deciding it needs, in one round trip.
+
+        None when the GUID was already processed or is being processed. The facts are read
+        either way: a wasted read on the rare duplicate costs less than a second round trip
+        on every delivery.
+        """
         with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(f"fh:delivery:{guid}", "pending", nx=True, ex=DELIVERY_CLAIM_TTL)
             pipe.get("fh:app:slug")
             pipe.smembers(f"fh:allowed_bots:{repo_id}")
             pipe.hget("fh:repos", str(repo_id))
             pipe.sismember("fh:installations", str(installation_id))
             pipe.sismember("fh:app_prs", f"{pull[0]}:{pull[1]}" if pull else "")
-            slug, bots, owner, known, app_pr = pipe.execute()
+            claimed, slug, bots, owner, known, app_pr = pipe.execute()
+        if not claimed:
+            return None
         installed: bool | None = None
         if repo_id is not None and installation_id is not None:
             # Installation events put the repository elsewhere, or named its installation

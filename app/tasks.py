@@ -6,7 +6,7 @@ only from the values that make two events "the same work" and uses only `[A-Za-z
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 
 
@@ -65,7 +65,8 @@ class Task:
                 return f"fork-{self.repo_id}-{self.number}"
 
     def to_fields(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
+        # Not asdict(): it deep-copies, and this runs for every queued task.
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> Task:

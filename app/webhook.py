@@ -113,23 +113,40 @@ class Intake:
 
     def process(self, event: str, delivery: str, payload: dict[str, Any]) -> Result:
         result = Result(delivery)
-        if not self.store.claim_delivery(delivery):
+        found = self.store.claim_delivery(
+            delivery,
+            _number(payload, "repository"),
+            _number(payload, "installation"),
+            needs_pull_request_fact(event, payload),
+        )
+        if found is None:
             result.ignored = "duplicate delivery"
             log.info("%s: duplicate delivery", event, extra={"delivery": delivery})
             count_delivery(self.store.redis, event, "duplicate")
             return result
+        facts = replace(
+            self.facts,
+            app_slug=found.app_slug,
+            allowed_bots=found.allowed_bots,
+            app_pull_request=found.app_pull_request,
+            repo_installed=found.repo_installed,
+        )
         try:
-            self._apply(event, delivery, payload, result)
+            self._apply(event, delivery, payload, facts, result)
         except BaseException:
             self.store.release_delivery(delivery)
             raise
-        self.store.finish_delivery(delivery)
         outcome = "queued" if result.tasks else "ignored" if result.ignored else "applied"
-        count_delivery(self.store.redis, event, outcome)
+        with self.store.redis.pipeline(transaction=False) as pipe:
+            self.store.finish_delivery(delivery, conn=pipe)
+            count_delivery(pipe, event, outcome)
+            pipe.execute()
         return result
 
-    def _apply(self, event: str, delivery: str, payload: dict[str, Any], result: Result) -> None:
-        decision = decide(event, payload, self._facts(event, payload))
+    def _apply(
+        self, event: str, delivery: str, payload: dict[str, Any], facts: Facts, result: Result
+    ) -> None:
+        decision = decide(event, payload, facts)
         action = payload.get("action")
         name = f"{event}.{action}" if isinstance(action, str) else event
         origin = f"delivery {delivery} ({name})"
@@ -153,20 +170,6 @@ class Intake:
             name,
             f"ignored: {result.ignored}" if result.ignored else f"tasks {result.tasks}",
             extra={"delivery": delivery, "task": ",".join(result.tasks)},
-        )
-
-    def _facts(self, event: str, payload: dict[str, Any]) -> Facts:
-        found = self.store.delivery_facts(
-            _number(payload, "repository"),
-            _number(payload, "installation"),
-            needs_pull_request_fact(event, payload),
-        )
-        return replace(
-            self.facts,
-            app_slug=found.app_slug,
-            allowed_bots=found.allowed_bots,
-            app_pull_request=found.app_pull_request,
-            repo_installed=found.repo_installed,
         )
 
 

@@ -155,7 +155,7 @@ class Stack:
         self.store = Store(connect(redis_url))
         self.web = self._start("web")
         self.worker = self._start("worker")
-        _wait_healthy(f"http://127.0.0.1:{self.port}/healthz")
+        wait_healthy(f"http://127.0.0.1:{self.port}/healthz")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -230,7 +230,7 @@ What to look at:
     return 0 if outcome.startswith(expected) else 1
 
 
-def _wait_healthy(url: str) -> None:
+def wait_healthy(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
