@@ -97,6 +97,9 @@ def reap(workspaces: Workspaces) -> None:
     removed = workspaces.prune_stale()
     if removed:
         log.info("removed stale worktrees: %s", ", ".join(removed))
+    idle = workspaces.prune_pool()
+    if idle:
+        log.info("removed kept worktrees unused for a day: %s", ", ".join(idle))
 
 
 def work(redis_url: str, burst: bool, log_level: str, workspaces_dir: Path) -> bool:

@@ -4,6 +4,9 @@ Layout under WORKSPACES_DIR:
     mirrors/<repo id>.git    one bare mirror per repository, fetched (never re-cloned) per task
     mirrors/<repo id>.lock   serializes every change to that mirror across worker processes
     tasks/<task id>/         one task's scratch: `work/` (its worktree), prompt, owner
+    pool/<repo id>/<slot>/   finished tasks' worktrees, detached and kept for the next task
+                             on that repository: it rewrites only the files that differ
+                             instead of checking out the whole tree again
     logs/<task id>.log       agent output, kept after the worktree is gone
     run/                     process-group ids of running agents, for stop and orphan reaping
 """
@@ -14,6 +17,8 @@ import fcntl
 import os
 import shutil
 import socket
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +30,10 @@ from jobs.git import GitError, git
 EXCLUDES = (".aider*",)
 # A push URL that cannot work: only forgehand, passing the real URL explicitly, can push.
 NO_PUSH = "no-push://forgehand-pushes-for-the-agent"
+# Kept worktrees per repository: as many as tasks on one repository usually run at once. Each
+# costs the disk of one checkout while idle; one unused for POOL_IDLE seconds is removed.
+POOL_SIZE = 4
+POOL_IDLE = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class Workspaces:
         self.tasks = self.root / "tasks"
         self.logs = self.root / "logs"
         self.run_dir = self.root / "run"
+        self.pool = self.root / "pool"
 
     def log_path(self, task_id: str) -> Path:
         return self.logs / f"{task_id}.log"
@@ -92,7 +102,8 @@ class Workspaces:
         start: str,
         new_branch: bool,
     ) -> Iterator[Worktree]:
-        """A fresh worktree on `branch`, made from `origin/<start>`; always removed after.
+        """A clean worktree on `branch`, made from `origin/<start>`: a kept one when the
+        repository has one (see POOL_SIZE), else a new one. Afterwards it is kept or removed.
 
         With new_branch the branch is created from the start point; otherwise `start` is the
         existing remote branch the task continues.
@@ -115,32 +126,96 @@ class Workspaces:
                     branch = self._free_branch(mirror, branch)
                     (task_dir / "owner").write_text(f"{owner.rsplit(' ', 1)[0]} {branch}")
                 git(["branch", "-D", branch], mirror, check=False)
-                # Only the bookkeeping under the lock; the checkout itself, the slow part on a
-                # large tree, runs outside it so concurrent tasks check out in parallel.
-                git(["worktree", "add", "--quiet", "--no-checkout", "-b", branch, str(path), base],
-                    mirror)  # fmt: skip
-            git(["reset", "--quiet", "--hard", base], path)
+                git(["branch", branch, base], mirror)
+                reused = self._take_pooled(mirror, repo_id, path)
+                if not reused:
+                    # Only the bookkeeping under the lock; the checkout itself, the slow part
+                    # on a large tree, runs outside it so concurrent tasks check out in parallel.
+                    git(["worktree", "add", "--quiet", "--no-checkout", str(path), branch],
+                        mirror)  # fmt: skip
+            if reused:
+                reused = self._reset_kept(mirror, path, branch)
+            if not reused:
+                git(["reset", "--quiet", "--hard", base], path)
             if not new_branch:
                 git(["branch", "--set-upstream-to", f"origin/{start}", branch], path, check=False)
             yield Worktree(path=path, branch=branch, base=base, task_dir=task_dir)
         finally:
             self._discard(task_dir)
 
+    def _take_pooled(self, mirror: Path, repo_id: int, path: Path) -> bool:
+        """Move a kept worktree of this repository to `path`; False when there is none.
+        Called with the mirror locked."""
+        for slot in sorted((self.pool / str(repo_id)).glob("*")):
+            try:
+                git(["worktree", "move", str(slot), str(path)], mirror)
+                return True
+            except GitError:
+                _remove_worktree(mirror, slot)
+        return False
+
+    def _reset_kept(self, mirror: Path, path: Path, branch: str) -> bool:
+        """Bring a kept worktree to exactly the branch's tree: tracked files reset (only those
+        that differ are written), everything untracked or ignored removed. On failure it is
+        replaced by a new, empty worktree and False returned."""
+        try:
+            git(["checkout", "--quiet", "--force", branch], path)
+            git(["clean", "--quiet", "-ffdx"], path)
+            return True
+        except GitError:
+            with self._locked(int(mirror.stem)):
+                _remove_worktree(mirror, path)
+                git(["worktree", "add", "--quiet", "--no-checkout", str(path), branch], mirror)
+            return False
+
     def _discard(self, task_dir: Path) -> None:
-        """Remove a task's worktree, its local branch and its directory, if there are any."""
+        """Keep a task's worktree for the next task if there is room and it can be trusted,
+        else remove it; then remove its local branch and its directory."""
         owner = _owner(task_dir)
         mirror = self.mirrors / f"{owner.repo_id}.git" if owner else None
         if owner is not None and mirror is not None and mirror.exists():
             with self._locked(owner.repo_id):
                 path = task_dir / "work"
-                if path.exists():
-                    git(
-                        ["worktree", "remove", "--force", "--force", str(path)], mirror, check=False
-                    )
+                if path.exists() and not self._keep(mirror, owner.repo_id, path):
+                    _remove_worktree(mirror, path)
                 shutil.rmtree(task_dir, ignore_errors=True)
                 git(["worktree", "prune"], mirror, check=False)
                 git(["branch", "-D", owner.branch], mirror, check=False)
         shutil.rmtree(task_dir, ignore_errors=True)
+
+    def _keep(self, mirror: Path, repo_id: int, path: Path) -> bool:
+        pool = self.pool / str(repo_id)
+        if pool.is_dir() and sum(1 for _ in pool.iterdir()) >= POOL_SIZE:
+            return False
+        try:
+            # An index entry marked assume-unchanged or skip-worktree (lower-case or S in
+            # `ls-files -v`) could hide a changed file from the next task's checkout.
+            flags = git(["ls-files", "-v"], path)
+            if any(line[:1] != "H" for line in flags.splitlines()):
+                return False
+            git(["checkout", "--quiet", "--detach"], path)  # frees the branch; files stay
+            pool.mkdir(parents=True, exist_ok=True)
+            slot = pool / uuid.uuid4().hex
+            git(["worktree", "move", str(path), str(slot)], mirror)
+        except GitError:
+            return False
+        os.utime(slot)  # when it was last used, for prune_pool
+        return True
+
+    def prune_pool(self, max_idle: float = POOL_IDLE) -> list[str]:
+        """Remove kept worktrees unused for `max_idle` seconds."""
+        removed: list[str] = []
+        cutoff = time.time() - max_idle
+        for repo in self.pool.glob("*") if self.pool.is_dir() else ():
+            if not repo.name.isdigit():
+                continue
+            mirror = self.mirrors / f"{repo.name}.git"
+            with self._locked(int(repo.name)):
+                for slot in repo.iterdir():
+                    if slot.stat().st_mtime <= cutoff:
+                        _remove_worktree(mirror, slot)
+                        removed.append(f"{repo.name}/{slot.name}")
+        return removed
 
     def prune_stale(self) -> list[str]:
         """Remove worktrees whose owning process on this machine is gone (a killed worker)."""
@@ -163,6 +238,14 @@ class _Owner:
     pid: int
     repo_id: int
     branch: str
+
+
+def _remove_worktree(mirror: Path, path: Path) -> None:
+    if mirror.exists():
+        git(["worktree", "remove", "--force", "--force", str(path)], mirror, check=False)
+    shutil.rmtree(path, ignore_errors=True)
+    if mirror.exists():
+        git(["worktree", "prune"], mirror, check=False)
 
 
 def _remote_has(mirror: Path, branch: str) -> bool:

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from jobs.git import GitError, auth_env, git
-from jobs.workspace import Workspaces
+from jobs.workspace import POOL_SIZE, Workspaces
 from tests import fakes
 
 
@@ -16,7 +17,7 @@ def origin(tmp_path: Path) -> Path:
     return fakes.make_origin(tmp_path / "remote")
 
 
-def test_worktree_from_fresh_base_is_removed_afterwards(tmp_path: Path, origin: Path) -> None:
+def test_worktree_from_fresh_base_is_kept_detached_afterwards(tmp_path: Path, origin: Path) -> None:
     ws = Workspaces(tmp_path / "ws")
     url = f"file://{origin}"
     with ws.worktree("t-1", 1, url, None, "agent/x", "main", new_branch=True) as tree:
@@ -25,8 +26,68 @@ def test_worktree_from_fresh_base_is_removed_afterwards(tmp_path: Path, origin: 
         assert tree.base == fakes.sh_git("rev-parse", "main", cwd=origin).strip()
     assert not (tmp_path / "ws" / "tasks" / "t-1").exists()
     mirror = tmp_path / "ws" / "mirrors" / "1.git"
-    assert git(["worktree", "list"], mirror).count("\n") == 1  # only the bare mirror itself
     assert git(["branch", "--list", "agent/x"], mirror).strip() == ""
+    (kept,) = (tmp_path / "ws" / "pool" / "1").iterdir()
+    listed = git(["worktree", "list"], mirror).splitlines()
+    assert len(listed) == 2 and listed[1].startswith(str(kept)) and "(detached HEAD)" in listed[1]
+
+
+def test_a_kept_worktree_comes_back_clean_on_the_new_base(tmp_path: Path, origin: Path) -> None:
+    """Whatever the last task left — edits, commits, new and ignored files — the next task
+    sees exactly its branch's tree."""
+    ws = Workspaces(tmp_path / "ws")
+    url = f"file://{origin}"
+    with ws.worktree("t-1", 1, url, None, "agent/a", "main", new_branch=True) as tree:
+        first = tree.path.resolve()
+        (tree.path / "calc.py").write_text("garbage\n")
+        (tree.path / ".gitignore").write_text("build/\n")
+        git(["add", ".gitignore"], tree.path)
+        git(["-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "x"], tree.path)
+        (tree.path / "build").mkdir()
+        (tree.path / "build" / "out.o").write_text("object\n")
+        (tree.path / "stray.txt").write_text("left behind\n")
+    seed = tmp_path / "remote" / "seed"
+    (seed / "new.txt").write_text("new\n")
+    fakes.sh_git("add", "-A", cwd=seed)
+    fakes.sh_git("commit", "-qm", "second", cwd=seed)
+    fakes.sh_git("push", "-q", str(origin), "main", cwd=seed)
+    with ws.worktree("t-2", 1, url, None, "agent/b", "main", new_branch=True) as tree:
+        assert tree.path.resolve() != first  # moved into the new task's directory
+        assert git(["branch", "--show-current"], tree.path).strip() == "agent/b"
+        assert git(["rev-parse", "HEAD"], tree.path).strip() == tree.base
+        assert git(["status", "--porcelain", "--ignored"], tree.path) == ""
+        assert (tree.path / "new.txt").exists() and not (tree.path / ".gitignore").exists()
+        assert (tree.path / "calc.py").read_text() == (seed / "calc.py").read_text()
+    assert len(list((tmp_path / "ws" / "pool" / "1").iterdir())) == 1
+
+
+def test_a_worktree_hiding_changes_from_git_is_not_kept(tmp_path: Path, origin: Path) -> None:
+    ws = Workspaces(tmp_path / "ws")
+    url = f"file://{origin}"
+    with ws.worktree("t-1", 1, url, None, "agent/a", "main", new_branch=True) as tree:
+        (tree.path / "calc.py").write_text("hidden change\n")
+        git(["update-index", "--assume-unchanged", "calc.py"], tree.path)
+    assert not (tmp_path / "ws" / "pool" / "1").exists()
+    mirror = tmp_path / "ws" / "mirrors" / "1.git"
+    assert git(["worktree", "list"], mirror).count("\n") == 1
+
+
+def test_the_pool_is_bounded_and_idle_worktrees_go(tmp_path: Path, origin: Path) -> None:
+    ws = Workspaces(tmp_path / "ws")
+    url = f"file://{origin}"
+    with ExitStack() as stack:
+        for i in range(POOL_SIZE + 2):
+            stack.enter_context(
+                ws.worktree(f"t-{i}", 1, url, None, f"agent/{i}", "main", new_branch=True)
+            )
+    pool = tmp_path / "ws" / "pool" / "1"
+    assert len(list(pool.iterdir())) == POOL_SIZE
+    mirror = tmp_path / "ws" / "mirrors" / "1.git"
+    assert git(["worktree", "list"], mirror).count("\n") == 1 + POOL_SIZE
+    assert ws.prune_pool() == []  # all used just now
+    assert len(ws.prune_pool(max_idle=0)) == POOL_SIZE
+    assert list(pool.iterdir()) == []
+    assert git(["worktree", "list"], mirror).count("\n") == 1
 
 
 def test_mirror_is_fetched_not_recloned(tmp_path: Path, origin: Path) -> None:
