@@ -2,9 +2,12 @@
 
     npm install --prefix bench/probot && .venv/bin/python bench/intake.py [--repeat 3]
 
+With REDIS_URL set, forgehand uses that Redis server (database 12, flushed between runs);
+without it, an embedded one.
+
 Needs `wrk` (Debian: apt install wrk). Starts, each as its own process on 127.0.0.1:
 forgehand's real web process (`python -m app web`: verify, dedupe, decide, enqueue) against an
-embedded Redis; a bare Starlette route that reads the body and answers 202 under the same
+Redis; a bare Starlette route that reads the body and answers 202 under the same
 uvicorn; and Probot (bench/probot/server.js) verifying and dispatching to an empty handler.
 wrk drives each with bench/intake.lua: signed `issues.labeled` deliveries, each with its own
 delivery id and issue number. Runs are interleaved so all three see the same machine; medians
@@ -28,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from app.redis_conn import connect, embedded_redis
 from app.store import TASKS_INDEX
@@ -68,6 +72,11 @@ def template() -> str:
         "installation": {"id": 77, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNzc="},
     }
     return json.dumps(payload).replace('"__N__"', "__N__")
+
+
+def with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -137,8 +146,13 @@ def main() -> int:
     base |= {"WEBHOOK_SECRET": SECRET, "PRIVATE_KEY": private, "APP_ID": "1"}
     runs: dict[tuple[str, int], list[Run]] = {}
     with ExitStack() as stack:
-        redis_url = stack.enter_context(embedded_redis())
+        # A Redis server of the machine's when REDIS_URL names one (its database 12, flushed
+        # between runs), as in production; else an embedded one.
+        shared = os.environ.get("REDIS_URL")
+        redis_url = with_db(shared, 12) if shared else stack.enter_context(embedded_redis())
         redis = connect(redis_url)
+        server = redis.info("server")
+        redis_desc = f"Redis {server['redis_version']} ({'REDIS_URL' if shared else 'embedded'})"
         # The same uvicorn, with the options `forgehand web` gives it.
         bare = [sys.executable, "-m", "uvicorn", "bare_route:app", "--app-dir", str(BENCH),
                 "--host", "127.0.0.1", "--port", str(ports["bare Starlette route"]),
@@ -170,7 +184,8 @@ def main() -> int:
                     print(f"{target} c={c}: {run.rate:.0f}/s p99 {run.p99_ms:.1f} ms "
                           f"errors {run.errors}", file=sys.stderr)  # fmt: skip
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, node {node_version()}, {wrk_version()}")  # fmt: skip
+          f"{platform.python_version()}, node {node_version()}, {wrk_version()}, "
+          f"{redis_desc}")  # fmt: skip
     print(f"date: {time.strftime('%Y-%m-%d')}, command: .venv/bin/python bench/intake.py "
           f"--repeat {args.repeat} --seconds {args.seconds}")  # fmt: skip
     print()
@@ -183,7 +198,7 @@ def main() -> int:
             p50 = statistics.median(r.p50_ms for r in these)
             p99 = statistics.median(r.p99_ms for r in these)
             errors = sum(r.errors for r in these)
-            print(f"| {c} | {target} | {rate[target]:.0f} | {p50:.1f} ms | {p99:.1f} ms | "
+            print(f"| {c} | {target} | {rate[target]:.0f} | {p50:.2f} ms | {p99:.2f} ms | "
                   f"{errors} | {rate[target] / rate['bare Starlette route']:.2f} | "
                   f"{rate[target] / rate['Probot']:.2f} |")  # fmt: skip
     return 0

@@ -117,102 +117,86 @@ def as_an_agent_would(tree: Path) -> None:
     (tree / "__pycache__" / "x.pyc").write_bytes(b"0" * 4096)
 
 
-def forgehand(ws: Workspaces, url: str, label: str) -> tuple[float, float]:
-    """Median seconds for 4 concurrent task worktrees, mean extra bytes per worktree."""
-    times, extras = [], []
-    for r in range(REPEAT):
-        if label == "new":
-            ws.prune_pool(max_idle=0)  # no kept worktrees: the first tasks on a machine
-        with ExitStack() as stack:
-
-            def make(i: int, stack: ExitStack = stack, r: int = r) -> Path:
-                name = f"{label}{r}-{i}"
-                tree = stack.enter_context(
-                    ws.worktree(name, 1, url, None, f"agent/{name}", "main", True)
-                )
-                return tree.path
-
-            seconds, paths = timed(make)
-            times.append(seconds)
-            extras.append(statistics.mean(du(p) for p in paths))
-            for p in paths:
-                as_an_agent_would(p)
-    return statistics.median(times), statistics.mean(extras)
+NEW = "forgehand: new worktree from the warm mirror"
+KEPT = "forgehand: kept worktree, reset to the new task's branch"
+CLONE = "fresh clone per task"
+COPY = "copy of a cached clone per task"
+LIMIT = "(limit) unpacking the files alone, tar -x"
 
 
 def measure(bare: Path, scratch: Path) -> dict[str, tuple[float, float]]:
-    """Per strategy: median seconds for 4 concurrent copies, extra bytes per copy."""
-    url = f"file://{bare}"
-    results: dict[str, tuple[float, float]] = {}
+    """Per strategy: median seconds for 4 concurrent copies, mean extra bytes per copy.
 
+    Rounds are interleaved, in an order that rotates, so that no strategy always runs on a
+    disk still busy with the one before."""
+    url = f"file://{bare}"
     ws = Workspaces(scratch / "ws")
     with ws.worktree("warmup", 1, url, None, "agent/warm", "main", new_branch=True):
         pass  # the mirror is fetched once per machine, before any of this
-    mirror_size = du(scratch / "ws" / "mirrors")
-    results["forgehand: new worktree from the warm mirror"] = forgehand(ws, url, "new")
-    # The previous round's worktrees, edited as an agent would, are kept: the steady state
-    # of a machine working through a backlog.
-    results["forgehand: kept worktree, reset to the new task's branch"] = forgehand(ws, url, "kept")
-    ws.prune_pool(max_idle=0)
-
-    # A fresh clone per task.
-    times, extras = [], []
-    for r in range(REPEAT):
-        base = scratch / f"clones{r}"
-        base.mkdir()
-
-        def clone(i: int, base: Path = base) -> Path:
-            git("clone", "--quiet", url, str(base / f"c{i}"), cwd=base)
-            return base / f"c{i}"
-
-        seconds, paths = timed(clone)
-        times.append(seconds)
-        extras.append(statistics.mean(du(p) for p in paths))
-        shutil.rmtree(base)
-    results["fresh clone per task"] = (statistics.median(times), statistics.mean(extras))
-
-    # Copying one cached clone per task (Sweep's way).
     cached = scratch / "cached"
     git("clone", "--quiet", url, str(cached), cwd=scratch)
-    times, extras = [], []
-    for r in range(REPEAT):
-        base = scratch / f"copies{r}"
-        base.mkdir()
-
-        def copy(i: int, base: Path = base) -> Path:
-            shutil.copytree(cached, base / f"c{i}", symlinks=True)
-            return base / f"c{i}"
-
-        seconds, paths = timed(copy)
-        times.append(seconds)
-        extras.append(statistics.mean(du(p) for p in paths))
-        shutil.rmtree(base)
-    results["copy of a cached clone per task"] = (statistics.median(times), statistics.mean(extras))
-
-    # The limit for any strategy that writes the files: unpacking them from an archive
-    # already in memory, no git at all.
     archive = scratch / "files.tar"
     subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), "main"], cwd=bare,
                    env=GIT_ENV, check=True)  # fmt: skip
-    times, extras = [], []
-    for r in range(REPEAT):
-        base = scratch / f"untar{r}"
+
+    def forgehand(r: int) -> tuple[float, float, float, float]:
+        """A round of new worktrees (none kept: the first tasks on a machine), edited as an
+        agent would, then a round that gets those kept worktrees back: the steady state."""
+        ws.prune_pool(max_idle=0)
+        out: list[float] = []
+        for label in ("new", "kept"):
+            with ExitStack() as stack:
+
+                def make(i: int, stack: ExitStack = stack, label: str = label) -> Path:
+                    name = f"{label}{r}-{i}"
+                    tree = stack.enter_context(
+                        ws.worktree(name, 1, url, None, f"agent/{name}", "main", True)
+                    )
+                    return tree.path
+
+                seconds, paths = timed(make)
+                out += [seconds, statistics.mean(du(p) for p in paths)]
+                for p in paths:
+                    as_an_agent_would(p)
+        return out[0], out[1], out[2], out[3]
+
+    def others(label: str, r: int) -> tuple[float, float]:
+        base = scratch / f"{label.split()[0]}{r}"
         base.mkdir()
 
-        def untar(i: int, base: Path = base) -> Path:
-            (base / f"t{i}").mkdir()
-            subprocess.run(["tar", "-xf", str(archive), "-C", str(base / f"t{i}")], check=True)
-            return base / f"t{i}"
+        def one(i: int) -> Path:
+            target = base / f"c{i}"
+            if label == CLONE:
+                git("clone", "--quiet", url, str(target), cwd=base)
+            elif label == COPY:
+                shutil.copytree(cached, target, symlinks=True)
+            else:
+                target.mkdir()
+                subprocess.run(["tar", "-xf", str(archive), "-C", str(target)], check=True)
+            return target
 
-        seconds, paths = timed(untar)
-        times.append(seconds)
-        extras.append(statistics.mean(du(p) for p in paths))
+        seconds, paths = timed(one)
+        extra = statistics.mean(du(p) for p in paths)
         shutil.rmtree(base)
-    results["(limit) unpacking the files alone, tar -x"] = (
-        statistics.median(times),
-        statistics.mean(extras),
-    )
-    results["(mirror, once per machine)"] = (0.0, float(mirror_size))
+        return seconds, extra
+
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in (NEW, KEPT, CLONE, COPY, LIMIT)}
+    order = ["forgehand", CLONE, COPY, LIMIT]
+    for r in range(REPEAT):
+        turn = order[r % len(order) :] + order[: r % len(order)]
+        for label in turn:
+            if label == "forgehand":
+                new_s, new_x, kept_s, kept_x = forgehand(r)
+                samples[NEW].append((new_s, new_x))
+                samples[KEPT].append((kept_s, kept_x))
+            else:
+                samples[label].append(others(label, r))
+    results = {
+        k: (statistics.median(t for t, _ in v), statistics.mean(x for _, x in v))
+        for k, v in samples.items()
+    }
+    results["(mirror, once per machine)"] = (0.0, float(du(scratch / "ws" / "mirrors")))
+    ws.prune_pool(max_idle=0)
     return results
 
 
@@ -233,8 +217,7 @@ def main() -> int:
             bare = make(scratch)
             files = checked_out_size(bare, scratch)
             results = measure(bare, scratch)
-            kept = results["forgehand: kept worktree, reset to the new task's branch"][0]
-            new = results["forgehand: new worktree from the warm mirror"][0]
+            kept, new = results[KEPT][0], results[NEW][0]
             print(f"\n### {name}: checked-out files {files / 2**20:.0f} MiB\n")
             print("| 4 concurrent tasks | seconds (median) | ÷ kept worktree | ÷ new worktree "
                   "| extra disk per workspace | ÷ checked-out files |")  # fmt: skip

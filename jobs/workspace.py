@@ -103,7 +103,8 @@ class Workspaces:
         new_branch: bool,
     ) -> Iterator[Worktree]:
         """A clean worktree on `branch`, made from `origin/<start>`: a kept one when the
-        repository has one (see POOL_SIZE), else a new one. Afterwards it is kept or removed.
+        repository has one (see POOL_SIZE), else a new one. Afterwards it is kept if the task
+        finished, else removed.
 
         With new_branch the branch is created from the start point; otherwise `start` is the
         existing remote branch the task continues.
@@ -114,6 +115,7 @@ class Workspaces:
         owner = f"{socket.gethostname()} {os.getpid()} {repo_id} {branch}"
         (task_dir / "owner").write_text(owner)
         path = task_dir / "work"
+        finished = False
         try:
             with self._locked(repo_id) as mirror:
                 self._refresh(mirror, clone_url, token)
@@ -140,8 +142,11 @@ class Workspaces:
             if not new_branch:
                 git(["branch", "--set-upstream-to", f"origin/{start}", branch], path, check=False)
             yield Worktree(path=path, branch=branch, base=base, task_dir=task_dir)
+            finished = True
         finally:
-            self._discard(task_dir)
+            # A task stopped part-way (cancelled, an error, a dead worker) loses its worktree,
+            # as SPEC §4 has it; only one that finished is kept for the next task.
+            self._discard(task_dir, keep=finished)
 
     def _take_pooled(self, mirror: Path, repo_id: int, path: Path) -> bool:
         """Move a kept worktree of this repository to `path`; False when there is none.
@@ -168,15 +173,15 @@ class Workspaces:
                 git(["worktree", "add", "--quiet", "--no-checkout", str(path), branch], mirror)
             return False
 
-    def _discard(self, task_dir: Path) -> None:
-        """Keep a task's worktree for the next task if there is room and it can be trusted,
-        else remove it; then remove its local branch and its directory."""
+    def _discard(self, task_dir: Path, keep: bool = False) -> None:
+        """With `keep`, keep a task's worktree for the next task if there is room and it can
+        be trusted, else remove it; then remove its local branch and its directory."""
         owner = _owner(task_dir)
         mirror = self.mirrors / f"{owner.repo_id}.git" if owner else None
         if owner is not None and mirror is not None and mirror.exists():
             with self._locked(owner.repo_id):
                 path = task_dir / "work"
-                if path.exists() and not self._keep(mirror, owner.repo_id, path):
+                if path.exists() and not (keep and self._keep(mirror, owner.repo_id, path)):
                     _remove_worktree(mirror, path)
                 shutil.rmtree(task_dir, ignore_errors=True)
                 git(["worktree", "prune"], mirror, check=False)

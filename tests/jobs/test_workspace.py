@@ -72,6 +72,20 @@ def test_a_worktree_hiding_changes_from_git_is_not_kept(tmp_path: Path, origin: 
     assert git(["worktree", "list"], mirror).count("\n") == 1
 
 
+def test_a_task_stopped_part_way_loses_its_worktree(tmp_path: Path, origin: Path) -> None:
+    ws = Workspaces(tmp_path / "ws")
+    url = f"file://{origin}"
+    with (
+        pytest.raises(RuntimeError),
+        ws.worktree("t-1", 1, url, None, "agent/a", "main", new_branch=True),
+    ):
+        raise RuntimeError("cancelled")
+    assert not (tmp_path / "ws" / "pool" / "1").exists()
+    mirror = tmp_path / "ws" / "mirrors" / "1.git"
+    assert git(["worktree", "list"], mirror).count("\n") == 1
+    assert git(["branch", "--list", "agent/a"], mirror).strip() == ""
+
+
 def test_the_pool_is_bounded_and_idle_worktrees_go(tmp_path: Path, origin: Path) -> None:
     ws = Workspaces(tmp_path / "ws")
     url = f"file://{origin}"
