@@ -6,7 +6,7 @@ With REDIS_URL set, forgehand uses that Redis server (database 12, flushed betwe
 without it, an embedded one.
 
 Needs `wrk` (Debian: apt install wrk). Starts, each as its own process on 127.0.0.1:
-forgehand's real web process (`python -m app web`: verify, dedupe, decide, enqueue) against an
+forgehand's real web process (`python -m app web`: verify, dedupe, decide, enqueue) against
 Redis; a bare Starlette route that reads the body and answers 202 under the same
 uvicorn; and Probot (bench/probot/server.js) verifying and dispatching to an empty handler.
 wrk drives each with bench/intake.lua: signed `issues.labeled` deliveries, each with its own

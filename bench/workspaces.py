@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from jobs.workspace import Workspaces
@@ -117,6 +117,10 @@ def as_an_agent_would(tree: Path) -> None:
     (tree / "__pycache__" / "x.pyc").write_bytes(b"0" * 4096)
 
 
+class Warmed(Exception):
+    """Ends the warm-up task early, so that its worktree is removed rather than kept."""
+
+
 NEW = "forgehand: new worktree from the warm mirror"
 KEPT = "forgehand: kept worktree, reset to the new task's branch"
 CLONE = "fresh clone per task"
@@ -127,22 +131,26 @@ LIMIT = "(limit) unpacking the files alone, tar -x"
 def measure(bare: Path, scratch: Path) -> dict[str, tuple[float, float]]:
     """Per strategy: median seconds for 4 concurrent copies, mean extra bytes per copy.
 
-    Rounds are interleaved, in an order that rotates, so that no strategy always runs on a
-    disk still busy with the one before."""
+    Rounds are interleaved, in an order that rotates, and nothing is deleted until all are
+    done: on this machine's disk a large deletion stalls the writes that follow it."""
     url = f"file://{bare}"
     ws = Workspaces(scratch / "ws")
-    with ws.worktree("warmup", 1, url, None, "agent/warm", "main", new_branch=True):
-        pass  # the mirror is fetched once per machine, before any of this
+    for r in range(REPEAT):
+        # One mirror per round (repository id 100 + r), fetched before any timing, as a machine
+        # has it after its first task on the repository; the warm-up's worktree is not kept.
+        with suppress(Warmed), ws.worktree("warmup", 100 + r, url, None, "agent/w", "main", True):
+            raise Warmed
     cached = scratch / "cached"
     git("clone", "--quiet", url, str(cached), cwd=scratch)
     archive = scratch / "files.tar"
     subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), "main"], cwd=bare,
                    env=GIT_ENV, check=True)  # fmt: skip
+    os.sync()
+    time.sleep(10)
 
     def forgehand(r: int) -> tuple[float, float, float, float]:
-        """A round of new worktrees (none kept: the first tasks on a machine), edited as an
-        agent would, then a round that gets those kept worktrees back: the steady state."""
-        ws.prune_pool(max_idle=0)
+        """A round of new worktrees (none kept yet: the first tasks on a machine), edited as
+        an agent would, then a round that gets those kept worktrees back: the steady state."""
         out: list[float] = []
         for label in ("new", "kept"):
             with ExitStack() as stack:
@@ -150,7 +158,7 @@ def measure(bare: Path, scratch: Path) -> dict[str, tuple[float, float]]:
                 def make(i: int, stack: ExitStack = stack, label: str = label) -> Path:
                     name = f"{label}{r}-{i}"
                     tree = stack.enter_context(
-                        ws.worktree(name, 1, url, None, f"agent/{name}", "main", True)
+                        ws.worktree(name, 100 + r, url, None, f"agent/{name}", "main", True)
                     )
                     return tree.path
 
@@ -169,16 +177,15 @@ def measure(bare: Path, scratch: Path) -> dict[str, tuple[float, float]]:
             if label == CLONE:
                 git("clone", "--quiet", url, str(target), cwd=base)
             elif label == COPY:
-                shutil.copytree(cached, target, symlinks=True)
+                # cp rather than Python's copytree, which is slower: the stronger peer.
+                subprocess.run(["cp", "-a", str(cached), str(target)], check=True)
             else:
                 target.mkdir()
                 subprocess.run(["tar", "-xf", str(archive), "-C", str(target)], check=True)
             return target
 
         seconds, paths = timed(one)
-        extra = statistics.mean(du(p) for p in paths)
-        shutil.rmtree(base)
-        return seconds, extra
+        return seconds, statistics.mean(du(p) for p in paths)
 
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in (NEW, KEPT, CLONE, COPY, LIMIT)}
     order = ["forgehand", CLONE, COPY, LIMIT]
@@ -195,8 +202,8 @@ def measure(bare: Path, scratch: Path) -> dict[str, tuple[float, float]]:
         k: (statistics.median(t for t, _ in v), statistics.mean(x for _, x in v))
         for k, v in samples.items()
     }
-    results["(mirror, once per machine)"] = (0.0, float(du(scratch / "ws" / "mirrors")))
-    ws.prune_pool(max_idle=0)
+    mirror = float(du(scratch / "ws" / "mirrors" / "100.git"))
+    results["(mirror, once per machine)"] = (0.0, mirror)
     return results
 
 
@@ -235,7 +242,6 @@ def main() -> int:
                     f"{extra / files:.2f}",
                 ]
                 print("| " + " | ".join(cells) + " |")
-            shutil.rmtree(scratch)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -34,6 +34,7 @@ NO_PUSH = "no-push://forgehand-pushes-for-the-agent"
 # costs the disk of one checkout while idle; one unused for POOL_IDLE seconds is removed.
 POOL_SIZE = 4
 POOL_IDLE = 24 * 3600
+FETCHES = "forgehand-fetches"  # in each mirror: fetches started, and the last one finished
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,10 @@ class Workspaces:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _refresh(self, mirror: Path, clone_url: str, token: str | None) -> None:
+    def _refresh(self, mirror: Path, clone_url: str, token: str | None, asked: int) -> None:
+        """Fetch the mirror, unless a fetch that began after this task asked for it (when the
+        fetch count was `asked`) has finished since: that one has every ref the task needs.
+        Tasks that arrive together — many issues labelled at once — share one fetch."""
         if not (mirror / "HEAD").exists():
             shutil.rmtree(mirror, ignore_errors=True)
             mirror.mkdir(parents=True)
@@ -79,7 +83,12 @@ class Workspaces:
             (mirror / "info" / "exclude").write_text("\n".join(EXCLUDES) + "\n")
         else:
             git(["remote", "set-url", "origin", clone_url], mirror)
+        started, finished = _fetches(mirror)
+        if finished > asked:
+            return
+        _write_fetches(mirror, started + 1, finished)
         git(["fetch", "--prune", "--quiet", "origin"], mirror, token=token)
+        _write_fetches(mirror, started + 1, started + 1)
 
     @staticmethod
     def _free_branch(mirror: Path, branch: str) -> str:
@@ -116,9 +125,10 @@ class Workspaces:
         (task_dir / "owner").write_text(owner)
         path = task_dir / "work"
         finished = False
+        asked = _fetches(self.mirrors / f"{repo_id}.git")[0]
         try:
             with self._locked(repo_id) as mirror:
-                self._refresh(mirror, clone_url, token)
+                self._refresh(mirror, clone_url, token, asked)
                 start_ref = f"refs/remotes/origin/{start}"
                 found = git(["rev-parse", "--verify", "--quiet", start_ref], mirror, check=False)
                 if not found.strip():
@@ -243,6 +253,22 @@ class _Owner:
     pid: int
     repo_id: int
     branch: str
+
+
+def _fetches(mirror: Path) -> tuple[int, int]:
+    """How many fetches of the mirror have started, and the number of the last one finished."""
+    try:
+        started, finished = (mirror / FETCHES).read_text().split()
+        return int(started), int(finished)
+    except (OSError, ValueError):
+        return 0, 0
+
+
+def _write_fetches(mirror: Path, started: int, finished: int) -> None:
+    # Replaced whole, so that a task reading it without the lock never sees it half-written.
+    scratch = mirror / f"{FETCHES}.{os.getpid()}"
+    scratch.write_text(f"{started} {finished}\n")
+    os.replace(scratch, mirror / FETCHES)
 
 
 def _remove_worktree(mirror: Path, path: Path) -> None:

@@ -4,9 +4,11 @@ import os
 import subprocess
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from jobs import workspace
 from jobs.git import GitError, auth_env, git
 from jobs.workspace import POOL_SIZE, Workspaces
 from tests import fakes
@@ -167,3 +169,29 @@ def test_git_errors_never_show_the_token(tmp_path: Path) -> None:
     with pytest.raises(GitError) as err:
         git(["fetch", "file:///nonexistent/ghs_secret"], tmp_path, token="ghs_secret")
     assert "ghs_secret" not in str(err.value)
+
+
+def test_tasks_that_asked_together_share_one_fetch(
+    tmp_path: Path, origin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch that began after a task asked for the mirror serves it; one that began before
+    does not (it may miss what was pushed in between)."""
+    ws = Workspaces(tmp_path / "ws")
+    url = f"file://{origin}"
+    with ws.worktree("t-0", 1, url, None, "agent/0", "main", new_branch=True):
+        pass
+    mirror = tmp_path / "ws" / "mirrors" / "1.git"
+    fetches: list[list[str]] = []
+
+    def counting(args: list[str], cwd: Path, **kwargs: Any) -> str:
+        if args[0] == "fetch":
+            fetches.append(args)
+        return git(args, cwd, **kwargs)
+
+    monkeypatch.setattr(workspace, "git", counting)
+    asked = workspace._fetches(mirror)[0]  # two tasks ask while no fetch is running
+    ws._refresh(mirror, url, None, asked)  # the first one fetches
+    ws._refresh(mirror, url, None, asked)  # the second one is served by it
+    assert len(fetches) == 1
+    ws._refresh(mirror, url, None, workspace._fetches(mirror)[0])  # a later task fetches
+    assert len(fetches) == 2
