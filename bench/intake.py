@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 from app.redis_conn import connect, embedded_redis
 from app.store import TASKS_INDEX
 from simulator import shapes
-from simulator.sandbox import free_port, key_pair
+from simulator.sandbox import free_port, key_pair, stop_process
 
 BENCH = Path(__file__).resolve().parent
 PATH = "/api/github/webhooks"
@@ -99,12 +99,7 @@ def process(args: list[str], env: dict[str, str], port: int, log: Path) -> Itera
         wait_listening(port, proc)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def wrk(port: int, connections: int, seconds: int, body: Path) -> Run:

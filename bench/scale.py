@@ -117,7 +117,11 @@ def deliver(url: str, secret: str, sim: GitHubSimulator, number: int) -> None:
 def tree(pid: int) -> list[int]:
     """pid and all its descendants."""
     out = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:  # any of them may exit while it is being read
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
         try:
             children = (task / "children").read_text().split()
         except OSError:

@@ -48,18 +48,15 @@ def test_a_kept_worktree_comes_back_clean_on_the_new_base(tmp_path: Path, origin
         (tree.path / "build").mkdir()
         (tree.path / "build" / "out.o").write_text("object\n")
         (tree.path / "stray.txt").write_text("left behind\n")
-    seed = tmp_path / "remote" / "seed"
-    (seed / "new.txt").write_text("new\n")
-    fakes.sh_git("add", "-A", cwd=seed)
-    fakes.sh_git("commit", "-qm", "second", cwd=seed)
-    fakes.sh_git("push", "-q", str(origin), "main", cwd=seed)
+    push_a_new_file(tmp_path, origin)
     with ws.worktree("t-2", 1, url, None, "agent/b", "main", new_branch=True) as tree:
         assert tree.path.resolve() != first  # moved into the new task's directory
         assert git(["branch", "--show-current"], tree.path).strip() == "agent/b"
         assert git(["rev-parse", "HEAD"], tree.path).strip() == tree.base
         assert git(["status", "--porcelain", "--ignored"], tree.path) == ""
         assert (tree.path / "new.txt").exists() and not (tree.path / ".gitignore").exists()
-        assert (tree.path / "calc.py").read_text() == (seed / "calc.py").read_text()
+        original = tmp_path / "remote" / "seed" / "calc.py"
+        assert (tree.path / "calc.py").read_text() == original.read_text()
     assert len(list((tmp_path / "ws" / "pool" / "1").iterdir())) == 1
 
 
@@ -106,6 +103,14 @@ def test_the_pool_is_bounded_and_idle_worktrees_go(tmp_path: Path, origin: Path)
     assert git(["worktree", "list"], mirror).count("\n") == 1
 
 
+def push_a_new_file(tmp_path: Path, origin: Path) -> None:
+    seed = tmp_path / "remote" / "seed"
+    (seed / "new.txt").write_text("new\n")
+    fakes.sh_git("add", "-A", cwd=seed)
+    fakes.sh_git("commit", "-qm", "second", cwd=seed)
+    fakes.sh_git("push", "-q", str(origin), "main", cwd=seed)
+
+
 def test_mirror_is_fetched_not_recloned(tmp_path: Path, origin: Path) -> None:
     ws = Workspaces(tmp_path / "ws")
     url = f"file://{origin}"
@@ -113,11 +118,7 @@ def test_mirror_is_fetched_not_recloned(tmp_path: Path, origin: Path) -> None:
         pass
     mirror = tmp_path / "ws" / "mirrors" / "1.git"
     marker = os.stat(mirror / "HEAD").st_ino
-    seed = tmp_path / "remote" / "seed"
-    (seed / "new.txt").write_text("new\n")
-    fakes.sh_git("add", "-A", cwd=seed)
-    fakes.sh_git("commit", "-qm", "second", cwd=seed)
-    fakes.sh_git("push", "-q", str(origin), "main", cwd=seed)
+    push_a_new_file(tmp_path, origin)
     with ws.worktree("t-2", 1, url, None, "agent/b", "main", new_branch=True) as tree:
         assert (tree.path / "new.txt").exists()
     assert os.stat(mirror / "HEAD").st_ino == marker
