@@ -10,7 +10,9 @@ mirror and worktree, commit, push, pull request). Measures tasks per minute from
 delivery to the last task done, the scaling factor against one worker, Redis memory per task
 (used_memory after, less before, over tasks) and the peak memory of the web process and of all
 worker processes (proportional set size, so pages shared after fork count once). Prints a
-Markdown table for docs/benchmarks.md.
+Markdown table for docs/benchmarks.md. The limit beside it: the rate at which the machine's
+cores, all busy all the time, would get through the CPU time the run spent per task (the whole
+machine's busy time from /proc/stat: forgehand, git, agents, the simulator and Redis).
 """
 
 from __future__ import annotations
@@ -114,6 +116,13 @@ def deliver(url: str, secret: str, sim: GitHubSimulator, number: int) -> None:
     answer.raise_for_status()
 
 
+def busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (all cores, any process), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def tree(pid: int) -> list[int]:
     """pid and all its descendants."""
     out = [pid]
@@ -192,6 +201,7 @@ def one(workers: int, issues: int, repo_count: int, root: Path) -> dict[str, flo
         peaks.start()
         url = f"http://127.0.0.1:{port}/api/github/webhooks"
         started = time.monotonic()
+        busy = busy_seconds()
         for n in range(issues):
             deliver(url, secret, repos[n % repo_count], 1 + n // repo_count)
         store = Store(redis)
@@ -203,6 +213,7 @@ def one(workers: int, issues: int, repo_count: int, root: Path) -> dict[str, flo
                 raise TimeoutError("tasks did not finish in 30 minutes")
             time.sleep(0.2)
         elapsed = time.monotonic() - started
+        cpu_per_task = (busy_seconds() - busy) / issues
         peaks.done.set()
         peaks.join()
         memory_after = int(redis.info("memory")["used_memory"])
@@ -213,6 +224,9 @@ def one(workers: int, issues: int, repo_count: int, root: Path) -> dict[str, flo
     return {
         "per_minute": issues / elapsed * 60,
         "seconds": elapsed,
+        "cpu_per_task": cpu_per_task,
+        # The rate if every core were busy all the time with what the run spent per task.
+        "limit": (os.cpu_count() or 1) * 60 / cpu_per_task,
         "redis_per_task": (memory_after - memory_before) / issues,
         "web": peaks.web_peak,
         "worker": peaks.worker_peak,
@@ -237,11 +251,13 @@ def main() -> int:
     print(f"date: {time.strftime('%Y-%m-%d')}, command: .venv/bin/python bench/scale.py "
           f"--issues {args.issues} --repos {args.repos} --workers {args.workers}")  # fmt: skip
     print()
-    print("| workers | tasks/min | seconds for all | scaling | Redis per task | web | workers |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workers | tasks/min | limit: all cores busy | CPU per task | seconds for all "
+          "| scaling | Redis per task | web | workers |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for n, r in results.items():
         scaling = f"{r['per_minute'] / base:.2f}\N{MULTIPLICATION SIGN}"
-        print(f"| {n} | {r['per_minute']:.0f} | {r['seconds']:.1f} | {scaling} | "
+        print(f"| {n} | {r['per_minute']:.0f} | {r['limit']:.0f} | "
+              f"{r['cpu_per_task'] * 1000:.0f} ms | {r['seconds']:.1f} | {scaling} | "
               f"{r['redis_per_task'] / 1024:.1f} KiB | {r['web'] / 2**20:.0f} MiB | "
               f"{r['worker'] / 2**20:.0f} MiB |")  # fmt: skip
     return 0
