@@ -64,21 +64,10 @@ class RedisCollector(Collector):
         self.redis = redis
 
     def collect(self) -> Iterator[Metric]:
-        deliveries = CounterMetricFamily(
-            "forgehand_deliveries", "Webhook deliveries by event and outcome",
-            labels=["event", "outcome"],
-        )  # fmt: skip
-        for key, value in self._hash(DELIVERIES).items():
-            event, outcome = key.split("|", 1)
-            deliveries.add_metric([event, outcome], float(value))
-        yield deliveries
-        tasks = CounterMetricFamily(
-            "forgehand_tasks", "Finished tasks by kind and outcome", labels=["kind", "outcome"]
+        yield self._counter(
+            "forgehand_deliveries", "Webhook deliveries by event and outcome", "event", DELIVERIES
         )
-        for key, value in self._hash(TASKS).items():
-            kind, outcome = key.split("|", 1)
-            tasks.add_metric([kind, outcome], float(value))
-        yield tasks
+        yield self._counter("forgehand_tasks", "Finished tasks by kind and outcome", "kind", TASKS)
         agent = self._hash(AGENT)
         buckets = [(_bucket(b), float(agent.get(_bucket(b), 0))) for b in AGENT_BUCKETS]
         yield HistogramMetricFamily(
@@ -96,6 +85,13 @@ class RedisCollector(Collector):
         workers = GaugeMetricFamily("forgehand_workers", "RQ workers alive")
         workers.add_metric([], float(Worker.count(connection=self.redis)))
         yield workers
+
+    def _counter(self, name: str, doc: str, label: str, key: str) -> CounterMetricFamily:
+        """A counter from a hash whose fields are `<label value>|<outcome>`."""
+        family = CounterMetricFamily(name, doc, labels=[label, "outcome"])
+        for field, value in self._hash(key).items():
+            family.add_metric(field.split("|", 1), float(value))
+        return family
 
     def _hash(self, key: str) -> dict[str, str]:
         raw = self.redis.hgetall(key)

@@ -284,13 +284,12 @@ class Store:
         return bool(self.redis.sismember("fh:app_prs", f"{repo_id}:{number}"))
 
     def add_app_pull_request(
-        self, repo_id: int, number: int, issue: int, repo: str = "", installation: int = 0
+        self, repo_id: int, number: int, issue: int, repo: str, installation: int
     ) -> None:
         with self.redis.pipeline() as pipe:
             pipe.sadd("fh:app_prs", f"{repo_id}:{number}")
-            if repo:
-                pipe.hset(f"fh:pr:{repo_id}:{number}:meta",
-                          mapping={"repo": repo, "installation": installation})  # fmt: skip
+            pipe.hset(f"fh:pr:{repo_id}:{number}:meta",
+                      mapping={"repo": repo, "installation": installation})  # fmt: skip
             pipe.hset("fh:issue_pr", f"{repo_id}:{issue}", number)
             pipe.hset("fh:pr_issue", f"{repo_id}:{number}", issue)
             pipe.set(f"fh:pr:{repo_id}:{number}:tracked", "1")
@@ -298,10 +297,15 @@ class Store:
 
     def open_app_pull_requests(self) -> list[tuple[int, int, str, int]]:
         """(repo id, number, repo, installation) of every pull request the App opened."""
+        keys = [
+            tuple(int(x) for x in text(m).split(":")) for m in self.redis.smembers("fh:app_prs")
+        ]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for repo_id, number in keys:
+                pipe.hgetall(f"fh:pr:{repo_id}:{number}:meta")
+            metas = pipe.execute()
         found = []
-        for member in self.redis.smembers("fh:app_prs"):
-            repo_id, number = (int(x) for x in text(member).split(":"))
-            meta = self.redis.hgetall(f"fh:pr:{repo_id}:{number}:meta")
+        for (repo_id, number), meta in zip(keys, metas, strict=True):
             fields = {text(k): text(v) for k, v in meta.items()}
             if fields:
                 found.append((repo_id, number, fields["repo"], int(fields["installation"])))
@@ -313,10 +317,6 @@ class Store:
     def pull_request_for_issue(self, repo_id: int, issue: int) -> int | None:
         value = self.redis.hget("fh:issue_pr", f"{repo_id}:{issue}")
         return int(value) if isinstance(value, bytes) else None
-
-    def app_slug(self) -> str | None:
-        slug = self.redis.get("fh:app:slug")
-        return text(slug) if slug else None
 
     def set_app_slug(self, slug: str) -> None:
         self.redis.set("fh:app:slug", slug)
@@ -335,12 +335,11 @@ class Store:
         with self.redis.pipeline() as pipe:
             if change.uninstalled:
                 pipe.srem("fh:installations", str(change.installation_id))
-            else:
-                pipe.sadd("fh:installations", str(change.installation_id))
-            if change.uninstalled:
                 for repo, owner in self.redis.hgetall(key).items():
                     if int(owner) == change.installation_id:
                         pipe.hdel(key, repo)
+            else:
+                pipe.sadd("fh:installations", str(change.installation_id))
             for added, _name in change.added:
                 pipe.hset(key, str(added), str(change.installation_id))
             for removed in change.removed:

@@ -11,15 +11,12 @@ Prints a Markdown table for docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import platform
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -29,6 +26,7 @@ from app.settings import parse
 from simulator import shapes
 from simulator.github import git_out, pull_view
 from simulator.sandbox import Stack
+from simulator.sim import signed_headers
 
 # Notes when it starts, then makes the smallest change, so every task pushes once.
 AGENT = """
@@ -48,13 +46,11 @@ def post(stack: Stack, event: str, payload: dict[str, object]) -> float:
         "installation": {"id": stack.sim.installation_id},
     }
     raw = json.dumps(body).encode()
-    sig = hmac.new(stack.sim.secret.encode(), raw, hashlib.sha256).hexdigest()
     answer = httpx.post(
         f"http://127.0.0.1:{stack.port}/api/github/webhooks",
         content=raw,
-        headers={"X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()),
-                 "X-Hub-Signature-256": f"sha256={sig}", "Content-Type": "application/json"},
-    )  # fmt: skip
+        headers=signed_headers(stack.sim.secret, event, raw),
+    )
     assert answer.status_code == 202, answer.text
     return time.time()
 

@@ -18,8 +18,6 @@ machine's busy time from /proc/stat: forgehand, git, agents, the simulator and R
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import os
 import platform
@@ -32,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -45,6 +42,7 @@ from simulator import shapes
 from simulator.github import GitHubSimulator, git_out
 from simulator.sandbox import APP_ID, free_port, key_pair, stop_process, wait_healthy
 from simulator.server import Server
+from simulator.sim import signed_headers
 
 AGENT = """
 import sys, time
@@ -107,13 +105,7 @@ def deliver(url: str, secret: str, sim: GitHubSimulator, number: int) -> None:
         "installation": {"id": 77},
     }
     raw = json.dumps(payload).encode()
-    signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    answer = httpx.post(
-        url, content=raw,
-        headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": str(uuid.uuid4()),
-                 "X-Hub-Signature-256": f"sha256={signature}",
-                 "Content-Type": "application/json"},
-    )  # fmt: skip
+    answer = httpx.post(url, content=raw, headers=signed_headers(secret, "issues", raw))
     answer.raise_for_status()
 
 

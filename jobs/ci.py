@@ -57,12 +57,25 @@ def wait_for_checks(
         time.sleep(poll)
 
 
+def _failed_run(run: dict[str, Any]) -> bool:
+    return run.get("status") == "completed" and run.get("conclusion") in FAILING
+
+
+def _failed_status(status: dict[str, Any]) -> bool:
+    return status.get("state") in ("failure", "error")
+
+
+def failing(runs: list[dict[str, Any]], statuses: list[dict[str, Any]]) -> bool:
+    """Whether any check failed — without reading annotations or logs, as `failures` does."""
+    return any(map(_failed_run, runs)) or any(map(_failed_status, statuses))
+
+
 def failures(
     api: Installation, repo: str, runs: list[dict[str, Any]], statuses: list[dict[str, Any]]
 ) -> list[Failure]:
     found = []
     for run in runs:
-        if run.get("status") != "completed" or run.get("conclusion") not in FAILING:
+        if not _failed_run(run):
             continue
         output = run.get("output") or {}
         notes: tuple[str, ...] = ()
@@ -77,7 +90,7 @@ def failures(
             Failure(run["name"], run["conclusion"], summary, notes, log, run.get("html_url", ""))
         )
     for status in statuses:
-        if status.get("state") in ("failure", "error"):
+        if _failed_status(status):
             found.append(
                 Failure(
                     status["context"], status["state"], status.get("description") or "",

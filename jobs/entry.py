@@ -72,7 +72,7 @@ def execute(
     try:
         summary = HANDLERS[record.task.kind](record.task, ctx)
     except TaskFailed as exc:
-        _finish(store, task_id, State.FAILED, str(exc))
+        _finish(store, record.task, State.FAILED, str(exc))
         return f"failed: {exc}"
     except Exception as exc:
         # Anything else is the infrastructure's: RQ keeps the traceback and runs the job again
@@ -82,16 +82,16 @@ def execute(
             if store.transition(task_id, (State.RUNNING,), State.QUEUED, reason):
                 store.audit(task_id, "retrying", f"{reason}; {retries_left} retries left")
         else:
-            _finish(store, task_id, State.FAILED, reason)
+            _finish(store, record.task, State.FAILED, reason)
         raise
     finally:
         horse.unlink(missing_ok=True)
-    _finish(store, task_id, State.DONE, summary)
+    _finish(store, record.task, State.DONE, summary)
     return summary
 
 
-def _finish(store: Store, task_id: str, state: State, detail: str) -> None:
+def _finish(store: Store, task: Task, state: State, detail: str) -> None:
     # A task cancelled while it ran stays cancelled, whatever the pipeline reached.
-    if store.transition(task_id, (State.RUNNING,), state, "" if state is State.DONE else detail):
-        store.audit(task_id, state.value, detail)
-        count_task(store.redis, task_id.split("-", 1)[0], state.value)
+    if store.transition(task.id, (State.RUNNING,), state, "" if state is State.DONE else detail):
+        store.audit(task.id, state.value, detail)
+        count_task(store.redis, task.kind.value, state.value)

@@ -77,9 +77,7 @@ def _rebuild(task: Task, ctx: Context, api: Installation, pr: PullRequest) -> No
 def _green(api: Installation, repo: str, sha: str) -> bool:
     runs, statuses = ci.read_checks(api, repo, sha)
     return (
-        bool(runs or statuses)
-        and not ci.pending(runs, statuses)
-        and not ci.failures(api, repo, runs, statuses)
+        bool(runs or statuses) and not ci.pending(runs, statuses) and not ci.failing(runs, statuses)
     )
 
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from redis import Redis
 
+from app import triggers
 from app.dispatch import Dispatcher, job_timeout
 from app.github import App, GitHubError
 from app.redeliver import redeliver
@@ -20,7 +21,8 @@ from app.tasks import Kind, Task
 from jobs import ci
 
 INTERVAL = 300
-REVIEW_STATES = frozenset({"CHANGES_REQUESTED", "COMMENTED"})
+# The review states that start a task, as the REST API spells them (webhooks: lower case).
+REVIEW_STATES = frozenset(s.upper() for s in triggers.REVIEW_STATES)
 log = logging.getLogger("forgehand.housekeeping")
 
 
@@ -28,7 +30,8 @@ def housekeeping(settings: Settings, redis: Redis) -> bool:
     """Run unless another worker did within INTERVAL seconds; True when it ran."""
     if not redis.set("fh:housekeeping", socket.gethostname(), nx=True, ex=INTERVAL):
         return False
-    pruned = Store(redis).prune(time.time() - settings.retention_days * 86400)
+    store = Store(redis)
+    pruned = store.prune(time.time() - settings.retention_days * 86400)
     if pruned:
         log.info("pruned %d finished tasks older than %d days", pruned, settings.retention_days)
     if settings.app_id is None or settings.private_key is None:
@@ -38,7 +41,7 @@ def housekeeping(settings: Settings, redis: Redis) -> bool:
         redeliver(app, redis, timedelta(seconds=INTERVAL * 4))
     except GitHubError as exc:
         log.warning("redelivery skipped: %s", exc)
-    reconcile(app, Store(redis), Dispatcher(Store(redis), job_timeout(settings.agent_timeout)))
+    reconcile(app, store, Dispatcher(store, job_timeout(settings.agent_timeout)))
     return True
 
 
@@ -55,7 +58,7 @@ def reconcile(app: App, store: Store, dispatcher: Dispatcher) -> list[str]:
             head, branch = pr["head"]["sha"], pr["head"]["ref"]
             found: list[Task] = []
             runs, statuses = ci.read_checks(api, repo, head)
-            failing = not ci.pending(runs, statuses) and ci.failures(api, repo, runs, statuses)
+            failing = not ci.pending(runs, statuses) and ci.failing(runs, statuses)
             if failing and not store.escalated(repo_id, number):
                 found.append(Task(Kind.CI, installation, repo_id, repo, number, "forgehand",
                                   sha=head, branch=branch))  # fmt: skip

@@ -56,14 +56,10 @@ def rebuild_attempts(found: list[dict[str, Any] | None], green: set[str]) -> lis
     """The attempts that still count: those since the last reset or green pushed commit."""
     current: list[dict[str, Any]] = []
     for entry in found:
-        if entry is None:
-            current = []
-            continue
-        if current and current[-1].get("pushed") in green:
-            current = []
-        current.append(entry)
-    if current and current[-1].get("pushed") in green:
-        return []
+        if entry is None or entry.get("pushed") in green:
+            current = []  # a reset, or a pushed commit that went green, ends the count
+        else:
+            current.append(entry)
     return current
 
 

@@ -28,6 +28,17 @@ ACTIONS_APP_ID = 15368  # GitHub Actions' own App id on github.com
 GIT_ENV_AUTHOR = ("-c", "user.name=Carol", "-c", "user.email=carol@example.com")
 
 
+def signed_headers(secret: str, event: str, raw: bytes) -> dict[str, str]:
+    """The headers GitHub sends with a delivery of `raw`: event, a new GUID, the signature."""
+    signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": f"sha256={signature}",
+        "Content-Type": "application/json",
+    }
+
+
 @dataclass
 class Delivery:
     guid: str
@@ -180,16 +191,11 @@ class Simulation:
             while (item := self._outbox.get()) is not None:
                 event, payload = item
                 raw = json.dumps(payload).encode()
-                guid = str(uuid.uuid4())
-                signature = hmac.new(self.secret.encode(), raw, hashlib.sha256).hexdigest()
-                headers = {
-                    "X-GitHub-Event": event,
-                    "X-GitHub-Delivery": guid,
+                headers = signed_headers(self.secret, event, raw) | {
                     "X-GitHub-Hook-Installation-Target-ID": str(self.app_id),
-                    "X-Hub-Signature-256": f"sha256={signature}",
-                    "Content-Type": "application/json",
                     "User-Agent": "GitHub-Hookshot/simulator",
                 }
+                guid = headers["X-GitHub-Delivery"]
                 try:
                     status = client.post(self.webhook_url, content=raw, headers=headers).status_code
                 except httpx.HTTPError:

@@ -215,7 +215,7 @@ def test_command_on_app_pull_request_uses_stored_fact(client: TestClient, redis:
     assert post(client, "issue_comment", payload).json()["ignored"] == (
         "pull request was not opened by the App"
     )
-    Store(redis).add_app_pull_request(p.REPO_ID, 12, issue=7)
+    Store(redis).add_app_pull_request(p.REPO_ID, 12, 7, p.REPO, p.INSTALLATION)
     assert post(client, "issue_comment", payload).json()["tasks"] == [
         f"command-{p.REPO_ID}-12-9001"
     ]
