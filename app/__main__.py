@@ -101,11 +101,26 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     assert settings.redis_url is not None
     if args.n < 1:
         raise SettingsError("-n must be at least 1")
+    _contain(settings)
     from jobs.worker import run_workers
 
     return run_workers(
         settings.redis_url, args.n, args.burst, settings.log_level, settings.workspaces_dir
     )
+
+
+def _contain(settings: Settings) -> None:
+    """Refuse to run agents where the sandbox cannot be made; warn when it is turned off."""
+    from jobs.sandbox import UNSAFE_WARNING, Sandbox, SandboxUnavailable
+
+    sandbox = Sandbox(settings)
+    if not sandbox.contained:
+        log.warning(UNSAFE_WARNING)
+        return
+    try:
+        sandbox.check()
+    except SandboxUnavailable as exc:
+        raise SettingsError(str(exc)) from None
 
 
 @contextmanager
@@ -127,6 +142,7 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     settings.require("WEBHOOK_SECRET")
     if settings.app_id is None or settings.private_key is None:
         log.warning("APP_ID or PRIVATE_KEY is unset: tasks will fail when they call GitHub")
+    _contain(settings)
     from jobs.worker import run_workers
 
     # uvicorn re-raises SIGTERM once it has shut down; as an exception it lets the worker and

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -22,6 +23,7 @@ from app.settings import Settings, SettingsError, load
 # GIT_CONFIG_COUNT, which passes the token to git without a file, arrived in git 2.31.
 MIN_GIT = (2, 31)
 MIN_FREE_BYTES = 2 * 1024**3
+LOOPBACK = ("127.0.0.1", "::1", "localhost", "")
 # The binary each preset runs, and how to ask it for its version.
 AGENT_BINARIES = {
     "claude": "claude",
@@ -70,9 +72,11 @@ def _checks(settings: Settings) -> Iterator[Check]:
         yield Check(True, "settings", "APP_ID, private key, WEBHOOK_SECRET and REDIS_URL are set")
     yield from _key_and_github(settings)
     yield _redis(settings)
+    yield from _redis_exposure(settings)
     yield _git()
     yield _workspaces(settings)
     yield _agent(settings)
+    yield _sandbox(settings)
 
 
 def _key_and_github(settings: Settings) -> Iterator[Check]:
@@ -171,6 +175,50 @@ def _redis(settings: Settings) -> Check:
     if _version(version) < (5, 0):
         return Check(False, "redis", f"version {version}", "RQ needs Redis 5 or newer")
     return Check(True, "redis", f"version {version} at {settings.redis_url}")
+
+
+def _redis_exposure(settings: Settings) -> Iterator[Check]:
+    """A Redis without a password that listens beyond loopback lets anyone on the network
+    read installation tokens and queue jobs that workers run."""
+    if settings.redis_url is None or urlsplit(settings.redis_url).password:
+        return
+    try:
+        bind = connect(settings.redis_url).config_get("bind").get("bind", "")
+    except RedisError:
+        bind = ""  # CONFIG may be renamed away; judge by the address we reach it at
+    exposed = exposed_addresses(str(bind), urlsplit(settings.redis_url).hostname or "")
+    if exposed:
+        yield Check(
+            False,
+            "redis exposure",
+            f"no password, listening on {', '.join(exposed)}",
+            "set `requirepass` (and put it in REDIS_URL) or bind Redis to 127.0.0.1",
+        )
+
+
+def exposed_addresses(bind: str, host: str) -> list[str]:
+    """The addresses beyond loopback a Redis listens on, from its `bind` setting (a leading
+    `-` marks an optional one), or from the host it is reached at when that is unknown."""
+    addresses = [a.lstrip("-") for a in bind.split()] or [host]
+    return [a for a in dict.fromkeys(addresses) if a not in LOOPBACK]
+
+
+def _sandbox(settings: Settings) -> Check:
+    from jobs.sandbox import Sandbox, SandboxUnavailable
+
+    sandbox = Sandbox(settings)
+    if not sandbox.contained:
+        return Check(
+            False,
+            "sandbox",
+            "AGENT_SANDBOX=none: agents and setup/test commands run uncontained",
+            "unset AGENT_SANDBOX to contain them with bubblewrap (the default)",
+        )
+    try:
+        sandbox.check()
+    except SandboxUnavailable as exc:
+        return Check(False, "sandbox", str(exc))
+    return Check(True, "sandbox", f"bubblewrap at {sandbox.bwrap} makes namespaces")
 
 
 def _git() -> Check:

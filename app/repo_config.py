@@ -13,9 +13,10 @@ from typing import Any
 import yaml
 
 from app.settings import AGENT_PRESETS
+from jobs.egress import Policy
 
 PATH = ".github/forgehand.yml"
-DEFAULT_PROTECTED = (".github/workflows/**",)
+DEFAULT_PROTECTED = (".github/workflows/**", PATH)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RepoConfig:
     allowed_bots: tuple[str, ...] = ()
     protected_paths: tuple[str, ...] = DEFAULT_PROTECTED
     timeout: int | None = None
+    allow_hosts: tuple[str, ...] = ()
 
 
 KNOWN = {f.name for f in fields(RepoConfig)}
@@ -98,6 +100,15 @@ def _globs(value: Any) -> tuple[str, ...]:
     return tuple(i.strip() for i in value)
 
 
+def _hosts(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
+        raise ValueError("must be a list of host or host:port names")
+    hosts = tuple(i.strip().lower() for i in items)
+    Policy(hosts)  # raises ValueError naming a malformed entry
+    return hosts
+
+
 def _agent(value: Any) -> str:
     name = _text(value).lower()
     if name not in AGENT_PRESETS:
@@ -117,4 +128,5 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "allowed_bots": _names,
     "protected_paths": _globs,
     "timeout": _positive,
+    "allow_hosts": _hosts,
 }

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dotenv import dotenv_values
 
+from jobs.egress import Policy
+
 AGENT_PRESETS = ("claude", "codex", "aider", "opencode", "gemini", "command")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("pretty", "json")
+SANDBOXES = ("bwrap", "none")
 
 
 class SettingsError(Exception):
@@ -31,6 +34,13 @@ class Settings:
     agent_timeout: int = 1800
     agent_idle_timeout: int = 600
     agent_env: tuple[str, ...] = ()
+    agent_sandbox: str = "bwrap"
+    # Empty: the preset's model API host (jobs/sandbox.py decides).
+    agent_allow_hosts: tuple[str, ...] = ()
+    # The files the worker's secrets came from, which the sandbox hides even where they lie
+    # under a directory it shows.
+    private_key_path: Path | None = None
+    env_file: Path | None = None
     trigger_label: str = "agent"
     branch_prefix: str = "agent/"
     max_attempts: int = 3
@@ -67,10 +77,12 @@ def load(environ: Mapping[str, str] | None = None, env_file: Path | None = None)
     """
     source: dict[str, str] = {}
     dotenv = env_file if env_file is not None else Path(".env")
-    if dotenv.is_file():
+    found = dotenv.is_file()
+    if found:
         source.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
     source.update(os.environ if environ is None else environ)
-    return parse(source)
+    settings = parse(source)
+    return replace(settings, env_file=dotenv.resolve()) if found else settings
 
 
 def parse(source: Mapping[str, str]) -> Settings:
@@ -112,6 +124,12 @@ def parse(source: Mapping[str, str]) -> Settings:
     if not api_url.startswith(("http://", "https://")):
         raise SettingsError(f"GITHUB_API_URL must be an http(s) URL, got {api_url!r}")
 
+    allow_hosts = _list(text("AGENT_ALLOW_HOSTS"))
+    try:
+        Policy(allow_hosts)
+    except ValueError as exc:
+        raise SettingsError(f"AGENT_ALLOW_HOSTS: {exc}") from None
+
     redis_url = text("REDIS_URL")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(
@@ -129,7 +147,10 @@ def parse(source: Mapping[str, str]) -> Settings:
         agent_command=agent_command,
         agent_timeout=whole("AGENT_TIMEOUT", 1800),
         agent_idle_timeout=whole("AGENT_IDLE_TIMEOUT", 600),
-        agent_env=tuple(n.strip() for n in (text("AGENT_ENV") or "").split(",") if n.strip()),
+        agent_env=_list(text("AGENT_ENV")),
+        agent_sandbox=choice("AGENT_SANDBOX", "bwrap", SANDBOXES),
+        agent_allow_hosts=allow_hosts,
+        private_key_path=_key_path(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
         trigger_label=text("TRIGGER_LABEL") or "agent",
         branch_prefix=text("BRANCH_PREFIX") or "agent/",
         max_attempts=whole("MAX_ATTEMPTS", 3),
@@ -143,6 +164,14 @@ def parse(source: Mapping[str, str]) -> Settings:
         log_format=choice("LOG_FORMAT", "pretty", LOG_FORMATS),
         retention_days=whole("RETENTION_DAYS", 14),
     )
+
+
+def _list(raw: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (raw or "").split(",") if n.strip())
+
+
+def _key_path(inline: str | None, path: str | None) -> Path | None:
+    return Path(path).expanduser().resolve() if path is not None and inline is None else None
 
 
 def _private_key(inline: str | None, path: str | None) -> str | None:

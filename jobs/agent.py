@@ -56,6 +56,11 @@ BASE_ENV = (
 KILL_GRACE = 5.0
 POLL = 0.1
 FLUSH_EVERY = 0.5
+# Output is bounded whatever the agent prints: a line is cut at LINE_LIMIT bytes, the log file
+# stops at LOG_LIMIT bytes, and at most PENDING_LIMIT lines wait for the next flush to Redis.
+LINE_LIMIT = 4096
+LOG_LIMIT = 16 * 1024 * 1024
+PENDING_LIMIT = 1000
 
 
 class AgentConfigError(ValueError):
@@ -120,6 +125,7 @@ def run(
     on_output: Callable[[list[str]], None] | None = None,
     pgid_file: Path | None = None,
     tail_lines: int = 60,
+    preexec: Callable[[], None] | None = None,
 ) -> AgentResult:
     """Run one agent process to its end, or until a timeout kills its whole process group."""
     started = time.monotonic()
@@ -133,6 +139,7 @@ def run(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec,
         )
     except FileNotFoundError:
         raise AgentConfigError(f"agent program not found: {argv[0]}") from None
@@ -177,15 +184,34 @@ def _supervise(
 
     def read() -> None:
         with log_path.open("ab") as log:
-            for raw in iter(stdout.readline, b""):
-                log.write(raw)
-                log.flush()
-                line = raw.decode(errors="replace").rstrip("\n")
+            written = log.tell()
+            skipped = 0
+            while raw := stdout.readline(LINE_LIMIT):
+                cut = not raw.endswith(b"\n")
+                while cut and (rest := stdout.readline(LINE_LIMIT)):
+                    # The rest of an over-long line is read and dropped, never held.
+                    last_output[0] = time.monotonic()
+                    if rest.endswith(b"\n"):
+                        break
+                line = raw.decode(errors="replace").rstrip("\n") + (" [line cut]" if cut else "")
+                if written < LOG_LIMIT:
+                    out = (line + "\n").encode()
+                    if written + len(out) >= LOG_LIMIT:
+                        out = b"[forgehand: log limit reached; the rest is not kept]\n"
+                    log.write(out)
+                    log.flush()
+                    written += len(out)
                 with lock:
                     last_output[0] = time.monotonic()
-                    pending.append(line)
                     tail.append(line)
                     del tail[:-tail_lines]
+                    if len(pending) >= PENDING_LIMIT:
+                        skipped += 1
+                        continue
+                    if skipped:
+                        pending.append(f"[forgehand: {skipped} lines skipped]")
+                        skipped = 0
+                    pending.append(line)
 
     threads = [
         threading.Thread(target=feed, daemon=True),

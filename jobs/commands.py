@@ -11,6 +11,7 @@ from app.triggers import command_verb
 from jobs import prompts, report
 from jobs.lock import pull_request_lock
 from jobs.pipeline import Context, change_pull_request, prepare, read_pull, reported
+from jobs.redact import redactor_for
 from jobs.resolve import open_pull_request, resolve_issue
 from jobs.status import StatusComment
 
@@ -42,14 +43,16 @@ def run_command(task: Task, ctx: Context) -> str:
         if pr.state != "open":
             _reply(api, task, "This pull request is closed; nothing was done.")
             return "closed"
-        status = StatusComment(api, ctx.store, task)
+        status = StatusComment(api, ctx.store, task, redactor_for(ctx.settings, api.token()))
         with reported(status, ctx, task):
             status.update(f"⏳ Working on @{task.sender}'s request…")
             prompt = prompts.instructions_prompt(task.repo, task.number, task.sender, instructions)
             change = change_pull_request(
                 task, ctx, api, repo, pr, prompt, f"Apply request by {task.sender}"
             )
-        summary = report.quote(change.result.tail) if change.result.tail.strip() else ""
+        # Redacted before `quote` keeps only its end, which could cut a secret in two.
+        tail = status.redactor.text(change.result.tail)
+        summary = report.quote(tail) if tail.strip() else ""
         if change.head:
             status.update(f"✅ Pushed `{change.head[:7]}` for @{task.sender}.", summary)
             return f"pushed {change.head[:7]}"

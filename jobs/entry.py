@@ -18,6 +18,7 @@ from jobs.closed import closed, fork_notice
 from jobs.commands import run_command
 from jobs.errors import TaskFailed
 from jobs.fix_ci import fix_ci
+from jobs.redact import redactor_for
 from jobs.resolve import resolve_issue
 from jobs.review import address_review
 from jobs.workspace import Workspaces
@@ -72,12 +73,14 @@ def execute(
     try:
         summary = HANDLERS[record.task.kind](record.task, ctx)
     except TaskFailed as exc:
-        _finish(store, record.task, State.FAILED, str(exc))
-        return f"failed: {exc}"
+        # Shown on the dashboard; it may name files the agent made, or quote git.
+        reason = redactor_for(ctx.settings).text(str(exc))
+        _finish(store, record.task, State.FAILED, reason)
+        return f"failed: {reason}"
     except Exception as exc:
         # Anything else is the infrastructure's: RQ keeps the traceback and runs the job again
         # while it has retries left; only then does the task fail.
-        reason = f"internal error: {type(exc).__name__}: {exc}"
+        reason = redactor_for(ctx.settings).text(f"internal error: {type(exc).__name__}: {exc}")
         if retries_left > 0:
             if store.transition(task_id, (State.RUNNING,), State.QUEUED, reason):
                 store.audit(task_id, "retrying", f"{reason}; {retries_left} retries left")

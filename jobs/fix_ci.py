@@ -20,6 +20,7 @@ from jobs.pipeline import (
     read_pull,
     reported,
 )
+from jobs.redact import redactor_for
 from jobs.status import StatusComment
 
 # How long a fix waits for the commit's other checks to finish, and how often it looks.
@@ -57,12 +58,15 @@ def fix_ci(task: Task, ctx: Context) -> str:
 
 def _rebuild(task: Task, ctx: Context, api: Installation, pr: PullRequest) -> None:
     """Restore a pull request's attempts from the markers in its comments (Redis forgot)."""
+    # Anyone can write a marker into a comment: only the App's own are believed.
+    app_login = ctx.app.identity(api).login
     found: list[dict[str, object] | None] = []
     for page in range(1, 11):
         comments = api.get(f"/repos/{task.repo}/issues/{pr.number}/comments", per_page=100,
                            page=page) or []  # fmt: skip
         for comment in comments:
-            found.extend(report.markers(comment.get("body") or ""))
+            if (comment.get("user") or {}).get("login") == app_login:
+                found.extend(report.markers(comment.get("body") or ""))
         if len(comments) < 100:
             break
     pushed = {str(e["pushed"]) for e in found if e and e.get("pushed")}
@@ -87,7 +91,7 @@ def _attempt(
 ) -> str:  # fmt: skip
     limit = repo.config.max_attempts or ctx.settings.max_attempts
     names = [f"{f.name} ({f.conclusion})" for f in failures]
-    status = StatusComment(api, ctx.store, task)
+    status = StatusComment(api, ctx.store, task, redactor_for(ctx.settings, api.token()))
     while True:
         done = ctx.store.attempts(task.repo_id, pr.number)
         if len(done) >= limit:
@@ -132,6 +136,8 @@ def _attempt(
 def _record(
     ctx: Context, task: Task, pr: PullRequest, status: StatusComment, entry: dict[str, object]
 ) -> None:
+    # What the agent changed (its commit subjects) and why it failed reach the escalation table.
+    entry = {k: status.redactor.text(v) if isinstance(v, str) else v for k, v in entry.items()}
     ctx.store.add_attempt(task.repo_id, pr.number, entry)
     status.markers.append(report.attempt_marker(entry))
 

@@ -1,4 +1,10 @@
-"""Running git: explicit working directory, no prompts, credentials only in the environment."""
+"""forgehand's own git: explicit git directory, no prompts, nothing a repository could set.
+
+Every command runs with an environment built from nothing (never the worker's, which holds
+its secrets) and with configuration given on the command line, which outranks anything in a
+repository's config: no hooks, no fsmonitor, no filters or proxies the agent could have
+named, no replace objects, no system or global config.
+"""
 
 from __future__ import annotations
 
@@ -10,40 +16,67 @@ from pathlib import Path
 
 GIT_TIMEOUT = 600
 
+# Given through GIT_CONFIG_* (the command line's level), so a repository's own config, which
+# an agent may have written, cannot turn any of them back on.
+HARDENING = (
+    ("core.hooksPath", os.devnull),
+    ("core.fsmonitor", "false"),
+    ("core.untrackedCache", "false"),
+    ("core.sshCommand", "false"),
+    ("credential.helper", ""),
+    ("http.proxy", ""),
+    ("https.proxy", ""),
+    ("protocol.allow", "never"),
+    ("protocol.https.allow", "always"),
+    ("protocol.http.allow", "always"),
+    ("protocol.file.allow", "always"),
+    ("submodule.recurse", "false"),
+    ("diff.ignoreSubmodules", "all"),
+    ("status.submoduleSummary", "false"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("commit.gpgSign", "false"),
+    ("advice.detachedHead", "false"),
+)
+
 
 class GitError(Exception):
     """A git command failed; the message holds its stderr with any token removed."""
 
 
-def auth_env(token: str | None) -> dict[str, str]:
-    """Environment that makes git send the installation token to the remote.
+def auth_config(token: str | None) -> list[tuple[str, str]]:
+    """The header that makes git send the installation token to the remote.
 
     Passed per command through GIT_CONFIG_* (git ≥ 2.31), so the token never lands in a
     config file, a URL, a command line that `ps` shows, or a log.
     """
     if not token:
-        return {}
+        return []
     basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-    return {
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "http.extraheader",
-        "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}",
-    }
+    return [("http.extraheader", f"AUTHORIZATION: basic {basic}")]
 
 
-def base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        {
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ASKPASS": "true",
-            "LC_ALL": "C",
-            # Keep the user's global and system config out of what the App does.
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-        }
-    )
+def config_env(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    env = {"GIT_CONFIG_COUNT": str(len(pairs))}
+    for i, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
     return env
+
+
+def base_env(token: str | None = None) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH") or os.defpath,
+        "HOME": os.devnull,
+        "LC_ALL": "C",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "true",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_NO_REPLACE_OBJECTS": "1",
+        "GIT_NO_LAZY_FETCH": "1",
+        **config_env([*HARDENING, *auth_config(token)]),
+    }
 
 
 def git(
@@ -55,7 +88,7 @@ def git(
     timeout: float = GIT_TIMEOUT,
     check: bool = True,
 ) -> str:
-    full_env = base_env() | dict(env or {}) | auth_env(token)
+    full_env = base_env(token) | dict(env or {})
     try:
         result = subprocess.run(
             ["git", *args],

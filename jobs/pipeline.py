@@ -7,12 +7,12 @@ steps in between are shared.
 from __future__ import annotations
 
 import base64
-import fnmatch
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,9 +24,11 @@ from app.repo_config import parse as parse_config
 from app.settings import Settings
 from app.store import Store
 from app.tasks import Task
-from jobs import agent, prompts, report
+from jobs import agent, prompts, protected, report
 from jobs.errors import TaskFailed
-from jobs.git import GitError, git
+from jobs.git import GitError
+from jobs.redact import Redactor, redactor_for
+from jobs.sandbox import UNSAFE_WARNING, Sandbox
 from jobs.status import StatusComment
 from jobs.workspace import Workspaces, Worktree
 
@@ -40,6 +42,10 @@ class Context:
     settings: Settings
     app: App
     workspaces: Workspaces
+
+    @cached_property
+    def sandbox(self) -> Sandbox:
+        return Sandbox(self.settings)
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,10 @@ class Run:
     def settings(self) -> Settings:
         return self.ctx.settings
 
+    @cached_property
+    def redactor(self) -> Redactor:
+        return redactor_for(self.settings, self.ctx.app.token(self.task.installation_id))
+
     def _env(self) -> dict[str, str]:
         who = {
             "GIT_AUTHOR_NAME": self.identity.login,
@@ -130,19 +140,38 @@ class Run:
         }
         return agent.agent_env(os.environ, self.settings.agent_env, who)
 
-    def _process(self, argv: list[str], prompt: str) -> agent.AgentResult:
+    def _process(
+        self, argv: list[str], prompt: str, files: tuple[Path, ...] = (), trusted: bool = False
+    ) -> agent.AgentResult:
         timeout = self.repo.config.timeout or self.settings.agent_timeout
-        return agent.run(
-            argv,
-            workdir=self.tree.path,
-            prompt=prompt,
-            env=self._env(),
-            log_path=self.ctx.workspaces.log_path(self.task.id),
-            timeout=timeout,
-            idle_timeout=min(self.settings.agent_idle_timeout, timeout),
-            on_output=lambda lines: self.ctx.store.append_log(self.task.id, lines),
-            pgid_file=pgid_file_for(self.ctx.workspaces, os.getpid()),
-        )
+        sandbox, tree, store = self.ctx.sandbox, self.tree, self.ctx.store
+        env = self._env()
+        name = self.repo.config.agent or self.settings.agent
+        allow = sandbox.allowed_hosts(name, env)
+        if not sandbox.contained:
+            store.audit(self.task.id, "unsandboxed", UNSAFE_WARNING)
+        with sandbox.jail(
+            tree.path, tree.home, tree.objects, allow, self._refused, self.repo.config.allow_hosts
+        ) as jail:
+            launch = jail.command(argv, env, files, trusted)
+            return agent.run(
+                launch.argv,
+                workdir=tree.path,
+                prompt=prompt,
+                env=launch.env,
+                log_path=self.ctx.workspaces.log_path(self.task.id),
+                timeout=timeout,
+                idle_timeout=min(self.settings.agent_idle_timeout, timeout),
+                on_output=lambda lines: store.append_log(self.task.id, self.redactor.lines(lines)),
+                pgid_file=pgid_file_for(self.ctx.workspaces, os.getpid()),
+                preexec=launch.preexec,
+            )
+
+    def _refused(self, line: str) -> None:
+        # The host name is the agent's choice, and could carry a secret out.
+        line = self.redactor.text(line)
+        self.ctx.store.append_log(self.task.id, [line])
+        self.ctx.store.audit(self.task.id, "egress refused", line)
 
     def shell(self, label: str, command: str) -> agent.AgentResult:
         self.ctx.store.audit(self.task.id, label, command)
@@ -161,7 +190,10 @@ class Run:
             raise TaskFailed(str(exc)) from None
         self.ctx.store.audit(self.task.id, "agent", " ".join(argv[:3]))
         try:
-            result = self._process(argv, prompt)
+            # Only a repository's own `agent: command` is untrusted; presets and the
+            # operator's AGENT_COMMAND may have their programs shown to the sandbox.
+            trusted = config.agent != "command"
+            result = self._process(argv, prompt, (prompt_file,), trusted)
         except agent.AgentConfigError as exc:
             raise TaskFailed(str(exc)) from None
         observe_agent(self.ctx.store.redis, result.seconds)
@@ -206,49 +238,76 @@ class Run:
         return result
 
     def commit(self, message: str) -> list[str]:
-        """Commit what the agent left uncommitted; return the commits made since the base."""
-        path = self.tree.path
-        git(["add", "--all"], path)
-        if git(["status", "--porcelain"], path).strip():
-            git(["commit", "--quiet", "--no-verify", "-m", message], path, env=self._env())
-        log = git(["log", "--format=%h %s", f"{self.tree.base}..HEAD"], path)
+        """Commit the agent's work from forgehand's own git directory; return the commits made
+        since the base. Commits the agent made in its own `.git` are fetched as objects (no
+        hook or config of its repository runs) and kept when they build on the base; the
+        work tree as the agent left it is committed on top."""
+        tree = self.tree
+        agent_git = str(tree.path / ".git")
+        ref = "refs/forgehand/agent"
+        tree.git(["update-ref", "-d", ref])  # a kept tree's, from the task before
+        tree.git(["fetch", "--quiet", "--no-tags", agent_git, f"+HEAD:{ref}"], check=False)
+        head = tree.git(["rev-parse", "--verify", "--quiet", ref], check=False).strip()
+        if head and head != tree.base and self._descends(head):
+            tree.git(["reset", "--quiet", "--soft", head])
+        tree.git(["add", "--all"])
+        if tree.git(["status", "--porcelain", "--untracked-files=no"]).strip():
+            tree.git(["commit", "--quiet", "--no-verify", "-m", message], env=self._env())
+        log = tree.git(["log", "--format=%h %s", f"{tree.base}..HEAD"])
         return [line for line in log.splitlines() if line.strip()]
 
-    def check_protected(self) -> None:
+    def _descends(self, head: str) -> bool:
+        """Whether `head` has the base as an ancestor (the agent built on it)."""
+        try:
+            self.tree.git(["merge-base", "--is-ancestor", self.tree.base, head])
+        except GitError:
+            return False
+        return True
+
+    def check_protected(self, base: str | None = None) -> None:
+        """Refuse the push if any commit since `base` touches a protected path."""
         globs = self.repo.config.protected_paths
         if not globs:
             return
-        changed = git(["diff", "--name-only", self.tree.base, "HEAD"], self.tree.path).split()
-        hit = sorted(f for f in changed if any(fnmatch.fnmatchcase(f, g) for g in globs))
+        since = base or self.tree.base
+        # Every commit on its own (a file added then removed still counts), both sides of a
+        # rename, NUL-separated so that no name is quoted or split.
+        names = self.tree.git(
+            ["log", "-z", "--no-renames", "--name-only", "--format=", f"{since}..HEAD"]
+        ).split("\0")
+        hit = protected.violations(names, globs)
         if hit:
             raise TaskFailed(
                 "The agent changed protected paths, so nothing was pushed: "
-                + ", ".join(f"`{f}`" for f in hit)
+                + ", ".join(f"`{protected.printable(f)}`" for f in hit)
                 + ". Set `protected_paths` in .github/forgehand.yml to allow them."
             )
 
     def push(self, api: Installation) -> None:
         """Push without force; if someone pushed to the branch meanwhile, replay the work on
         top of theirs and push again."""
-        branch, url, path = self.tree.branch, self.repo.clone_url, self.tree.path
+        tree, url = self.tree, self.repo.clone_url
+        branch = tree.branch
         self.ctx.store.audit(self.task.id, "push", branch)
         for _ in range(PUSH_TRIES):
             try:
-                git(["push", "--quiet", url, f"HEAD:refs/heads/{branch}"], path, token=api.token())
+                tree.git(["push", "--quiet", url, f"HEAD:refs/heads/{branch}"], token=api.token())
                 return
             except GitError as exc:
                 if not any(word in str(exc) for word in ("rejected", "fetch first", "non-fast")):
                     raise TaskFailed(f"Pushing {branch} failed: {exc}") from None
             self.ctx.store.audit(self.task.id, "rebase", f"{branch} moved while the agent worked")
-            git(["fetch", "--quiet", url, f"refs/heads/{branch}"], path, token=api.token())
+            tree.git(["fetch", "--quiet", url, f"refs/heads/{branch}"], token=api.token())
+            theirs = tree.git(["rev-parse", "FETCH_HEAD"]).strip()
             try:
-                git(["rebase", "--quiet", "FETCH_HEAD"], path, env=self._env())
+                tree.git(["rebase", "--quiet", theirs], env=self._env())
             except GitError:
-                git(["rebase", "--abort"], path, check=False)
+                tree.git(["rebase", "--abort"], check=False)
                 raise TaskFailed(
                     f"Someone pushed to {branch} while the agent worked, and its changes "
                     "conflict with theirs; nothing was pushed."
                 ) from None
+            self.check_protected(theirs)
         raise TaskFailed(f"Pushing {branch} was rejected {PUSH_TRIES} times; nothing was forced.")
 
 
@@ -326,8 +385,9 @@ def change_pull_request(
             f"#{pr.number} was opened by {pr.author}, not by the App; nothing was done."
         )
     with ctx.workspaces.worktree(
-        task.id, task.repo_id, repo.clone_url, api.token(), pr.branch, pr.branch, new_branch=False
-    ) as tree:
+        task.id, task.repo_id, repo.clone_url, api.token(), pr.branch, pr.branch,
+        new_branch=False, identity=(identity.login, identity.email),
+    ) as tree:  # fmt: skip
         ctx.store.audit(task.id, "worktree", f"{pr.branch} at {tree.base[:7]}")
         work = Run(task, ctx, repo, tree, identity)
         work.setup()
@@ -337,7 +397,7 @@ def change_pull_request(
             return Change([], "", result)
         work.check_protected()
         work.push(api)
-        head = git(["rev-parse", "HEAD"], tree.path).strip()
+        head = tree.git(["rev-parse", "HEAD"]).strip()
     return Change(commits, head, result)
 
 

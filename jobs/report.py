@@ -13,15 +13,31 @@ ATTEMPT_MARKER = "<!-- forgehand:attempt {data} -->"
 RESET_MARKER = "<!-- forgehand:reset -->"
 _MARKERS = re.compile(r"<!-- forgehand:(attempt|reset)( \{.*?\})? -->")
 EXCERPT_LINES = 30
+# Put after the `<` of an HTML comment opener in text forgehand did not write: it still reads
+# `<!--`, but hides nothing and can forge no marker.
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+def defuse(text: str) -> str:
+    """`text` (the agent's, or anyone's) with no HTML comment in it, for a comment's body."""
+    return text.replace("<!--", f"<{_ZERO_WIDTH_SPACE}!--")
+
+
+def code_block(text: str) -> str:
+    """A fenced block that no line of `text` can close: the fence outruns its backtick runs."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"
 
 
 def status_comment(task_id: str, headline: str, detail: str = "", log: str = "") -> str:
-    parts = [MARKER.format(task=task_id), headline]
+    """The status comment's words; all but the marker may come from the agent."""
+    parts = [MARKER.format(task=task_id), defuse(headline)]
     if detail:
-        parts.append(detail)
+        parts.append(defuse(detail))
     if log.strip():
-        excerpt = "\n".join(log.strip().splitlines()[-EXCERPT_LINES:])
-        parts.append(f"<details><summary>Log excerpt</summary>\n\n```\n{excerpt}\n```\n</details>")
+        block = code_block(defuse("\n".join(log.strip().splitlines()[-EXCERPT_LINES:])))
+        parts.append(f"<details><summary>Log excerpt</summary>\n\n{block}\n</details>")
     return "\n\n".join(parts)
 
 
@@ -66,12 +82,13 @@ def rebuild_attempts(found: list[dict[str, Any] | None], green: set[str]) -> lis
 def pull_request_body(
     issue: int, summary: str, commits: list[str], marker: dict[str, object]
 ) -> str:
-    summary = summary.strip()
+    """The pull request's body; `summary` and the commit subjects are the agent's words."""
+    summary = defuse(summary.strip())
     lines = [f"Fixes #{issue}", ""]
     if summary:
         lines += ["### What the agent says it did", "", quote(summary), ""]
     if commits:
-        lines += ["### Commits", ""] + [f"- {c}" for c in commits] + [""]
+        lines += ["### Commits", ""] + [f"- {defuse(c)}" for c in commits] + [""]
     lines.append("_Opened by forgehand. Review it like any other pull request; comment_")
     lines.append("_`/agent <instructions>` to ask for changes._")
     lines.append(task_marker(marker))
@@ -112,7 +129,7 @@ def escalation_comment(
 
 
 def _cell(value: object) -> str:
-    text = str(value or "—").replace("|", "\\|").replace("\n", " ")
+    text = defuse(str(value or "—")).replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= 160 else text[:157] + "…"
 
 

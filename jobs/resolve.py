@@ -9,13 +9,15 @@ from app.tasks import Task
 from jobs import prompts, report
 from jobs.errors import TaskFailed
 from jobs.pipeline import Context, Run, branch_name, config_problems, prepare, reported
+from jobs.redact import redactor_for
 from jobs.status import StatusComment
 
 
 def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
     api, repo = prepare(task, ctx)
     repo_path = f"/repos/{task.repo}"
-    status = StatusComment(api, ctx.store, task)
+    redactor = redactor_for(ctx.settings, api.token())
+    status = StatusComment(api, ctx.store, task, redactor)
     with reported(status, ctx, task):
         api.post(f"{repo_path}/issues/{task.number}/reactions", {"content": "eyes"})
         existing = open_pull_request(api, ctx, task)
@@ -33,7 +35,7 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
         branch = branch_name(ctx.settings.branch_prefix, task.number, title)
         with ctx.workspaces.worktree(
             task.id, task.repo_id, repo.clone_url, api.token(), branch, repo.base_branch,
-            new_branch=True,
+            new_branch=True, identity=(identity.login, identity.email),
         ) as tree:  # fmt: skip
             ctx.store.audit(task.id, "worktree", f"{tree.branch} from {repo.base_branch}")
             work = Run(task, ctx, repo, tree, identity)
@@ -58,8 +60,8 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
                     "base": repo.base_branch,
                     "body": report.pull_request_body(
                         task.number,
-                        result.tail,
-                        commits,
+                        redactor.text(result.tail),
+                        redactor.lines(commits),
                         {"task": task.id, "kind": task.kind.value, "issue": task.number},
                     ),
                     "draft": repo.config.draft,

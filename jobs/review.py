@@ -6,6 +6,7 @@ from app.tasks import Task
 from jobs import prompts, report
 from jobs.lock import pull_request_lock
 from jobs.pipeline import Context, change_pull_request, prepare, read_pull, reported
+from jobs.redact import redactor_for
 from jobs.status import StatusComment
 
 
@@ -29,7 +30,7 @@ def address_review(task: Task, ctx: Context) -> str:
             for c in comments
         ]  # fmt: skip
         prompt = prompts.review_prompt(task.repo, task.number, reviewer, review.get("body"), notes)
-        status = StatusComment(api, ctx.store, task)
+        status = StatusComment(api, ctx.store, task, redactor_for(ctx.settings, api.token()))
         with reported(status, ctx, task):
             status.update(f"⏳ Addressing @{reviewer}'s review…")
             change = change_pull_request(
@@ -45,6 +46,7 @@ def address_review(task: Task, ctx: Context) -> str:
         roots = dict.fromkeys(c.get("in_reply_to_id") or c["id"] for c in comments)
         for root in roots:
             api.post(f"{base}/comments/{root}/replies", {"body": reply})
-        summary = change.result.tail.strip()
+        # Redacted before `quote` keeps only its end, which could cut a secret in two.
+        summary = status.redactor.text(change.result.tail).strip()
         status.update(headline, report.quote(summary) if summary else "")
         return f"pushed {change.head[:7]}" if change.head else "no change"

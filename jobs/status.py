@@ -5,18 +5,24 @@ from __future__ import annotations
 from app.github import GitHubError, Installation
 from app.store import Store
 from app.tasks import Task
+from jobs.redact import Redactor
 from jobs.report import status_comment
 
 
 class StatusComment:
-    def __init__(self, api: Installation, store: Store, task: Task) -> None:
+    def __init__(self, api: Installation, store: Store, task: Task, redactor: Redactor) -> None:
         self.api = api
         self.store = store
         self.task = task
+        # Also for the task's other words on GitHub that carry the agent's text.
+        self.redactor = redactor
         self.markers: list[str] = []  # hidden records carried by every later update
 
     def update(self, headline: str, detail: str = "", log: str = "") -> None:
-        body = "\n".join([status_comment(self.task.id, headline, detail, log), *self.markers])
+        """Post or edit the comment; any part but the markers may hold the agent's words."""
+        clean = self.redactor.text
+        words = status_comment(self.task.id, clean(headline), clean(detail), clean(log))
+        body = "\n".join([words, *self.markers])
         repo = f"/repos/{self.task.repo}"
         comment_id = self.store.status_comment(self.task.id)
         if comment_id is not None:

@@ -1,14 +1,21 @@
-"""Mirror cache and worktree lifecycle.
+"""Mirror cache and the task's two git directories.
 
 Layout under WORKSPACES_DIR:
-    mirrors/<repo id>.git    one bare mirror per repository, fetched (never re-cloned) per task
+    mirrors/<repo id>.git    one bare mirror per repository, fetched (never re-cloned) per task;
+                             only forgehand writes to it, the sandbox sees its objects read-only
     mirrors/<repo id>.lock   serializes every change to that mirror across worker processes
-    tasks/<task id>/         one task's scratch: `work/` (its worktree), prompt, owner
-    pool/<repo id>/<slot>/   finished tasks' worktrees, detached and kept for the next task
-                             on that repository: it rewrites only the files that differ
-                             instead of checking out the whole tree again
+    tasks/<task id>/         one task's scratch: `work/` (the tree the agent edits, with a git
+                             directory of the agent's own at `work/.git`), `git/` (forgehand's
+                             git directory for that tree, which the agent never sees), `home/`
+                             (the agent's private home), the prompt, the owner
+    pool/<repo id>/<slot>/   finished tasks' `work/` and `git/`, kept for the next task on that
+                             repository: it rewrites only the files that differ instead of
+                             checking out the whole tree again
     logs/<task id>.log       agent output, kept after the worktree is gone
     run/                     process-group ids of running agents, for stop and orphan reaping
+
+forgehand commits and pushes from `git/`, whose config, hooks, index and refs are its own;
+whatever the agent does to `work/.git` changes nothing forgehand runs.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +35,6 @@ from jobs.git import GitError, git
 
 # Agents' own bookkeeping files that must never be committed.
 EXCLUDES = (".aider*",)
-# A push URL that cannot work: only forgehand, passing the real URL explicitly, can push.
-NO_PUSH = "no-push://forgehand-pushes-for-the-agent"
 # Kept worktrees per repository: as many as tasks on one repository usually run at once. Each
 # costs the disk of one checkout while idle; one unused for POOL_IDLE seconds is removed.
 POOL_SIZE = 4
@@ -39,10 +44,28 @@ FETCHES = "forgehand-fetches"  # in each mirror: fetches started, and the last o
 
 @dataclass(frozen=True)
 class Worktree:
-    path: Path
+    path: Path  # the work tree the agent edits
+    gitdir: Path  # forgehand's git directory for it
+    objects: Path  # the mirror's object store, which both git directories borrow from
     branch: str
     base: str  # the commit the task started from
     task_dir: Path
+
+    @property
+    def home(self) -> Path:
+        return self.task_dir / "home"
+
+    def git(
+        self,
+        args: Sequence[str],
+        *,
+        token: str | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> str:
+        """forgehand's git on this tree: never the agent's `.git`, whatever it holds."""
+        where = ["--git-dir", str(self.gitdir), "--work-tree", str(self.path)]
+        return git([*where, *args], self.path, token=token, env=env, check=check)
 
 
 class Workspaces:
@@ -74,20 +97,14 @@ class Workspaces:
         if not (mirror / "HEAD").exists():
             shutil.rmtree(mirror, ignore_errors=True)
             mirror.mkdir(parents=True)
-            git(["init", "--bare", "--quiet"], mirror)
-            git(["remote", "add", "origin", clone_url], mirror)
-            git(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], mirror)
-            git(["config", "remote.origin.pushurl", NO_PUSH], mirror)
-            git(["config", "gc.auto", "0"], mirror)  # no gc racing other tasks' worktrees
-            (mirror / "info").mkdir(exist_ok=True)
-            (mirror / "info" / "exclude").write_text("\n".join(EXCLUDES) + "\n")
-        else:
-            git(["remote", "set-url", "origin", clone_url], mirror)
+            git(["init", "--bare", "--quiet", "--template="], mirror)
+            git(["config", "gc.auto", "0"], mirror)  # no gc racing other tasks' trees
         started, finished = _fetches(mirror)
         if finished > asked:
             return
         _write_fetches(mirror, started + 1, finished)
-        git(["fetch", "--prune", "--quiet", "origin"], mirror, token=token)
+        refspec = "+refs/heads/*:refs/remotes/origin/*"
+        git(["fetch", "--prune", "--quiet", clone_url, refspec], mirror, token=token)
         _write_fetches(mirror, started + 1, started + 1)
 
     @staticmethod
@@ -110,24 +127,26 @@ class Workspaces:
         branch: str,
         start: str,
         new_branch: bool,
+        identity: tuple[str, str] = ("forgehand", "forgehand@users.noreply.github.com"),
     ) -> Iterator[Worktree]:
-        """A clean worktree on `branch`, made from `origin/<start>`: a kept one when the
+        """A clean tree on `branch`, made from `origin/<start>`: a kept one when the
         repository has one (see POOL_SIZE), else a new one. Afterwards it is kept if the task
         finished, else removed.
 
         With new_branch the branch is created from the start point; otherwise `start` is the
-        existing remote branch the task continues.
+        existing remote branch the task continues. `identity` (name, email) is what the
+        agent's own git commits as.
         """
         task_dir = self.tasks / task_id
         self._discard(task_dir)
         task_dir.mkdir(parents=True)
-        owner = f"{socket.gethostname()} {os.getpid()} {repo_id} {branch}"
+        owner = f"{socket.gethostname()} {os.getpid()} {repo_id}"
         (task_dir / "owner").write_text(owner)
-        path = task_dir / "work"
         finished = False
-        asked = _fetches(self.mirrors / f"{repo_id}.git")[0]
+        mirror = self.mirrors / f"{repo_id}.git"
+        asked = _fetches(mirror)[0]
         try:
-            with self._locked(repo_id) as mirror:
+            with self._locked(repo_id):
                 self._refresh(mirror, clone_url, token, asked)
                 start_ref = f"refs/remotes/origin/{start}"
                 found = git(["rev-parse", "--verify", "--quiet", start_ref], mirror, check=False)
@@ -136,99 +155,87 @@ class Workspaces:
                 base = found.strip()
                 if new_branch:
                     branch = self._free_branch(mirror, branch)
-                    (task_dir / "owner").write_text(f"{owner.rsplit(' ', 1)[0]} {branch}")
-                git(["branch", "-D", branch], mirror, check=False)
-                git(["branch", branch, base], mirror)
-                reused = self._take_pooled(mirror, repo_id, path)
-                if not reused:
-                    # Only the bookkeeping under the lock; the checkout itself, the slow part
-                    # on a large tree, runs outside it so concurrent tasks check out in parallel.
-                    git(["worktree", "add", "--quiet", "--no-checkout", str(path), branch],
-                        mirror)  # fmt: skip
-            if reused:
-                reused = self._reset_kept(mirror, path, branch)
+            tree = Worktree(
+                path=task_dir / "work",
+                gitdir=task_dir / "git",
+                objects=mirror / "objects",
+                branch=branch,
+                base=base,
+                task_dir=task_dir,
+            )
+            reused = self._take_pooled(repo_id, tree)
             if not reused:
-                git(["reset", "--quiet", "--hard", base], path)
-            if not new_branch:
-                git(["branch", "--set-upstream-to", f"origin/{start}", branch], path, check=False)
-            yield Worktree(path=path, branch=branch, base=base, task_dir=task_dir)
+                tree.path.mkdir()
+                git(["init", "--bare", "--quiet", "--template=", str(tree.gitdir)], task_dir)
+                _borrow_objects(tree.gitdir, tree.objects)
+                (tree.gitdir / "info").mkdir(exist_ok=True)
+                (tree.gitdir / "info" / "exclude").write_text("\n".join(EXCLUDES) + "\n")
+            tree.git(["update-ref", f"refs/heads/{branch}", base])
+            tree.git(["symbolic-ref", "HEAD", f"refs/heads/{branch}"])
+            tree.git(["reset", "--quiet", "--hard", base])
+            if reused:
+                tree.git(["clean", "--quiet", "-ffdx"])
+            _agent_repository(tree, identity)
+            tree.home.mkdir()
+            yield tree
             finished = True
         finally:
-            # A task stopped part-way (cancelled, an error, a dead worker) loses its worktree,
-            # as SPEC §4 has it; only one that finished is kept for the next task.
+            # A task stopped part-way (cancelled, an error, a dead worker) loses its tree, as
+            # SPEC §4 has it; only one that finished is kept for the next task.
             self._discard(task_dir, keep=finished)
 
-    def _take_pooled(self, mirror: Path, repo_id: int, path: Path) -> bool:
-        """Move a kept worktree of this repository to `path`; False when there is none.
-        Called with the mirror locked."""
+    def _take_pooled(self, repo_id: int, tree: Worktree) -> bool:
+        """Move a kept tree of this repository into the task; False when there is none."""
+        claimed = tree.task_dir / "kept"
         for slot in sorted((self.pool / str(repo_id)).glob("*")):
             try:
-                git(["worktree", "move", str(slot), str(path)], mirror)
+                os.rename(slot, claimed)  # atomic: of tasks starting together, one gets it
+            except OSError:
+                continue
+            try:
+                os.rename(claimed / "git", tree.gitdir)
+                os.rename(claimed / "work", tree.path)
                 return True
-            except GitError:
-                _remove_worktree(mirror, slot)
+            except OSError:
+                _remove(tree.gitdir)
+                _remove(tree.path)
+            finally:
+                _remove(claimed)
         return False
 
-    def _reset_kept(self, mirror: Path, path: Path, branch: str) -> bool:
-        """Bring a kept worktree to exactly the branch's tree: tracked files reset (only those
-        that differ are written), everything untracked or ignored removed. On failure it is
-        replaced by a new, empty worktree and False returned."""
-        try:
-            git(["checkout", "--quiet", "--force", branch], path)
-            git(["clean", "--quiet", "-ffdx"], path)
-            return True
-        except GitError:
-            with self._locked(int(mirror.stem)):
-                _remove_worktree(mirror, path)
-                git(["worktree", "add", "--quiet", "--no-checkout", str(path), branch], mirror)
-            return False
-
     def _discard(self, task_dir: Path, keep: bool = False) -> None:
-        """With `keep`, keep a task's worktree for the next task if there is room and it can
-        be trusted, else remove it; then remove its local branch and its directory."""
+        """With `keep`, keep a task's tree for the next task if there is room, else remove
+        it; then remove the task's directory."""
         owner = _owner(task_dir)
-        mirror = self.mirrors / f"{owner.repo_id}.git" if owner else None
-        if owner is not None and mirror is not None and mirror.exists():
+        if keep and owner is not None:
             with self._locked(owner.repo_id):
-                path = task_dir / "work"
-                if path.exists() and not (keep and self._keep(mirror, owner.repo_id, path)):
-                    _remove_worktree(mirror, path)
-                shutil.rmtree(task_dir, ignore_errors=True)
-                git(["worktree", "prune"], mirror, check=False)
-                git(["branch", "-D", owner.branch], mirror, check=False)
-        shutil.rmtree(task_dir, ignore_errors=True)
+                self._keep(owner.repo_id, task_dir)
+        _remove(task_dir)
 
-    def _keep(self, mirror: Path, repo_id: int, path: Path) -> bool:
+    def _keep(self, repo_id: int, task_dir: Path) -> None:
         pool = self.pool / str(repo_id)
         if pool.is_dir() and sum(1 for _ in pool.iterdir()) >= POOL_SIZE:
-            return False
-        try:
-            # An index entry marked assume-unchanged or skip-worktree (lower-case or S in
-            # `ls-files -v`) could hide a changed file from the next task's checkout.
-            flags = git(["ls-files", "-v"], path)
-            if any(line[:1] != "H" for line in flags.splitlines()):
-                return False
-            git(["checkout", "--quiet", "--detach"], path)  # frees the branch; files stay
-            pool.mkdir(parents=True, exist_ok=True)
-            slot = pool / uuid.uuid4().hex
-            git(["worktree", "move", str(path), str(slot)], mirror)
-        except GitError:
-            return False
+            return
+        gitdir, work = task_dir / "git", task_dir / "work"
+        if not gitdir.is_dir() or not work.is_dir() or work.is_symlink():
+            return
+        slot = pool / uuid.uuid4().hex
+        slot.mkdir(parents=True)
+        os.rename(gitdir, slot / "git")
+        os.rename(work, slot / "work")
         os.utime(slot)  # when it was last used, for prune_pool
-        return True
 
     def prune_pool(self, max_idle: float = POOL_IDLE) -> list[str]:
-        """Remove kept worktrees unused for `max_idle` seconds."""
+        """Remove kept trees unused for `max_idle` seconds."""
         removed: list[str] = []
         cutoff = time.time() - max_idle
         for repo in self.pool.glob("*") if self.pool.is_dir() else ():
             if not repo.name.isdigit():
                 continue
-            mirror = self.mirrors / f"{repo.name}.git"
             with self._locked(int(repo.name)):
                 for slot in repo.iterdir():
                     if slot.stat().st_mtime <= cutoff:
-                        _remove_worktree(mirror, slot)
+                        _remove(slot)
                         removed.append(f"{repo.name}/{slot.name}")
         return removed
 
@@ -252,7 +259,6 @@ class _Owner:
     host: str
     pid: int
     repo_id: int
-    branch: str
 
 
 def _fetches(mirror: Path) -> tuple[int, int]:
@@ -271,12 +277,36 @@ def _write_fetches(mirror: Path, started: int, finished: int) -> None:
     os.replace(scratch, mirror / FETCHES)
 
 
-def _remove_worktree(mirror: Path, path: Path) -> None:
-    if mirror.exists():
-        git(["worktree", "remove", "--force", "--force", str(path)], mirror, check=False)
-    shutil.rmtree(path, ignore_errors=True)
-    if mirror.exists():
-        git(["worktree", "prune"], mirror, check=False)
+def _remove(path: Path) -> None:
+    """Remove a file, a symlink (never what it points to) or a whole directory."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _borrow_objects(gitdir: Path, objects: Path) -> None:
+    (gitdir / "objects" / "info").mkdir(parents=True, exist_ok=True)
+    (gitdir / "objects" / "info" / "alternates").write_text(f"{objects}\n")
+
+
+def _agent_repository(tree: Worktree, identity: tuple[str, str]) -> None:
+    """Give the agent a git repository of its own in the tree, at the task's base: it reads
+    the mirror's objects (read-only in the sandbox) and starts with forgehand's index, so
+    `git status` and `git diff` work at once. Nothing forgehand runs ever reads it."""
+    agent_git = tree.path / ".git"
+    _remove(agent_git)  # a kept tree's: the last agent's, maybe a symlink
+    git(["init", "--quiet", "--template=", str(tree.path)], tree.task_dir)
+    _borrow_objects(agent_git, tree.objects)
+    name, email = identity
+    with (agent_git / "config").open("a") as config:
+        config.write(f"[user]\n\tname = {name}\n\temail = {email}\n")
+    (agent_git / "info").mkdir(exist_ok=True)
+    (agent_git / "info" / "exclude").write_text("\n".join(EXCLUDES) + "\n")
+    where = ["--git-dir", str(agent_git), "--work-tree", str(tree.path)]
+    git([*where, "update-ref", f"refs/heads/{tree.branch}", tree.base], tree.task_dir)
+    git([*where, "symbolic-ref", "HEAD", f"refs/heads/{tree.branch}"], tree.task_dir)
+    shutil.copyfile(tree.gitdir / "index", agent_git / "index")
 
 
 def _remote_has(mirror: Path, branch: str) -> bool:
@@ -286,8 +316,8 @@ def _remote_has(mirror: Path, branch: str) -> bool:
 
 def _owner(task_dir: Path) -> _Owner | None:
     try:
-        host, pid, repo_id, branch = (task_dir / "owner").read_text().split(maxsplit=3)
-        return _Owner(host, int(pid), int(repo_id), branch)
+        host, pid, repo_id = (task_dir / "owner").read_text().split()
+        return _Owner(host, int(pid), int(repo_id))
     except (OSError, ValueError):
         return None
 

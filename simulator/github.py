@@ -156,8 +156,11 @@ class GitHubSimulator:
         return shapes.repository(self.repo, self.repo_id, self.default_branch, self.clone_url)
 
     def comment_view(self, comment_id: int) -> dict[str, Any]:
-        body = self.comments[comment_id]["body"]
-        return shapes.comment(comment_id, body, f"{self.slug}[bot]", "Bot")
+        """A comment on an issue or pull request: the App's, unless it names another author."""
+        comment = self.comments[comment_id]
+        login = comment.get("login", f"{self.slug}[bot]")
+        kind = "Bot" if login.endswith("[bot]") else "User"
+        return shapes.comment(comment_id, comment["body"], login, kind)
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
         """Tell listeners (the webhook sender) what the App just did on GitHub."""

@@ -195,7 +195,9 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 def run(settings: Settings, scenario: str, root: Path, out: Any = sys.stdout) -> int:
     demo = "hopeless" if scenario == "escalate" else "careful"
     # A real agent when AGENT is set; the demo agent otherwise.
-    agent = None if "AGENT" in os.environ else [sys.executable, "-m", "simulator.demo_agent", demo]
+    # By its file, not `-m`: the sandbox shows the agent its script, not forgehand's code.
+    demo_agent = str(Path(__file__).with_name("demo_agent.py"))
+    agent = None if "AGENT" in os.environ else [sys.executable, demo_agent, demo]
     with Stack(settings, root, agent) as stack:
         sim = stack.sim
         narrator = Narrator(sim, stack.store, out)

@@ -12,8 +12,9 @@ from redis import Redis
 
 from app.redis_conn import connect, embedded_redis
 
-# Tests never touch database 0, where a developer's own forgehand may keep its state.
-TEST_DB = 13
+# Tests never touch database 0, where a developer's own forgehand may keep its state;
+# FORGEHAND_TEST_DB picks another, so that two test runs can share one Redis server.
+TEST_DB = int(os.environ.get("FORGEHAND_TEST_DB", "13"))
 
 
 def _with_db(url: str, db: int) -> str:

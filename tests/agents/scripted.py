@@ -1,6 +1,9 @@
 """A stand-in coding agent for tests: reads its task on stdin, acts by the mode it is given.
 
-Usage: scripted.py MODE [--out FILE] [--mark DIR] [--origin PATH]
+Usage: scripted.py MODE [--out FILE] [--mark DIR] [--origin PATH] [--say=TEXT]
+
+--say prints TEXT before the mode acts: what a hostile agent might show of what it found
+(`=` keeps a TEXT that starts with `-`, such as a PEM key, from reading as an option).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ def main() -> int:
     parser.add_argument("--out")
     parser.add_argument("--mark")
     parser.add_argument("--origin")
+    parser.add_argument("--say")
     args = parser.parse_args()
     prompt = sys.stdin.read()
     if args.out:
@@ -31,6 +35,8 @@ def main() -> int:
                 {"env": dict(os.environ), "prompt": prompt, "pid": os.getpid(), "cwd": os.getcwd()}
             )
         )
+    if args.say:
+        print(args.say, flush=True)
     mode = args.mode
     if mode == "fix":
         Path("calc.py").write_text(FIXED)

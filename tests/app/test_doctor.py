@@ -45,7 +45,7 @@ def test_green_on_a_correct_setup(github: fakes.FakeGitHub, redis_url: str, tmp_
     assert all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
     names = [c.name for c in checks]
     assert names == ["settings", "private key", "GitHub App", "installations", "webhook",
-                     "redis", "git", "workspaces", "agent"]  # fmt: skip
+                     "redis", "git", "workspaces", "agent", "sandbox"]  # fmt: skip
     assert lines(checks)["GitHub App"].startswith("✓ GitHub App: JWT accepted for forgehand")
     assert "refuses unsigned deliveries" in lines(checks)["webhook"]
 
@@ -58,6 +58,7 @@ def test_green_on_a_correct_setup(github: fakes.FakeGitHub, redis_url: str, tmp_
         ({"AGENT": "codex", "AGENT_COMMAND": ""}, "agent", "codex is not on PATH → npm i -g"),
         ({"WORKSPACES_DIR": "/proc/forgehand"}, "workspaces", "is not writable"),
         ({"WEBHOOK_SECRET": ""}, "settings", "missing WEBHOOK_SECRET"),
+        ({"AGENT_SANDBOX": "none"}, "sandbox", "AGENT_SANDBOX=none: agents and setup/test"),
     ],
 )
 def test_a_broken_setup_says_what_and_how_to_fix(
@@ -90,3 +91,20 @@ def test_webhook_that_accepts_unsigned_posts_is_not_forgehand(
         router.post(HOOK).mock(return_value=httpx.Response(200))
         checks = doctor.run(good_env(redis_url, tmp_path), tmp_path / "no.env")
     assert "answered 200 to an unsigned delivery" in lines(checks)["webhook"]
+
+
+@pytest.mark.parametrize(
+    ("bind", "host", "exposed"),
+    [
+        ("127.0.0.1 -::1", "127.0.0.1", []),
+        ("", "localhost", []),
+        ("* -::*", "127.0.0.1", ["*", "::*"]),
+        ("0.0.0.0", "127.0.0.1", ["0.0.0.0"]),
+        ("", "redis.internal", ["redis.internal"]),
+        ("10.0.0.5 127.0.0.1", "10.0.0.5", ["10.0.0.5"]),
+    ],
+)
+def test_redis_without_a_password_beyond_loopback_is_flagged(
+    bind: str, host: str, exposed: list[str]
+) -> None:
+    assert doctor.exposed_addresses(bind, host) == exposed

@@ -20,7 +20,7 @@ from tests.jobs.conftest import gone
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTED = ROOT / "tests" / "agents" / "scripted.py"
-DEMO = [sys.executable, "-m", "simulator.demo_agent"]
+DEMO = [sys.executable, str(ROOT / "simulator" / "demo_agent.py")]
 
 
 def stack_for(tmp_path: Path, agent: list[str]) -> Stack:
@@ -131,7 +131,11 @@ def test_stop_command_mid_run(tmp_path: Path) -> None:
         }
 
 
-def test_worker_killed_mid_agent_is_retried_from_a_clean_worktree(tmp_path: Path) -> None:
+def test_worker_killed_mid_agent_is_retried_from_a_clean_worktree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agent marks its first run outside its tree, which the sandbox would forbid.
+    monkeypatch.setenv("AGENT_SANDBOX", "none")
     marker = tmp_path / "first-run"
     slow_once = [
         sys.executable,
@@ -143,8 +147,7 @@ def test_worker_killed_mid_agent_is_retried_from_a_clean_worktree(tmp_path: Path
             "    m.write_text(str(os.getpid()))\n"
             "    print('slow first run', flush=True)\n"
             "    time.sleep(600)\n"
-            "subprocess.run([sys.executable, '-m', 'simulator.demo_agent', 'careful'],"
-            " stdin=sys.stdin, check=True)\n"
+            f"subprocess.run([*{DEMO!r}, 'careful'], stdin=sys.stdin, check=True)\n"
         ),
     ]
     with stack_for(tmp_path, slow_once) as stack:

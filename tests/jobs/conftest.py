@@ -47,8 +47,13 @@ class World:
         worker_settings.cache_clear()
 
     def use_agent(self, mode: str, *extra: str) -> None:
+        """The scripted agent in `mode`. Agents run sandboxed, as in production, except those
+        given paths outside their tree to report through (--out, --mark, --origin): reaching
+        outside is what the sandbox forbids."""
         argv = [sys.executable, str(AGENT), mode, *extra]
         self.setenv("AGENT_COMMAND", shlex.join(argv))
+        reaching_out = any(arg in extra for arg in ("--out", "--mark", "--origin"))
+        self.setenv("AGENT_SANDBOX", "none" if reaching_out else "bwrap")
 
     def issue_task(self, number: int = 7, sender: str = "alice") -> Task:
         return Task(Kind.ISSUE, p.INSTALLATION, p.REPO_ID, p.REPO, number, sender)

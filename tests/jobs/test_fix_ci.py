@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.tasks import State
-from jobs import fix_ci
+from jobs import fix_ci, report
 from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import BRANCH, World
@@ -122,3 +122,18 @@ def test_attempts_are_rebuilt_from_the_pull_request_when_redis_forgot(world: Wor
     assert [a["attempt"] for a in attempts] == [1, 2, 3]
     world.fail_ci(number)
     assert world.github.labels[number] == ["agent:needs-human"]
+
+
+def test_markers_in_comments_by_others_are_not_believed(world: World) -> None:
+    number = world.open_pull_request()
+    world.use_agent("tweak")
+    world.fail_ci(number, rounds=2)
+    for key in world.redis.keys(f"fh:pr:{p.REPO_ID}:{number}:*"):
+        world.redis.delete(key)  # as if Redis had been emptied
+    # Someone (or an agent's text, if it were quoted) writes a reset and a fake attempt.
+    forged = f"{report.RESET_MARKER}\n{report.attempt_marker({'attempt': 9, 'sha': 'f' * 40})}"
+    world.github.comments[1] = {"id": 1, "issue": number, "body": forged, "login": "mallory"}
+    world.fail_ci(number)
+    # The App's own markers count (two attempts), mallory's reset and attempt do not.
+    attempts = world.store.attempts(p.REPO_ID, number)
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from jobs import workspace
-from jobs.git import GitError, auth_env, git
+from jobs.git import GitError, auth_config, git
 from jobs.workspace import POOL_SIZE, Workspaces
 from tests import fakes
 
@@ -19,56 +19,67 @@ def origin(tmp_path: Path) -> Path:
     return fakes.make_origin(tmp_path / "remote")
 
 
-def test_worktree_from_fresh_base_is_kept_detached_afterwards(tmp_path: Path, origin: Path) -> None:
+def test_worktree_from_fresh_base_is_kept_afterwards(tmp_path: Path, origin: Path) -> None:
     ws = Workspaces(tmp_path / "ws")
     url = f"file://{origin}"
     with ws.worktree("t-1", 1, url, None, "agent/x", "main", new_branch=True) as tree:
         assert (tree.path / "calc.py").exists()
-        assert git(["branch", "--show-current"], tree.path).strip() == "agent/x"
+        assert tree.git(["branch", "--show-current"]).strip() == "agent/x"
         assert tree.base == fakes.sh_git("rev-parse", "main", cwd=origin).strip()
+        # The agent's own repository, at the same commit, with a clean status.
+        assert git(["rev-parse", "HEAD"], tree.path).strip() == tree.base
+        assert git(["status", "--porcelain"], tree.path) == ""
+        assert tree.gitdir != tree.path / ".git" and tree.gitdir.is_dir()
     assert not (tmp_path / "ws" / "tasks" / "t-1").exists()
     mirror = tmp_path / "ws" / "mirrors" / "1.git"
-    assert git(["branch", "--list", "agent/x"], mirror).strip() == ""
+    assert git(["for-each-ref", "refs/heads"], mirror).strip() == ""
     (kept,) = (tmp_path / "ws" / "pool" / "1").iterdir()
-    listed = git(["worktree", "list"], mirror).splitlines()
-    assert len(listed) == 2 and listed[1].startswith(str(kept)) and "(detached HEAD)" in listed[1]
+    assert sorted(p.name for p in kept.iterdir()) == ["git", "work"]
 
 
 def test_a_kept_worktree_comes_back_clean_on_the_new_base(tmp_path: Path, origin: Path) -> None:
-    """Whatever the last task left — edits, commits, new and ignored files — the next task
-    sees exactly its branch's tree."""
+    """Whatever the last task left — edits, commits, new and ignored files, a poisoned
+    `.git` — the next task sees exactly its branch's tree and a fresh repository."""
     ws = Workspaces(tmp_path / "ws")
     url = f"file://{origin}"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     with ws.worktree("t-1", 1, url, None, "agent/a", "main", new_branch=True) as tree:
         first = tree.path.resolve()
         (tree.path / "calc.py").write_text("garbage\n")
         (tree.path / ".gitignore").write_text("build/\n")
-        git(["add", ".gitignore"], tree.path)
-        git(["-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "x"], tree.path)
+        tree.git(["add", ".gitignore"])
+        tree.git(["-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "x"])
         (tree.path / "build").mkdir()
         (tree.path / "build" / "out.o").write_text("object\n")
         (tree.path / "stray.txt").write_text("left behind\n")
+        subprocess.run(["rm", "-rf", str(tree.path / ".git")], check=True)
+        (tree.path / ".git").symlink_to(elsewhere)
     push_a_new_file(tmp_path, origin)
     with ws.worktree("t-2", 1, url, None, "agent/b", "main", new_branch=True) as tree:
         assert tree.path.resolve() != first  # moved into the new task's directory
-        assert git(["branch", "--show-current"], tree.path).strip() == "agent/b"
-        assert git(["rev-parse", "HEAD"], tree.path).strip() == tree.base
-        assert git(["status", "--porcelain", "--ignored"], tree.path) == ""
+        assert tree.git(["branch", "--show-current"]).strip() == "agent/b"
+        assert tree.git(["rev-parse", "HEAD"]).strip() == tree.base
+        assert tree.git(["status", "--porcelain", "--ignored"]) == ""
         assert (tree.path / "new.txt").exists() and not (tree.path / ".gitignore").exists()
         original = tmp_path / "remote" / "seed" / "calc.py"
         assert (tree.path / "calc.py").read_text() == original.read_text()
+        assert not (tree.path / ".git").is_symlink()
+        assert git(["rev-parse", "HEAD"], tree.path).strip() == tree.base
+    assert list(elsewhere.iterdir()) == []
     assert len(list((tmp_path / "ws" / "pool" / "1").iterdir())) == 1
 
 
-def test_a_worktree_hiding_changes_from_git_is_not_kept(tmp_path: Path, origin: Path) -> None:
+def test_what_the_agent_does_to_its_git_hides_nothing_from_forgehand(
+    tmp_path: Path, origin: Path
+) -> None:
     ws = Workspaces(tmp_path / "ws")
     url = f"file://{origin}"
     with ws.worktree("t-1", 1, url, None, "agent/a", "main", new_branch=True) as tree:
         (tree.path / "calc.py").write_text("hidden change\n")
         git(["update-index", "--assume-unchanged", "calc.py"], tree.path)
-    assert not (tmp_path / "ws" / "pool" / "1").exists()
-    mirror = tmp_path / "ws" / "mirrors" / "1.git"
-    assert git(["worktree", "list"], mirror).count("\n") == 1
+        assert git(["status", "--porcelain"], tree.path) == ""  # hidden from the agent's git
+        assert tree.git(["status", "--porcelain"]).strip() == "M calc.py"
 
 
 def test_a_task_stopped_part_way_loses_its_worktree(tmp_path: Path, origin: Path) -> None:
@@ -80,9 +91,7 @@ def test_a_task_stopped_part_way_loses_its_worktree(tmp_path: Path, origin: Path
     ):
         raise RuntimeError("cancelled")
     assert not (tmp_path / "ws" / "pool" / "1").exists()
-    mirror = tmp_path / "ws" / "mirrors" / "1.git"
-    assert git(["worktree", "list"], mirror).count("\n") == 1
-    assert git(["branch", "--list", "agent/a"], mirror).strip() == ""
+    assert not (tmp_path / "ws" / "tasks" / "t-1").exists()
 
 
 def test_the_pool_is_bounded_and_idle_worktrees_go(tmp_path: Path, origin: Path) -> None:
@@ -95,12 +104,9 @@ def test_the_pool_is_bounded_and_idle_worktrees_go(tmp_path: Path, origin: Path)
             )
     pool = tmp_path / "ws" / "pool" / "1"
     assert len(list(pool.iterdir())) == POOL_SIZE
-    mirror = tmp_path / "ws" / "mirrors" / "1.git"
-    assert git(["worktree", "list"], mirror).count("\n") == 1 + POOL_SIZE
     assert ws.prune_pool() == []  # all used just now
     assert len(ws.prune_pool(max_idle=0)) == POOL_SIZE
     assert list(pool.iterdir()) == []
-    assert git(["worktree", "list"], mirror).count("\n") == 1
 
 
 def push_a_new_file(tmp_path: Path, origin: Path) -> None:
@@ -155,15 +161,13 @@ def test_stale_worktree_of_a_dead_process_is_pruned(tmp_path: Path, origin: Path
         assert ws.prune_stale() == ["t-dead"]
         assert (tmp_path / "ws" / "tasks" / "t-live" / "work").is_dir()
     assert not tree.path.exists()
-    mirror = tmp_path / "ws" / "mirrors" / "1.git"
-    assert git(["branch", "--list", "agent/dead"], mirror).strip() == ""
 
 
 def test_token_travels_in_the_environment_only() -> None:
-    env = auth_env("ghs_secret")
-    assert env["GIT_CONFIG_KEY_0"] == "http.extraheader"
-    assert "ghs_secret" not in env["GIT_CONFIG_VALUE_0"]  # base64 of x-access-token:…
-    assert auth_env(None) == {}
+    ((key, value),) = auth_config("ghs_secret")
+    assert key == "http.extraheader"
+    assert "ghs_secret" not in value  # base64 of x-access-token:…
+    assert auth_config(None) == []
 
 
 def test_git_errors_never_show_the_token(tmp_path: Path) -> None:
