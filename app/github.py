@@ -103,7 +103,9 @@ class App:
         self.settings = settings
         self.redis = redis
         self.retry = Retry()
-        self.transport = transport
+        # One transport for every client the App makes: githubkit makes a client per request,
+        # and each new transport would load the system's CA bundle again (~30 ms).
+        self.transport = transport or httpx.HTTPTransport()
         # githubkit's default cache is global to the process: a JWT made with one key would
         # outlive a change of key. Each App keeps its own; tokens are shared through Redis.
         self.jwt_cache = MemCacheStrategy()

@@ -28,10 +28,17 @@ from simulator.github import git_out, pull_view
 from simulator.sandbox import Stack
 from simulator.sim import signed_headers
 
-# Notes when it starts, then makes the smallest change, so every task pushes once.
+# Notes when it starts, then makes the smallest change, so every task pushes once. In the
+# sandbox it cannot write outside its tree: there its note is the first line of its output,
+# which the worker writes to the task's log.
 AGENT = """
 import pathlib, sys, time
-pathlib.Path(sys.argv[1]).open("a").write(f"{time.time()}\\n")
+now = time.time()
+print(f"agent-start {now}", flush=True)
+try:
+    pathlib.Path(sys.argv[1]).open("a").write(f"{now}\\n")
+except OSError:
+    pass
 sys.stdin.read()
 with open("calc.py", "a") as f:
     f.write(f"# {time.time()}\\n")
@@ -56,7 +63,14 @@ def post(stack: Stack, event: str, payload: dict[str, object]) -> float:
 
 
 def starts(log: Path) -> list[float]:
-    return [float(x) for x in log.read_text().split()] if log.exists() else []
+    """Agent start times, sorted: from the bare jobs' note file and the sandboxed agents'
+    logs in the workspaces beside it."""
+    found = [float(x) for x in log.read_text().split()] if log.exists() else []
+    for task_log in (log.parent / "stack" / "workspaces" / "logs").glob("*.log"):
+        for line in task_log.read_text(errors="replace").splitlines():
+            if line.startswith("agent-start "):
+                found.append(float(line.split()[1]))
+    return sorted(found)
 
 
 def wait_idle(stack: Stack, timeout: float = 60) -> None:

@@ -4,7 +4,7 @@ Runs forgehand's own runner (jobs/agent.py) on a scratch tree, once through the 
 tasks do (bubblewrap, the egress proxy and the bridge inside) and once unsandboxed, rounds
 interleaved, and prints a Markdown table of medians:
 
-    .venv/bin/python bench/sandbox.py [--rounds 30] [--lines 200000]
+    .venv/bin/python bench/sandbox.py [--rounds 30] [--lines 1000000]
 
 - start: an agent that exits at once (`true`), from the runner's call to its return
 - output: an agent that prints --lines lines of 80 bytes, lines per second through the runner
@@ -33,7 +33,7 @@ def timed(sandbox: Sandbox, scratch: Path, argv: list[str]) -> float:
     env = agent.agent_env({"PATH": "/usr/bin:/bin"}, (), {})
     started = time.perf_counter()
     with sandbox.jail(work, home, objects, (), lambda _line: None) as jail:
-        launch = jail.command(argv, env)
+        launch = jail.command(argv, env, trusted=True)
         result = agent.run(
             launch.argv,
             workdir=work,
@@ -52,7 +52,7 @@ def timed(sandbox: Sandbox, scratch: Path, argv: list[str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--lines", type=int, default=1_000_000)
     args = parser.parse_args()
     kinds = {
         "bwrap": Sandbox(parse({"AGENT_SANDBOX": "bwrap"})),

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/workspaces.py [--repeat 3]
 
-Compares forgehand's workspaces (jobs/workspace.py, as tasks use them) — a new `git worktree`
-from the warm mirror, as the first tasks on a machine get, and a kept worktree reset to the new
+Compares forgehand's workspaces (jobs/workspace.py, as tasks use them) — a new tree checked out
+from the warm mirror, as the first tasks on a machine get, and a kept tree reset to the new
 task's branch, as later tasks get — with a fresh `git clone` per task, with copying a cached
 clone per task (what Sweep did), and with the limit of unpacking the files alone. On a
 generated repository (20,000 files, 1,000 commits) and on Python's standard library committed
@@ -121,8 +121,8 @@ class Warmed(Exception):
     """Ends the warm-up task early, so that its worktree is removed rather than kept."""
 
 
-NEW = "forgehand: new worktree from the warm mirror"
-KEPT = "forgehand: kept worktree, reset to the new task's branch"
+NEW = "forgehand: new tree from the warm mirror"
+KEPT = "forgehand: kept tree, reset to the new task's branch"
 CLONE = "fresh clone per task"
 COPY = "copy of a cached clone per task"
 LIMIT = "(limit) unpacking the files alone, tar -x"
@@ -226,7 +226,7 @@ def main() -> int:
             results = measure(bare, scratch)
             kept, new = results[KEPT][0], results[NEW][0]
             print(f"\n### {name}: checked-out files {files / 2**20:.0f} MiB\n")
-            print("| 4 concurrent tasks | seconds (median) | ÷ kept worktree | ÷ new worktree "
+            print("| 4 concurrent tasks | seconds (median) | ÷ kept tree | ÷ new tree "
                   "| extra disk per workspace | ÷ checked-out files |")  # fmt: skip
             print("|---|---|---|---|---|---|")
             for label, (seconds, extra) in results.items():

@@ -243,7 +243,9 @@ def _supervise(
         if now - last_flush >= FLUSH_EVERY:
             flush()
             last_flush = now
-        time.sleep(POLL)
+        # Returns as soon as the agent exits, so its end is seen at once.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=POLL)
     # Children the agent left running would hold the output pipe open; they go too.
     _kill_group(proc.pid, signal.SIGKILL)
     threads[1].join(timeout=10)

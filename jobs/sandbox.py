@@ -124,13 +124,9 @@ def pids_cgroup() -> Iterator[Path | None]:
 
 def _remove_cgroup(group: Path) -> None:
     # The sandbox's processes die with its pid namespace, which the kernel tears down just
-    # after bwrap exits; a group still busy then is removed by a later sweep.
-    for _ in range(10):
-        try:
-            group.rmdir()
-            return
-        except OSError:
-            time.sleep(0.02)
+    # after bwrap exits; a group still busy then is removed by a later sweep, not waited for.
+    with contextlib.suppress(OSError):
+        group.rmdir()
 
 
 def _sweep(groups: Path) -> None:
@@ -199,6 +195,22 @@ class Sandbox:
                     port = parts.port or (443 if parts.scheme == "https" else 80)
                     hosts.append(f"{parts.hostname}:{port}")
         return tuple(dict.fromkeys(hosts))
+
+    def secrets(self) -> list[Path]:
+        """Files that hold the worker's secrets."""
+        found = [self.settings.private_key_path, self.settings.env_file]
+        return [p for p in found if p is not None]
+
+    def hidden(self) -> list[Path]:
+        """What no sandbox sees even where it lies under a system directory: the system's
+        secrets, the worker's, the directory the worker runs in (its `.env`, perhaps its
+        key) and WORKSPACES_DIR (other tasks, the mirrors, the worker's bookkeeping)."""
+        return [
+            *(Path(p) for p in HIDDEN_SYSTEM),
+            *self.secrets(),
+            Path.cwd(),
+            self.settings.workspaces_dir.resolve(),
+        ]
 
     def never(self) -> frozenset[tuple[str, int]]:
         """The worker's own services, never reachable whatever is allowed."""
@@ -274,7 +286,9 @@ class Jail:
         }
         inside.pop("NO_PROXY", None)
         inside.pop("no_proxy", None)
-        python = Path(sys.executable)
+        # The bridge needs only the standard library: the interpreter a virtualenv was made
+        # from starts faster than the virtualenv's own, which must find its base first.
+        python = Path(getattr(sys, "_base_executable", sys.executable))
         shown = [*files, *_prefixes(python)]
         if trusted:
             shown += _prefixes(program)
@@ -294,6 +308,8 @@ class Jail:
             self.sandbox.bwrap,
             *_namespaces(),
             *_system_binds(),
+            # Before the task's own binds, which may lie inside what this hides.
+            *_hide(self.sandbox.hidden(), [Path(d) for d in SYSTEM]),
             "--ro-bind", str(identity / "passwd"), "/etc/passwd",
             "--ro-bind", str(identity / "group"), "/etc/group",
             "--tmpfs", "/tmp",
@@ -303,7 +319,7 @@ class Jail:
             "--ro-bind", str(self.objects), str(self.objects),
             "--bind", str(self.work), str(self.work),
             *bind,
-            *_hide(self.sandbox.settings, [*(Path(d) for d in SYSTEM), *roots]),
+            *_hide(self.sandbox.secrets(), roots),
             "--ro-bind", str(self.socket), str(RUN / "egress.sock"),
             "--ro-bind", str(BRIDGE), str(RUN / "bridge.py"),
             "--chdir", str(self.work),
@@ -339,17 +355,15 @@ def _system_binds() -> list[str]:
     return out
 
 
-def _hide(settings: Settings, shown: Sequence[Path]) -> list[str]:
-    """Cover what must stay unseen under the directories the sandbox shows."""
+def _hide(paths: Sequence[Path], shown: Sequence[Path]) -> list[str]:
+    """Cover each of `paths` that lies inside one of the `shown` directories."""
     out: list[str] = []
-    secrets = [Path(p) for p in HIDDEN_SYSTEM]
-    secrets += [p for p in (settings.private_key_path, settings.env_file) if p is not None]
-    for path in secrets:
-        if not any(_inside(path, root) for root in shown) or not path.exists():
+    for path in paths:
+        if not any(_inside(path, root) and path != root for root in shown):
             continue
         if path.is_dir():
             out += ["--tmpfs", str(path)]
-        else:
+        elif path.exists():
             out += ["--ro-bind", os.devnull, str(path)]
     return out
 
@@ -371,17 +385,23 @@ def _find(program: str, path: str) -> Path | None:
 
 
 def _prefixes(program: Path) -> list[Path]:
-    """What a program outside the system directories needs shown: for one installed in a
-    `<prefix>/bin` (a virtualenv, pyenv, ~/.local), that prefix and, for a virtualenv, the
-    interpreter it was made from; else its own directory."""
+    """What a program outside the system directories needs shown, and no more: the program
+    and the directory it resolves to; for one in `<prefix>/bin`, the prefix's libraries
+    (`lib`, `lib64`: a virtualenv's or ~/.local's site-packages, npm's node_modules) but not
+    the rest of it (~/.local/share holds other tools' credentials); for a virtualenv, the
+    interpreter it was made from."""
     out: list[Path] = []
     for path in dict.fromkeys((program.absolute(), program.resolve())):
-        prefix = path.parent.parent if path.parent.name == "bin" else path.parent
-        out.append(prefix)
+        out.append(path if path.parent.name == "bin" else path.parent)
+        if path.parent.name != "bin":
+            continue
+        prefix = path.parent.parent
+        out += [prefix / name for name in ("lib", "lib64") if (prefix / name).is_dir()]
         config = prefix / "pyvenv.cfg"
         if config.is_file():
+            out.append(config)
             for line in config.read_text().splitlines():
                 key, _, value = line.partition("=")
                 if key.strip() == "home" and value.strip():
-                    out.append(Path(value.strip()).parent)
+                    out += _prefixes(Path(value.strip()) / "python3")
     return out

@@ -208,6 +208,11 @@ class Workspaces:
         it; then remove the task's directory."""
         owner = _owner(task_dir)
         if keep and owner is not None:
+            # Files written in the same second as the index are "racily clean" and would be
+            # hashed again by the next task's reset; refreshed now, outside the lock, they
+            # are not.
+            where = ["--git-dir", str(task_dir / "git"), "--work-tree", str(task_dir / "work")]
+            git([*where, "update-index", "-q", "--refresh"], task_dir, check=False)
             with self._locked(owner.repo_id):
                 self._keep(owner.repo_id, task_dir)
         _remove(task_dir)

@@ -207,7 +207,11 @@ def run(settings: Settings, scenario: str, root: Path, out: Any = sys.stdout) ->
             if stack.env.get("AGENT") == "command"
             else stack.env.get("AGENT", "claude")
         )
-        narrator.say(f"forgehand web on http://127.0.0.1:{stack.port}, one worker, agent: {shown}")
+        contained = stack.env.get("AGENT_SANDBOX", "bwrap")
+        narrator.say(
+            f"forgehand web on http://127.0.0.1:{stack.port}, one worker, agent: {shown} "
+            f"(sandbox: {contained})"
+        )
         narrator.say(f"carol labels issue #1 `{settings.trigger_label}`")
         sim.label_issue(1, settings.trigger_label)
         outcome = _until_done(sim, narrator, settings)

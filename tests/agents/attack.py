@@ -218,6 +218,14 @@ def daemon(tag: str) -> None:
     note(f"left a daemon tagged {tag}")
 
 
+def hang(tag: str) -> None:
+    """Never finish, with a child of its own, until forgehand's timeout stops it."""
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", tag])
+    while True:
+        print("still working…", flush=True)
+        time.sleep(0.2)
+
+
 def horse(victim: str) -> None:
     """Forge the worker's bookkeeping so that it kills a process of our choosing."""
     for root in [Path.cwd(), *Path.cwd().parents]:
@@ -282,6 +290,7 @@ MODES: dict[str, Callable[..., None]] = {
     "move-base": move_base,
     "protected": protected,
     "daemon": daemon,
+    "hang": hang,
     "horse": horse,
     "bomb": bomb,
     "flood": flood,

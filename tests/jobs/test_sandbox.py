@@ -182,6 +182,15 @@ def test_nothing_the_agent_starts_outlives_the_task(hostile: World) -> None:
     assert _processes_tagged(tag) == []
 
 
+def test_a_timed_out_agent_is_stopped_with_everything_it_started(hostile: World) -> None:
+    hostile.setenv("AGENT_TIMEOUT", "2")
+    tag = f"fh-hang-{os.getpid()}"
+    record = attack(hostile, "hang", tag)
+    assert record.state is State.FAILED and "was stopped" in record.error
+    wait_until(lambda: _processes_tagged(tag) == [], "the agent's child to be gone", 10)
+    assert hostile.leftovers() == []
+
+
 def test_forged_bookkeeping_cannot_make_the_worker_kill(hostile: World) -> None:
     victim = subprocess.Popen(["sleep", "60"])
     try:
@@ -319,3 +328,28 @@ def test_the_workers_own_services_are_never_allowed() -> None:
     never = box.never()
     assert ("10.1.2.3", 6380) in never and ("127.0.0.1", 6380) in never
     assert ("127.0.0.1", 3001) in never and ("localhost", 3001) in never
+
+
+def test_a_program_outside_the_system_shows_its_libraries_not_its_neighbours(
+    tmp_path: Path,
+) -> None:
+    local = tmp_path / ".local"
+    for name in ("bin", "lib/python3.11/site-packages", "share/other-tool"):
+        (local / name).mkdir(parents=True)
+    program = local / "bin" / "agent"
+    program.write_text("#!/bin/sh\n")
+    shown = sandbox._prefixes(program)
+    assert program in shown and local / "lib" in shown
+    assert not any(p in (local, local / "share") for p in shown)
+
+
+def test_the_workers_files_under_a_shown_directory_are_covered(tmp_path: Path) -> None:
+    shown = tmp_path / "opt"
+    (shown / "forgehand" / "workspaces").mkdir(parents=True)
+    (shown / "forgehand" / ".env").write_text("WEBHOOK_SECRET=x\n")
+    hidden = [shown / "forgehand" / "workspaces", shown / "forgehand" / ".env", tmp_path / "x"]
+    assert sandbox._hide(hidden, [shown]) == [
+        "--tmpfs", str(shown / "forgehand" / "workspaces"),
+        "--ro-bind", os.devnull, str(shown / "forgehand" / ".env"),
+    ]  # fmt: skip
+    assert sandbox._hide([shown], [shown]) == []  # never the shown directory itself
