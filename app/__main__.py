@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("setup", help="register the GitHub App from app.yml and write .env")
     sub.add_parser("doctor", help="check settings, key, GitHub, Redis, git, disk and agent")
+    try_agent = sub.add_parser(
+        "try-agent", help="run the agent, sandboxed, on a scratch repository with a small task"
+    )
+    try_agent.add_argument(
+        "--agent", help="a preset or `command` (default: AGENT)",
+        choices=("claude", "codex", "aider", "opencode", "gemini", "command"),
+    )  # fmt: skip
     tasks = sub.add_parser("tasks", help="list tasks")
     tasks.add_argument("--json", action="store_true", help="one JSON array")
     tasks.add_argument("--limit", type=int, default=50, help="how many, newest first")
@@ -257,6 +264,22 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
     return sandbox.run(settings, args.scenario, root.resolve())
 
 
+def _try_agent(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.agent import AgentConfigError
+    from jobs.sandbox import SandboxUnavailable
+    from jobs.try_agent import report, try_agent
+
+    name = args.agent or settings.agent
+    print(f"Running the {name} agent, sandboxed, on a scratch repository: fix add() in calc.py")
+    try:
+        trial = try_agent(settings, name, lambda line: print(f"  │ {line}", flush=True))
+    except (AgentConfigError, SandboxUnavailable) as exc:
+        raise SettingsError(str(exc)) from None
+    for line in report(trial):
+        print(line)
+    return 0 if trial.ok else 1
+
+
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "web": _web,
     "worker": _worker,
@@ -265,6 +288,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "sandbox": _sandbox,
     "redeliver": _redeliver,
     "setup": _setup,
+    "try-agent": _try_agent,
 }
 
 if __name__ == "__main__":

@@ -40,6 +40,17 @@ PRESETS: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 
+# The API key each preset needs: one of these must be named in AGENT_ENV and set. Checked
+# before the agent starts, so that a missing key fails the task at once with its name
+# instead of as a CLI's retry loop or a 401 deep in its log.
+PRESET_KEYS: dict[str, tuple[str, ...]] = {
+    "claude": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
+    "codex": ("CODEX_API_KEY",),
+    "aider": ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY"),
+    "opencode": ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY"),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+}
+
 # What an agent may inherit from the worker's environment besides AGENT_ENV names.
 BASE_ENV = (
     "PATH",
@@ -88,6 +99,23 @@ def argv_for(agent: str, agent_command: str | None, prompt_file: Path, workdir: 
             part = part.replace(key, value)
         out.append(part)
     return out
+
+
+def check_keys(agent: str, passthrough: Sequence[str], source: Mapping[str, str]) -> None:
+    """Raise AgentConfigError unless the preset's API key is named in AGENT_ENV and set."""
+    wanted = PRESET_KEYS.get(agent, ())
+    if not wanted or any(name in passthrough and source.get(name) for name in wanted):
+        return
+    either = " or ".join(wanted)
+    named = [name for name in wanted if name in passthrough]
+    if named:
+        raise AgentConfigError(
+            f"{either} is named in AGENT_ENV but not set: the {agent} agent needs its API key"
+        )
+    raise AgentConfigError(
+        f"AGENT_ENV lacks {either}: the {agent} agent needs its API key in the worker's "
+        f"environment and its name in AGENT_ENV (e.g. AGENT_ENV={wanted[0]})"
+    )
 
 
 def agent_env(

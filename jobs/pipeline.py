@@ -186,6 +186,7 @@ class Run:
         command = config.agent_command if config.agent else self.settings.agent_command
         try:
             argv = agent.argv_for(name, command, prompt_file, self.tree.path)
+            agent.check_keys(name, self.settings.agent_env, os.environ)
         except agent.AgentConfigError as exc:
             raise TaskFailed(str(exc)) from None
         self.ctx.store.audit(self.task.id, "agent", " ".join(argv[:3]))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.agent import PRESETS, AgentConfigError, agent_env, argv_for, run
+from jobs.agent import PRESETS, AgentConfigError, agent_env, argv_for, check_keys, run
 
 HELP = Path(__file__).resolve().parents[1] / "fixtures" / "agent-help"
 
@@ -98,3 +98,12 @@ def test_missing_program_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(AgentConfigError, match="agent program not found: no-such-agent"):
         run(["no-such-agent"], workdir=tmp_path, prompt="", env={}, log_path=tmp_path / "l",
             timeout=5, idle_timeout=5)  # fmt: skip
+
+
+def test_a_presets_key_must_be_named_and_set() -> None:
+    check_keys("claude", ("ANTHROPIC_API_KEY",), {"ANTHROPIC_API_KEY": "k"})
+    check_keys("command", (), {})
+    with pytest.raises(AgentConfigError, match="AGENT_ENV lacks GEMINI_API_KEY or"):
+        check_keys("gemini", (), {"GEMINI_API_KEY": "k"})
+    with pytest.raises(AgentConfigError, match="named in AGENT_ENV but not set"):
+        check_keys("codex", ("CODEX_API_KEY",), {})

@@ -300,3 +300,11 @@ def test_a_failed_agent_s_log_is_redacted_and_fenced_in_the_status_comment(world
     excerpt = status.split(fence)[1]
     assert "✅ Opened #99." in excerpt and len(fence) > 3
     assert report.markers(status) == []
+
+
+def test_a_preset_without_its_api_key_fails_at_once_saying_which(world: World) -> None:
+    world.setenv("AGENT", "claude")
+    record = world.run(world.issue_task())
+    assert record.state is State.FAILED
+    assert "AGENT_ENV lacks ANTHROPIC_API_KEY" in record.error
+    assert world.github.pulls == {}
