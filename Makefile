@@ -5,7 +5,10 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: sandbox dev test lint
+# Where `make test-agents` keeps the real agent CLIs it installs (about 2 GB, reused).
+AGENTS_DIR ?= $(HOME)/.cache/forgehand/agents
+
+.PHONY: sandbox dev test lint test-agents
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +29,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The agent conformance suite: the five agent CLIs at the versions the presets were proven
+# with, each run through forgehand's sandbox and presets against a scripted model server.
+test-agents: $(STAMP)
+	bash tests/agents/install.sh $(AGENTS_DIR)
+	FORGEHAND_AGENTS_DIR=$(AGENTS_DIR) $(BIN)/pytest tests/agents tests/jobs/test_presets.py

@@ -24,14 +24,6 @@ from app.settings import Settings, SettingsError, load
 MIN_GIT = (2, 31)
 MIN_FREE_BYTES = 2 * 1024**3
 LOOPBACK = ("127.0.0.1", "::1", "localhost", "")
-# The binary each preset runs, and how to ask it for its version.
-AGENT_BINARIES = {
-    "claude": "claude",
-    "codex": "codex",
-    "aider": "aider",
-    "opencode": "opencode",
-    "gemini": "gemini",
-}
 
 
 @dataclass(frozen=True)
@@ -40,10 +32,11 @@ class Check:
     name: str
     detail: str
     fix: str = ""
+    warning: bool = False  # works, but outside what was tested: said, not failed
 
     def line(self) -> str:
-        mark = "✓" if self.ok else "✗"
-        tail = f" → {self.fix}" if not self.ok and self.fix else ""
+        mark = "⚠" if self.ok and self.warning else "✓" if self.ok else "✗"
+        tail = f" → {self.fix}" if (not self.ok or self.warning) and self.fix else ""
         return f"{mark} {self.name}: {self.detail}{tail}"
 
 
@@ -260,28 +253,23 @@ def _workspaces(settings: Settings) -> Check:
 
 
 def _agent(settings: Settings) -> Check:
-    if settings.agent == "command":
-        program = shlex.split(settings.agent_command or "")[0]
-    else:
-        program = AGENT_BINARIES[settings.agent]
+    from jobs.presets import PRESETS
+
+    preset = PRESETS.get(settings.agent)
+    command = shlex.split(settings.agent_command or "") or [""]
+    program = command[0] if preset is None else preset.argv[0]
     found = shutil.which(program)
     if found is None:
-        hint = {
-            "claude": "npm i -g @anthropic-ai/claude-code",
-            "codex": "npm i -g @openai/codex",
-            "aider": "pip install aider-chat",
-            "opencode": "npm i -g opencode-ai",
-            "gemini": "npm i -g @google/gemini-cli",
-        }.get(settings.agent, "fix AGENT_COMMAND")
+        hint = preset.install if preset is not None else "fix AGENT_COMMAND"
         return Check(False, "agent", f"{program} is not on PATH", hint)
-    if settings.agent == "command":
+    if preset is None:
         return Check(True, "agent", f"{found} (AGENT=command)")
     try:
         done = subprocess.run(
             [found, "--version"],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
             env=os.environ | {"NO_COLOR": "1"},
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -289,7 +277,15 @@ def _agent(settings: Settings) -> Check:
     version = (done.stdout or done.stderr).strip().splitlines()
     if done.returncode != 0:
         return Check(False, "agent", f"{found} --version exited {done.returncode}", "reinstall it")
-    return Check(True, "agent", f"{settings.agent}: {version[0] if version else found}")
+    shown = version[0] if version else "?"
+    if _version(shown) != _version(preset.tested):
+        return Check(
+            True, "agent",
+            f"{settings.agent}: {shown}, but forgehand's {settings.agent} preset was proven "
+            f"with {preset.tested}",
+            f"`{preset.install}`, or check it with `forgehand try-agent`", warning=True,
+        )  # fmt: skip
+    return Check(True, "agent", f"{settings.agent}: {shown} (tested: {preset.tested})")
 
 
 def _version(text: str) -> tuple[int, ...]:

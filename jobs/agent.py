@@ -17,39 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# Checked against each CLI's own --help (saved in tests/fixtures/agent-help with versions).
-PRESETS: dict[str, tuple[str, ...]] = {
-    # -p with no prompt argument reads the prompt from stdin.
-    "claude": ("claude", "-p", "--permission-mode", "bypassPermissions", "--output-format", "text"),
-    # `-` reads the instructions from stdin.
-    "codex": ("codex", "exec", "--sandbox", "workspace-write", "--color", "never", "-"),
-    "aider": (
-        "aider", "--yes-always", "--no-pretty", "--no-stream", "--no-check-update",
-        "--no-show-release-notes", "--no-analytics", "--no-gitignore",
-        "--message-file", "{prompt_file}",
-    ),
-    # `run` takes its message as arguments; the task itself travels as an attached file.
-    "opencode": (
-        "opencode", "run", "--auto", "--file", "{prompt_file}",
-        "Carry out the task described in the attached file.",
-    ),
-    # -p is appended to what arrives on stdin, which carries the task.
-    "gemini": (
-        "gemini", "--approval-mode", "yolo", "--skip-trust", "--output-format", "text",
-        "-p", "Carry out the task given above.",
-    ),
-}  # fmt: skip
-
-# The API key each preset needs: one of these must be named in AGENT_ENV and set. Checked
-# before the agent starts, so that a missing key fails the task at once with its name
-# instead of as a CLI's retry loop or a 401 deep in its log.
-PRESET_KEYS: dict[str, tuple[str, ...]] = {
-    "claude": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
-    "codex": ("CODEX_API_KEY",),
-    "aider": ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY"),
-    "opencode": ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY"),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-}
+from jobs.presets import PRESETS
 
 # What an agent may inherit from the worker's environment besides AGENT_ENV names.
 BASE_ENV = (
@@ -70,6 +38,9 @@ FLUSH_EVERY = 0.5
 # Output is bounded whatever the agent prints: a line is cut at LINE_LIMIT bytes, the log file
 # stops at LOG_LIMIT bytes, and at most PENDING_LIMIT lines wait for the next flush to Redis.
 LINE_LIMIT = 4096
+# The last lines are also kept whole up to this length, for a preset to read its final
+# message from (a CLI's last event can be longer than a line of the log).
+RAW_LINE_LIMIT = 64 * 1024
 LOG_LIMIT = 16 * 1024 * 1024
 PENDING_LIMIT = 1000
 
@@ -87,7 +58,7 @@ def argv_for(agent: str, agent_command: str | None, prompt_file: Path, workdir: 
         except ValueError as exc:
             raise AgentConfigError(f"agent_command cannot be parsed: {exc}") from None
     elif agent in PRESETS:
-        template = PRESETS[agent]
+        template = PRESETS[agent].argv
     else:
         raise AgentConfigError(f"unknown agent {agent!r}; use one of {', '.join(PRESETS)}, command")
     if not template:
@@ -103,7 +74,7 @@ def argv_for(agent: str, agent_command: str | None, prompt_file: Path, workdir: 
 
 def check_keys(agent: str, passthrough: Sequence[str], source: Mapping[str, str]) -> None:
     """Raise AgentConfigError unless the preset's API key is named in AGENT_ENV and set."""
-    wanted = PRESET_KEYS.get(agent, ())
+    wanted = PRESETS[agent].keys if agent in PRESETS else ()
     if not wanted or any(name in passthrough and source.get(name) for name in wanted):
         return
     either = " or ".join(wanted)
@@ -134,7 +105,9 @@ class AgentResult:
     exit_code: int | None
     killed: str | None  # "timeout" or "idle" when forgehand stopped it
     seconds: float
-    tail: str  # the last lines of output, for status comments
+    tail: str  # the last lines of output as the dashboard shows them, for status comments
+    lines: tuple[str, ...] = ()  # the same lines as printed, each up to RAW_LINE_LIMIT
+    summary: str = ""  # the agent's final message, where its preset knows how to find it
 
     @property
     def ok(self) -> bool:
@@ -154,6 +127,7 @@ def run(
     pgid_file: Path | None = None,
     tail_lines: int = 60,
     preexec: Callable[[], None] | None = None,
+    render: Callable[[str], str | None] | None = None,
 ) -> AgentResult:
     """Run one agent process to its end, or until a timeout kills its whole process group."""
     started = time.monotonic()
@@ -178,8 +152,9 @@ def run(
         pgid_file.write_text(str(proc.pid))
     try:
         return _supervise(
-            proc, prompt, log_path, timeout, idle_timeout, on_output, started, tail_lines
-        )
+            proc, prompt, log_path, timeout, idle_timeout, on_output, started, tail_lines,
+            render or _as_is,
+        )  # fmt: skip
     finally:
         _kill_group(proc.pid, signal.SIGKILL)
         if pgid_file is not None:
@@ -195,12 +170,14 @@ def _supervise(
     on_output: Callable[[list[str]], None] | None,
     started: float,
     tail_lines: int,
+    render: Callable[[str], str | None],
 ) -> AgentResult:
     assert proc.stdin is not None and proc.stdout is not None
     stdin, stdout = proc.stdin, proc.stdout
     last_output = [time.monotonic()]
     pending: list[str] = []
     tail: list[str] = []
+    raw_tail: list[str] = []
     lock = threading.Lock()
 
     def feed() -> None:
@@ -214,14 +191,15 @@ def _supervise(
         with log_path.open("ab") as log:
             written = log.tell()
             skipped = 0
-            while raw := stdout.readline(LINE_LIMIT):
+            while raw := stdout.readline(RAW_LINE_LIMIT):
                 cut = not raw.endswith(b"\n")
-                while cut and (rest := stdout.readline(LINE_LIMIT)):
+                while cut and (rest := stdout.readline(RAW_LINE_LIMIT)):
                     # The rest of an over-long line is read and dropped, never held.
                     last_output[0] = time.monotonic()
                     if rest.endswith(b"\n"):
                         break
-                line = raw.decode(errors="replace").rstrip("\n") + (" [line cut]" if cut else "")
+                whole = raw.decode(errors="replace").rstrip("\n") + (" [line cut]" if cut else "")
+                line = _cut(whole)
                 if written < LOG_LIMIT:
                     out = (line + "\n").encode()
                     if written + len(out) >= LOG_LIMIT:
@@ -229,17 +207,20 @@ def _supervise(
                     log.write(out)
                     log.flush()
                     written += len(out)
+                shown = [_cut(x) for x in (render(whole) or "").splitlines() if x.strip()]
                 with lock:
                     last_output[0] = time.monotonic()
-                    tail.append(line)
+                    raw_tail.append(whole)
+                    del raw_tail[:-tail_lines]
+                    tail.extend(shown)
                     del tail[:-tail_lines]
                     if len(pending) >= PENDING_LIMIT:
-                        skipped += 1
+                        skipped += len(shown)
                         continue
                     if skipped:
                         pending.append(f"[forgehand: {skipped} lines skipped]")
                         skipped = 0
-                    pending.append(line)
+                    pending.extend(shown)
 
     threads = [
         threading.Thread(target=feed, daemon=True),
@@ -280,8 +261,16 @@ def _supervise(
     stdout.close()
     flush()
     with lock:
-        text = "\n".join(tail)
-    return AgentResult(proc.wait(), killed, time.monotonic() - started, text)
+        text, lines = "\n".join(tail), tuple(raw_tail)
+    return AgentResult(proc.wait(), killed, time.monotonic() - started, text, lines)
+
+
+def _as_is(line: str) -> str:
+    return line
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= LINE_LIMIT else line[:LINE_LIMIT] + " [line cut]"
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:

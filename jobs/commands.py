@@ -51,7 +51,7 @@ def run_command(task: Task, ctx: Context) -> str:
                 task, ctx, api, repo, pr, prompt, f"Apply request by {task.sender}"
             )
         # Redacted before `quote` keeps only its end, which could cut a secret in two.
-        tail = status.redactor.text(change.result.tail)
+        tail = status.redactor.text(change.result.summary)
         summary = report.quote(tail) if tail.strip() else ""
         if change.head:
             status.update(f"✅ Pushed `{change.head[:7]}` for @{task.sender}.", summary)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote
@@ -27,6 +27,7 @@ from app.tasks import Task
 from jobs import agent, prompts, protected, report
 from jobs.errors import TaskFailed
 from jobs.git import GitError
+from jobs.presets import PRESETS, Preset, write_home
 from jobs.redact import Redactor, redactor_for
 from jobs.sandbox import UNSAFE_WARNING, Sandbox
 from jobs.status import StatusComment
@@ -113,6 +114,52 @@ def branch_name(prefix: str, number: int, title: str) -> str:
     return f"{prefix}issue-{number}" + (f"-{slug}" if slug else "")
 
 
+def run_sandboxed(
+    sandbox: Sandbox,
+    tree: Worktree,
+    argv: list[str],
+    prompt: str,
+    env: dict[str, str],
+    *,
+    files: tuple[Path, ...],
+    trusted: bool,
+    preset: Preset | None,
+    agent_name: str,
+    repository_allow: tuple[str, ...],
+    log_path: Path,
+    timeout: float,
+    idle_timeout: float,
+    on_output: Callable[[list[str]], None],
+    on_refused: Callable[[str], None],
+    pgid_file: Path | None = None,
+) -> agent.AgentResult:
+    """One process of a task's — the agent, `setup` or `test` — in the sandbox, with its
+    preset's config in its HOME, its output rendered for people and its final message read."""
+    if preset is not None:
+        env = preset.environment(env) | env
+        write_home(preset, tree.home, env)
+    allow = sandbox.allowed_hosts(agent_name, env)
+    with sandbox.jail(
+        tree.path, tree.home, tree.objects, allow, on_refused, repository_allow
+    ) as jail:
+        launch = jail.command(argv, env, files, trusted)
+        result = agent.run(
+            launch.argv,
+            workdir=tree.path,
+            prompt=prompt,
+            env=launch.env,
+            log_path=log_path,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            on_output=on_output,
+            pgid_file=pgid_file,
+            preexec=launch.preexec,
+            render=preset.render if preset is not None else None,
+        )
+    summary = preset.summary(result.lines, tree.home) if preset else result.tail
+    return replace(result, summary=summary.strip())
+
+
 @dataclass
 class Run:
     """One task's run in its worktree: the agent, the checks, and the result."""
@@ -141,31 +188,28 @@ class Run:
         return agent.agent_env(os.environ, self.settings.agent_env, who)
 
     def _process(
-        self, argv: list[str], prompt: str, files: tuple[Path, ...] = (), trusted: bool = False
+        self,
+        argv: list[str],
+        prompt: str,
+        files: tuple[Path, ...] = (),
+        trusted: bool = False,
+        preset: Preset | None = None,
     ) -> agent.AgentResult:
         timeout = self.repo.config.timeout or self.settings.agent_timeout
-        sandbox, tree, store = self.ctx.sandbox, self.tree, self.ctx.store
-        env = self._env()
-        name = self.repo.config.agent or self.settings.agent
-        allow = sandbox.allowed_hosts(name, env)
+        sandbox, store = self.ctx.sandbox, self.ctx.store
         if not sandbox.contained:
             store.audit(self.task.id, "unsandboxed", UNSAFE_WARNING)
-        with sandbox.jail(
-            tree.path, tree.home, tree.objects, allow, self._refused, self.repo.config.allow_hosts
-        ) as jail:
-            launch = jail.command(argv, env, files, trusted)
-            return agent.run(
-                launch.argv,
-                workdir=tree.path,
-                prompt=prompt,
-                env=launch.env,
-                log_path=self.ctx.workspaces.log_path(self.task.id),
-                timeout=timeout,
-                idle_timeout=min(self.settings.agent_idle_timeout, timeout),
-                on_output=lambda lines: store.append_log(self.task.id, self.redactor.lines(lines)),
-                pgid_file=pgid_file_for(self.ctx.workspaces, os.getpid()),
-                preexec=launch.preexec,
-            )
+        name = self.repo.config.agent or self.settings.agent
+        return run_sandboxed(
+            sandbox, self.tree, argv, prompt, self._env(),
+            files=files, trusted=trusted, preset=preset, agent_name=name,
+            repository_allow=self.repo.config.allow_hosts,
+            log_path=self.ctx.workspaces.log_path(self.task.id),
+            timeout=timeout, idle_timeout=min(self.settings.agent_idle_timeout, timeout),
+            on_output=lambda lines: store.append_log(self.task.id, self.redactor.lines(lines)),
+            on_refused=self._refused,
+            pgid_file=pgid_file_for(self.ctx.workspaces, os.getpid()),
+        )  # fmt: skip
 
     def _refused(self, line: str) -> None:
         # The host name is the agent's choice, and could carry a secret out.
@@ -194,7 +238,8 @@ class Run:
             # Only a repository's own `agent: command` is untrusted; presets and the
             # operator's AGENT_COMMAND may have their programs shown to the sandbox.
             trusted = config.agent != "command"
-            result = self._process(argv, prompt, (prompt_file,), trusted)
+            preset = PRESETS.get(name)
+            result = self._process(argv, prompt, (prompt_file,), trusted, preset)
         except agent.AgentConfigError as exc:
             raise TaskFailed(str(exc)) from None
         observe_agent(self.ctx.store.redis, result.seconds)

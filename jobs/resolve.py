@@ -60,7 +60,7 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
                     "base": repo.base_branch,
                     "body": report.pull_request_body(
                         task.number,
-                        redactor.text(result.tail),
+                        redactor.text(result.summary),
                         redactor.lines(commits),
                         {"task": task.id, "kind": task.kind.value, "issue": task.number},
                     ),

@@ -47,6 +47,6 @@ def address_review(task: Task, ctx: Context) -> str:
         for root in roots:
             api.post(f"{base}/comments/{root}/replies", {"body": reply})
         # Redacted before `quote` keeps only its end, which could cut a secret in two.
-        summary = status.redactor.text(change.result.tail).strip()
+        summary = status.redactor.text(change.result.summary).strip()
         status.update(headline, report.quote(summary) if summary else "")
         return f"pushed {change.head[:7]}" if change.head else "no change"

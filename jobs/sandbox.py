@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from app.settings import Settings
 from jobs.agent import AgentConfigError
 from jobs.egress import EgressProxy, Policy
+from jobs.presets import PRESETS
 
 UID = GID = 1000
 USER = "agent"
@@ -47,16 +48,6 @@ HIDDEN_SYSTEM = (
     "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
     "/etc/sudoers.d", "/etc/ssh", "/etc/ssl/private", "/etc/security/opasswd",
 )  # fmt: skip
-
-# Each preset's model API, reachable by default (AGENT_ALLOW_HOSTS replaces the list).
-MODEL_HOSTS: dict[str, tuple[str, ...]] = {
-    "claude": ("api.anthropic.com",),
-    "codex": ("api.openai.com",),
-    "aider": ("api.openai.com", "api.anthropic.com"),
-    "opencode": ("api.anthropic.com", "api.openai.com"),
-    "gemini": ("generativelanguage.googleapis.com",),
-    "command": (),
-}
 
 # Processes the sandbox's user may have at once, the largest file it may write (bytes).
 MAX_PROCESSES = 4096
@@ -188,7 +179,7 @@ class Sandbox:
         URL passed to the agent (a local or proxied model server)."""
         hosts = list(self.settings.agent_allow_hosts)
         if not hosts:
-            hosts = list(MODEL_HOSTS.get(agent, ()))
+            hosts = list(PRESETS[agent].hosts if agent in PRESETS else ())
             for name in self.settings.agent_env:
                 parts = urlsplit(env.get(name, ""))
                 if parts.scheme in ("http", "https") and parts.hostname:
@@ -265,7 +256,8 @@ class Jail:
         trusted: bool = False,
     ) -> Launch:
         """What to run for `argv` with `env`: inside bubblewrap, or as it is with `none`.
-        `files` (the prompt) are shown read-only at their own paths. A `trusted` command —
+        `files` (the prompt) are shown read-only at their own paths; `{home}` in the argv
+        becomes the agent's HOME as it sees it. A `trusted` command —
         a preset, or the operator's AGENT_COMMAND — also gets its program's installation and
         the files its arguments name shown read-only; a repository's own command sees only
         what every sandbox sees, so it cannot name its way to the worker's files."""
@@ -274,7 +266,8 @@ class Jail:
             raise AgentConfigError(f"agent program not found: {argv[0]}")
         if self.socket is None or self.sandbox.bwrap is None:
             self.home.mkdir(exist_ok=True)
-            return Launch(list(argv), dict(env) | {"HOME": str(self.home)}, self.preexec)
+            mine = [a.replace("{home}", str(self.home)) for a in argv]
+            return Launch(mine, dict(env) | {"HOME": str(self.home)}, self.preexec)
         proxy = f"http://127.0.0.1:{BRIDGE_PORT}"
         inside = dict(env) | {
             "HOME": str(HOME),
@@ -293,6 +286,11 @@ class Jail:
         if trusted:
             shown += _prefixes(program)
             shown += [Path(a) for a in argv[1:] if a.startswith("/") and Path(a).exists()]
+        # A link into an npm package is shown as the file it names: run by its own path, the
+        # script finds its modules beside it. (A virtualenv's python must keep its link's
+        # path, which is how it finds the virtualenv.)
+        npm = "node_modules" in program.resolve().parts and not _under_system(program)
+        run = program.resolve() if trusted and npm else program
         roots = [p for p in dict.fromkeys(shown) if not _under_system(p)]
         roots = [p for p in roots if not _inside(p, self.work)]
         bind = [arg for p in roots for arg in ("--ro-bind", str(p), str(p))]
@@ -326,7 +324,7 @@ class Jail:
             "--",
             str(python), "-I", "-S", str(RUN / "bridge.py"),
             str(BRIDGE_PORT), str(RUN / "egress.sock"), "--",
-            str(program), *argv[1:],
+            str(run), *(a.replace("{home}", str(HOME)) for a in argv[1:]),
         ]  # fmt: skip
         return Launch(full, inside, self.preexec)
 
@@ -387,11 +385,13 @@ def _find(program: str, path: str) -> Path | None:
 def _prefixes(program: Path) -> list[Path]:
     """What a program outside the system directories needs shown, and no more: the program
     and the directory it resolves to; for one in `<prefix>/bin`, the prefix's libraries
-    (`lib`, `lib64`: a virtualenv's or ~/.local's site-packages, npm's node_modules) but not
-    the rest of it (~/.local/share holds other tools' credentials); for a virtualenv, the
-    interpreter it was made from."""
+    (`lib`, `lib64`: a virtualenv's or ~/.local's site-packages) but not the rest of it
+    (~/.local/share holds other tools' credentials); for a virtualenv, its `bin` and the
+    interpreter it was made from; for an npm package, the `node_modules` it lies in."""
     out: list[Path] = []
     for path in dict.fromkeys((program.absolute(), program.resolve())):
+        if "node_modules" in path.parts:
+            out.append(Path(*path.parts[: path.parts.index("node_modules") + 1]))
         out.append(path if path.parent.name == "bin" else path.parent)
         if path.parent.name != "bin":
             continue
@@ -399,7 +399,7 @@ def _prefixes(program: Path) -> list[Path]:
         out += [prefix / name for name in ("lib", "lib64") if (prefix / name).is_dir()]
         config = prefix / "pyvenv.cfg"
         if config.is_file():
-            out.append(config)
+            out += [config, prefix / "bin"]
             for line in config.read_text().splitlines():
                 key, _, value = line.partition("=")
                 if key.strip() == "home" and value.strip():

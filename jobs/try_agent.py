@@ -16,6 +16,8 @@ from pathlib import Path
 
 from app.settings import Settings
 from jobs import agent, prompts
+from jobs.pipeline import run_sandboxed
+from jobs.presets import PRESETS
 from jobs.sandbox import Sandbox
 from jobs.workspace import Workspaces
 
@@ -62,20 +64,14 @@ def try_agent(settings: Settings, name: str, say: Callable[[str], None]) -> Tria
             prompt_file.write_text(prompt)
             argv = agent.argv_for(name, command, prompt_file, tree.path)
             env = agent.agent_env(os.environ, settings.agent_env, IDENTITY)
-            allow = sandbox.allowed_hosts(name, env)
-            with sandbox.jail(tree.path, tree.home, tree.objects, allow, refused.append) as jail:
-                launch = jail.command(argv, env, (prompt_file,), trusted=True)
-                result = agent.run(
-                    launch.argv,
-                    workdir=tree.path,
-                    prompt=prompt,
-                    env=launch.env,
-                    log_path=root / "agent.log",
-                    timeout=settings.agent_timeout,
-                    idle_timeout=min(settings.agent_idle_timeout, settings.agent_timeout),
-                    on_output=lambda lines: _each(say, lines),
-                    preexec=launch.preexec,
-                )
+            result = run_sandboxed(
+                sandbox, tree, argv, prompt, env,
+                files=(prompt_file,), trusted=True, preset=PRESETS.get(name), agent_name=name,
+                repository_allow=(), log_path=root / "agent.log",
+                timeout=settings.agent_timeout,
+                idle_timeout=min(settings.agent_idle_timeout, settings.agent_timeout),
+                on_output=lambda lines: _each(say, lines), on_refused=refused.append,
+            )  # fmt: skip
             source = (tree.path / "calc.py").read_text(errors="replace")
     fixed = "return a + b" in source or "return b + a" in source
     return Trial(name, source != BUGGY, fixed, result, tuple(refused))
@@ -115,7 +111,7 @@ def report(trial: Trial) -> list[str]:
     else:
         changed = "nothing"
     lines = ["", f"agent:   {trial.name}, {how}, in {result.seconds:.1f}s", f"changed: {changed}"]
-    summary = [line for line in result.tail.splitlines() if line.strip()][-5:]
+    summary = [line for line in result.summary.splitlines() if line.strip()][-5:]
     lines += ["summary: " + (summary[0] if summary else "(no output)")]
     lines += [f"         {line}" for line in summary[1:]]
     lines += [f"refused: {line}" for line in trial.refused]

@@ -55,7 +55,11 @@ def test_green_on_a_correct_setup(github: fakes.FakeGitHub, redis_url: str, tmp_
     [
         ({"APP_ID": "999"}, "GitHub App", "GitHub answered 401 to GET /api/v3/app"),
         ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "redis", "does not answer"),
-        ({"AGENT": "codex", "AGENT_COMMAND": ""}, "agent", "codex is not on PATH → npm i -g"),
+        (
+            {"AGENT": "codex", "AGENT_COMMAND": ""},
+            "agent",
+            "codex is not on PATH → npm install -g @openai/codex",
+        ),
         ({"WORKSPACES_DIR": "/proc/forgehand"}, "workspaces", "is not writable"),
         ({"WEBHOOK_SECRET": ""}, "settings", "missing WEBHOOK_SECRET"),
         ({"AGENT_SANDBOX": "none"}, "sandbox", "AGENT_SANDBOX=none: agents and setup/test"),

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.agent import PRESETS, AgentConfigError, agent_env, argv_for, check_keys, run
+from jobs.agent import AgentConfigError, agent_env, argv_for, check_keys, run
+from jobs.presets import PRESETS
 
 HELP = Path(__file__).resolve().parents[1] / "fixtures" / "agent-help"
 
@@ -14,7 +15,7 @@ HELP = Path(__file__).resolve().parents[1] / "fixtures" / "agent-help"
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_flag_is_in_that_cli_s_own_help(name: str) -> None:
     help_text = (HELP / f"{name}.txt").read_text()
-    flags = [part for part in PRESETS[name] if part.startswith("-") and part != "-"]
+    flags = [part for part in PRESETS[name].argv if part.startswith("-") and part != "-"]
     assert flags
     for flag in flags:
         assert re.search(rf"(^|[\s,]){re.escape(flag)}([\s,=]|$)", help_text, re.M), (name, flag)
@@ -25,7 +26,7 @@ def test_every_preset_flag_is_in_that_cli_s_own_help(name: str) -> None:
     [("codex", "exec"), ("opencode", "run")],
 )
 def test_subcommands_exist(name: str, expected: str) -> None:
-    assert PRESETS[name][1] == expected
+    assert PRESETS[name].argv[1] == expected
     assert (
         f"{name} {expected}" in (HELP / f"{name}.txt").read_text().lower()
         or expected in (HELP / f"{name}.txt").read_text()

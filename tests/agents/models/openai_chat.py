@@ -1,0 +1,484 @@
+"""A scripted fake of the OpenAI Chat Completions API, for running real agent CLIs in tests.
+
+    with OpenAIChat() as fake:
+        env = {"OPENAI_API_KEY": "sk-test", "OPENAI_API_BASE": fake.base_url}
+        ...  # run the CLI
+        assert fake.requests
+
+Serves `POST /v1/chat/completions` (streaming SSE `chat.completion.chunk`s, or one
+`chat.completion`) and `GET /v1/models`, on 127.0.0.1 at a free port. The scripted model fixes
+calc.py (`return a - b` becomes `return a + b`):
+
+- when the request offers tools, it calls one on its first turn: an edit tool (old/new
+  strings), a write tool (whole file), an apply-patch tool, or a shell tool, picked by the
+  names and JSON schemas of the tools offered. When a tool result says the call failed, it
+  tries the next candidate; once a call succeeded it answers FINAL.
+- when it offers none (aider), it answers with text in the edit format the system prompt asks
+  for: SEARCH/REPLACE blocks, a unified diff, or the whole file, followed by FINAL.
+
+Completions need `Authorization: Bearer KEY` (any non-empty KEY, or `api_key` when given),
+else HTTP 401 as the real API answers. `delay` sleeps before each answer (a slow model);
+`mode="error"` answers every completion with HTTP 500, `mode="hang"` never answers (the
+connection stays open until the server stops).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+
+FINAL = "Fixed add() to return a + b."
+BROKEN = "def add(a, b):\n    return a - b\n"
+FIXED = "def add(a, b):\n    return a + b\n"
+FILE = "calc.py"
+COMMIT_MESSAGE = "fix: add() returns a + b"
+TITLE = "Fix add() in calc.py"
+
+Mode = Literal["ok", "error", "hang"]
+Json = dict[str, Any]
+
+SHELL_COMMAND = f"sed -i 's/return a - b/return a + b/' {FILE}"
+PATCH = (
+    "*** Begin Patch\n"
+    f"*** Update File: {FILE}\n"
+    "@@\n"
+    " def add(a, b):\n"
+    "-    return a - b\n"
+    "+    return a + b\n"
+    "*** End Patch"
+)
+FAILED = re.compile(
+    r"\berror\b|\bfailed\b|must read|not found|no such file|denied|rejected|invalid",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Json | None
+    at: float = field(default_factory=time.monotonic)
+
+
+class OpenAIChat:
+    """The fake server; a context manager that starts and stops it."""
+
+    def __init__(
+        self,
+        *,
+        delay: float = 0.0,
+        mode: Mode = "ok",
+        models: Sequence[str] = ("gpt-4o", "gpt-4o-mini", "fake-model"),
+        chunk_size: int = 12,
+        api_key: str | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.delay = delay
+        self.mode: Mode = mode
+        self.models = tuple(models)
+        self.chunk_size = chunk_size
+        self.requests: list[Recorded] = []
+        self.log: list[str] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> OpenAIChat:
+        fake = self
+
+        class Handler(_Handler):
+            owner = fake
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the server is not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:PORT, without a path."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The URL that OpenAI clients take as their base: url + /v1."""
+        return f"{self.url}/v1"
+
+    @property
+    def completions(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def record(self, request: Recorded) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def note(self, line: str) -> None:
+        with self._lock:
+            self.log.append(line)
+
+    def authorized(self, header: str | None) -> bool:
+        """Like the real API: a bearer key is needed; `api_key`, when given, must match."""
+        scheme, _, key = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return False
+        return self.api_key is None or key.strip() == self.api_key
+
+    def wait_stopping(self, seconds: float | None = None) -> bool:
+        return self._stopping.wait(seconds)
+
+
+# -- the scripted model ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One assistant turn: text, tool calls, or both."""
+
+    content: str | None = None
+    tool_calls: tuple[Json, ...] = ()
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
+
+
+def answer(body: Mapping[str, Any]) -> Reply:
+    """What the scripted model says to one chat request."""
+    messages: list[Json] = [m for m in body.get("messages", []) if isinstance(m, dict)]
+    system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
+    if "commit message" in system.lower():
+        return Reply(COMMIT_MESSAGE)
+    if "title" in system.lower() and not body.get("tools"):
+        return Reply(TITLE)  # opencode names its session with a separate request
+    tools: list[Json] = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+    if not tools:
+        return Reply(_edit_text(system))
+    tried = _tried(messages)
+    if tried and not _failed(messages[-1]):
+        return Reply(FINAL)
+    if tried and messages[-1].get("role") != "tool":
+        return Reply(FINAL)  # a new user turn after the work was done
+    names = [name for name, _ in tried]
+    for call in _candidates(tools, _workdir(system)):
+        if call["function"]["name"] not in names:
+            return Reply(None, (call,))
+    return Reply("I could not edit calc.py with the tools offered.")
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def _tried(messages: Sequence[Json]) -> list[tuple[str, str]]:
+    """The (tool name, call id) of every tool call the model already made."""
+    calls: list[tuple[str, str]] = []
+    for message in messages:
+        if message.get("role") != "assistant":
+            continue
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            calls.append((str(function.get("name")), str(call.get("id"))))
+    return calls
+
+
+def _failed(message: Json) -> bool:
+    return message.get("role") == "tool" and bool(FAILED.search(_text(message.get("content"))))
+
+
+def _workdir(system: str) -> str | None:
+    """The working directory a CLI names in its system prompt, if it does."""
+    found = re.search(r"[Ww]orking directory:\s*(/\S+)", system)
+    return found.group(1).rstrip(".,") if found else None
+
+
+def _properties(tool: Json) -> tuple[str, dict[str, Any], list[str]]:
+    function = tool.get("function") or {}
+    schema = function.get("parameters") or {}
+    properties = schema.get("properties") or {}
+    return str(function.get("name", "")), dict(properties), list(schema.get("required") or [])
+
+
+def _pick(properties: Mapping[str, Any], *words: str) -> str | None:
+    """The first property whose name contains one of `words` (in the order of `words`)."""
+    for word in words:
+        for name in properties:
+            if word in name.lower():
+                return name
+    return None
+
+
+def _candidates(tools: Sequence[Json], workdir: str | None) -> Iterator[Json]:
+    """Tool calls that would fix calc.py, best first: edit, patch, write, shell."""
+    path = f"{workdir.rstrip('/')}/{FILE}" if workdir else FILE
+    found: dict[str, list[Json]] = {"edit": [], "patch": [], "write": [], "shell": []}
+    for tool in tools:
+        name, properties, required = _properties(tool)
+        lowered = name.lower()
+        old = _pick(properties, "old")
+        new = _pick(properties, "new")
+        where = _pick(properties, "file_path", "filepath", "path", "file")
+        arguments: Json
+        if old and new and where:
+            arguments = {where: path, old: "    return a - b", new: "    return a + b"}
+            kind = "edit"
+        elif "patch" in lowered and (text := _pick(properties, "patch", "input", "diff")):
+            arguments = {text: PATCH}
+            kind = "patch"
+        elif where and (content := _pick(properties, "content", "text")) and "write" in lowered:
+            arguments = {where: path, content: FIXED}
+            kind = "write"
+        elif (command := _pick(properties, "command", "cmd")) and (
+            lowered in ("bash", "shell", "sh", "exec", "run_shell_command")
+            or "shell" in lowered
+            or "bash" in lowered
+        ):
+            spec = properties[command]
+            is_list = isinstance(spec, dict) and spec.get("type") == "array"
+            arguments = {command: ["bash", "-lc", SHELL_COMMAND] if is_list else SHELL_COMMAND}
+            if description := _pick(properties, "description"):
+                arguments[description] = "Fix add() in calc.py"
+            kind = "shell"
+        else:
+            continue
+        for extra in required:
+            if extra not in arguments:
+                arguments[extra] = _filler(properties.get(extra))
+        found[kind].append(
+            {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+            }
+        )
+    for kind in ("edit", "patch", "write", "shell"):
+        yield from found[kind]
+
+
+def _filler(spec: Any) -> Any:
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if isinstance(spec, dict) and spec.get("enum"):
+        return spec["enum"][0]
+    return {"boolean": False, "integer": 0, "number": 0, "array": [], "object": {}}.get(
+        str(kind), ""
+    )
+
+
+def _edit_text(system: str) -> str:
+    """An aider-style answer in the edit format its system prompt describes."""
+    if "<<<<<<< SEARCH" in system:
+        edit = (
+            f"{FILE}\n```python\n<<<<<<< SEARCH\n    return a - b\n=======\n"
+            "    return a + b\n>>>>>>> REPLACE\n```\n"
+        )
+    elif "--- " in system and "+++ " in system and "@@" in system:
+        edit = (
+            f"```diff\n--- {FILE}\n+++ {FILE}\n@@ ... @@\n def add(a, b):\n"
+            "-    return a - b\n+    return a + b\n```\n"
+        )
+    else:
+        edit = f"{FILE}\n```python\n{FIXED}```\n"
+    return f"add() subtracted instead of adding.\n\n{edit}\n{FINAL}"
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: OpenAIChat
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self.owner.note(format % args)
+
+    def _body(self) -> Json | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+
+    def _record(self, body: Json | None) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.owner.record(Recorded(self.command, self.path, headers, body))
+
+    def _json(self, status: int, payload: Json) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._record(None)
+        if self.path.rstrip("/").endswith("/models"):
+            models = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                for m in self.owner.models
+            ]
+            self._json(200, {"object": "list", "data": models})
+        else:
+            self._json(404, _error("not found", "invalid_request_error"))
+
+    def do_POST(self) -> None:
+        body = self._body()
+        self._record(body)
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._json(404, _error("not found", "invalid_request_error"))
+            return
+        if not self.owner.authorized(self.headers.get("Authorization")):
+            self._json(401, _error(_NO_KEY, "invalid_request_error", "invalid_api_key"))
+            return
+        if self.owner.mode == "hang":
+            self.owner.wait_stopping()
+            self.close_connection = True
+            return
+        if self.owner.delay:
+            time.sleep(self.owner.delay)
+        if self.owner.mode == "error":
+            self._json(500, _error("The server had an error while processing your request.",
+                                   "server_error"))  # fmt: skip
+            return
+        if body is None:
+            self._json(400, _error("expected a JSON body", "invalid_request_error"))
+            return
+        reply = answer(body)
+        model = str(body.get("model") or "fake-model")
+        if body.get("stream"):
+            self._stream(
+                reply, model, bool((body.get("stream_options") or {}).get("include_usage"))
+            )
+        else:
+            self._json(200, _completion(reply, model))
+
+    def _stream(self, reply: Reply, model: str, usage: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        for chunk in _chunks(reply, self.owner.chunk_size):
+            self._event(_envelope(ident, model, chunk))
+        if usage:
+            last = _envelope(ident, model, None)
+            last["usage"] = _USAGE
+            self._event(last)
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _event(self, payload: Json) -> None:
+        self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+        self.wfile.flush()
+
+
+_USAGE: Json = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+
+
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+
+
+def _error(message: str, kind: str, code: str | None = None) -> Json:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _completion(reply: Reply, model: str) -> Json:
+    message: Json = {"role": "assistant", "content": reply.content}
+    if reply.tool_calls:
+        message["tool_calls"] = list(reply.tool_calls)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
+        ],
+        "usage": _USAGE,
+    }
+
+
+def _envelope(ident: str, model: str, choice: Json | None) -> Json:
+    return {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [] if choice is None else [choice],
+    }
+
+
+def _chunks(reply: Reply, size: int) -> Iterator[Json]:
+    """The choices of a streamed reply: role, content pieces, tool call pieces, finish."""
+
+    def choice(delta: Json, finish: str | None = None) -> Json:
+        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    yield choice({"role": "assistant", "content": ""})
+    text = reply.content or ""
+    for start in range(0, len(text), size):
+        yield choice({"content": text[start : start + size]})
+    for index, call in enumerate(reply.tool_calls):
+        function = call["function"]
+        yield choice(
+            {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": function["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
+        arguments = str(function["arguments"])
+        for start in range(0, len(arguments), size * 4):
+            piece = arguments[start : start + size * 4]
+            yield choice({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    yield choice({}, reply.finish_reason)

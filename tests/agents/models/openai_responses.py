@@ -1,0 +1,463 @@
+"""A scripted fake of the OpenAI Responses API, for running real agent CLIs (Codex) in tests.
+
+    with OpenAIResponses() as fake:
+        ...  # point the CLI's provider base_url at fake.base_url, then run it
+        assert fake.turns
+
+Serves `POST /v1/responses` (a `stream: true` request gets Server-Sent Events:
+response.created, response.output_item.added, response.output_text.delta or
+response.function_call_arguments.delta / response.custom_tool_call_input.delta,
+response.output_item.done, response.completed; one without `stream` gets the response object
+as JSON) and `GET /v1/models`, on 127.0.0.1 at a free port. Anything else, the WebSocket
+upgrade of `GET /v1/responses` included, is recorded and answered 404.
+
+The scripted model fixes calc.py (`return a - b` becomes `return a + b`). On its first turn it
+calls one of the tools the request offers, picked by name and JSON schema, in this order:
+apply_patch (a freeform custom tool, or a function taking `input`), a shell tool taking an argv
+(`command: [..]`), one taking a command line (`cmd` or `command` string), or Codex's code-mode
+`exec` (JavaScript that calls `tools.apply_patch`). Tools are read both from the request's
+`tools` and from `additional_tools` items in its `input`. Once the input holds a tool's output
+it answers FINAL; when that output says the call failed, it tries the next candidate first.
+
+`delay` sleeps before each answer (a slow model); `mode="error"` answers every /v1/responses
+request with HTTP 500, `mode="hang"` never answers (the connection stays open until the server
+stops), `mode="stall"` sends the stream's headers and `response.created`, then nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+
+FINAL = "Fixed add() to return a + b."
+FILE = "calc.py"
+BROKEN = "def add(a, b):\n    return a - b\n"
+FIXED = "def add(a, b):\n    return a + b\n"
+
+Mode = Literal["ok", "error", "hang", "stall"]
+Json = dict[str, Any]
+
+SHELL_COMMAND = f"sed -i 's/return a - b/return a + b/' {FILE}"
+PATCH = (
+    "*** Begin Patch\n"
+    f"*** Update File: {FILE}\n"
+    "@@\n"
+    " def add(a, b):\n"
+    "-    return a - b\n"
+    "+    return a + b\n"
+    "*** End Patch\n"
+)
+FAILED = re.compile(
+    r"\berror\b|\bfailed\b|not found|no such file|denied|rejected|invalid|panicked"
+    r"|exit code:? [1-9]|exited with code [1-9]",
+    re.IGNORECASE,
+)
+OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
+CALL_TYPES = ("function_call", "custom_tool_call", "local_shell_call")
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Json | None
+    at: float = field(default_factory=time.monotonic)
+
+
+class OpenAIResponses:
+    """The fake server; a context manager that starts and stops it."""
+
+    def __init__(
+        self,
+        *,
+        delay: float = 0.0,
+        mode: Mode = "ok",
+        models: Sequence[str] = ("forgehand-fake",),
+        chunk_size: int = 12,
+    ) -> None:
+        self.delay = delay
+        self.mode: Mode = mode
+        self.models = tuple(models)
+        self.chunk_size = chunk_size
+        self.requests: list[Recorded] = []
+        self.log: list[str] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> OpenAIResponses:
+        fake = self
+
+        class Handler(_Handler):
+            owner = fake
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the server is not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:PORT, without a path."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The URL that OpenAI clients take as their base: url + /v1."""
+        return f"{self.url}/v1"
+
+    @property
+    def turns(self) -> list[Recorded]:
+        """The POST /v1/responses requests: one per model turn (and per retry)."""
+        return [r for r in self.requests if r.method == "POST" and r.path.endswith("/responses")]
+
+    def record(self, request: Recorded) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def note(self, line: str) -> None:
+        with self._lock:
+            self.log.append(line)
+
+    def wait_stopping(self, seconds: float | None = None) -> bool:
+        return self._stopping.wait(seconds)
+
+
+# -- the scripted model ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """A tool call the model makes: a function call (JSON arguments) or a custom one (text)."""
+
+    name: str
+    kind: Literal["function_call", "custom_tool_call"]
+    payload: str  # the JSON arguments, or the freeform input
+    namespace: str | None = None
+
+
+def answer(body: Mapping[str, Any]) -> Call | str:
+    """What the scripted model says to one request: a tool call, or its final text."""
+    items: list[Json] = [i for i in _input_items(body.get("input")) if isinstance(i, dict)]
+    tools = offered_tools(body)
+    tried = [_call_name(i) for i in items if i.get("type") in CALL_TYPES]
+    outputs = [i for i in items if i.get("type") in OUTPUT_TYPES]
+    if outputs and not _failed(outputs[-1]):
+        return FINAL
+    for call in candidates(tools):
+        if call.name not in tried:
+            return call
+    if outputs:
+        return "I could not edit calc.py: every tool call failed."
+    return "I could not edit calc.py with the tools offered."
+
+
+def offered_tools(body: Mapping[str, Any]) -> list[tuple[str | None, Json]]:
+    """(namespace, tool) for each tool offered: in `tools` and in `additional_tools` items."""
+    found: list[tuple[str | None, Json]] = []
+
+    def walk(tools: Any, namespace: str | None) -> None:
+        for tool in tools if isinstance(tools, list) else []:
+            if not isinstance(tool, dict):
+                continue
+            if tool.get("type") == "namespace":
+                walk(tool.get("tools"), str(tool.get("name") or "") or None)
+            else:
+                found.append((namespace, tool))
+
+    walk(body.get("tools"), None)
+    for item in _input_items(body.get("input")):
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            walk(item.get("tools"), None)
+    return found
+
+
+def candidates(tools: Sequence[tuple[str | None, Json]]) -> Iterator[Call]:
+    """The calls that would fix calc.py with these tools, best first."""
+    by_rank: list[tuple[int, Call]] = []
+    for namespace, tool in tools:
+        name = str(tool.get("name") or "")
+        kind = tool.get("type")
+        # "functions" is the default namespace: its calls carry no namespace.
+        ns = None if namespace in (None, "functions") else namespace
+        props = _properties(tool)
+        if kind == "custom" and name == "apply_patch":
+            by_rank.append((0, Call(name, "custom_tool_call", PATCH, ns)))
+        elif kind == "function" and name == "apply_patch" and "input" in props:
+            by_rank.append((0, Call(name, "function_call", _args(input=PATCH), ns)))
+        elif kind == "function" and _is_array(props.get("command")):
+            argv = ["bash", "-lc", SHELL_COMMAND]
+            by_rank.append((1, Call(name, "function_call", _args(command=argv), ns)))
+        elif kind == "function" and _is_string(props.get("cmd")):
+            by_rank.append((2, Call(name, "function_call", _args(cmd=SHELL_COMMAND), ns)))
+        elif kind == "function" and name in ("shell", "bash") and _is_string(props.get("command")):
+            by_rank.append((2, Call(name, "function_call", _args(command=SHELL_COMMAND), ns)))
+        elif kind == "custom" and name == "exec":
+            script = f"text(await tools.apply_patch({json.dumps(PATCH)}));\n"
+            by_rank.append((3, Call(name, "custom_tool_call", script, ns)))
+    by_rank.sort(key=lambda pair: pair[0])
+    for _, call in by_rank:
+        yield call
+
+
+def _input_items(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    return []
+
+
+def _properties(tool: Mapping[str, Any]) -> Json:
+    params = tool.get("parameters")
+    if isinstance(params, dict) and isinstance(params.get("properties"), dict):
+        return dict(params["properties"])
+    return {}
+
+
+def _is_array(schema: Any) -> bool:
+    return isinstance(schema, dict) and schema.get("type") == "array"
+
+
+def _is_string(schema: Any) -> bool:
+    return isinstance(schema, dict) and schema.get("type") == "string"
+
+
+def _args(**values: Any) -> str:
+    return json.dumps(values)
+
+
+def _call_name(item: Mapping[str, Any]) -> str:
+    return str(item.get("name") or item.get("type") or "")
+
+
+def _failed(output: Mapping[str, Any]) -> bool:
+    value = output.get("output")
+    if isinstance(value, list):
+        text = " ".join(str(part.get("text", "")) for part in value if isinstance(part, dict))
+    elif isinstance(value, dict):
+        text = json.dumps(value)
+    else:
+        text = str(value or "")
+    # Codex's shell tools report "Process exited with code N"; patches report "Success" / errors.
+    if re.search(r"exited with code 0\b|\bSuccess\b", text):
+        return False
+    return bool(FAILED.search(text))
+
+
+# -- the wire format -------------------------------------------------------------------------
+
+
+def _ident(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+def _usage() -> Json:
+    return {
+        "input_tokens": 100,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 20,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 120,
+    }
+
+
+def _response(rid: str, model: str, status: str, output: list[Json]) -> Json:
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "model": model,
+        "output": output,
+        "usage": _usage() if status == "completed" else None,
+    }
+
+
+def _item_for(reply: Call | str) -> Json:
+    if isinstance(reply, str):
+        return {
+            "type": "message",
+            "id": _ident("msg"),
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": reply, "annotations": []}],
+        }
+    item: Json = {
+        "type": reply.kind,
+        "id": _ident("fc" if reply.kind == "function_call" else "ctc"),
+        "status": "completed",
+        "call_id": _ident("call"),
+        "name": reply.name,
+    }
+    if reply.namespace:
+        item["namespace"] = reply.namespace
+    item["arguments" if reply.kind == "function_call" else "input"] = reply.payload
+    return item
+
+
+def events(reply: Call | str, model: str, chunk_size: int) -> Iterator[Json]:
+    """The SSE events of one streamed response carrying `reply`."""
+    rid = _ident("resp")
+    done = _item_for(reply)
+    yield {"type": "response.created", "response": _response(rid, model, "in_progress", [])}
+    yield {"type": "response.in_progress", "response": _response(rid, model, "in_progress", [])}
+    added = dict(done, status="in_progress")
+    if isinstance(reply, str):
+        added["content"] = []
+        text, delta_type = reply, "response.output_text.delta"
+    elif reply.kind == "function_call":
+        added["arguments"] = ""
+        text, delta_type = reply.payload, "response.function_call_arguments.delta"
+    else:
+        added["input"] = ""
+        text, delta_type = reply.payload, "response.custom_tool_call_input.delta"
+    yield {"type": "response.output_item.added", "output_index": 0, "item": added}
+    if isinstance(reply, str):
+        part = {"type": "output_text", "text": "", "annotations": []}
+        yield {
+            "type": "response.content_part.added",
+            "item_id": done["id"],
+            "output_index": 0,
+            "content_index": 0,
+            "part": part,
+        }
+    step = max(1, chunk_size)
+    for start in range(0, len(text), step):
+        yield {
+            "type": delta_type,
+            "item_id": done["id"],
+            "output_index": 0,
+            "content_index": 0,
+            "delta": text[start : start + step],
+        }
+    if isinstance(reply, str):
+        yield {
+            "type": "response.output_text.done",
+            "item_id": done["id"],
+            "output_index": 0,
+            "content_index": 0,
+            "text": text,
+        }
+        yield {
+            "type": "response.content_part.done",
+            "item_id": done["id"],
+            "output_index": 0,
+            "content_index": 0,
+            "part": {"type": "output_text", "text": text, "annotations": []},
+        }
+    yield {"type": "response.output_item.done", "output_index": 0, "item": done}
+    yield {"type": "response.completed", "response": _response(rid, model, "completed", [done])}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: OpenAIResponses
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self.owner.note(format % args)
+
+    def _body(self) -> Json | None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return {"_raw": raw.decode(errors="replace")}
+        return parsed if isinstance(parsed, dict) else {"_json": parsed}
+
+    def _record(self, body: Json | None) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.owner.record(Recorded(self.command, self.path, headers, body))
+
+    def _json(self, status: int, payload: Json) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _not_found(self) -> None:
+        self._json(404, {"error": {"message": f"no route {self.command} {self.path}"}})
+
+    def do_GET(self) -> None:
+        self._record(None)
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path.endswith("/models"):
+            models = self.owner.models
+            data = [{"id": m, "object": "model", "owned_by": "forgehand"} for m in models]
+            self._json(200, {"object": "list", "data": data})
+        else:
+            self._not_found()
+
+    def do_POST(self) -> None:
+        body = self._body()
+        self._record(body)
+        if not self.path.split("?", 1)[0].rstrip("/").endswith("/responses"):
+            self._not_found()
+            return
+        owner = self.owner
+        if owner.mode == "hang":
+            owner.wait_stopping()
+            self.close_connection = True
+            return
+        if owner.delay:
+            time.sleep(owner.delay)
+        if owner.mode == "error":
+            error = {"message": "scripted failure", "type": "server_error", "code": None}
+            self._json(500, {"error": error})
+            return
+        request = body or {}
+        reply = answer(request)
+        model = str(request.get("model") or owner.models[0])
+        if not request.get("stream"):
+            self._json(200, _response(_ident("resp"), model, "completed", [_item_for(reply)]))
+            return
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        for event in events(reply, model, owner.chunk_size):
+            chunk = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            self.wfile.write(chunk.encode())
+            self.wfile.flush()
+            if owner.mode == "stall":
+                owner.wait_stopping()
+                return

@@ -1,0 +1,198 @@
+"""The presets as forgehand ships them. With the real CLIs (skipped for one not installed
+under FORGEHAND_AGENTS_DIR; `make test-agents` installs them), against each vendor's scripted
+model server: through `forgehand try-agent`, and through the real pipeline from a labelled
+issue to its pull request. Without them: how each preset reads its CLI's output."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.settings import parse
+from jobs.presets import LAST_MESSAGE, PRESETS
+from jobs.try_agent import try_agent
+from tests import fakes
+from tests.agents.models.anthropic import FakeAnthropic
+from tests.agents.models.gemini import GeminiFake
+from tests.agents.models.openai_chat import OpenAIChat
+from tests.agents.models.openai_responses import OpenAIResponses
+from tests.jobs.conftest import BRANCH, World
+
+FINAL = "Fixed add() to return a + b."
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    program: str  # where the CLI's program lies under FORGEHAND_AGENTS_DIR
+    server: type[AbstractContextManager[Any]]
+    env: dict[str, str]  # {url} and {base_url} are the fake's
+
+
+CASES = [
+    Case("claude", "claude/node_modules/.bin/claude", FakeAnthropic,
+         {"ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": "{url}"}),
+    Case("codex",
+         "codex/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
+         OpenAIResponses,
+         {"CODEX_API_KEY": "sk-test", "OPENAI_BASE_URL": "{base_url}",
+          "CODEX_MODEL": "forgehand-fake"}),
+    Case("aider", "aider/bin/aider", OpenAIChat,
+         {"OPENAI_API_KEY": "sk-test", "OPENAI_API_BASE": "{base_url}",
+          "AIDER_MODEL": "openai/gpt-4o"}),
+    Case("opencode", "opencode/node_modules/.bin/opencode", OpenAIChat,
+         {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": "{base_url}"}),
+    Case("gemini", "gemini/node_modules/.bin/gemini", GeminiFake,
+         {"GEMINI_API_KEY": "gm-test", "GOOGLE_GEMINI_BASE_URL": "{url}"}),
+]  # fmt: skip
+
+
+@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Case, Path]]:
+    root = os.environ.get("FORGEHAND_AGENTS_DIR")
+    if not root:
+        pytest.skip("FORGEHAND_AGENTS_DIR is not set: no real agent CLIs are installed")
+    chosen: Case = request.param
+    program = Path(root) / chosen.program
+    if not program.exists():
+        pytest.skip(f"{chosen.name} is not installed at {program}")
+    yield chosen, program
+
+
+@contextmanager
+def installed(
+    chosen: Case, program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The CLI on PATH, its fake model server running, its variables set; yields them."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / chosen.name).symlink_to(program)
+    with chosen.server() as server:
+        env = {k: v.format(url=server.url, base_url=getattr(server, "base_url", server.url))
+               for k, v in chosen.env.items()}  # fmt: skip
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        yield env
+
+
+def test_try_agent_with_each_preset_fixes_the_bug_and_gives_its_summary(
+    case: tuple[Case, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen, program = case
+    with installed(chosen, program, tmp_path, monkeypatch) as env:
+        settings = parse({"AGENT": chosen.name, "AGENT_ENV": ",".join(env),
+                          "AGENT_TIMEOUT": "120", "AGENT_IDLE_TIMEOUT": "60"})  # fmt: skip
+        seen: list[str] = []
+        trial = try_agent(settings, chosen.name, seen.append)
+    assert trial.fixed, "\n".join(seen)
+    assert trial.result.ok, trial.result.tail
+    assert FINAL in trial.result.summary
+    assert trial.refused == ()
+    assert not any(line.lstrip().startswith("{") for line in seen)  # readable, not raw JSON
+
+
+def test_each_preset_takes_a_labelled_issue_to_a_pull_request(
+    case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen, program = case
+    with installed(chosen, program, tmp_path, monkeypatch) as env:
+        world.setenv("AGENT", chosen.name)
+        world.setenv("AGENT_ENV", ",".join(env))
+        world.setenv("AGENT_SANDBOX", "bwrap")
+        world.setenv("AGENT_TIMEOUT", "120")
+        record = world.run(world.issue_task())
+    lines = world.store.log_tail(record.id)
+    assert record.state.value == "done", record.error + "\n" + "\n".join(lines)
+    assert "return a + b" in fakes.show(world.origin, BRANCH, "calc.py")
+    (pr,) = world.github.pulls.values()
+    assert FINAL in pr["body"]
+    assert not any(line.lstrip().startswith('{"') for line in lines)  # readable, not raw JSON
+    assert not any("refused" in line for line in lines)
+    # Nothing of the CLI's own state in the pushed tree: it lives in the private home.
+    pushed = fakes.sh_git("ls-tree", "-r", "--name-only", BRANCH, cwd=world.origin).split()
+    assert sorted(pushed) == sorted([".github/workflows/ci.yml", "README.md", "calc.py"])
+
+
+# --- reading each CLI's output, from lines the real CLIs printed ----------------------------
+
+CLAUDE_RUN = [
+    '{"type":"system","subtype":"init","claude_code_version":"2.1.332","model":"m"}',
+    '{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Edit",'
+    '"input":{"file_path":"calc.py"}}]}}',
+    '{"type":"user","message":{"content":[{"type":"tool_result","content":"updated"}]}}',
+    '{"type":"result","subtype":"success","is_error":false,"num_turns":2,"result":"' + FINAL + '"}',
+]
+CODEX_RUN = [
+    '{"type":"thread.started","thread_id":"t"}',
+    '{"type":"item.started","item":{"type":"command_execution","command":"sed -i s/-/+/ calc.py"}}',
+    '{"type":"item.completed","item":{"type":"command_execution","exit_code":0}}',
+    '{"type":"item.completed","item":{"type":"agent_message","text":"' + FINAL + '"}}',
+    '{"type":"turn.completed","usage":{}}',
+]
+GEMINI_RUN = [
+    '{"type":"init","model":"gemini-2.5-pro"}',
+    '{"type":"message","role":"assistant","content":"Looking.","delta":true}',
+    '{"type":"tool_use","tool_name":"replace","parameters":{"file_path":"calc.py"}}',
+    '{"type":"tool_result","status":"success"}',
+    '{"type":"message","role":"assistant","content":"Fixed add() to ","delta":true}',
+    '{"type":"message","role":"assistant","content":"return a + b.","delta":true}',
+    '{"type":"result","status":"success","stats":{}}',
+]
+OPENCODE_RUN = [
+    '{"type":"step_start","part":{}}',
+    '{"type":"tool_use","part":{"tool":"edit","state":{"status":"completed",'
+    '"input":{"filePath":"calc.py"}}}}',
+    '{"type":"step_start","part":{}}',
+    '{"type":"text","part":{"type":"text","text":"' + FINAL + '"}}',
+    '{"type":"step_finish","part":{"reason":"stop"}}',
+]
+AIDER_RUN = [
+    "Aider v0.86.2",
+    "Repo-map: using 4096 tokens, auto refresh",
+    "calc.py",
+    "```python",
+    "<<<<<<< SEARCH",
+    "    return a - b",
+    "=======",
+    "    return a + b",
+    ">>>>>>> REPLACE",
+    "```",
+    FINAL,
+    "Tokens: 2.6k sent, 44 received.",
+    "Applied edit to calc.py",
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "lines"),
+    [("claude", CLAUDE_RUN), ("codex", CODEX_RUN), ("gemini", GEMINI_RUN),
+     ("opencode", OPENCODE_RUN), ("aider", AIDER_RUN)],
+)  # fmt: skip
+def test_each_preset_finds_the_final_message_and_shows_readable_steps(
+    name: str, lines: list[str], tmp_path: Path
+) -> None:
+    preset = PRESETS[name]
+    assert preset.summary(lines, tmp_path).strip() == FINAL
+    shown = [out for line in lines if (out := preset.render(line))]
+    assert shown and not any(out.lstrip().startswith("{") for out in shown)
+
+
+def test_a_final_message_file_that_links_out_of_home_is_not_read(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "secret").write_text("the worker's secret")
+    (home / LAST_MESSAGE).symlink_to(tmp_path / "secret")
+    assert "secret" not in PRESETS["codex"].summary(CODEX_RUN, home)
+
+
+def test_claude_never_reads_the_repositorys_own_settings() -> None:
+    argv = PRESETS["claude"].argv
+    assert argv[argv.index("--setting-sources") + 1] == "user"
+    assert "--strict-mcp-config" in argv
