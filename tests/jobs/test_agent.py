@@ -104,7 +104,7 @@ def test_missing_program_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_presets_key_must_be_named_and_set() -> None:
     check_keys("claude", ("ANTHROPIC_API_KEY",), {"ANTHROPIC_API_KEY": "k"})
     check_keys("command", (), {})
-    with pytest.raises(AgentConfigError, match="AGENT_ENV lacks GEMINI_API_KEY or"):
+    with pytest.raises(AgentConfigError, match="AGENT_ENV lacks GEMINI_API_KEY:"):
         check_keys("gemini", (), {"GEMINI_API_KEY": "k"})
     with pytest.raises(AgentConfigError, match="named in AGENT_ENV but not set"):
         check_keys("codex", ("CODEX_API_KEY",), {})
