@@ -10,6 +10,8 @@ its output reads on the dashboard, and where its final message is.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -504,8 +506,24 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (CLAUDE, CODEX, AIDER, OPENCODE
 
 
 def write_home(preset: Preset, home: Path, env: Mapping[str, str]) -> None:
-    """Write the preset's config files into the agent's HOME (made anew for each task)."""
+    """Write the preset's config files into the agent's HOME.
+
+    What is in HOME already may be the work of `setup` or of an earlier run of the agent: a
+    link there must not steer the worker's writes elsewhere, so every directory and file on
+    the way is made anew where it is anything but a real directory or file.
+    """
     for relative, content in preset.home_files(env).items():
-        path = home / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
+        path = home
+        for part in Path(relative).parts[:-1]:
+            path = path / part
+            if path.is_symlink() or (path.exists() and not path.is_dir()):
+                path.unlink()
+            path.mkdir(exist_ok=True)
+        path = path / Path(relative).name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(content)

@@ -351,3 +351,31 @@ def test_the_workers_files_under_a_shown_directory_are_covered(tmp_path: Path) -
         "--ro-bind", os.devnull, str(shown / "forgehand" / ".env"),
     ]  # fmt: skip
     assert sandbox._hide([shown], [shown]) == []  # never the shown directory itself
+
+
+def test_links_planted_in_the_agents_home_cannot_steer_the_workers_writes(
+    hostile: World, tmp_path: Path
+) -> None:
+    """`setup` (the repository's) links the preset's config directory in HOME to a path of
+    the worker's; forgehand then writes the preset's config, with the worker's rights."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    plant = f"ln -s {victim} $HOME/.claude; ln -s {victim}/owned $HOME/.forgehand-last-message"
+    hostile.github.config_text = f"setup: {plant!r}\n"
+    fake_claude = tmp_path / "bin" / "claude"
+    fake_claude.parent.mkdir()
+    result = json.dumps({"type": "result", "is_error": False, "num_turns": 1, "result": "done"})
+    fake_claude.write_text(
+        f"#!{getattr(sys, '_base_executable', sys.executable)}\n"
+        "import sys, pathlib\nsys.stdin.read()\n"
+        "pathlib.Path('calc.py').write_text('def add(a, b):\\n    return a + b\\n')\n"
+        f"print({result!r})\n"
+    )
+    fake_claude.chmod(0o755)
+    hostile.setenv("PATH", f"{fake_claude.parent}:{os.environ['PATH']}")
+    hostile.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    hostile.setenv("AGENT_ENV", "ANTHROPIC_API_KEY")
+    hostile.setenv("AGENT", "claude")
+    record = hostile.run(hostile.issue_task())
+    assert record.state is State.DONE, why(hostile, record)
+    assert list(victim.iterdir()) == []
