@@ -153,7 +153,7 @@ def run(
     try:
         return _supervise(
             proc, prompt, log_path, timeout, idle_timeout, on_output, started, tail_lines,
-            render or _as_is,
+            render,
         )  # fmt: skip
     finally:
         _kill_group(proc.pid, signal.SIGKILL)
@@ -170,7 +170,7 @@ def _supervise(
     on_output: Callable[[list[str]], None] | None,
     started: float,
     tail_lines: int,
-    render: Callable[[str], str | None],
+    render: Callable[[str], str | None] | None,
 ) -> AgentResult:
     assert proc.stdin is not None and proc.stdout is not None
     stdin, stdout = proc.stdin, proc.stdout
@@ -207,7 +207,8 @@ def _supervise(
                     log.write(out)
                     log.flush()
                     written += len(out)
-                shown = [_cut(x) for x in (render(whole) or "").splitlines() if x.strip()]
+                readable = render(whole) if render is not None else whole
+                shown = [_cut(x) for x in (readable or "").splitlines() if x.strip()]
                 with lock:
                     last_output[0] = time.monotonic()
                     raw_tail.append(whole)
@@ -263,10 +264,6 @@ def _supervise(
     with lock:
         text, lines = "\n".join(tail), tuple(raw_tail)
     return AgentResult(proc.wait(), killed, time.monotonic() - started, text, lines)
-
-
-def _as_is(line: str) -> str:
-    return line
 
 
 def _cut(line: str) -> str:

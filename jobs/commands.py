@@ -10,10 +10,8 @@ from app.tasks import Kind, Task
 from app.triggers import command_verb
 from jobs import prompts, report
 from jobs.lock import pull_request_lock
-from jobs.pipeline import Context, change_pull_request, prepare, read_pull, reported
-from jobs.redact import redactor_for
+from jobs.pipeline import Context, change_pull_request, prepare, read_pull, reported, status_for
 from jobs.resolve import open_pull_request, resolve_issue
-from jobs.status import StatusComment
 
 
 def run_command(task: Task, ctx: Context) -> str:
@@ -43,7 +41,7 @@ def run_command(task: Task, ctx: Context) -> str:
         if pr.state != "open":
             _reply(api, task, "This pull request is closed; nothing was done.")
             return "closed"
-        status = StatusComment(api, ctx.store, task, redactor_for(ctx.settings, api.token()))
+        status = status_for(api, ctx, task)
         with reported(status, ctx, task):
             status.update(f"⏳ Working on @{task.sender}'s request…")
             prompt = prompts.instructions_prompt(task.repo, task.number, task.sender, instructions)

@@ -19,8 +19,8 @@ from jobs.pipeline import (
     prepare,
     read_pull,
     reported,
+    status_for,
 )
-from jobs.redact import redactor_for
 from jobs.status import StatusComment
 
 # How long a fix waits for the commit's other checks to finish, and how often it looks.
@@ -91,7 +91,7 @@ def _attempt(
 ) -> str:  # fmt: skip
     limit = repo.config.max_attempts or ctx.settings.max_attempts
     names = [f"{f.name} ({f.conclusion})" for f in failures]
-    status = StatusComment(api, ctx.store, task, redactor_for(ctx.settings, api.token()))
+    status = status_for(api, ctx, task)
     while True:
         done = ctx.store.attempts(task.repo_id, pr.number)
         if len(done) >= limit:

@@ -470,6 +470,11 @@ def prepare(task: Task, ctx: Context, check: bool = True) -> tuple[Installation,
     return api, repo
 
 
+def status_for(api: Installation, ctx: Context, task: Task) -> StatusComment:
+    """The task's status comment, which redacts what it posts of the agent's words."""
+    return StatusComment(api, ctx.store, task, redactor_for(ctx.settings, api.token()))
+
+
 def config_problems(repo: Repo) -> str:
     if not repo.problems:
         return ""

@@ -8,16 +8,13 @@ from app.github import GitHubError, Installation
 from app.tasks import Task
 from jobs import prompts, report
 from jobs.errors import TaskFailed
-from jobs.pipeline import Context, Run, branch_name, config_problems, prepare, reported
-from jobs.redact import redactor_for
-from jobs.status import StatusComment
+from jobs.pipeline import Context, Run, branch_name, config_problems, prepare, reported, status_for
 
 
 def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
     api, repo = prepare(task, ctx)
     repo_path = f"/repos/{task.repo}"
-    redactor = redactor_for(ctx.settings, api.token())
-    status = StatusComment(api, ctx.store, task, redactor)
+    status = status_for(api, ctx, task)
     with reported(status, ctx, task):
         api.post(f"{repo_path}/issues/{task.number}/reactions", {"content": "eyes"})
         existing = open_pull_request(api, ctx, task)
@@ -60,8 +57,8 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
                     "base": repo.base_branch,
                     "body": report.pull_request_body(
                         task.number,
-                        redactor.text(result.summary),
-                        redactor.lines(commits),
+                        status.redactor.text(result.summary),
+                        status.redactor.lines(commits),
                         {"task": task.id, "kind": task.kind.value, "issue": task.number},
                     ),
                     "draft": repo.config.draft,

@@ -5,9 +5,7 @@ from __future__ import annotations
 from app.tasks import Task
 from jobs import prompts, report
 from jobs.lock import pull_request_lock
-from jobs.pipeline import Context, change_pull_request, prepare, read_pull, reported
-from jobs.redact import redactor_for
-from jobs.status import StatusComment
+from jobs.pipeline import Context, change_pull_request, prepare, read_pull, reported, status_for
 
 
 def address_review(task: Task, ctx: Context) -> str:
@@ -30,7 +28,7 @@ def address_review(task: Task, ctx: Context) -> str:
             for c in comments
         ]  # fmt: skip
         prompt = prompts.review_prompt(task.repo, task.number, reviewer, review.get("body"), notes)
-        status = StatusComment(api, ctx.store, task, redactor_for(ctx.settings, api.token()))
+        status = status_for(api, ctx, task)
         with reported(status, ctx, task):
             status.update(f"⏳ Addressing @{reviewer}'s review…")
             change = change_pull_request(

@@ -27,13 +27,13 @@ import itertools
 import json
 import re
 import shlex
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
+
+from tests.agents.models.server import FakeServer
 
 FINAL_TEXT = "Fixed add() to return a + b."
 BROKEN = "return a - b"
@@ -74,8 +74,8 @@ class Action:
     input: dict[str, Any]
 
 
-@dataclass
-class FakeAnthropic:
+@dataclass(eq=False)
+class FakeAnthropic(FakeServer):
     """The fake API server; a context manager that serves while inside it."""
 
     delay: float = 0.0
@@ -83,42 +83,13 @@ class FakeAnthropic:
     file: str = "calc.py"
     final_text: str = FINAL_TEXT
     requests: list[Request] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
-    _closing: threading.Event = field(default_factory=threading.Event, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "the server runs only inside `with`"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def __post_init__(self) -> None:
+        super().__init__()
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "the server runs only inside `with`"
-        return int(self._server.server_address[1])
-
-    def __enter__(self) -> FakeAnthropic:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._closing.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     def record(self, request: Request) -> None:
         with self._lock:
@@ -358,11 +329,11 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 self._error(400, "invalid_request_error", "body: expected a JSON object")
                 return
             if fake.mode == "hang":
-                fake._closing.wait()
+                fake.wait_stopping()
                 self.close_connection = True
                 return
             if fake.delay:
-                fake._closing.wait(fake.delay)
+                fake.wait_stopping(fake.delay)
             if fake.mode == "error":
                 self._error(500, "api_error", "Internal server error")
                 return

@@ -28,12 +28,12 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
+
+from tests.agents.models.server import FakeServer
 
 FINAL_TEXT = "Fixed add() to return a + b."
 TARGET = "calc.py"
@@ -244,26 +244,17 @@ def error_body(code: int, status: str, message: str) -> Json:
     return {"error": {"code": code, "message": message, "status": status}}
 
 
-class GeminiFake:
+class GeminiFake(FakeServer):
     """The fake API server; a context manager that serves on 127.0.0.1 on a free port."""
 
     def __init__(self, *, mode: Mode = "ok", delay: float = 0.0) -> None:
         self.mode: Mode = mode
         self.delay = delay
         self.requests: list[Recorded] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     def record(self, request: Recorded) -> None:
         with self._lock:
@@ -273,31 +264,6 @@ class GeminiFake:
         with self._lock:
             calls = [r for r in self.requests if r.action]
         return [r for r in calls if not action or r.action == action]
-
-    def start(self) -> GeminiFake:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> GeminiFake:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def wait_stopped(self, seconds: float) -> bool:
-        """Wait up to `seconds` or until the fake stops; True if it stopped."""
-        return self._stop.wait(seconds)
 
 
 def _handler(fake: GeminiFake) -> type[BaseHTTPRequestHandler]:
@@ -336,17 +302,17 @@ def _handler(fake: GeminiFake) -> type[BaseHTTPRequestHandler]:
                 self._json(404, error_body(404, "NOT_FOUND", f"no such method: {parts.path}"))
                 return
             if fake.mode == "hang":
-                fake.wait_stopped(3600)
+                fake.wait_stopping(3600)
                 self.close_connection = True
                 return
             tokens = max(1, len(raw) // 4)
             if action == "countTokens":
                 self._json(200, {"totalTokens": tokens})
             elif fake.mode == "error":
-                if not fake.wait_stopped(fake.delay):
+                if not fake.wait_stopping(fake.delay):
                     self._json(500, error_body(500, "INTERNAL", "scripted failure"))
             elif action == "generateContent":
-                if not fake.wait_stopped(fake.delay):
+                if not fake.wait_stopping(fake.delay):
                     self._json(200, response(reply_parts(body), tokens))
             else:
                 self._sse(stream(reply_parts(body), tokens), fake)
@@ -371,7 +337,7 @@ def _handler(fake: GeminiFake) -> type[BaseHTTPRequestHandler]:
             self.close_connection = True
             try:
                 self.wfile.flush()
-                if fake.wait_stopped(fake.delay):
+                if fake.wait_stopping(fake.delay):
                     return
                 for chunk in chunks:
                     self.wfile.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
+
+from tests.agents.models.server import FakeServer
 
 FINAL = "Fixed add() to return a + b."
 BROKEN = "def add(a, b):\n    return a - b\n"
@@ -70,7 +70,7 @@ class Recorded:
     at: float = field(default_factory=time.monotonic)
 
 
-class OpenAIChat:
+class OpenAIChat(FakeServer):
     """The fake server; a context manager that starts and stops it."""
 
     def __init__(
@@ -89,53 +89,15 @@ class OpenAIChat:
         self.chunk_size = chunk_size
         self.requests: list[Recorded] = []
         self.log: list[str] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def __enter__(self) -> OpenAIChat:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(_Handler):
             owner = fake
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "the server is not started"
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """http://127.0.0.1:PORT, without a path."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """The URL that OpenAI clients take as their base: url + /v1."""
-        return f"{self.url}/v1"
+        return Handler
 
     @property
     def completions(self) -> list[Recorded]:
@@ -155,9 +117,6 @@ class OpenAIChat:
         if scheme.lower() != "bearer" or not key.strip():
             return False
         return self.api_key is None or key.strip() == self.api_key
-
-    def wait_stopping(self, seconds: float | None = None) -> bool:
-        return self._stopping.wait(seconds)
 
 
 # -- the scripted model ----------------------------------------------------------------------
