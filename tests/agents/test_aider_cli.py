@@ -13,16 +13,12 @@ the `aider` script's shebang (`<venv>/bin/python3`) would not be found inside.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from app.settings import parse
 from jobs import agent
-from jobs.sandbox import Sandbox, SandboxUnavailable
+from tests.agents.cli import contained, installed, repository
 from tests.agents.models.openai_chat import BROKEN, FINAL, FIXED, Mode, OpenAIChat
 
 VERSION = "0.86.2"
@@ -56,22 +52,7 @@ MODEL_INFO = {
 
 
 def python() -> Path:
-    root = os.environ.get("FORGEHAND_AGENTS_DIR")
-    if not root:
-        pytest.skip("FORGEHAND_AGENTS_DIR is not set: no real aider to run")
-    program = Path(root) / "aider" / "bin" / "python"
-    if not (Path(root) / "aider" / "bin" / "aider").is_file():
-        pytest.skip(f"aider is not installed in {program.parent.parent}")
-    return program
-
-
-def sandbox() -> Sandbox:
-    box = Sandbox(parse({"AGENT_SANDBOX": "bwrap"}))
-    try:
-        box.check()
-    except SandboxUnavailable as err:
-        pytest.skip(f"no sandbox here: {err}")
-    return box
+    return installed("aider", "aider", "bin", "aider").with_name("python")
 
 
 def write_home(home: Path) -> None:
@@ -92,14 +73,6 @@ def write_home(home: Path) -> None:
     )
 
 
-def repository(work: Path) -> None:
-    work.mkdir()
-    (work / "calc.py").write_text(BROKEN)
-    who = ["-c", "user.name=T", "-c", "user.email=t@example.com"]
-    for step in (["init", "-q"], ["add", "-A"], [*who, "commit", "-qm", "init"]):
-        subprocess.run(["git", *step], cwd=work, check=True, capture_output=True)
-
-
 @dataclass
 class Run:
     result: agent.AgentResult
@@ -111,7 +84,7 @@ class Run:
 
 def run_aider(tmp_path: Path, port: int, key: str | None) -> Run:
     program = python()
-    box = sandbox()
+    box = contained()
     work, home, objects = tmp_path / "work", tmp_path / "home", tmp_path / "objects"
     repository(work)
     home.mkdir()

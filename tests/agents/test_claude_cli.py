@@ -13,8 +13,6 @@ written into the private home first.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -24,12 +22,11 @@ from typing import Any
 
 import pytest
 
-from app.settings import parse
 from jobs import agent
-from jobs.sandbox import Sandbox, SandboxUnavailable
+from jobs.sandbox import Sandbox
+from tests.agents.cli import BROKEN, contained, events, installed, repository
 from tests.agents.models.anthropic import FINAL_TEXT, FakeAnthropic
 
-BROKEN = "def add(a, b):\n    return a - b\n"
 PROMPT = "Fix the bug in calc.py: add() must return the sum of its arguments."
 KEY = "sk-ant-test-0000"
 
@@ -68,13 +65,7 @@ def transcript_final(home: Path, session: str) -> str:
 
 
 def claude_program() -> Path:
-    root = os.environ.get("FORGEHAND_AGENTS_DIR")
-    if not root:
-        pytest.skip("FORGEHAND_AGENTS_DIR is not set: the real Claude Code CLI is not installed")
-    program = Path(root) / "claude" / "node_modules" / ".bin" / "claude"
-    if not program.exists():
-        pytest.skip(f"Claude Code CLI not installed at {program}")
-    return program
+    return installed("Claude Code", "claude", "node_modules", ".bin", "claude")
 
 
 @pytest.fixture
@@ -84,12 +75,7 @@ def claude() -> Path:
 
 @pytest.fixture
 def sandbox() -> Sandbox:
-    box = Sandbox(parse({"AGENT_SANDBOX": "bwrap"}))
-    try:
-        box.check()
-    except SandboxUnavailable as e:
-        pytest.skip(f"no sandbox on this machine: {e}")
-    return box
+    return contained()
 
 
 @dataclass
@@ -101,15 +87,7 @@ class Run:
     home: Path
 
     def events(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for line in self.lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                out.append(event)
-        return out
+        return events(self.lines)
 
     def final(self) -> dict[str, Any]:
         """The `result` event, the stream's last: the final message is its `result`."""
@@ -120,15 +98,9 @@ class Run:
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> Iterator[Path]:
-    for name in ("work", "home", "objects"):
+    for name in ("home", "objects"):
         (tmp_path / name).mkdir()
-    work = tmp_path / "work"
-    (work / "calc.py").write_text(BROKEN)
-    git = ["git", "-C", str(work)]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "calc.py"], check=True)
-    who = ["-c", "user.name=T", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, *who, "commit", "-qm", "Add"], check=True)
+    repository(tmp_path / "work")
     settings = tmp_path / "home" / ".claude" / "settings.json"
     settings.parent.mkdir()
     settings.write_text(json.dumps(SETTINGS, indent=2))

@@ -15,8 +15,6 @@ home first.
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import socket
 import subprocess
@@ -27,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from app.settings import parse
 from jobs import agent
-from jobs.sandbox import Sandbox, SandboxUnavailable
+from jobs.sandbox import Sandbox
+from tests.agents.cli import contained, events, installed, repository
 from tests.agents.models.openai_responses import BROKEN, FINAL, FIXED, OpenAIResponses
 
 PROMPT = "Fix the bug in calc.py: add() must return the sum of its arguments."
@@ -83,17 +81,11 @@ apps = false
 
 
 def codex_program() -> Path:
-    root = os.environ.get("FORGEHAND_AGENTS_DIR")
-    if not root:
-        pytest.skip("FORGEHAND_AGENTS_DIR is not set: the real Codex CLI is not installed")
     package, target = TARGETS.get(platform.machine(), ("", ""))
     if not package:
         pytest.skip(f"no Codex binary for {platform.machine()}")
-    modules = Path(root) / "codex" / "node_modules" / "@openai"
-    program = modules / f"codex-{package}" / "vendor" / target / "bin" / "codex"
-    if not program.exists():
-        pytest.skip(f"Codex CLI not installed at {program}")
-    return program
+    parts = ("codex", "node_modules", "@openai", f"codex-{package}", "vendor", target, "bin")
+    return installed("Codex", *parts, "codex")
 
 
 @pytest.fixture
@@ -103,25 +95,14 @@ def codex() -> Path:
 
 @pytest.fixture
 def sandbox() -> Sandbox:
-    box = Sandbox(parse({"AGENT_SANDBOX": "bwrap"}))
-    try:
-        box.check()
-    except SandboxUnavailable as e:
-        pytest.skip(f"no sandbox on this machine: {e}")
-    return box
+    return contained()
 
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> Iterator[Path]:
-    for name in ("work", "home", "objects"):
+    for name in ("home", "objects"):
         (tmp_path / name).mkdir()
-    work = tmp_path / "work"
-    (work / "calc.py").write_text(BROKEN)
-    git = ["git", "-C", str(work)]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "calc.py"], check=True)
-    who = ["-c", "user.name=T", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, *who, "commit", "-qm", "Add"], check=True)
+    repository(tmp_path / "work")
     yield tmp_path
 
 
@@ -134,15 +115,7 @@ class Run:
     home: Path
 
     def events(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for line in self.lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                out.append(event)
-        return out
+        return events(self.lines)
 
     def messages(self) -> list[str]:
         """The agent's messages: `item.completed` events whose item is an agent_message."""

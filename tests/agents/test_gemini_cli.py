@@ -9,8 +9,6 @@ otherwise, and where bubblewrap cannot make a sandbox.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -20,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import parse
 from jobs import agent
-from jobs.sandbox import Sandbox, SandboxUnavailable
+from jobs.sandbox import Sandbox
+from tests.agents.cli import contained, events, installed, repository
 from tests.agents.models.gemini import FINAL_TEXT, GeminiFake, Mode, free_port
 
 VERSION = "0.61.0"
@@ -53,13 +51,7 @@ SETTINGS = {
 
 
 def gemini_program() -> Path:
-    root = os.environ.get("FORGEHAND_AGENTS_DIR")
-    if not root:
-        pytest.skip("FORGEHAND_AGENTS_DIR is not set: the real Gemini CLI is not installed")
-    program = Path(root) / "gemini" / "node_modules" / ".bin" / "gemini"
-    if not program.exists():
-        pytest.skip(f"the Gemini CLI is not installed at {program}")
-    return program
+    return installed("Gemini CLI", "gemini", "node_modules", ".bin", "gemini")
 
 
 @pytest.fixture
@@ -69,12 +61,7 @@ def program() -> Path:
 
 @pytest.fixture
 def sandbox() -> Sandbox:
-    box = Sandbox(parse({"AGENT_SANDBOX": "bwrap"}))
-    try:
-        box.check()
-    except SandboxUnavailable as exc:
-        pytest.skip(f"no sandbox here: {exc}")
-    return box
+    return contained()
 
 
 @dataclass
@@ -87,25 +74,12 @@ class Run:
 
     def events(self) -> list[dict[str, object]]:
         """The stream-json events among the output lines (the CLI also prints plain warnings)."""
-        found = []
-        for line in self.output.splitlines():
-            if line.startswith("{"):
-                try:
-                    found.append(json.loads(line))
-                except ValueError:
-                    continue
-        return found
+        return events(self.output.splitlines())
 
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> Iterator[Path]:
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "calc.py").write_text("def add(a, b):\n    return a - b\n")
-    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-qm", "start"], check=True)
+    repository(tmp_path / "work")
     yield tmp_path
 
 

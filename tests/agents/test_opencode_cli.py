@@ -24,9 +24,8 @@ from typing import Any
 
 import pytest
 
-from app.settings import parse
 from jobs import agent
-from jobs.sandbox import Sandbox, SandboxUnavailable
+from tests.agents.cli import contained, events, installed, repository
 from tests.agents.models.openai_chat import BROKEN, FINAL, FIXED, Mode, OpenAIChat
 
 VERSION = "1.18.33"
@@ -74,10 +73,7 @@ def agents_dir() -> Path:
 
 
 def program() -> Path:
-    found = agents_dir() / "opencode" / "node_modules" / ".bin" / "opencode"
-    if not found.is_file():
-        pytest.skip(f"opencode is not installed at {found}")
-    return found
+    return installed("opencode", "opencode", "node_modules", ".bin", "opencode")
 
 
 def ripgrep() -> Path | None:
@@ -86,15 +82,6 @@ def ripgrep() -> Path | None:
         return bundled
     system = shutil.which("rg")
     return Path(system) if system else None
-
-
-def sandbox() -> Sandbox:
-    box = Sandbox(parse({"AGENT_SANDBOX": "bwrap"}))
-    try:
-        box.check()
-    except SandboxUnavailable as err:
-        pytest.skip(f"no sandbox here: {err}")
-    return box
 
 
 def write_home(home: Path, timeout_ms: int | None = None) -> None:
@@ -116,14 +103,6 @@ def write_home(home: Path, timeout_ms: int | None = None) -> None:
         shutil.copy2(rg, home / ".cache" / "opencode" / "bin" / "rg")
 
 
-def repository(work: Path) -> None:
-    work.mkdir()
-    (work / "calc.py").write_text(BROKEN)
-    who = ["-c", "user.name=T", "-c", "user.email=t@example.com"]
-    for step in (["init", "-q"], ["add", "-A"], [*who, "commit", "-qm", "init"]):
-        subprocess.run(["git", *step], cwd=work, check=True, capture_output=True)
-
-
 @dataclass
 class Run:
     result: agent.AgentResult
@@ -133,13 +112,7 @@ class Run:
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for line in self.output.splitlines():
-            if line.startswith("{"):
-                event = json.loads(line)
-                if isinstance(event, dict):
-                    found.append(event)
-        return found
+        return events(self.output.splitlines())
 
     @property
     def final(self) -> str:
@@ -155,7 +128,7 @@ class Run:
 
 def run_opencode(tmp_path: Path, port: int, key: str | None, timeout_ms: int | None = None) -> Run:
     opencode = program()
-    box = sandbox()
+    box = contained()
     work, home, objects = tmp_path / "work", tmp_path / "home", tmp_path / "objects"
     repository(work)
     home.mkdir()
