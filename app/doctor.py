@@ -69,6 +69,7 @@ def _checks(settings: Settings) -> Iterator[Check]:
     yield _git()
     yield _workspaces(settings)
     yield _agent(settings)
+    yield from _agent_tools(settings)
     yield _sandbox(settings)
 
 
@@ -286,6 +287,20 @@ def _agent(settings: Settings) -> Check:
             f"`{preset.install}`, or check it with `forgehand try-agent`", warning=True,
         )  # fmt: skip
     return Check(True, "agent", f"{settings.agent}: {shown} (tested: {preset.tested})")
+
+
+def _agent_tools(settings: Settings) -> Iterator[Check]:
+    from jobs.presets import PRESETS
+
+    preset = PRESETS.get(settings.agent)
+    for program, install in preset.tools if preset is not None else ():
+        if shutil.which(program) is None:
+            yield Check(
+                True, "agent tools",
+                f"{program} is not on PATH: {settings.agent} would download it at run time, "
+                "which the sandbox refuses, so that feature of the agent fails", install,
+                warning=True,
+            )  # fmt: skip
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -43,6 +44,16 @@ LINE_LIMIT = 4096
 RAW_LINE_LIMIT = 64 * 1024
 LOG_LIMIT = 16 * 1024 * 1024
 PENDING_LIMIT = 1000
+# The work tree is walked to tell a silent but working agent from a stuck one; a tree the agent
+# filled with more entries than this is judged by the first ones only.
+TREE_WALK_LIMIT = 200_000
+# What an agent's own complaint looks like, when it exits 0 having done nothing (aider reports
+# a refused or failed API call and still exits 0).
+COMPLAINT = re.compile(
+    r"error|exception|fail|denied|refused|unauthori[sz]ed|forbidden|not found|cannot|can't|"
+    r"unable|missing|invalid",
+    re.IGNORECASE,
+)
 
 
 class AgentConfigError(ValueError):
@@ -113,6 +124,21 @@ class AgentResult:
     def ok(self) -> bool:
         return self.killed is None and self.exit_code == 0
 
+    @property
+    def complaint(self) -> str:
+        """The agent's last line that reads like an error, or ""."""
+        for line in reversed(self.tail.splitlines()):
+            if COMPLAINT.search(line):
+                return line.strip()
+        return ""
+
+    def nothing_done(self, what: str) -> str:
+        """Why a run that changed nothing did so, in the agent's own words where it gave any."""
+        said = self.complaint
+        if said:
+            return f"The agent changed nothing and reported an error, so {what}: {said}"
+        return f"The agent made no changes, so {what}."
+
 
 def run(
     argv: Sequence[str],
@@ -152,7 +178,7 @@ def run(
         pgid_file.write_text(str(proc.pid))
     try:
         return _supervise(
-            proc, prompt, log_path, timeout, idle_timeout, on_output, started, tail_lines,
+            proc, workdir, prompt, log_path, timeout, idle_timeout, on_output, started, tail_lines,
             render,
         )  # fmt: skip
     finally:
@@ -163,6 +189,7 @@ def run(
 
 def _supervise(
     proc: subprocess.Popen[bytes],
+    workdir: Path,
     prompt: str,
     log_path: Path,
     timeout: float,
@@ -239,6 +266,7 @@ def _supervise(
 
     killed: str | None = None
     last_flush = time.monotonic()
+    tree = tree_mark(workdir)
     while proc.poll() is None:
         now = time.monotonic()
         with lock:
@@ -246,7 +274,15 @@ def _supervise(
         if now - started > timeout:
             killed = "timeout"
         elif idle > idle_timeout:
-            killed = "idle"
+            # Silent is not stuck while the work tree keeps changing; the tree is walked only
+            # here, at most once per idle period.
+            seen = tree_mark(workdir)
+            if seen != tree:
+                tree = seen
+                with lock:
+                    last_output[0] = now
+            else:
+                killed = "idle"
         if killed:
             _terminate(proc)
             break
@@ -264,6 +300,23 @@ def _supervise(
     with lock:
         text, lines = "\n".join(tail), tuple(raw_tail)
     return AgentResult(proc.wait(), killed, time.monotonic() - started, text, lines)
+
+
+def tree_mark(root: Path) -> int:
+    """A fingerprint of the names, sizes and modification times under `root` (links are not
+    followed; the object store is skipped, its refs and index say enough)."""
+    marks: list[tuple[str, int, int]] = []
+    objects = str(root / ".git" / "objects")
+    stack = [str(root)]
+    while stack and len(marks) < TREE_WALK_LIMIT:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    info = entry.stat(follow_symlinks=False)
+                    marks.append((entry.path, info.st_size, info.st_mtime_ns))
+                    if entry.is_dir(follow_symlinks=False) and entry.path != objects:
+                        stack.append(entry.path)
+    return hash(tuple(sorted(marks)))
 
 
 def _cut(line: str) -> str:

@@ -54,7 +54,9 @@ def run_command(task: Task, ctx: Context) -> str:
         if change.head:
             status.update(f"✅ Pushed `{change.head[:7]}` for @{task.sender}.", summary)
             return f"pushed {change.head[:7]}"
-        status.update(f"@{task.sender}: the agent made no change.", summary)
+        status.update(
+            f"@{task.sender}: " + change.result.nothing_done("nothing was pushed"), summary
+        )
         return "no change"
 
 

@@ -120,7 +120,9 @@ def _attempt(
                 _record(ctx, task, pr, status, entry | {"changed": "—", "result": str(exc)})
                 continue
         if not change.head:
-            _record(ctx, task, pr, status, entry | {"changed": "nothing", "result": "no change"})
+            said = change.result.complaint
+            result = f"no change: {said}" if said else "no change"
+            _record(ctx, task, pr, status, entry | {"changed": "nothing", "result": result})
             continue
         changed = "; ".join(c.split(" ", 1)[-1] for c in change.commits)
         result = f"pushed {change.head[:7]}"

@@ -249,12 +249,14 @@ class Run:
             )
         if result.killed == "idle":
             raise TaskFailed(
-                f"The agent printed nothing for {self.settings.agent_idle_timeout}s and was "
-                "judged stuck.",
+                f"The agent printed nothing and changed nothing for "
+                f"{self.settings.agent_idle_timeout}s and was judged stuck.",
                 result.tail,
             )
         if result.exit_code != 0:
-            raise TaskFailed(f"The agent exited with status {result.exit_code}.", result.tail)
+            said = result.complaint
+            reason = f"The agent exited with status {result.exit_code}"
+            raise TaskFailed(f"{reason}: {said}" if said else f"{reason}.", result.tail)
         return result
 
     def setup(self) -> None:

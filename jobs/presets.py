@@ -45,6 +45,9 @@ class Preset:
     hosts: tuple[str, ...]  # the model API, reachable by default
     tested: str  # the CLI version it was proven with, as `--version` prints it
     install: str
+    # Programs it looks for on PATH, each with how to install it: without them it would
+    # download its own at run time, which the sandbox refuses.
+    tools: tuple[tuple[str, str], ...] = ()
     # Files to write under the agent's HOME before it starts, from its environment.
     home_files: Callable[[Mapping[str, str]], dict[str, str]] = field(default=_no_files)
     # Variables to add to its environment; those named in AGENT_ENV win.
@@ -414,6 +417,7 @@ OPENCODE = Preset(
     hosts=("api.anthropic.com", "api.openai.com"),
     tested="1.18.33",
     install="npm install -g opencode-ai@1.18.33",
+    tools=(("rg", "apt-get install ripgrep"),),
     home_files=_opencode_files,
     environment=_opencode_env,
     render=_opencode_render,

@@ -45,8 +45,7 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
             result = work.agent_then_tests(prompt)
             commits = work.commit(f"Resolve #{task.number}: {title}".strip())
             if not commits:
-                message = "The agent made no changes, so there is no pull request."
-                raise TaskFailed(message, result.tail)
+                raise TaskFailed(result.nothing_done("there is no pull request"), result.tail)
             work.check_protected()
             work.push(api)
             pr = api.post(

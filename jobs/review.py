@@ -39,7 +39,7 @@ def address_review(task: Task, ctx: Context) -> str:
             headline = f"✅ @{reviewer}: pushed `{change.head[:7]}` for your review."
         else:
             reply = "Looked at this; the agent made no change for it (see its summary below)."
-            headline = f"@{reviewer}: the agent made no change for your review."
+            headline = f"@{reviewer}: " + change.result.nothing_done("nothing was pushed")
         # GitHub threads a reply under the thread's first comment only.
         roots = dict.fromkeys(c.get("in_reply_to_id") or c["id"] for c in comments)
         for root in roots:

@@ -30,4 +30,14 @@ if [ ! -f "$dir/aider/.version" ] || [ "$(cat "$dir/aider/.version")" != 0.86.2 
   "$dir/aider/bin/python" -m pip install --quiet --disable-pip-version-check aider-chat==0.86.2
   echo 0.86.2 > "$dir/aider/.version"
 fi
+# OpenCode's grep tool uses ripgrep from PATH, and would otherwise download it at run time.
+if ! command -v rg >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ripgrep (apt-get) for opencode's grep tool"
+    (apt-get update -qq && apt-get install -y -qq ripgrep) >/dev/null 2>&1 \
+      || echo "could not install ripgrep: opencode's grep tool will fail in the sandbox"
+  else
+    echo "ripgrep is not installed: opencode's grep tool will fail in the sandbox"
+  fi
+fi
 echo "agent CLIs are in $dir"

@@ -112,3 +112,20 @@ def test_redis_without_a_password_beyond_loopback_is_flagged(
     bind: str, host: str, exposed: list[str]
 ) -> None:
     assert doctor.exposed_addresses(bind, host) == exposed
+
+
+def test_a_tool_the_agent_would_download_at_run_time_is_flagged(
+    github: fakes.FakeGitHub, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    env = good_env(redis_url, tmp_path) | {"AGENT": "opencode", "AGENT_COMMAND": ""}
+    checks = doctor.run({k: v for k, v in env.items() if v}, tmp_path / "no.env")
+    line = lines(checks)["agent tools"]
+    assert line.startswith("⚠ agent tools: rg is not on PATH") and "apt-get install ripgrep" in line
+    rg = bin_dir / "rg"
+    rg.write_text("#!/bin/sh\n")
+    rg.chmod(0o755)
+    checks = doctor.run({k: v for k, v in env.items() if v}, tmp_path / "no.env")
+    assert "agent tools" not in lines(checks)

@@ -108,3 +108,27 @@ def test_a_presets_key_must_be_named_and_set() -> None:
         check_keys("gemini", (), {"GEMINI_API_KEY": "k"})
     with pytest.raises(AgentConfigError, match="named in AGENT_ENV but not set"):
         check_keys("codex", ("CODEX_API_KEY",), {})
+
+
+def _silent(tmp_path: Path, script: str, idle_timeout: float) -> str | None:
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run([sys.executable, "-c", script], workdir=work, prompt="", env={},
+                 log_path=tmp_path / "a.log", timeout=30, idle_timeout=idle_timeout)  # fmt: skip
+    return result.killed
+
+
+def test_a_silent_agent_that_changes_nothing_is_stopped_as_idle(tmp_path: Path) -> None:
+    assert _silent(tmp_path, "import time; time.sleep(20)", idle_timeout=1) == "idle"
+
+
+def test_a_silent_agent_editing_its_work_tree_is_not_idle(tmp_path: Path) -> None:
+    edits = (
+        "import pathlib, time\n"
+        "for i in range(6):\n"
+        "    time.sleep(0.5)\n"
+        "    pathlib.Path('deep/er').mkdir(parents=True, exist_ok=True)\n"
+        "    pathlib.Path('deep/er/f.py').write_text('x = %d\\n' % i)\n"
+    )
+    assert _silent(tmp_path, edits, idle_timeout=1) is None
+    assert (tmp_path / "work" / "deep" / "er" / "f.py").read_text() == "x = 5\n"

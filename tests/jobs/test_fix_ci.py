@@ -94,7 +94,8 @@ def test_agent_failures_count_as_attempts(world: World) -> None:
     record = world.run(world.ci_task(number))
     assert record.state is State.DONE
     attempts = world.store.attempts(p.REPO_ID, number)
-    assert [a["result"] for a in attempts] == ["The agent exited with status 3."] * 3
+    reason = "The agent exited with status 3: error: the model is unavailable"
+    assert [a["result"] for a in attempts] == [reason] * 3
     assert world.github.labels[number] == ["agent:needs-human"]
 
 

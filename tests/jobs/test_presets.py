@@ -67,9 +67,11 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Case,
 
 @contextmanager
 def installed(
-    chosen: Case, program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dict[str, str]]:
-    """The CLI on PATH, its fake model server running, its variables set; yields them."""
+    chosen: Case, program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    serving: bool = True,
+) -> Iterator[dict[str, str]]:  # fmt: skip
+    """The CLI on PATH, its fake model server running (or, not `serving`, stopped: its port
+    refuses connections), its variables set; yields them."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / chosen.name).symlink_to(program)
@@ -79,6 +81,9 @@ def installed(
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        if serving:
+            yield env
+    if not serving:
         yield env
 
 
@@ -118,6 +123,26 @@ def test_each_preset_takes_a_labelled_issue_to_a_pull_request(
     # Nothing of the CLI's own state in the pushed tree: it lives in the private home.
     pushed = fakes.sh_git("ls-tree", "-r", "--name-only", BRANCH, cwd=world.origin).split()
     assert sorted(pushed) == sorted([".github/workflows/ci.yml", "README.md", "calc.py"])
+
+
+def test_each_preset_fails_on_its_own_when_the_model_api_is_unreachable(
+    case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen, program = case
+    with installed(chosen, program, tmp_path, monkeypatch, serving=False) as env:
+        world.setenv("AGENT", chosen.name)
+        world.setenv("AGENT_ENV", ",".join(env))
+        world.setenv("AGENT_SANDBOX", "bwrap")
+        world.setenv("AGENT_TIMEOUT", "600")
+        world.setenv("AGENT_IDLE_TIMEOUT", "300")
+        record = world.run(world.issue_task())
+    assert record.state.value == "failed"
+    # The CLI gave up by itself, well inside forgehand's limits, and the reason says so: its
+    # exit status, or (aider exits 0) its own error line, never a bare "no changes".
+    assert "was stopped" not in record.error and "judged stuck" not in record.error
+    assert "made no changes" not in record.error, record.error
+    assert ": " in record.error, record.error  # the agent's own words follow
+    assert world.github.pulls == {}
 
 
 # --- reading each CLI's output, from lines the real CLIs printed ----------------------------

@@ -64,11 +64,26 @@ def test_agent_without_changes_opens_no_pull_request(world: World) -> None:
     assert world.leftovers() == []
 
 
+def test_an_agent_that_exits_0_after_an_error_fails_with_its_own_error_line(
+    world: World,
+) -> None:
+    # As aider does when its model API refuses it: the error is printed, the exit status is 0.
+    said = "litellm.APIConnectionError: OpenAIException - Connection refused"
+    world.use_agent("noop", f"--say={said}")
+    record = world.run(world.issue_task())
+    assert record.state is State.FAILED
+    assert record.error == (
+        "The agent changed nothing and reported an error, so there is no pull request: " + said
+    )
+    (status,) = world.github.comment_bodies(7)
+    assert said in status
+
+
 def test_agent_failure_is_reported_with_its_output(world: World) -> None:
     world.use_agent("fail")
     record = world.run(world.issue_task())
     assert record.state is State.FAILED
-    assert record.error == "The agent exited with status 3."
+    assert record.error == "The agent exited with status 3: error: the model is unavailable"
     (status,) = world.github.comment_bodies(7)
     assert "error: the model is unavailable" in status
     assert world.leftovers() == []
@@ -82,7 +97,7 @@ def test_silent_agent_is_killed_with_its_children(world: World) -> None:
     record = world.run(world.issue_task())
     assert time.monotonic() - started < 20
     assert record.state is State.FAILED
-    assert "printed nothing for 2s and was judged stuck" in record.error
+    assert "printed nothing and changed nothing for 2s and was judged stuck" in record.error
     agent_pid, child_pid = map(int, Path(f"{out}.pids").read_text().split())
     assert gone(agent_pid) and gone(child_pid)
     assert world.leftovers() == []
