@@ -68,14 +68,14 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Case,
 @contextmanager
 def installed(
     chosen: Case, program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    serving: bool = True,
+    serving: bool = True, delay: float = 0.0,
 ) -> Iterator[dict[str, str]]:  # fmt: skip
     """The CLI on PATH, its fake model server running (or, not `serving`, stopped: its port
-    refuses connections), its variables set; yields them."""
+    refuses connections; `delay` seconds a turn), its variables set; yields them."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / chosen.name).symlink_to(program)
-    with chosen.server() as server:
+    with chosen.server(delay=delay) as server:
         env = {k: v.format(url=server.url, base_url=getattr(server, "base_url", server.url))
                for k, v in chosen.env.items()}  # fmt: skip
         for name, value in env.items():
@@ -123,6 +123,21 @@ def test_each_preset_takes_a_labelled_issue_to_a_pull_request(
     # Nothing of the CLI's own state in the pushed tree: it lives in the private home.
     pushed = fakes.sh_git("ls-tree", "-r", "--name-only", BRANCH, cwd=world.origin).split()
     assert sorted(pushed) == sorted([".github/workflows/ci.yml", "README.md", "calc.py"])
+
+
+def test_each_preset_finishes_with_a_slow_model_whose_turns_add_up_past_the_idle_limit(
+    case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen, program = case
+    with installed(chosen, program, tmp_path, monkeypatch, delay=4) as env:
+        world.setenv("AGENT", chosen.name)
+        world.setenv("AGENT_ENV", ",".join(env))
+        world.setenv("AGENT_SANDBOX", "bwrap")
+        world.setenv("AGENT_TIMEOUT", "300")
+        world.setenv("AGENT_IDLE_TIMEOUT", "7")
+        record = world.run(world.issue_task())
+    assert record.state.value == "done", record.error
+    assert "return a + b" in fakes.show(world.origin, BRANCH, "calc.py")
 
 
 def test_each_preset_fails_on_its_own_when_the_model_api_is_unreachable(
