@@ -6,7 +6,7 @@ issue to its pull request. Without them: how each preset reads its CLI's output.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ FINAL = "Fixed add() to return a + b."
 class Case:
     name: str
     program: str  # where the CLI's program lies under FORGEHAND_AGENTS_DIR
-    server: type[AbstractContextManager[Any]]
+    server: Callable[..., AbstractContextManager[Any]]  # takes delay=
     env: dict[str, str]  # {url} and {base_url} are the fake's
 
 
