@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from app.settings import parse
+from app.store import TaskRecord
 from jobs.presets import LAST_MESSAGE, PRESETS
 from jobs.try_agent import try_agent
 from tests import fakes
@@ -87,6 +88,21 @@ def installed(
         yield env
 
 
+def issue_through_pipeline(
+    case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    timeout: int, idle: int, serving: bool = True, delay: float = 0.0,
+) -> TaskRecord:  # fmt: skip
+    """A labelled issue's task, run by the real worker with the case's CLI, sandboxed."""
+    chosen, program = case
+    with installed(chosen, program, tmp_path, monkeypatch, serving, delay) as env:
+        world.setenv("AGENT", chosen.name)
+        world.setenv("AGENT_ENV", ",".join(env))
+        world.setenv("AGENT_SANDBOX", "bwrap")
+        world.setenv("AGENT_TIMEOUT", str(timeout))
+        world.setenv("AGENT_IDLE_TIMEOUT", str(idle))
+        return world.run(world.issue_task())
+
+
 def test_try_agent_with_each_preset_fixes_the_bug_and_gives_its_summary(
     case: tuple[Case, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,13 +122,7 @@ def test_try_agent_with_each_preset_fixes_the_bug_and_gives_its_summary(
 def test_each_preset_takes_a_labelled_issue_to_a_pull_request(
     case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chosen, program = case
-    with installed(chosen, program, tmp_path, monkeypatch) as env:
-        world.setenv("AGENT", chosen.name)
-        world.setenv("AGENT_ENV", ",".join(env))
-        world.setenv("AGENT_SANDBOX", "bwrap")
-        world.setenv("AGENT_TIMEOUT", "120")
-        record = world.run(world.issue_task())
+    record = issue_through_pipeline(case, world, tmp_path, monkeypatch, timeout=120, idle=600)
     lines = world.store.log_tail(record.id)
     assert record.state.value == "done", record.error + "\n" + "\n".join(lines)
     assert "return a + b" in fakes.show(world.origin, BRANCH, "calc.py")
@@ -128,14 +138,9 @@ def test_each_preset_takes_a_labelled_issue_to_a_pull_request(
 def test_each_preset_finishes_with_a_slow_model_whose_turns_add_up_past_the_idle_limit(
     case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chosen, program = case
-    with installed(chosen, program, tmp_path, monkeypatch, delay=4) as env:
-        world.setenv("AGENT", chosen.name)
-        world.setenv("AGENT_ENV", ",".join(env))
-        world.setenv("AGENT_SANDBOX", "bwrap")
-        world.setenv("AGENT_TIMEOUT", "300")
-        world.setenv("AGENT_IDLE_TIMEOUT", "7")
-        record = world.run(world.issue_task())
+    # Two turns or more of 6 s each pass the 12 s idle limit in all; a turn and the CLI's
+    # silent start stay below it.
+    record = issue_through_pipeline(case, world, tmp_path, monkeypatch, 300, 12, delay=6)
     assert record.state.value == "done", record.error
     assert "return a + b" in fakes.show(world.origin, BRANCH, "calc.py")
 
@@ -143,14 +148,7 @@ def test_each_preset_finishes_with_a_slow_model_whose_turns_add_up_past_the_idle
 def test_each_preset_fails_on_its_own_when_the_model_api_is_unreachable(
     case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chosen, program = case
-    with installed(chosen, program, tmp_path, monkeypatch, serving=False) as env:
-        world.setenv("AGENT", chosen.name)
-        world.setenv("AGENT_ENV", ",".join(env))
-        world.setenv("AGENT_SANDBOX", "bwrap")
-        world.setenv("AGENT_TIMEOUT", "600")
-        world.setenv("AGENT_IDLE_TIMEOUT", "300")
-        record = world.run(world.issue_task())
+    record = issue_through_pipeline(case, world, tmp_path, monkeypatch, 600, 300, serving=False)
     assert record.state.value == "failed"
     # The CLI gave up by itself, well inside forgehand's limits, and the reason says so: its
     # exit status, or (aider exits 0) its own error line, never a bare "no changes".
