@@ -42,6 +42,16 @@ def test_happy_path_opens_a_pull_request(world: World) -> None:
     assert gh.requests(pattern="unexpected") == []
 
 
+def test_the_prompt_and_the_change_are_kept_for_the_task_page(world: World) -> None:
+    task = world.issue_task()
+    record = world.run(task)
+    assert record.state is State.DONE, record.error
+    assert "Addition subtracts" in world.store.prompt(task.id)
+    diff = world.store.diff(task.id)
+    assert "--- a/calc.py\n+++ b/calc.py" in diff
+    assert "-    return a - b\n+    return a + b" in diff
+
+
 def test_status_comment_is_one_comment_kept_up_to_date(world: World) -> None:
     world.run(world.issue_task())
     posts = world.github.requests("POST", r"/issues/7/comments$")
