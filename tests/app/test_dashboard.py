@@ -5,6 +5,7 @@ import re
 
 import pytest
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 from starlette.testclient import TestClient
 
 from app.dashboard import form_token, web_base
@@ -84,7 +85,9 @@ def token() -> str:
 
 def raw_state(redis: Redis, task_id: str, state: str, error: str = "", **more: str) -> None:
     """Write a state as a worker does, including states this branch's enum may not know."""
-    redis.hset(task_key(task_id), mapping={"state": state, "error": error, **more})
+    fields: dict[FieldT, EncodableT] = {"state": state, "error": error}
+    fields.update(more)
+    redis.hset(task_key(task_id), mapping=fields)
 
 
 def test_totals_filters_and_unknown_states(redis: Redis, queued: Store) -> None:
