@@ -79,12 +79,12 @@ def _warning(hook: str) -> str:
     return f"""<div class="warn" id="unreachable"><p><strong>GitHub cannot reach
 <code>{escape(hook)}</code></strong>: {escape(why)}, so no webhook would ever arrive.</p>
 <p>Open this page through an address GitHub can reach; the App is registered with it:</p>
-<ul><li>a public URL of this server (a host name or address on the internet), or</li>
+<ul><li>a public URL of this server (a host name or address on the internet);</li>
 <li>a tunnel: <code>cloudflared tunnel --url http://127.0.0.1:{port}</code> prints a public
-https address; open <code>/setup</code> there. Or make a channel on
-<a href="https://smee.io">smee.io</a>, run <code>npx smee-client --url
-https://smee.io/CHANNEL --target {escape(hook)}</code>, and once registered set the App's
-webhook URL to the channel in its settings on GitHub.</li></ul></div>"""
+https address; open <code>/setup</code> there;</li>
+<li>or a channel made on <a href="https://smee.io">smee.io</a> relayed here with
+<code>npx smee-client --url https://smee.io/CHANNEL --target {escape(hook)}</code>; once the
+App is registered, set its webhook URL to the channel in its settings on GitHub.</li></ul></div>"""
 
 
 def setup_page(settings: Settings, base_url: str, org: str, state: str) -> str:

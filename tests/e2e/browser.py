@@ -19,6 +19,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT = 60.0
 
 
+class ChromiumError(Exception):
+    """Chromium refused a command."""
+
+
 class Browser:
     def __init__(self, profile: Path) -> None:
         assert CHROMIUM is not None
@@ -60,7 +64,8 @@ class Browser:
                 raw, _, self._buffer = self._buffer.partition(b"\0")
                 reply = json.loads(raw)
                 if reply.get("id") == self._next:
-                    assert "error" not in reply, reply
+                    if "error" in reply:
+                        raise ChromiumError(f"{method}: {reply['error']}")
                     result: dict[str, Any] = reply["result"]
                     return result
             left = deadline - time.monotonic()
@@ -84,10 +89,16 @@ class Browser:
 
     def wait_for(self, condition: str, timeout: float = TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
-        while not self.evaluate(f"(() => {{ try {{ return !!({condition}); }} "
-                                "catch (e) { return false; } })()"):  # fmt: skip
+        while not self._holds(condition):
             assert time.monotonic() < deadline, f"the page never had {condition}"
             time.sleep(0.05)
+
+    def _holds(self, condition: str) -> bool:
+        try:
+            return bool(self.evaluate(f"(() => {{ try {{ return !!({condition}); }} "
+                                      "catch (e) { return false; } })()"))  # fmt: skip
+        except ChromiumError:
+            return False  # the page was between two documents
 
     def text(self, selector: str) -> str:
         value = self.evaluate(f"document.querySelector({json.dumps(selector)})?.textContent")

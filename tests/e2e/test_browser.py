@@ -27,7 +27,6 @@ from app.tasks import Kind, State, Task
 from simulator.sandbox import free_port
 from tests import payloads as p
 from tests.e2e.browser import CHROMIUM, Browser
-from tests.jobs.conftest import wait_until
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
 TASK = Task(Kind.ISSUE, p.INSTALLATION, p.REPO_ID, p.REPO, 7, "alice")
@@ -169,8 +168,7 @@ def test_a_forged_cross_site_post_changes_nothing(site: str, redis: Redis, tmp_p
     browser = Browser(tmp_path / "profile")
     try:
         browser.page("Page.navigate", {"url": f"http://localhost:{evil.server_port}/"})
-        wait_until(lambda: browser.evaluate("location.href") == _Forger.target,
-                   "the forged form was never posted")  # fmt: skip
+        browser.wait_for(f"location.href === {json.dumps(_Forger.target)}")
         browser.wait_for("document.body.textContent.startsWith('refused: ')")
     finally:
         browser.close()
