@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 import time
+from collections.abc import Callable
 from html import escape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,7 +30,7 @@ from app import timeline
 from app.dispatch import Dispatcher, queue_for
 from app.settings import Settings
 from app.store import Store
-from app.task_rows import Filters, listing, read_row
+from app.task_rows import Filters, Row, listing, read_row
 from app.tasks import Kind
 
 FORM_LIMIT = 4096
@@ -80,7 +81,10 @@ def forged(headers: dict[str, str], token: str, form: dict[str, list[str]]) -> s
     if site is not None and site not in ("same-origin", "none"):
         return f"a {site} request"
     origin = headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != headers.get("host", ""):
+    # Behind a proxy that rewrites Host, the browser's host is the forwarded one; a page on
+    # another site cannot set that header on a form it posts.
+    ours = {headers.get("host", ""), headers.get("x-forwarded-host", "")} - {""}
+    if origin is not None and urlsplit(origin).netloc not in ours:
         return "a request from another site"
     given = (form.get("csrf") or [""])[0]
     if not hmac.compare_digest(given.encode(), token.encode()):
@@ -105,9 +109,11 @@ def index_view(store: Store, settings: Settings, filters: Filters, page: int) ->
 
 def task_json(store: Store, settings: Settings, task_id: str) -> dict[str, Any] | None:
     row = read_row(store.redis, task_id)
-    if row is None:
-        return None
-    events = store.events(task_id)
+    return _task_data(store, settings, row) if row is not None else None
+
+
+def _task_data(store: Store, settings: Settings, row: Row) -> dict[str, Any]:
+    events = store.events(row.id)
     end = time.time() if row.active else None
     return {
         "id": row.id, "kind": row.task.kind.value, "repo": row.task.repo,
@@ -115,15 +121,15 @@ def task_json(store: Store, settings: Settings, task_id: str) -> dict[str, Any] 
         "attempt": row.attempt, "created": row.created, "updated": row.updated,
         "error": row.error, "events": events,
         "steps": timeline.steps(events, web_base(settings.github_api_url), row.task.repo, end),
-        "log": store.log_tail(task_id, 200),
+        "log": store.log_tail(row.id, 200),
     }  # fmt: skip
 
 
 def task_view(store: Store, settings: Settings, task_id: str) -> str | None:
-    data = task_json(store, settings, task_id)
     row = read_row(store.redis, task_id)
-    if data is None or row is None:
+    if row is None:
         return None
+    data = _task_data(store, settings, row)
     return pages.task_html(
         row, data["steps"], data["log"], store.prompt(task_id), store.diff(task_id),
         web_base(settings.github_api_url), settings.max_attempts, form_token(settings),
@@ -183,7 +189,7 @@ async def task_page(request: Request) -> Response:
     return HTMLResponse(page) if page else HTMLResponse("no such task", 404)
 
 
-async def _act(request: Request, action: Any) -> Response:
+async def _act(request: Request, action: Callable[[Dispatcher, str], str]) -> Response:
     settings: Settings = request.app.state.settings
     refused = allowed(request, settings)
     if refused is not None:

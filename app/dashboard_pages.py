@@ -222,8 +222,9 @@ def task_html(row: Row, steps: list[dict[str, Any]], log: list[str], prompt: str
     if row.state in RETRYABLE:
         buttons.append(_action(row.id, "retry", "Retry", token))
     tried = attempt(row, max_attempts)
-    why = (f"<p class='why' id='why'>{escape(MARKS.get(row.state, row.state))}: "
-           f"{escape(row.error)}</p>" if row.error and not row.active else "")  # fmt: skip
+    css = "why" if row.state in MARKS else "muted"
+    why = (f"<p class='{css}' id='why'>{escape(MARKS.get(row.state, row.state))}: "
+           f"{escape(row.error)}</p>" if row.error else "")  # fmt: skip
     text_log = escape("\n".join(log)) or "(no output yet)"
     body = (
         f"<p><a href='/'>← all tasks</a></p><h1>{escape(row.id)}</h1>"

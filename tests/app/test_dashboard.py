@@ -280,3 +280,23 @@ def test_actions_are_authenticated_like_the_dashboard(redis: Redis, queued: Stor
     assert ok.status_code == 303
     record = queued.get(TASK.id)
     assert record is not None and record.state is State.CANCELLED
+
+
+def test_a_proxied_post_from_the_dashboard_s_own_page_is_accepted(
+    redis: Redis, queued: Store
+) -> None:
+    proxied = {"Origin": "https://forge.example.com", "X-Forwarded-Host": "forge.example.com",
+               "Sec-Fetch-Site": "same-origin"}  # fmt: skip
+    with client(redis) as c:
+        done = c.post(f"/tasks/{TASK.id}/cancel", headers=proxied, data={"csrf": token()},
+                      follow_redirects=False)  # fmt: skip
+    assert done.status_code == 303
+
+
+def test_filter_values_and_waiting_reasons_are_escaped(redis: Redis, queued: Store) -> None:
+    raw_state(redis, TASK.id, "waiting", "for <b>#3</b> to finish")
+    with client(redis) as c:
+        index = c.get("/", params={"repo": "<script>x</script>", "state": "'><b>"}).text
+        page = c.get(f"/tasks/{TASK.id}").text
+    assert "<script>x" not in index and "'><b>" not in index
+    assert "<p class='muted' id='why'>waiting: for &lt;b&gt;#3&lt;/b&gt; to finish</p>" in page
