@@ -11,6 +11,7 @@ AGENTS_DIR ?= $(HOME)/.cache/forgehand/agents
 .PHONY: sandbox dev test lint test-agents
 
 $(STAMP): pyproject.toml
+	@echo "Installing forgehand and its tools into $(VENV) (a minute or two the first time)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

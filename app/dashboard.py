@@ -1,41 +1,39 @@
-"""The dashboard: tasks newest first, and per task its timeline and the agent's log tail.
+"""The dashboard's routes: the task list, a task's page and its JSON, cancel and retry.
 
-Pages are plain HTML with everything user-written escaped; the task page polls a JSON view of
-itself every two seconds. With DASHBOARD_PASSWORD set it asks for HTTP basic auth; without it,
-it answers only requests from this machine.
+With DASHBOARD_PASSWORD set it asks for HTTP basic auth; without it, it answers only requests
+from this machine. Cancel and retry change state, so they are POSTs that must come from the
+dashboard's own pages: a browser's cross-site request is refused by its Origin and
+Sec-Fetch-Site headers, and the form carries a token that another site cannot read.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import ipaddress
-import re
 import time
+from collections.abc import Callable
 from html import escape
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from redis import Redis
 from rq import Worker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from app.dispatch import queue_for
+from app import dashboard_pages as pages
+from app import timeline
+from app.dispatch import Dispatcher, queue_for
 from app.settings import Settings
-from app.store import Store, TaskRecord
+from app.store import Store
+from app.task_rows import Filters, Row, listing, read_row
 from app.tasks import Kind
 
-STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1f2328}
-table{border-collapse:collapse;width:100%}
-td,th{padding:.35rem .6rem;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top}
-th{background:#f6f8fa}.state{font-weight:600}
-.queued{color:#9a6700}.running{color:#0969da}.done{color:#1a7f37}.failed{color:#cf222e}
-.cancelled{color:#57606a}pre{background:#0d1117;color:#e6edf3;padding:1rem;overflow:auto;
-max-height:32rem;white-space:pre-wrap}.muted{color:#57606a}a{color:#0969da}
-"""
+FORM_LIMIT = 4096
 
 
 def web_base(api_url: str) -> str:
@@ -70,123 +68,101 @@ def allowed(request: Request, settings: Settings) -> Response | None:
                     403)  # fmt: skip
 
 
-def _ago(ts: float) -> str:
-    seconds = max(0, int(time.time() - ts))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+def form_token(settings: Settings) -> str:
+    """The token the dashboard's forms carry: derived from the webhook secret, so every web
+    process agrees on it and no other site can know it."""
+    secret = (settings.webhook_secret or "").encode()
+    return hmac.new(secret, b"forgehand dashboard form", hashlib.sha256).hexdigest()[:32]
 
 
-def _took(record: TaskRecord) -> str:
-    end = time.time() if record.state.active else record.updated
-    seconds = max(0, int(end - record.created))
-    return f"{seconds // 60}m {seconds % 60}s" if seconds >= 60 else f"{seconds}s"
+def forged(headers: dict[str, str], token: str, form: dict[str, list[str]]) -> str:
+    """Why a POST does not come from the dashboard's own page, or "" when it does."""
+    site = headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"a {site} request"
+    origin = headers.get("origin")
+    # Behind a proxy that rewrites Host, the browser's host is the forwarded one; a page on
+    # another site cannot set that header on a form it posts.
+    ours = {headers.get("host", ""), headers.get("x-forwarded-host", "")} - {""}
+    if origin is not None and urlsplit(origin).netloc not in ours:
+        return "a request from another site"
+    given = (form.get("csrf") or [""])[0]
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return "a form without the dashboard's token"
+    return ""
 
 
-def _link(settings: Settings, record: TaskRecord) -> str:
-    task = record.task
-    if not task.number:
-        return escape(task.repo)
-    kind = "issues" if task.kind is Kind.ISSUE else "pull"
-    url = f"{web_base(settings.github_api_url)}/{task.repo}/{kind}/{task.number}"
-    return f'<a href="{escape(url)}">{escape(task.repo)}#{task.number}</a>'
+def filters_from(query: dict[str, str]) -> tuple[Filters, int]:
+    number = query.get("page", "1")
+    page = int(number) if number.isdigit() else 1
+    return Filters(query.get("state", ""), query.get("repo", ""), query.get("kind", "")), page
 
 
-def _attempt(store: Store, settings: Settings, record: TaskRecord) -> str:
-    if record.task.kind is not Kind.CI or not record.task.number:
-        return ""
-    done = len(store.attempts(record.task.repo_id, record.task.number))
-    return f"{done}/{settings.max_attempts}"
-
-
-def _short(task_id: str) -> str:
-    """A task id with its commit SHA cut to seven characters, for reading."""
-    return re.sub(r"[0-9a-f]{40}", lambda m: m[0][:7], task_id)
-
-
-def _page(title: str, body: str, refresh: bool = False) -> HTMLResponse:
-    meta = '<meta http-equiv="refresh" content="5">' if refresh else ""
-    return HTMLResponse(
-        f"<!doctype html><html><head><meta charset='utf-8'>{meta}<title>{escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body>{body}</body></html>"
-    )
-
-
-def index_view(store: Store, settings: Settings) -> HTMLResponse:
+def index_view(store: Store, settings: Settings, filters: Filters, page: int) -> str:
     redis: Redis = store.redis
-    rows = []
-    for record in store.recent(200):
-        rows.append(
-            f"<tr><td><a href='/tasks/{escape(record.id)}'>{escape(_short(record.id))}</a></td>"
-            f"<td>{escape(record.task.kind.value)}</td><td>{_link(settings, record)}</td>"
-            f"<td class='state {record.state.value}'>{record.state.value}</td>"
-            f"<td>{_attempt(store, settings, record)}</td><td>{_took(record)}</td>"
-            f"<td class='muted'>{_ago(record.updated)}</td>"
-            f"<td class='muted'>{escape(record.error[:120])}</td></tr>"
-        )
-    depth = queue_for(redis).count
-    workers = Worker.count(connection=redis)
-    table = "".join(rows) or "<tr><td colspan='8' class='muted'>No tasks yet.</td></tr>"
-    body = (
-        f"<h1>forgehand</h1><p>{depth} queued · {workers} worker{'s' * (workers != 1)}</p>"
-        "<table><tr><th>Task</th><th>Kind</th><th>Issue / PR</th><th>State</th><th>Attempt</th>"
-        f"<th>Took</th><th>Updated</th><th>Why</th></tr>{table}</table>"
-    )
-    return _page("forgehand", body, refresh=True)
+    found = listing(redis, filters, page)
+    return pages.index_html(
+        found, filters, web_base(settings.github_api_url), queue_for(redis).count,
+        Worker.count(connection=redis), settings.max_attempts,
+    )  # fmt: skip
 
 
-def task_json(store: Store, task_id: str) -> dict[str, Any] | None:
-    record = store.get(task_id)
-    if record is None:
+def task_json(store: Store, settings: Settings, task_id: str) -> dict[str, Any] | None:
+    row = read_row(store.redis, task_id)
+    return _task_data(store, settings, row) if row is not None else None
+
+
+def _task_data(store: Store, settings: Settings, row: Row) -> dict[str, Any]:
+    events = store.events(row.id)
+    end = time.time() if row.active else None
+    return {
+        "id": row.id, "kind": row.task.kind.value, "repo": row.task.repo,
+        "number": row.task.number, "state": row.state, "active": row.active,
+        "attempt": row.attempt, "created": row.created, "updated": row.updated,
+        "error": row.error, "events": events,
+        "steps": timeline.steps(events, web_base(settings.github_api_url), row.task.repo, end),
+        "log": store.log_tail(row.id, 200),
+    }  # fmt: skip
+
+
+def task_view(store: Store, settings: Settings, task_id: str) -> str | None:
+    row = read_row(store.redis, task_id)
+    if row is None:
         return None
-    return record.as_json() | {"events": store.events(task_id), "log": store.log_tail(task_id, 200)}
+    data = _task_data(store, settings, row)
+    return pages.task_html(
+        row, data["steps"], data["log"], store.prompt(task_id), store.diff(task_id),
+        web_base(settings.github_api_url), settings.max_attempts, form_token(settings),
+    )  # fmt: skip
 
 
-def task_view(store: Store, settings: Settings, task_id: str) -> HTMLResponse | None:
-    data = task_json(store, task_id)
-    record = store.get(task_id)
-    if data is None or record is None:
-        return None
-    timeline = "".join(
-        f"<tr><td class='muted'>{time.strftime('%H:%M:%S', time.localtime(e['ts']))}</td>"
-        f"<td>{escape(e['event'])}</td><td>{escape(e['detail'])}</td></tr>"
-        for e in data["events"]
-    )
-    log = escape("\n".join(data["log"])) or "(no output yet)"
-    body = (
-        f"<p><a href='/'>← all tasks</a></p><h1>{escape(task_id)}</h1>"
-        f"<p>{_link(settings, record)} · <span id='state' class='state {record.state.value}'>"
-        f"{record.state.value}</span> · took <span id='took'>{_took(record)}</span></p>"
-        f"<h2>Timeline</h2><table id='timeline'>{timeline}</table>"
-        f"<h2>Agent output</h2><pre id='log'>{log}</pre>"
-        f"<script>{_POLL % escape(task_id)}</script>"
-    )
-    return _page(task_id, body)
+def cancel_task(dispatcher: Dispatcher, task_id: str) -> str:
+    """Cancel through the same path as `/agent stop`; why not, or "" when it was."""
+    row = read_row(dispatcher.store.redis, task_id)
+    if row is None:
+        return "no such task"
+    if row.state not in pages.CANCELLABLE or not dispatcher.cancel_task(
+        task_id, "cancelled from the dashboard"
+    ):
+        return f"{task_id} is {row.state}: only a queued or running task can be cancelled"
+    return ""
 
 
-# Re-reads the task every two seconds while it is queued or running; text only, no HTML.
-_POLL = """
-const id = "%s";
-async function poll() {
-  const r = await fetch(`/tasks/${encodeURIComponent(id)}.json`, {credentials: "same-origin"});
-  if (!r.ok) return;
-  const t = await r.json();
-  const state = document.getElementById("state");
-  state.textContent = t.state; state.className = "state " + t.state;
-  document.getElementById("log").textContent = t.log.join("\\n") || "(no output yet)";
-  const rows = t.events.map(e => {
-    const tr = document.createElement("tr");
-    for (const v of [new Date(e.ts * 1000).toLocaleTimeString(), e.event, e.detail]) {
-      const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
-    }
-    return tr;
-  });
-  document.getElementById("timeline").replaceChildren(...rows);
-  if (t.state === "queued" || t.state === "running") setTimeout(poll, 2000);
-}
-setTimeout(poll, 2000);
-"""
+def retry_task(dispatcher: Dispatcher, task_id: str) -> str:
+    """Queue a failed, escalated or cancelled task again; why not, or "" when it was."""
+    store = dispatcher.store
+    row = read_row(store.redis, task_id)
+    if row is None:
+        return "no such task"
+    if row.state not in pages.RETRYABLE:
+        return f"{task_id} is {row.state}: only a failed, escalated or cancelled task is retried"
+    task = row.task
+    if row.state == "escalated" and task.kind is Kind.CI and task.number:
+        # As `/agent retry` does: a pull request out of attempts would escalate again at once.
+        store.reset_attempts(task.repo_id, task.number)
+        store.audit(task_id, "attempts reset", "retry from the dashboard")
+    outcome = dispatcher.enqueue(task, "retry from the dashboard")
+    return "" if outcome.enqueued else f"{task_id} is {outcome.note} already"
 
 
 async def index(request: Request) -> Response:
@@ -194,7 +170,9 @@ async def index(request: Request) -> Response:
     refused = allowed(request, settings)
     if refused is not None:
         return refused
-    return await run_in_threadpool(index_view, request.app.state.intake.store, settings)
+    filters, page = filters_from(dict(request.query_params))
+    store: Store = request.app.state.intake.store
+    return HTMLResponse(await run_in_threadpool(index_view, store, settings, filters, page))
 
 
 async def task_page(request: Request) -> Response:
@@ -205,7 +183,36 @@ async def task_page(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     store: Store = request.app.state.intake.store
     if task_id.endswith(".json"):
-        data = await run_in_threadpool(task_json, store, task_id.removesuffix(".json"))
+        data = await run_in_threadpool(task_json, store, settings, task_id.removesuffix(".json"))
         return JSONResponse(data) if data else JSONResponse({"error": "no such task"}, 404)
     page = await run_in_threadpool(task_view, store, settings, task_id)
-    return page or HTMLResponse("no such task", 404)
+    return HTMLResponse(page) if page else HTMLResponse("no such task", 404)
+
+
+async def _act(request: Request, action: Callable[[Dispatcher, str], str]) -> Response:
+    settings: Settings = request.app.state.settings
+    refused = allowed(request, settings)
+    if refused is not None:
+        return refused
+    body = await request.body()
+    if len(body) > FORM_LIMIT:
+        return HTMLResponse("form too large", 413)
+    form = parse_qs(body.decode(errors="replace"))
+    why = forged(dict(request.headers), form_token(settings), form)
+    if why:
+        return HTMLResponse(f"refused: {escape(why)}", 403)
+    task_id = request.path_params["task_id"]
+    failed = await run_in_threadpool(action, request.app.state.intake.dispatcher, task_id)
+    if failed:
+        back = f"<p><a href='/tasks/{escape(task_id)}'>back to the task</a></p>"
+        status = 404 if failed == "no such task" else 409
+        return HTMLResponse(pages.page("forgehand", f"<p>{escape(failed)}</p>{back}"), status)
+    return RedirectResponse(f"/tasks/{task_id}", 303)
+
+
+async def cancel(request: Request) -> Response:
+    return await _act(request, cancel_task)
+
+
+async def retry(request: Request) -> Response:
+    return await _act(request, retry_task)

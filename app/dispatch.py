@@ -122,15 +122,18 @@ class Dispatcher:
 
     def cancel(self, cancel: Cancel) -> list[str]:
         """Cancel the live tasks on one issue or pull request; return their ids."""
-        cancelled = []
-        for task_id in self.store.on_target(cancel.repo_id, cancel.number):
-            if self.store.transition(
-                task_id, (State.QUEUED, State.RUNNING), State.CANCELLED, cancel.reason
-            ):
-                self.store.audit(task_id, "cancelled", cancel.reason)
-                self.stop_job(task_id)
-                cancelled.append(task_id)
-        return cancelled
+        targets = self.store.on_target(cancel.repo_id, cancel.number)
+        return [t for t in targets if self.cancel_task(t, cancel.reason)]
+
+    def cancel_task(self, task_id: str, reason: str) -> bool:
+        """Cancel one task if it is queued or running, stopping its job; False if it was not."""
+        if not self.store.transition(
+            task_id, (State.QUEUED, State.RUNNING), State.CANCELLED, reason
+        ):
+            return False
+        self.store.audit(task_id, "cancelled", reason)
+        self.stop_job(task_id)
+        return True
 
     def stop_job(self, task_id: str) -> None:
         job = _fetch_job(self.redis, task_id)

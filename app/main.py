@@ -54,6 +54,8 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/", dashboard.index, methods=["GET"]),
             Route("/tasks/{task_id}", dashboard.task_page, methods=["GET"]),
+            Route("/tasks/{task_id}/cancel", dashboard.cancel, methods=["POST"]),
+            Route("/tasks/{task_id}/retry", dashboard.retry, methods=["POST"]),
             *setup_routes(settings, Path(".env")),
         ]
     )

@@ -7,11 +7,13 @@ are written to .env, leaving every other line of it as it was.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import yaml
@@ -23,9 +25,12 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from app.dashboard import web_base
+from app.dashboard_pages import page as styled
 from app.settings import Settings
 
 MANIFEST_FILE = Path(__file__).resolve().parents[1] / "app.yml"
+# Names that resolve only inside a home or company network.
+LOCAL_SUFFIXES = (".local", ".lan", ".internal", ".home.arpa", ".localdomain")
 ENV_KEYS = ("APP_ID", "PRIVATE_KEY", "WEBHOOK_SECRET", "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET")
 
 
@@ -48,21 +53,65 @@ def new_app_url(settings: Settings, org: str) -> str:
     return f"{site}/settings/apps/new"
 
 
+def unreachable(url: str) -> str:
+    """Why GitHub cannot deliver webhooks to `url`, or "" when it may."""
+    host = (urlsplit(url).hostname or "").lower()
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost" or host.endswith(".localhost"):
+            return f"{host} is this machine"
+        if "." not in host or host.endswith(LOCAL_SUFFIXES):
+            return f"{host} is a name only your own network knows"
+        return ""
+    if ip.is_loopback or ip.is_unspecified:
+        return f"{host} is this machine"
+    if ip.is_private or ip.is_link_local or ip.is_reserved:
+        return f"{host} is a private address"
+    return ""
+
+
+def _warning(hook: str) -> str:
+    why = unreachable(hook)
+    if not why:
+        return ""
+    port = urlsplit(hook).port or 80
+    return f"""<div class="warn" id="unreachable"><p><strong>GitHub cannot reach
+<code>{escape(hook)}</code></strong>: {escape(why)}, so no webhook would ever arrive.</p>
+<p>Open this page through an address GitHub can reach; the App is registered with it:</p>
+<ul><li>a public URL of this server (a host name or address on the internet);</li>
+<li>a tunnel: <code>cloudflared tunnel --url http://127.0.0.1:{port}</code> prints a public
+https address; open <code>/setup</code> there;</li>
+<li>or a channel made on <a href="https://smee.io">smee.io</a> relayed here with
+<code>npx smee-client --url https://smee.io/CHANNEL --target {escape(hook)}</code>; once the
+App is registered, set its webhook URL to the channel in its settings on GitHub.</li></ul></div>"""
+
+
 def setup_page(settings: Settings, base_url: str, org: str, state: str) -> str:
     action = f"{new_app_url(settings, org)}?state={state}"
-    data = json.dumps(manifest(base_url, settings.webhook_path))
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Register forgehand</title>
-</head><body style="font:15px system-ui;margin:3rem;max-width:40rem">
-<h1>Register forgehand as a GitHub App</h1>
+    data = manifest(base_url, settings.webhook_path)
+    hook = base_url + settings.webhook_path
+    permissions = "".join(
+        f"<tr><td><code>{escape(str(name))}</code></td><td>{escape(str(access))}</td></tr>"
+        for name, access in (data.get("default_permissions") or {}).items()
+    )
+    events = "".join(
+        f"<li><code>{escape(str(event))}</code></li>" for event in data.get("default_events") or []
+    )
+    body = f"""<h1>Register forgehand as a GitHub App</h1>
 <p>This creates the App on GitHub from <code>app.yml</code>, with webhooks sent to
-<code>{escape(base_url + settings.webhook_path)}</code>, then writes its id, key and secrets to
-<code>.env</code>.</p>
+<code>{escape(hook)}</code>, then writes its id, key and secrets to <code>.env</code>.</p>
+{_warning(hook)}
+<h2>Permissions it asks for</h2><table id="permissions"><tr><th>Permission</th>
+<th>Access</th></tr>{permissions}</table>
+<h2>Events it subscribes to</h2><ul id="events">{events}</ul>
+<p class="muted">Installation events are always sent to an App.</p>
 <form id="register" method="post" action="{escape(action)}">
-<input type="hidden" name="manifest" value="{escape(data)}">
+<input type="hidden" name="manifest" value="{escape(json.dumps(data))}">
 <button type="submit">Create the GitHub App{" for " + escape(org) if org else ""}</button>
 </form>
-<p>For an organization, open <code>/setup?org=NAME</code> instead.</p>
-</body></html>"""
+<p class="muted">For an organization, open <code>/setup?org=NAME</code> instead.</p>"""
+    return styled("Register forgehand", body)
 
 
 def exchange(settings: Settings, code: str) -> dict[str, Any]:
@@ -117,10 +166,13 @@ def routes(settings: Settings, env_file: Path, on_done: Any = None) -> list[Rout
             on_done()
         install = f"{app['html_url']}/installations/new"
         return HTMLResponse(
-            f"<!doctype html><meta charset='utf-8'><h1>{escape(app['slug'])} is registered</h1>"
-            f"<p>APP_ID, PRIVATE_KEY and WEBHOOK_SECRET are in "
-            f"<code>{escape(str(env_file))}</code>. Restart forgehand to use them.</p>"
-            f"<p><a id='install' href='{escape(install)}'>Install it on a repository</a></p>"
+            styled(
+                "forgehand is registered",
+                f"<h1>{escape(app['slug'])} is registered</h1>"
+                f"<p>APP_ID, PRIVATE_KEY and WEBHOOK_SECRET are in "
+                f"<code>{escape(str(env_file))}</code>. Restart forgehand to use them.</p>"
+                f"<p><a id='install' href='{escape(install)}'>Install it on a repository</a></p>",
+            )
         )
 
     return [

@@ -27,6 +27,9 @@ DELIVERY_CLAIM_TTL = 60
 AUDIT_LIMIT = 200
 log = logging.getLogger("forgehand.task")
 LOG_TAIL_LIMIT = 500
+# What the task page shows of the agent's prompt and of the change; the rest is cut.
+PROMPT_LIMIT = 100_000
+DIFF_LIMIT = 400_000
 
 Conn = Redis | Pipeline
 
@@ -265,7 +268,8 @@ class Store:
             if record is not None and record.state.active:
                 continue  # a live task is never pruned, however old
             keys = [task_key(task_id), events_key(task_id), f"fh:task:{task_id}:log",
-                    f"fh:task:{task_id}:comment"]  # fmt: skip
+                    f"fh:task:{task_id}:comment", f"fh:task:{task_id}:prompt",
+                    f"fh:task:{task_id}:diff"]  # fmt: skip
             with self.redis.pipeline() as pipe:
                 pipe.delete(*keys)
                 pipe.zrem(TASKS_INDEX, task_id)
@@ -387,6 +391,28 @@ class Store:
     def installation_for(self, repo_id: int) -> int | None:
         value = self.redis.hget("fh:repos", str(repo_id))
         return int(value) if value is not None else None
+
+    # --- what the task page shows of a run: the agent's last prompt, the change ----------------
+
+    def set_prompt(self, task_id: str, prompt: str) -> None:
+        self.redis.set(f"fh:task:{task_id}:prompt", _cut(prompt, PROMPT_LIMIT))
+
+    def prompt(self, task_id: str) -> str:
+        value = self.redis.get(f"fh:task:{task_id}:prompt")
+        return text(value) if isinstance(value, bytes) else ""
+
+    def set_diff(self, task_id: str, diff: str) -> None:
+        self.redis.set(f"fh:task:{task_id}:diff", _cut(diff, DIFF_LIMIT))
+
+    def diff(self, task_id: str) -> str:
+        value = self.redis.get(f"fh:task:{task_id}:diff")
+        return text(value) if isinstance(value, bytes) else ""
+
+
+def _cut(value: str, limit: int) -> str:
+    if len(value) <= limit:
+        return value
+    return value[:limit] + f"\n… ({len(value) - limit} more characters not kept)\n"
 
 
 def record_from_hash(raw: dict[Any, Any]) -> TaskRecord:

@@ -225,6 +225,8 @@ class Run:
     def run_agent(self, prompt: str) -> agent.AgentResult:
         prompt_file = self.tree.task_dir / "prompt.md"
         prompt_file.write_text(prompt)
+        # The task page shows the last prompt; issue text in it is shown escaped.
+        self.ctx.store.set_prompt(self.task.id, self.redactor.text(prompt))
         config = self.repo.config
         name = config.agent or self.settings.agent
         command = config.agent_command if config.agent else self.settings.agent_command
@@ -301,6 +303,11 @@ class Run:
         tree.git(["add", "--all"])
         if tree.git(["status", "--porcelain", "--untracked-files=no"]).strip():
             tree.git(["commit", "--quiet", "--no-verify", "-m", message], env=self._env())
+        try:
+            diff = tree.git(["diff", "--no-ext-diff", "--no-textconv", f"{tree.base}..HEAD"])
+        except UnicodeDecodeError:
+            diff = "(the change is not UTF-8 text, so it is not shown)"
+        self.ctx.store.set_diff(self.task.id, self.redactor.text(diff))
         log = tree.git(["log", "--format=%h %s", f"{tree.base}..HEAD"])
         return [line for line in log.splitlines() if line.strip()]
 

@@ -6,14 +6,16 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 import respx
+import yaml
 from dotenv import dotenv_values
 from redis import Redis
 from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import load, parse
-from app.setup import setup_app
+from app.setup import MANIFEST_FILE, setup_app, unreachable
 from tests import fakes
 from tests import payloads as p
 
@@ -86,3 +88,48 @@ def test_setup_is_closed_once_the_app_is_configured(redis: Redis) -> None:
     unconfigured = parse({"WEBHOOK_SECRET": p.SECRET})
     with TestClient(create_app(unconfigured, redis)) as c:
         assert c.get("/setup").status_code == 200
+
+
+def test_page_lists_the_permissions_and_events_of_app_yml(tmp_path: Path) -> None:
+    wanted = yaml.safe_load(MANIFEST_FILE.read_text())
+    with TestClient(
+        setup_app(parse({}), tmp_path / ".env"), base_url="https://hooks.example.com"
+    ) as c:
+        page = c.get("/setup").text
+    assert "<style>" in page  # the dashboard's look
+    for name, access in wanted["default_permissions"].items():
+        assert f"<tr><td><code>{name}</code></td><td>{access}</td></tr>" in page
+    for event in wanted["default_events"]:
+        assert f"<li><code>{event}</code></li>" in page
+    assert 'id="unreachable"' not in page
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:3000/hook", "127.0.0.1 is this machine"),
+        ("http://localhost:3000/hook", "localhost is this machine"),
+        ("http://[::1]:3000/hook", "::1 is this machine"),
+        ("http://0.0.0.0:3000/hook", "0.0.0.0 is this machine"),
+        ("http://192.168.1.20:3000/hook", "192.168.1.20 is a private address"),
+        ("http://10.0.0.2/hook", "10.0.0.2 is a private address"),
+        ("http://devbox:3000/hook", "devbox is a name only your own network knows"),
+        ("http://nas.local/hook", "nas.local is a name only your own network knows"),
+        ("https://hooks.example.com/hook", ""),
+        ("https://calm-river.trycloudflare.com/hook", ""),
+        ("http://8.8.8.8/hook", ""),
+    ],
+)
+def test_unreachable_webhook_urls(url: str, why: str) -> None:
+    assert unreachable(url) == why
+
+
+def test_page_warns_when_github_cannot_reach_the_webhook(tmp_path: Path) -> None:
+    with TestClient(setup_app(parse({}), tmp_path / ".env"), base_url="http://127.0.0.1:3000") as c:
+        page = c.get("/setup").text
+    assert 'id="unreachable"' in page
+    assert "<code>http://127.0.0.1:3000/api/github/webhooks</code></strong>: 127.0.0.1 is" in page
+    assert "cloudflared tunnel --url http://127.0.0.1:3000" in page
+    assert "smee.io" in page
+    # The form is still there: a tunnel's address can be set in the App's settings later.
+    assert 'id="register"' in page

@@ -48,6 +48,7 @@ def test_finished_tasks_are_pruned_after_retention_and_live_ones_never(world: Wo
 
     done = world.issue_task(7)
     world.run(done)
+    assert world.store.prompt(done.id) and world.store.diff(done.id)  # until it is pruned
     world.github.add_issue(8, "Other")
     live = world.issue_task(8)
     world.enqueue(live)
@@ -55,4 +56,5 @@ def test_finished_tasks_are_pruned_after_retention_and_live_ones_never(world: Wo
     assert world.store.prune(later) == 1
     assert world.store.get(done.id) is None and world.store.events(done.id) == []
     assert world.store.log_tail(done.id) == [] and world.store.get(live.id) is not None
+    assert world.store.prompt(done.id) == "" and world.store.diff(done.id) == ""
     assert world.store.on_target(p.REPO_ID, 7) == []
