@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 from githubkit.webhooks import verify
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.dispatch import Dispatcher
-from app.metrics import count_delivery
 from app.store import Store
+from app.tally import Tally
 from app.tasks import Cancel, InstallationChange, ResetAttempts, Task
-from app.triggers import Facts, PayloadError, decide, needs_pull_request_fact
+from app.triggers import Facts, PayloadError, decide, needs_pull_request_fact, starts_nothing
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps deliveries at 25 MB
 log = logging.getLogger("forgehand.webhook")
@@ -59,8 +59,7 @@ async def _read_capped(request: Request) -> bytes | None:
 async def receive(request: Request) -> JSONResponse:
     response = await _receive(request)
     if response.status_code in (400, 401, 413):
-        event = request.headers.get("x-github-event", "")
-        await run_in_threadpool(count_delivery, request.app.state.redis, event, "rejected")
+        request.app.state.tally.add(request.headers.get("x-github-event", ""), "rejected")
     return response
 
 
@@ -82,8 +81,10 @@ async def _receive(request: Request) -> JSONResponse:
     if content_type != "application/json":
         return _error(400, "content type must be application/json")
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # orjson refuses nesting deeper than 1024 with an error, where json recurses until
+        # RecursionError; a signed body cannot crash the endpoint.
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         return _error(400, f"body is not valid JSON: {exc}")
     if not isinstance(payload, dict):
         return _error(400, "body must be a JSON object")
@@ -92,6 +93,13 @@ async def _receive(request: Request) -> JSONResponse:
         return JSONResponse(Result(delivery).body(), status_code=200)
 
     intake: Intake = request.app.state.intake
+    # Most deliveries an App receives start nothing; answered here, on the event loop, from
+    # the payload alone: no thread hop, no Redis, no log line of their own.
+    reason = starts_nothing(event, payload, intake.facts)
+    if reason is not None:
+        intake.tally.add(event, "ignored")
+        log.debug("%s: ignored: %s", _name(event, payload), reason, extra={"delivery": delivery})
+        return JSONResponse(Result(delivery, ignored=reason).body(), status_code=202)
     try:
         result = await run_in_threadpool(intake.process, event, delivery, payload)
     except PayloadError as exc:
@@ -104,12 +112,14 @@ async def _receive(request: Request) -> JSONResponse:
 
 
 class Intake:
-    """The synchronous part of a delivery, run off the event loop: all of it talks to Redis."""
+    """The synchronous part of a delivery that may start work, run off the event loop: all
+    of it talks to Redis."""
 
-    def __init__(self, store: Store, dispatcher: Dispatcher, facts: Facts) -> None:
+    def __init__(self, store: Store, dispatcher: Dispatcher, facts: Facts, tally: Tally) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.facts = facts
+        self.tally = tally
 
     def process(self, event: str, delivery: str, payload: dict[str, Any]) -> Result:
         result = Result(delivery)
@@ -122,7 +132,7 @@ class Intake:
         if found is None:
             result.ignored = "duplicate delivery"
             log.info("%s: duplicate delivery", event, extra={"delivery": delivery})
-            count_delivery(self.store.redis, event, "duplicate")
+            self.tally.add(event, "duplicate")
             return result
         facts = replace(
             self.facts,
@@ -136,19 +146,17 @@ class Intake:
         except BaseException:
             self.store.release_delivery(delivery)
             raise
-        outcome = "queued" if result.tasks else "ignored" if result.ignored else "applied"
-        with self.store.redis.pipeline(transaction=False) as pipe:
-            self.store.finish_delivery(delivery, conn=pipe)
-            count_delivery(pipe, event, outcome)
-            pipe.execute()
+        self.store.finish_delivery(delivery)
+        self.tally.add(
+            event, "queued" if result.tasks else "ignored" if result.ignored else "applied"
+        )
         return result
 
     def _apply(
         self, event: str, delivery: str, payload: dict[str, Any], facts: Facts, result: Result
     ) -> None:
         decision = decide(event, payload, facts)
-        action = payload.get("action")
-        name = f"{event}.{action}" if isinstance(action, str) else event
+        name = _name(event, payload)
         origin = f"delivery {delivery} ({name})"
         skipped = []
         for act in decision.actions:
@@ -165,12 +173,21 @@ class Intake:
             elif isinstance(act, ResetAttempts):
                 self.store.reset_attempts(act.repo_id, act.number, act.sha)
         result.ignored = decision.ignored or ("; ".join(skipped) if skipped else None)
+        if result.ignored and not decision.actions:
+            # Counted in the tally's summary line, like the deliveries of the fast path.
+            log.debug("%s: ignored: %s", name, result.ignored, extra={"delivery": delivery})
+            return
         log.info(
             "%s: %s",
             name,
             f"ignored: {result.ignored}" if result.ignored else f"tasks {result.tasks}",
             extra={"delivery": delivery, "task": ",".join(result.tasks)},
         )
+
+
+def _name(event: str, payload: dict[str, Any]) -> str:
+    action = payload.get("action")
+    return f"{event}.{action}" if isinstance(action, str) else event
 
 
 def _number(payload: dict[str, Any], key: str) -> int | None:
