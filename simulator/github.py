@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import jwt
@@ -172,7 +173,9 @@ class GitHubSimulator:
         return self.next_id
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path.removeprefix("/api/v3")
+        # As GitHub does: routed on the path as sent, so an unquoted `/`, `?` or `#` in a
+        # label or branch name reaches another route (or none), and a quoted one does not.
+        path = request.url.raw_path.decode().split("?", 1)[0].removeprefix("/api/v3")
         body = json.loads(request.content) if request.content else None
         auth = request.headers.get("authorization", "")
         self.calls.append(Call(request.method, path, body, auth))
@@ -439,8 +442,6 @@ def _add_labels(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -
 
 
 def _remove_label(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    from urllib.parse import unquote
-
     current = gh.labels.get(int(m["n"]), [])
     name = unquote(m["name"])
     if name not in current:
@@ -450,7 +451,7 @@ def _remove_label(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str])
 
 
 def _delete_ref(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    ref = m["ref"]
+    ref = unquote(m["ref"])
     gh.deleted_refs.append(ref)
     git_out("update-ref", "-d", f"refs/heads/{ref}", cwd=gh.origin)
     return httpx.Response(204)
