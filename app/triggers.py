@@ -72,21 +72,29 @@ def decide(event: str, payload: Payload, facts: Facts) -> Decision:
     return handler(payload, facts)
 
 
-def starts_nothing(event: str, payload: Payload, facts: Facts) -> str | None:
-    """Why the delivery is ignored whatever Redis knows, or None when it may start, stop or
-    change work (or is malformed, which the full decision reports).
+def early_decision(event: str, payload: Payload, facts: Facts) -> Decision | None:
+    """The decision made from the payload alone, before Redis is asked; None when the payload
+    is malformed (the full decision says how).
 
     Every fact read from Redis only ever turns work away (a self-sent delivery, a bot not
-    allowed, a pull request not the App's, a repository not installed), so a delivery ignored
-    with the loosest facts is ignored with any: the web process answers it without Redis.
+    allowed, a pull request not the App's, a repository not installed), so with the loosest
+    facts: a delivery ignored is ignored whatever Redis knows, and the tasks found are the
+    most the full decision can make.
     """
     loosest = replace(
         facts, app_slug=None, allowed_bots=None, app_pull_request=True, repo_installed=None
     )
     try:
-        return decide(event, payload, loosest).ignored
+        return decide(event, payload, loosest)
     except PayloadError:
         return None
+
+
+def starts_nothing(event: str, payload: Payload, facts: Facts) -> str | None:
+    """Why the delivery is ignored whatever Redis knows, or None when it may start, stop or
+    change work, or is malformed."""
+    early = early_decision(event, payload, facts)
+    return early.ignored if early is not None else None
 
 
 def needs_pull_request_fact(event: str, payload: Payload) -> tuple[int, int] | None:

@@ -8,16 +8,17 @@ from typing import Any
 
 import orjson
 from githubkit.webhooks import verify
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.dispatch import Dispatcher
+from app.dispatch import Dispatcher, Seen, read_seen, seen_from
 from app.store import Store
 from app.tally import Tally
 from app.tasks import Cancel, InstallationChange, ResetAttempts, Task
-from app.triggers import Facts, PayloadError, decide, needs_pull_request_fact, starts_nothing
+from app.triggers import Facts, PayloadError, decide, early_decision, needs_pull_request_fact
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps deliveries at 25 MB
 log = logging.getLogger("forgehand.webhook")
@@ -95,13 +96,15 @@ async def _receive(request: Request) -> JSONResponse:
     intake: Intake = request.app.state.intake
     # Most deliveries an App receives start nothing; answered here, on the event loop, from
     # the payload alone: no thread hop, no Redis, no log line of their own.
-    reason = starts_nothing(event, payload, intake.facts)
-    if reason is not None:
+    early = early_decision(event, payload, intake.facts)
+    if early is not None and early.ignored is not None:
         intake.tally.add(event, "ignored")
-        log.debug("%s: ignored: %s", _name(event, payload), reason, extra={"delivery": delivery})
-        return JSONResponse(Result(delivery, ignored=reason).body(), status_code=202)
+        name = _name(event, payload)
+        log.debug("%s: ignored: %s", name, early.ignored, extra={"delivery": delivery})
+        return JSONResponse(Result(delivery, ignored=early.ignored).body(), status_code=202)
+    candidates = [t.id for t in early.tasks] if early is not None else []
     try:
-        result = await run_in_threadpool(intake.process, event, delivery, payload)
+        result = await run_in_threadpool(intake.process, event, delivery, payload, candidates)
     except PayloadError as exc:
         log.warning("malformed %s payload: %s", event, exc, extra={"delivery": delivery})
         return _error(400, str(exc))
@@ -121,19 +124,34 @@ class Intake:
         self.facts = facts
         self.tally = tally
 
-    def process(self, event: str, delivery: str, payload: dict[str, Any]) -> Result:
+    def process(
+        self, event: str, delivery: str, payload: dict[str, Any], candidates: list[str]
+    ) -> Result:
+        """Claim the delivery and decide it in one round trip, write what it starts in one
+        more. `candidates` are the tasks the payload alone would start: what they need to be
+        enqueued is read with the claim."""
         result = Result(delivery)
+
+        def read_candidates(pipe: Pipeline) -> None:
+            for task_id in candidates:
+                read_seen(pipe, task_id)
+
         found = self.store.claim_delivery(
             delivery,
             _number(payload, "repository"),
             _number(payload, "installation"),
             needs_pull_request_fact(event, payload),
+            also=read_candidates,
         )
         if found is None:
             result.ignored = "duplicate delivery"
             log.info("%s: duplicate delivery", event, extra={"delivery": delivery})
             self.tally.add(event, "duplicate")
             return result
+        seen = {
+            task_id: seen_from(found.also[2 * i : 2 * i + 2])
+            for i, task_id in enumerate(candidates)
+        }
         facts = replace(
             self.facts,
             app_slug=found.app_slug,
@@ -142,26 +160,44 @@ class Intake:
             repo_installed=found.repo_installed,
         )
         try:
-            self._apply(event, delivery, payload, facts, result)
+            finished = self._apply(event, delivery, payload, facts, seen, result)
+            if not finished:
+                self.store.finish_delivery(delivery)
         except BaseException:
             self.store.release_delivery(delivery)
             raise
-        self.store.finish_delivery(delivery)
-        self.tally.add(
-            event, "queued" if result.tasks else "ignored" if result.ignored else "applied"
-        )
+        outcome = "queued" if result.tasks else "ignored" if result.ignored else "applied"
+        self.tally.add(event, outcome)
         return result
 
     def _apply(
-        self, event: str, delivery: str, payload: dict[str, Any], facts: Facts, result: Result
-    ) -> None:
+        self,
+        event: str,
+        delivery: str,
+        payload: dict[str, Any],
+        facts: Facts,
+        seen: dict[str, Seen],
+        result: Result,
+    ) -> bool:
+        """Carry out the decision; True when the delivery was marked done with the last write."""
         decision = decide(event, payload, facts)
         name = _name(event, payload)
         origin = f"delivery {delivery} ({name})"
         skipped = []
-        for act in decision.actions:
+        finished = False
+        for i, act in enumerate(decision.actions):
             if isinstance(act, Task):
-                outcome = self.dispatcher.enqueue(act, origin)
+                last = i == len(decision.actions) - 1
+                outcome = self.dispatcher.enqueue(
+                    act,
+                    origin,
+                    seen.get(act.id),
+                    # The common delivery, one task: marked done in the same round trip.
+                    then=(lambda pipe: self.store.finish_delivery(delivery, conn=pipe))
+                    if last
+                    else None,
+                )
+                finished = last
                 if outcome.enqueued:
                     result.tasks.append(act.id)
                 else:
@@ -176,13 +212,14 @@ class Intake:
         if result.ignored and not decision.actions:
             # Counted in the tally's summary line, like the deliveries of the fast path.
             log.debug("%s: ignored: %s", name, result.ignored, extra={"delivery": delivery})
-            return
+            return finished
         log.info(
             "%s: %s",
             name,
             f"ignored: {result.ignored}" if result.ignored else f"tasks {result.tasks}",
             extra={"delivery": delivery, "task": ",".join(result.tasks)},
         )
+        return finished
 
 
 def _name(event: str, payload: dict[str, Any]) -> str:

@@ -6,14 +6,18 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from redis.connection import AbstractConnection
 from rq import Queue
 from starlette.testclient import TestClient
 
-from app.dispatch import QUEUE_NAME
+from app.dispatch import QUEUE_NAME, Dispatcher
 from app.main import create_app
 from app.redis_conn import connect, embedded_redis
 from app.settings import parse
 from app.store import Store
+from app.tally import Tally
+from app.triggers import Facts, early_decision
+from app.webhook import Intake
 from simulator.sandbox import free_port
 from tests import payloads as p
 
@@ -326,3 +330,40 @@ def test_ignored_deliveries_are_counted_in_metrics_without_a_log_line_each(
     assert summary.startswith("ignored 4 deliveries in ")
     assert summary.endswith(": issues 3, check_run 1")
     assert client.app.state.tally.summary() is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("event", "payloads"),
+    [
+        ("issues", [p.issues(number=n) for n in (1, 2)]),  # new work each time
+        ("check_run", [p.check_run(run_id=n) for n in (1, 2, 3)]),  # one SHA's CI storm
+    ],
+)
+def test_real_work_costs_two_redis_round_trips(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch, event: str, payloads: list[dict[str, Any]]
+) -> None:
+    store = Store(redis)
+    facts = Facts(app_id=p.APP_ID)
+    intake = Intake(store, Dispatcher(store, 60), facts, Tally())
+    sends: list[int] = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        sends.append(1)
+        send(self, command, check_health)  # type: ignore[no-untyped-call]
+
+    rounds = []
+    for n, payload in enumerate(payloads):
+        early = early_decision(event, payload, facts)
+        assert early is not None and early.tasks
+        candidates = [t.id for t in early.tasks]
+        with monkeypatch.context() as patch:
+            patch.setattr(AbstractConnection, "send_packed_command", counted)
+            result = intake.process(event, f"d-{n}", payload, candidates)
+        rounds.append(len(sends))
+        sends.clear()
+        assert result.tasks or result.ignored == f"{candidates[0]} already queued"
+    # The first delivery also loads the script into Redis (EVALSHA answered NOSCRIPT).
+    assert rounds[1:] == [2] * (len(payloads) - 1)
+    assert len(queued_ids(redis)) == (2 if event == "issues" else 1)
+    assert all(redis.get(f"fh:delivery:d-{n}") == b"done" for n in range(len(payloads)))
