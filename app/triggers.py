@@ -306,6 +306,9 @@ def _pull_request(payload: Payload, facts: Facts) -> Decision:
         label = _get(payload, "label.name", str)
         if label != facts.escalation_label:
             return ignore(f"label {label} is not {facts.escalation_label}")
+        if _is_self(payload, facts):
+            # `/agent retry` removes it after resetting the attempts itself: only the echo.
+            return ignore("sent by the App itself")
         reset = ResetAttempts(_get(payload, "repository.id", int), number, f"{label} removed")
         return Decision(actions=(reset,))
     if action != "closed":

@@ -302,6 +302,14 @@ def test_removing_the_escalation_label_resets_attempts() -> None:
     assert decide("pull_request", payload, FACTS).ignored == "label bug is not agent:needs-human"
 
 
+def test_the_app_removing_the_escalation_label_itself_is_only_an_echo() -> None:
+    own = p.pr_closed(sender="forgehand[bot]", sender_type="Bot") | {
+        "action": "unlabeled", "label": {"name": "agent:needs-human"},
+    }  # fmt: skip
+    assert decide("pull_request", own, FACTS).ignored == "sent by the App itself"
+    assert starts_nothing("pull_request", own, LOOSE) is None  # who is the App: Redis knows
+
+
 # --- what the payload alone decides -------------------------------------------------------
 
 LOOSE = Facts(app_id=p.APP_ID)
