@@ -3,22 +3,32 @@
 The task record and the RQ job are written together by one Lua script that first checks
 nothing changed since they were read (the job's status, the record's run), so concurrent
 deliveries for the same work make one job, and a record can never say "queued" for a job that
-does not exist. A script rather than WATCH/MULTI: two round trips instead of four on the
-webhook's hot path, and no per-command QUEUED replies to parse.
+does not exist. A script rather than WATCH/MULTI: no per-command QUEUED replies to parse, and
+the webhook reads what it checks in the same round trip as its delivery claim, so real work
+costs two round trips in all. The job's hash is built here, field for field what RQ's own
+enqueue writes (tests/app/test_dispatch.py compares them and runs the job on a real worker):
+an RQ Job object costs more to build than the rest of the delivery.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.typing import EncodableT
-from rq import Queue, Retry
+from redis.typing import EncodableT, FieldT
+from rq import Queue
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.serializers import DefaultSerializer
+from rq.utils import utcformat
 
 from app.store import Store, task_key, text
 from app.tasks import Cancel, State, Task
@@ -57,6 +67,56 @@ return 1
 
 
 @dataclass(frozen=True)
+class Seen:
+    """What enqueueing a task checks and builds on, as read: its job's status, its record's
+    run and creation time ("" for none)."""
+
+    status: str = ""
+    run: str = ""
+    created: str = ""
+
+
+def read_seen(pipe: Pipeline, task_id: str) -> None:
+    """Queue the two reads `seen_from` turns into a Seen, on the caller's pipeline."""
+    pipe.hget(Job.key_for(task_id), "status")
+    pipe.hmget(task_key(task_id), ["run", "created"])
+
+
+def seen_from(replies: list[Any]) -> Seen:
+    status, (run, created) = replies
+    return Seen(*(text(v) if v is not None else "" for v in (status, run, created)))
+
+
+def job_hash(
+    task_id: str, run: int, description: str, timeout: int, at: datetime
+) -> dict[FieldT, EncodableT]:
+    """The hash RQ 3's Queue.enqueue_call writes for run_task(task_id, run) on our queue."""
+    stamp = utcformat(at)
+    call: tuple[Any, ...] = (JOB_FUNCTION, None, (task_id, run), {})
+    return {
+        "created_at": stamp,
+        "data": zlib.compress(DefaultSerializer.dumps(call)),
+        "success_callback_name": "",
+        "failure_callback_name": "",
+        "stopped_callback_name": "",
+        "started_at": "",
+        "ended_at": "",
+        "last_heartbeat": "",
+        "worker_name": "",
+        "group_id": "",
+        "retries_left": len(RETRY_INTERVALS),
+        "retry_intervals": json.dumps(RETRY_INTERVALS),
+        "origin": QUEUE_NAME,
+        "description": description,
+        "enqueued_at": stamp,
+        "timeout": timeout,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+        "status": JobStatus.QUEUED.value,
+    }
+
+
+@dataclass(frozen=True)
 class Outcome:
     task_id: str
     enqueued: bool
@@ -75,50 +135,65 @@ class Dispatcher:
         self.job_timeout = job_timeout
         self._apply = store.redis.register_script(APPLY_IF_UNCHANGED)
 
-    def enqueue(self, task: Task, origin: str) -> Outcome:
-        """Queue `task` unless a job for the same id is still queued or running."""
-        job_key = Job.key_for(task.id)
+    def enqueue(
+        self,
+        task: Task,
+        origin: str,
+        seen: Seen | None = None,
+        then: Callable[[Pipeline], None] | None = None,
+    ) -> Outcome:
+        """Queue `task` unless a job for the same id is still queued or running.
+
+        `seen` is the task's state as the caller already read it (read_seen), saving a round
+        trip; `then` queues more writes to make with ours, in the same round trip.
+        """
         while True:
-            with self.redis.pipeline(transaction=False) as read:
-                read.hget(job_key, "status")
-                read.hget(task_key(task.id), "run")
-                read.hget(task_key(task.id), "created")
-                raw_status, raw_run, raw_created = read.execute()
-            status = text(raw_status) if raw_status is not None else ""
-            if status in LIVE_JOB_STATES:
-                self.store.audit(task.id, "duplicate", f"already {status}; {origin}")
-                return Outcome(task.id, False, f"already {status}")
-            run = int(raw_run) + 1 if raw_run is not None else 1
-            created = float(raw_created) if raw_created is not None else None
+            if seen is None:
+                with self.redis.pipeline(transaction=False) as read:
+                    read_seen(read, task.id)
+                    seen = seen_from(read.execute())
+            if seen.status in LIVE_JOB_STATES:
+                detail = f"already {seen.status}; {origin}"
+                with self.redis.pipeline(transaction=False) as pipe:
+                    self.store.audit_write(pipe, task.id, "duplicate", detail)
+                    if then is not None:
+                        then(pipe)
+                    pipe.execute()
+                self.store.audit_log(task.id, "duplicate", detail)
+                return Outcome(task.id, False, f"already {seen.status}")
+            run = int(seen.run) + 1 if seen.run else 1
+            created = float(seen.created) if seen.created else None
             # Commands are queued on a pipeline that is never executed: the script runs them.
-            # In MULTI mode because RQ insists on it when handed a pipeline.
+            # In MULTI mode because RQ insists on it when handed a pipeline (the stale delete).
             with self.redis.pipeline() as writes:
                 writes.multi()
-                stale = _fetch_job(self.redis, task.id) if status else None
+                stale = _fetch_job(self.redis, task.id) if seen.status else None
                 if stale is not None:
                     # A finished run's job keeps its id until its TTL; re-running the same
                     # work (re-labelling after the PR closed) must be possible at once.
                     stale.delete(pipeline=writes)
                 self.store.write_queued(writes, task, run, created)
                 self.store.audit_write(writes, task.id, "queued", f"run {run}; {origin}")
-                self.queue.enqueue_call(
-                    JOB_FUNCTION,
-                    args=(task.id, run),
-                    job_id=task.id,
-                    timeout=self.job_timeout,
-                    result_ttl=RESULT_TTL,
-                    failure_ttl=FAILURE_TTL,
-                    retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-                    description=f"{task.kind.value} {task.repo}#{task.number}",
-                    pipeline=writes,
-                )
-                expected = [status, text(raw_run) if raw_run is not None else ""]
+                self._write_job(writes, task, run)
+                if then is not None:
+                    then(writes)
                 applied = self._apply(
-                    keys=[job_key, task_key(task.id)], args=expected + _flatten(writes)
+                    keys=[Job.key_for(task.id), task_key(task.id)],
+                    args=[seen.status, seen.run, *_flatten(writes)],
                 )
             if applied:
                 self.store.audit_log(task.id, "queued", f"run {run}; {origin}")
                 return Outcome(task.id, True, f"queued run {run}")
+            seen = None
+
+    def _write_job(self, writes: Pipeline, task: Task, run: int) -> None:
+        """What RQ's enqueue writes, without building a Job: the hash, the queue, the queue's
+        name in the set of queues."""
+        description = f"{task.kind.value} {task.repo}#{task.number}"
+        fields = job_hash(task.id, run, description, self.job_timeout, datetime.now(UTC))
+        writes.sadd(self.queue.redis_queues_keys, self.queue.key)
+        writes.hset(Job.key_for(task.id), mapping=fields)
+        writes.rpush(self.queue.key, task.id)
 
     def cancel(self, cancel: Cancel) -> list[str]:
         """Cancel the live tasks on one issue or pull request; return their ids."""

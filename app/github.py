@@ -29,6 +29,15 @@ TOKEN_MARGIN = timedelta(minutes=10)
 # call fails and the job is retried later by RQ.
 MAX_RATE_LIMIT_WAIT = timedelta(seconds=90)
 USER_AGENT = "forgehand"
+# The REST API version every request asks for: the one githubkit's schema (its models, which
+# the simulator's tests validate against) describes, so what we expect is what GitHub answers.
+API_VERSION = "2026-03-10"
+# For requests made without githubkit (the manifest exchange, a job log's download).
+HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "application/vnd.github+json",
+    "X-GitHub-Api-Version": API_VERSION,
+}
 # Seconds before the first retry of a 5xx answer; doubled for each further one.
 BACKOFF = 1.0
 
@@ -62,6 +71,16 @@ class Retry:
         if isinstance(exc, RequestFailed) and exc.response.status_code >= 500:
             return RetryOption(True, _wait(BACKOFF * 2**count))
         return RetryOption(False)
+
+
+def segment(value: str, keep_slashes: bool = False) -> str:
+    """`value` quoted for a URL path: a label named `a/b?#c` must name the label, not another
+    path, a query or a fragment. Branches keep their slashes (`git/refs/heads/agent/x`)."""
+    return quote(value, safe="/" if keep_slashes else "")
+
+
+def _pin_version(request: httpx.Request) -> None:
+    request.headers["X-GitHub-Api-Version"] = API_VERSION
 
 
 def _wait(seconds: float) -> timedelta:
@@ -122,6 +141,8 @@ class App:
             "timeout": 30.0,
             "transport": self.transport,
             "cache_strategy": self.jwt_cache,
+            # githubkit sends the version only from its generated methods, not from request().
+            "event_hooks": {"request": [_pin_version]},
         }
 
     def app_request(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -169,7 +190,7 @@ class App:
             fields = {text(k): text(v) for k, v in cached.items()}
             return Identity(fields["slug"], int(fields["bot_id"]))
         slug: str = self.app_request("GET", "/app")["slug"]
-        bot = via.get(f"/users/{quote(slug)}%5Bbot%5D")
+        bot = via.get(f"/users/{segment(slug + '[bot]')}")
         identity = Identity(slug, int(bot["id"]))
         self.redis.hset("fh:app:identity", mapping={"slug": slug, "bot_id": identity.bot_id})
         return identity

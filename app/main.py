@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -19,6 +22,7 @@ from app.metrics import render
 from app.settings import Settings
 from app.setup import routes as setup_routes
 from app.store import Store
+from app.tally import Tally, flush_forever
 from app.triggers import Facts
 from app.webhook import Intake, receive
 
@@ -33,6 +37,8 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
+    # This process's latest counts first, so what it just answered is in what it serves.
+    await run_in_threadpool(request.app.state.tally.flush, request.app.state.redis)
     body = await run_in_threadpool(render, request.app.state.redis)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -47,7 +53,18 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
         escalation_label=settings.escalation_label,
         app_id=settings.app_id,
     )
+    tally = Tally()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(flush_forever(tally, redis))
+        yield
+        flusher.cancel()
+        with suppress(asyncio.CancelledError):
+            await flusher
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route(settings.webhook_path, receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -57,9 +74,11 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
             Route("/tasks/{task_id}/cancel", dashboard.cancel, methods=["POST"]),
             Route("/tasks/{task_id}/retry", dashboard.retry, methods=["POST"]),
             *setup_routes(settings, Path(".env")),
-        ]
+        ],
     )
     app.state.settings = settings
     app.state.redis = redis
-    app.state.intake = Intake(store, Dispatcher(store, job_timeout(settings.agent_timeout)), facts)
+    app.state.tally = tally
+    dispatcher = Dispatcher(store, job_timeout(settings.agent_timeout))
+    app.state.intake = Intake(store, dispatcher, facts, tally)
     return app

@@ -30,11 +30,11 @@ AGENT = "fh:metrics:agent_seconds"
 ESCALATIONS = "fh:metrics:escalations"
 
 
-def count_delivery(redis: Redis, event: str, outcome: str) -> None:
+def count_delivery(redis: Redis, event: str, outcome: str, amount: int = 1) -> None:
     # Only known event names: a forged header must not grow the label set without bound.
     name = event if event in HANDLED_EVENTS else "other"
     with suppress(RedisError):  # metrics never fail a delivery
-        redis.hincrby(DELIVERIES, f"{name}|{outcome}", 1)
+        redis.hincrby(DELIVERIES, f"{name}|{outcome}", amount)
 
 
 def count_task(redis: Redis, kind: str, outcome: str) -> None:

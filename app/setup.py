@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from app.dashboard import web_base
 from app.dashboard_pages import page as styled
+from app.github import HEADERS
 from app.settings import Settings
 
 MANIFEST_FILE = Path(__file__).resolve().parents[1] / "app.yml"
@@ -117,7 +118,7 @@ def setup_page(settings: Settings, base_url: str, org: str, state: str) -> str:
 def exchange(settings: Settings, code: str) -> dict[str, Any]:
     """Trade the one-time code for the App's credentials (no authentication needed)."""
     url = f"{settings.github_api_url}/app-manifests/{code}/conversions"
-    response = httpx.post(url, headers={"Accept": "application/vnd.github+json"}, timeout=30)
+    response = httpx.post(url, headers=HEADERS, timeout=30)
     response.raise_for_status()
     data: dict[str, Any] = response.json()
     return data

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
@@ -60,6 +60,8 @@ class DeliveryFacts:
     allowed_bots: frozenset[str]
     repo_installed: bool | None
     app_pull_request: bool
+    # The replies to the caller's own reads, made in the same round trip (claim_delivery).
+    also: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,7 @@ class Store:
         repo_id: int | None,
         installation_id: int | None,
         pull: tuple[int, int] | None,
+        also: Callable[[Pipeline], None] | None = None,
     ) -> DeliveryFacts | None:
         """Claim a delivery's GUID and read what deciding it needs, in one round trip.
 
@@ -370,7 +373,9 @@ class Store:
             pipe.hget("fh:repos", str(repo_id))
             pipe.sismember("fh:installations", str(installation_id))
             pipe.sismember("fh:app_prs", f"{pull[0]}:{pull[1]}" if pull else "")
-            claimed, slug, bots, owner, known, app_pr = pipe.execute()
+            if also is not None:
+                also(pipe)
+            claimed, slug, bots, owner, known, app_pr, *extra = pipe.execute()
         if not claimed:
             return None
         installed: bool | None = None
@@ -386,6 +391,7 @@ class Store:
             allowed_bots=frozenset(text(b) for b in bots) if repo_id is not None else frozenset(),
             repo_installed=installed,
             app_pull_request=bool(app_pr) if pull else False,
+            also=extra,
         )
 
     def installation_for(self, repo_id: int) -> int | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from app.tasks import Action, Cancel, InstallationChange, Kind, ResetAttempts, Task
@@ -37,7 +37,8 @@ class Facts:
     escalation_label: str = "agent:needs-human"
     app_id: int | None = None
     app_slug: str | None = None
-    allowed_bots: frozenset[str] = frozenset()
+    # None: not known (the payload-only question below), so no bot is turned away for it.
+    allowed_bots: frozenset[str] | None = frozenset()
     # Whether the pull request an issue_comment is on was opened by the App; the payload of
     # a comment does not carry the branch, so the caller looks it up.
     app_pull_request: bool = False
@@ -69,6 +70,31 @@ def decide(event: str, payload: Payload, facts: Facts) -> Decision:
     if handler is None:
         return ignore(f"{event} events are not handled")
     return handler(payload, facts)
+
+
+def early_decision(event: str, payload: Payload, facts: Facts) -> Decision | None:
+    """The decision made from the payload alone, before Redis is asked; None when the payload
+    is malformed (the full decision says how).
+
+    Every fact read from Redis only ever turns work away (a self-sent delivery, a bot not
+    allowed, a pull request not the App's, a repository not installed), so with the loosest
+    facts: a delivery ignored is ignored whatever Redis knows, and the tasks found are the
+    most the full decision can make.
+    """
+    loosest = replace(
+        facts, app_slug=None, allowed_bots=None, app_pull_request=True, repo_installed=None
+    )
+    try:
+        return decide(event, payload, loosest)
+    except PayloadError:
+        return None
+
+
+def starts_nothing(event: str, payload: Payload, facts: Facts) -> str | None:
+    """Why the delivery is ignored whatever Redis knows, or None when it may start, stop or
+    change work, or is malformed."""
+    early = early_decision(event, payload, facts)
+    return early.ignored if early is not None else None
 
 
 def needs_pull_request_fact(event: str, payload: Payload) -> tuple[int, int] | None:
@@ -121,7 +147,8 @@ def _sender_block(payload: Payload, facts: Facts) -> str | None:
         return "sent by the App itself"
     if kind == "Bot" or login.endswith("[bot]"):
         name = login.removesuffix("[bot]")
-        if name not in facts.allowed_bots and login not in facts.allowed_bots:
+        allowed = facts.allowed_bots
+        if allowed is not None and name not in allowed and login not in allowed:
             return f"sender {login} is a bot that is not in allowed_bots"
     return None
 
@@ -279,6 +306,9 @@ def _pull_request(payload: Payload, facts: Facts) -> Decision:
         label = _get(payload, "label.name", str)
         if label != facts.escalation_label:
             return ignore(f"label {label} is not {facts.escalation_label}")
+        if _is_self(payload, facts):
+            # `/agent retry` removes it after resetting the attempts itself: only the echo.
+            return ignore("sent by the App itself")
         reset = ResetAttempts(_get(payload, "repository.id", int), number, f"{label} removed")
         return Decision(actions=(reset,))
     if action != "closed":

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 from githubkit.webhooks import verify
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.dispatch import Dispatcher
-from app.metrics import count_delivery
+from app.dispatch import Dispatcher, Seen, read_seen, seen_from
 from app.store import Store
+from app.tally import Tally
 from app.tasks import Cancel, InstallationChange, ResetAttempts, Task
-from app.triggers import Facts, PayloadError, decide, needs_pull_request_fact
+from app.triggers import Facts, PayloadError, decide, early_decision, needs_pull_request_fact
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps deliveries at 25 MB
 log = logging.getLogger("forgehand.webhook")
@@ -59,8 +60,7 @@ async def _read_capped(request: Request) -> bytes | None:
 async def receive(request: Request) -> JSONResponse:
     response = await _receive(request)
     if response.status_code in (400, 401, 413):
-        event = request.headers.get("x-github-event", "")
-        await run_in_threadpool(count_delivery, request.app.state.redis, event, "rejected")
+        request.app.state.tally.add(request.headers.get("x-github-event", ""), "rejected")
     return response
 
 
@@ -82,8 +82,10 @@ async def _receive(request: Request) -> JSONResponse:
     if content_type != "application/json":
         return _error(400, "content type must be application/json")
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # orjson refuses nesting deeper than 1024 with an error, where json recurses until
+        # RecursionError; a signed body cannot crash the endpoint.
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         return _error(400, f"body is not valid JSON: {exc}")
     if not isinstance(payload, dict):
         return _error(400, "body must be a JSON object")
@@ -92,8 +94,17 @@ async def _receive(request: Request) -> JSONResponse:
         return JSONResponse(Result(delivery).body(), status_code=200)
 
     intake: Intake = request.app.state.intake
+    # Most deliveries an App receives start nothing; answered here, on the event loop, from
+    # the payload alone: no thread hop, no Redis, no log line of their own.
+    early = early_decision(event, payload, intake.facts)
+    if early is not None and early.ignored is not None:
+        intake.tally.add(event, "ignored")
+        name = _name(event, payload)
+        log.debug("%s: ignored: %s", name, early.ignored, extra={"delivery": delivery})
+        return JSONResponse(Result(delivery, ignored=early.ignored).body(), status_code=202)
+    candidates = [t.id for t in early.tasks] if early is not None else []
     try:
-        result = await run_in_threadpool(intake.process, event, delivery, payload)
+        result = await run_in_threadpool(intake.process, event, delivery, payload, candidates)
     except PayloadError as exc:
         log.warning("malformed %s payload: %s", event, exc, extra={"delivery": delivery})
         return _error(400, str(exc))
@@ -104,26 +115,43 @@ async def _receive(request: Request) -> JSONResponse:
 
 
 class Intake:
-    """The synchronous part of a delivery, run off the event loop: all of it talks to Redis."""
+    """The synchronous part of a delivery that may start work, run off the event loop: all
+    of it talks to Redis."""
 
-    def __init__(self, store: Store, dispatcher: Dispatcher, facts: Facts) -> None:
+    def __init__(self, store: Store, dispatcher: Dispatcher, facts: Facts, tally: Tally) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.facts = facts
+        self.tally = tally
 
-    def process(self, event: str, delivery: str, payload: dict[str, Any]) -> Result:
+    def process(
+        self, event: str, delivery: str, payload: dict[str, Any], candidates: list[str]
+    ) -> Result:
+        """Claim the delivery and decide it in one round trip, write what it starts in one
+        more. `candidates` are the tasks the payload alone would start: what they need to be
+        enqueued is read with the claim."""
         result = Result(delivery)
+
+        def read_candidates(pipe: Pipeline) -> None:
+            for task_id in candidates:
+                read_seen(pipe, task_id)
+
         found = self.store.claim_delivery(
             delivery,
             _number(payload, "repository"),
             _number(payload, "installation"),
             needs_pull_request_fact(event, payload),
+            also=read_candidates,
         )
         if found is None:
             result.ignored = "duplicate delivery"
             log.info("%s: duplicate delivery", event, extra={"delivery": delivery})
-            count_delivery(self.store.redis, event, "duplicate")
+            self.tally.add(event, "duplicate")
             return result
+        seen = {
+            task_id: seen_from(found.also[2 * i : 2 * i + 2])
+            for i, task_id in enumerate(candidates)
+        }
         facts = replace(
             self.facts,
             app_slug=found.app_slug,
@@ -132,28 +160,44 @@ class Intake:
             repo_installed=found.repo_installed,
         )
         try:
-            self._apply(event, delivery, payload, facts, result)
+            finished = self._apply(event, delivery, payload, facts, seen, result)
+            if not finished:
+                self.store.finish_delivery(delivery)
         except BaseException:
             self.store.release_delivery(delivery)
             raise
         outcome = "queued" if result.tasks else "ignored" if result.ignored else "applied"
-        with self.store.redis.pipeline(transaction=False) as pipe:
-            self.store.finish_delivery(delivery, conn=pipe)
-            count_delivery(pipe, event, outcome)
-            pipe.execute()
+        self.tally.add(event, outcome)
         return result
 
     def _apply(
-        self, event: str, delivery: str, payload: dict[str, Any], facts: Facts, result: Result
-    ) -> None:
+        self,
+        event: str,
+        delivery: str,
+        payload: dict[str, Any],
+        facts: Facts,
+        seen: dict[str, Seen],
+        result: Result,
+    ) -> bool:
+        """Carry out the decision; True when the delivery was marked done with the last write."""
         decision = decide(event, payload, facts)
-        action = payload.get("action")
-        name = f"{event}.{action}" if isinstance(action, str) else event
+        name = _name(event, payload)
         origin = f"delivery {delivery} ({name})"
         skipped = []
-        for act in decision.actions:
+        finished = False
+        for i, act in enumerate(decision.actions):
             if isinstance(act, Task):
-                outcome = self.dispatcher.enqueue(act, origin)
+                last = i == len(decision.actions) - 1
+                outcome = self.dispatcher.enqueue(
+                    act,
+                    origin,
+                    seen.get(act.id),
+                    # The common delivery, one task: marked done in the same round trip.
+                    then=(lambda pipe: self.store.finish_delivery(delivery, conn=pipe))
+                    if last
+                    else None,
+                )
+                finished = last
                 if outcome.enqueued:
                     result.tasks.append(act.id)
                 else:
@@ -165,12 +209,22 @@ class Intake:
             elif isinstance(act, ResetAttempts):
                 self.store.reset_attempts(act.repo_id, act.number, act.sha)
         result.ignored = decision.ignored or ("; ".join(skipped) if skipped else None)
+        if result.ignored and not decision.actions:
+            # Counted in the tally's summary line, like the deliveries of the fast path.
+            log.debug("%s: ignored: %s", name, result.ignored, extra={"delivery": delivery})
+            return finished
         log.info(
             "%s: %s",
             name,
             f"ignored: {result.ignored}" if result.ignored else f"tasks {result.tasks}",
             extra={"delivery": delivery, "task": ",".join(result.tasks)},
         )
+        return finished
+
+
+def _name(event: str, payload: dict[str, Any]) -> str:
+    action = payload.get("action")
+    return f"{event}.{action}" if isinstance(action, str) else event
 
 
 def _number(payload: dict[str, Any], key: str) -> int | None:

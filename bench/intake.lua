@@ -1,7 +1,9 @@
--- wrk script for bench/intake.py: every request is a signed issues.labeled delivery with its
--- own delivery id and its own issue number, so every one is new work for the server.
--- Usage: wrk -s bench/intake.lua URL -- SECRET TEMPLATE_FILE
--- The template is a JSON body in which __N__ stands for the issue number.
+-- wrk script for bench/intake.py: signed deliveries drawn in turn from a schedule of bodies.
+-- Usage: wrk -s bench/intake.lua URL -- SECRET SCHEDULE_FILE
+-- Each line of the schedule is `event<TAB>template file`; the lines are sent in order, over
+-- and over. In a template __N__ stands for a number new to every request (a new issue, a new
+-- delivery id) and __SHA__ for a commit that changes every 20 requests of templates using it
+-- (one pull request's CI storm: 20 check runs a SHA).
 local ffi = require("ffi")
 ffi.cdef [[
 typedef struct evp_md_st EVP_MD;
@@ -13,6 +15,7 @@ unsigned char *HMAC(const EVP_MD *md, const void *key, int key_len,
 local crypto = ffi.C
 local digest = ffi.new("unsigned char[32]")
 local digest_len = ffi.new("unsigned int[1]")
+local CI_PER_SHA = 20
 
 local threads = {}
 local next_id = 0
@@ -23,16 +26,30 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local secret, template, counter, path
+local secret, schedule, counter, ci_counter, path, prefix
 local hex = {}
 for i = 0, 255 do hex[i] = string.format("%02x", i) end
 
+local function read(name)
+  local f = assert(io.open(name, "rb"))
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
 function init(args)
   secret = args[1]
-  local f = assert(io.open(args[2], "rb"))
-  template = f:read("*a")
-  f:close()
+  schedule = {}
+  local cache = {}
+  for line in io.lines(args[2]) do
+    local event, file = line:match("^(%S+)\t(.+)$")
+    cache[file] = cache[file] or read(file)
+    table.insert(schedule, {event = event, template = cache[file]})
+  end
   counter = 0
+  ci_counter = 0
+  -- Tasks this thread's requests should make: read by done() through the thread.
+  expected = 0
   path = wrk.path
   -- Unique across threads and across runs against the same server.
   prefix = string.format("%d%02d", os.time() % 100000, thread_id)
@@ -46,12 +63,21 @@ local function sign(body)
 end
 
 function request()
+  local slot = schedule[counter % #schedule + 1]
   counter = counter + 1
   local n = prefix .. string.format("%07d", counter)
-  local body = template:gsub("__N__", n)
+  local body = slot.template:gsub("__N__", n)
+  if body:find("__SHA__", 1, true) then
+    if ci_counter % CI_PER_SHA == 0 then expected = expected + 1 end
+    local id = prefix .. string.format("%07d", math.floor(ci_counter / CI_PER_SHA))
+    ci_counter = ci_counter + 1
+    body = body:gsub("__SHA__", string.rep("0", 40 - #id) .. id)
+  elseif slot.template:find('"action": "labeled"', 1, true) then
+    expected = expected + 1
+  end
   return wrk.format("POST", path, {
     ["Content-Type"] = "application/json",
-    ["X-GitHub-Event"] = "issues",
+    ["X-GitHub-Event"] = slot.event,
     ["X-GitHub-Delivery"] = "bench-" .. n,
     ["X-Hub-Signature-256"] = "sha256=" .. sign(body),
   }, body)
@@ -59,9 +85,11 @@ end
 
 function done(summary, latency, requests)
   local e = summary.errors
+  local tasks = 0
+  for _, thread in ipairs(threads) do tasks = tasks + thread:get("expected") end
   io.write(string.format(
     'RESULT {"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, ' ..
-    '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
+    '"p50_us": %d, "p99_us": %d, "max_us": %d, "expected_tasks": %d}\n',
     summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(99), latency.max, tasks))
 end

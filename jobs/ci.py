@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from app.github import Installation
+from app.github import HEADERS, Installation
 
 FAILING = frozenset({"failure", "timed_out", "startup_failure", "action_required"})
 LOG_LINES = 80
@@ -113,9 +113,9 @@ def job_log(api: Installation, repo: str, job_id: int) -> str:
     to GitHub, never to that host.
     """
     base = api.app.settings.github_api_url
-    headers = {"Authorization": f"token {api.token()}", "Accept": "application/vnd.github+json"}
+    headers = {"Authorization": f"token {api.token()}"}
     try:
-        with httpx.Client(timeout=30, follow_redirects=False) as client:
+        with httpx.Client(timeout=30, follow_redirects=False, headers=HEADERS) as client:
             first = client.get(f"{base}/repos/{repo}/actions/jobs/{job_id}/logs", headers=headers)
             if first.status_code in (301, 302, 303, 307, 308):
                 response = client.get(first.headers["location"])

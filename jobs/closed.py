@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.github import GitHubError
+from app.github import GitHubError, segment
 from app.tasks import Task
 from jobs.pipeline import Context, prepare, read_pull
 
@@ -23,7 +23,7 @@ def closed(task: Task, ctx: Context) -> str:
     if pr.fork or not pr.branch.startswith(ctx.settings.branch_prefix):
         return "merged; not a branch of the App's"
     try:
-        api.delete(f"/repos/{task.repo}/git/refs/heads/{pr.branch}")
+        api.delete(f"/repos/{task.repo}/git/refs/heads/{segment(pr.branch, keep_slashes=True)}")
     except GitHubError as exc:
         if exc.status not in (404, 422):  # already deleted
             raise

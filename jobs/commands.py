@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from app.dispatch import Dispatcher, job_timeout
-from app.github import GitHubError, Installation
+from app.github import GitHubError, Installation, segment
 from app.tasks import Kind, Task
 from app.triggers import command_verb
 from jobs import prompts, report
@@ -74,7 +74,7 @@ def _retry(task: Task, ctx: Context, api: Installation, on_pr: bool) -> str:
     ctx.store.reset_attempts(task.repo_id, task.number)
     try:
         label = ctx.settings.escalation_label
-        api.delete(f"/repos/{task.repo}/issues/{task.number}/labels/{label}")
+        api.delete(f"/repos/{task.repo}/issues/{task.number}/labels/{segment(label)}")
     except GitHubError as exc:
         if exc.status != 404:
             raise

@@ -14,9 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import quote
 
-from app.github import App, GitHubError, Identity, Installation
+from app.github import App, GitHubError, Identity, Installation, segment
 from app.metrics import observe_agent
 from app.repo_config import PATH as CONFIG_PATH
 from app.repo_config import RepoConfig
@@ -73,7 +72,7 @@ def pgid_file_for(workspaces: Workspaces, horse_pid: int) -> Path:
 
 
 def has_write_access(api: Installation, repo: str, login: str) -> bool:
-    data = api.get(f"/repos/{repo}/collaborators/{quote(login)}/permission")
+    data = api.get(f"/repos/{repo}/collaborators/{segment(login)}/permission")
     role = data.get("role_name") or data.get("permission")
     return role in WRITE_PERMISSIONS or data.get("permission") in WRITE_PERMISSIONS
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import jwt
@@ -172,7 +173,9 @@ class GitHubSimulator:
         return self.next_id
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path.removeprefix("/api/v3")
+        # As GitHub does: routed on the path as sent, so an unquoted `/`, `?` or `#` in a
+        # label or branch name reaches another route (or none), and a quoted one does not.
+        path = request.url.raw_path.decode().split("?", 1)[0].removeprefix("/api/v3")
         body = json.loads(request.content) if request.content else None
         auth = request.headers.get("authorization", "")
         self.calls.append(Call(request.method, path, body, auth))
@@ -193,8 +196,14 @@ class GitHubSimulator:
                         )
                 elif auth.removeprefix("token ") not in self.tokens:
                     return httpx.Response(401, json={"message": "Bad credentials"})
-                return handler(self, request, match)
+                return self._retargeted(handler(self, request, match))
         return httpx.Response(404, json={"message": "Not Found"})
+
+    def _retargeted(self, response: httpx.Response) -> httpx.Response:
+        if "json" not in response.headers.get("content-type", "") or not response.content:
+            return response
+        data = shapes.retarget(response.json(), self.repo)
+        return httpx.Response(response.status_code, json=data, headers=_kept(response.headers))
 
     def _valid_jwt(self, auth: str) -> bool:
         try:
@@ -202,6 +211,11 @@ class GitHubSimulator:
         except jwt.PyJWTError:
             return False
         return str(claims.get("iss")) == str(self.app_id)
+
+
+def _kept(headers: httpx.Headers) -> dict[str, str]:
+    """The headers of an answer whose body is re-encoded: its length and type are new."""
+    return {k: v for k, v in headers.items() if k not in ("content-length", "content-type")}
 
 
 def _json(data: Any, status: int = 200) -> httpx.Response:
@@ -213,7 +227,7 @@ def _token(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> htt
     token = f"ghs_testtoken{gh.token_count:04d}secretvalue"
     gh.tokens.add(token)
     expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-    return _json({"token": token, "expires_at": expires, "permissions": {},
+    return _json({"token": token, "expires_at": expires, "permissions": shapes.PERMISSIONS,
                   "repository_selection": "all"}, 201)  # fmt: skip
 
 
@@ -223,8 +237,7 @@ def _app(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx
 
 def _installations(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     owner = shapes.user(gh.repo.split("/")[0], "Organization")
-    return _json([{"id": 77, "account": owner, "app_id": gh.app_id, "app_slug": gh.slug,
-                   "target_type": "Organization", "repository_selection": "selected"}])  # fmt: skip
+    return _json([shapes.installation(77, owner, gh.app_id, gh.slug)])
 
 
 def _hook_config(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -238,7 +251,7 @@ def _hook_deliveries(
     size = int(request.url.params.get("per_page", "30"))
     start = int(request.url.params.get("cursor", "0"))
     newest = sorted(gh.hook_deliveries, key=lambda d: d["delivered_at"], reverse=True)
-    page = newest[start : start + size]
+    page = [shapes.hook_delivery(d) for d in newest[start : start + size]]
     headers = {}
     if start + size < len(newest):
         nxt = request.url.copy_set_param("cursor", str(start + size))
@@ -309,7 +322,9 @@ def _edit_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str])
     comment = gh.comments.get(int(m["id"]))
     if comment is None:
         return _json({"message": "Not Found"}, 404)
-    comment["body"] = json.loads(request.content)["body"]
+    before, comment["body"] = comment["body"], json.loads(request.content)["body"]
+    gh.emit("issue_comment", {"action": "edited", "number": comment["issue"], "id": int(m["id"]),
+                              "from": before})  # fmt: skip
     return _json(gh.comment_view(int(m["id"])))
 
 
@@ -378,11 +393,12 @@ def _job_logs(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> 
 def _status(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     statuses = gh.statuses.get(m["sha"], [])
     states = {s["state"] for s in statuses}
+    # As GitHub: no statuses yet, or any still pending, is "pending".
     combined = (
         "failure"
         if states & {"failure", "error"}
         else "pending"
-        if "pending" in states
+        if "pending" in states or not states
         else "success"
     )
     return _json(
@@ -434,23 +450,25 @@ def _get_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) 
 def _add_labels(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     names = json.loads(request.content)["labels"]
     current = gh.labels.setdefault(int(m["n"]), [])
-    current.extend(n for n in names if n not in current)
+    for name in names:
+        if name not in current:
+            current.append(name)
+            gh.emit("label", {"action": "labeled", "number": int(m["n"]), "name": name})
     return _json([shapes.label(n) for n in current])
 
 
 def _remove_label(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    from urllib.parse import unquote
-
     current = gh.labels.get(int(m["n"]), [])
     name = unquote(m["name"])
     if name not in current:
         return _json({"message": "Label does not exist"}, 404)
     current.remove(name)
+    gh.emit("label", {"action": "unlabeled", "number": int(m["n"]), "name": name})
     return _json([shapes.label(n) for n in current])
 
 
 def _delete_ref(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    ref = m["ref"]
+    ref = unquote(m["ref"])
     gh.deleted_refs.append(ref)
     git_out("update-ref", "-d", f"refs/heads/{ref}", cwd=gh.origin)
     return httpx.Response(204)

@@ -13,6 +13,7 @@ import time
 from functools import cache
 from importlib.resources import files
 from typing import Any
+from urllib.parse import quote
 
 Obj = dict[str, Any]
 NOW = "2026-01-01T00:00:00Z"
@@ -41,11 +42,51 @@ def stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+# What the App's manifest (app.yml) asks for: what its installation tokens carry.
+PERMISSIONS = {
+    "actions": "read", "checks": "read", "contents": "write", "issues": "write",
+    "metadata": "read", "pull_requests": "write", "statuses": "read",
+}  # fmt: skip
+EVENTS = [
+    "check_run", "check_suite", "issue_comment", "issues", "pull_request",
+    "pull_request_review", "status",
+]  # fmt: skip
+# The simulator assigns no one and has no milestones; the templates' are Codertocat's.
+UNASSIGNED: Obj = {"assignee": None, "assignees": [], "milestone": None}
+TEMPLATE_REPO = "Codertocat/Hello-World"
+TEMPLATE_USER = "Codertocat"
+
+
+def retarget(data: Any, full_name: str) -> Any:
+    """`data` with the templates' repository and its owner replaced by `full_name` and its
+    owner in every string (URLs, names, a commit's author), so that no answer points at a
+    repository or person the simulator does not serve."""
+    if isinstance(data, dict):
+        return {k: retarget(v, full_name) for k, v in data.items()}
+    if isinstance(data, list):
+        return [retarget(v, full_name) for v in data]
+    if isinstance(data, str) and (TEMPLATE_USER in data or "Hello-World" in data):
+        owner, name = full_name.split("/")
+        return (
+            data.replace(TEMPLATE_REPO, full_name)
+            .replace("Hello-World", name)
+            .replace(TEMPLATE_USER, owner)
+        )
+    return data
+
+
 def user(login: str, kind: str = "User", user_id: int = 0) -> Obj:
-    return shape(
-        "user", login=login, type=kind, id=user_id or abs(hash(login)) % 10**7,
-        html_url=f"https://github.test/{login}",
-    )  # fmt: skip
+    made = shape("user", login=login, type=kind, id=user_id or abs(hash(login)) % 10**7)
+    path = quote(login)
+    for key, value in made.items():
+        if key.endswith("url") and isinstance(value, str):
+            made[key] = value.replace(f"/{TEMPLATE_USER}", f"/{path}")
+    # GitHub shows a bot at its App's page; "/forgehand[bot]" is no valid URI.
+    slug = login.removesuffix("[bot]")
+    made["html_url"] = (
+        f"https://github.com/apps/{slug}" if kind == "Bot" else f"https://github.test/{path}"
+    )
+    return made
 
 
 def public_user(login: str, kind: str, user_id: int) -> Obj:
@@ -81,7 +122,7 @@ def issue(data: Obj, repo: Obj) -> Obj:
         body=data.get("body") or None, state=data.get("state", "open"),
         user=user(data.get("user", {}).get("login", "carol")),
         labels=[label(lbl["name"]) for lbl in data.get("labels", [])],
-        html_url=f"{repo['html_url']}/issues/{number}",
+        html_url=f"{repo['html_url']}/issues/{number}", **UNASSIGNED,
     )  # fmt: skip
     out.pop("pull_request", None)
     return out
@@ -105,7 +146,7 @@ def pull_request(
         body=data.get("body"), state=data.get("state", "open"), draft=bool(data.get("draft")),
         merged=bool(data.get("merged")), user=bot,
         closed_at=stamp() if closed else None, merged_at=stamp() if data.get("merged") else None,
-        html_url=f"{repo['html_url']}/pull/{number}",
+        html_url=f"{repo['html_url']}/pull/{number}", **UNASSIGNED,
         head={"ref": data["head"], "sha": head_sha, "label": f"x:{data['head']}",
               "repo": head_repo, "user": head_repo["owner"]},
         base={"ref": data["base"], "sha": base_sha, "label": f"x:{data['base']}",
@@ -160,3 +201,28 @@ def review_comment(data: Obj, review_id: int, commit: str) -> Obj:
         "review_comment", **values, pull_request_review_id=review_id, commit_id=commit,
         original_commit_id=commit, user=user((data.get("user") or {}).get("login", "carol")),
     )  # fmt: skip
+
+
+def installation(installation_id: int, account: Obj, app_id: int, slug: str) -> Obj:
+    base = f"https://api.github.com/app/installations/{installation_id}"
+    return {
+        "id": installation_id, "account": account, "app_id": app_id, "app_slug": slug,
+        "target_id": account["id"], "target_type": account["type"],
+        "repository_selection": "selected", "access_tokens_url": f"{base}/access_tokens",
+        "repositories_url": "https://api.github.com/installation/repositories",
+        "html_url": f"https://github.test/settings/installations/{installation_id}",
+        "permissions": PERMISSIONS, "events": EVENTS, "created_at": NOW, "updated_at": NOW,
+        "single_file_name": None, "has_multiple_single_files": False, "single_file_paths": [],
+        "suspended_by": None, "suspended_at": None,
+    }  # fmt: skip
+
+
+def hook_delivery(data: Obj) -> Obj:
+    """One item of the App's delivery log: what the simulator was told, and the rest of the
+    fields GitHub always gives."""
+    status = int(data.get("status_code") or 0)
+    return {
+        "redelivery": False, "duration": 0.05, "action": None, "installation_id": None,
+        "repository_id": None, "throttled_at": None,
+        "status": "OK" if 200 <= status < 300 else f"Invalid HTTP Response: {status}",
+    } | data  # fmt: skip

@@ -25,6 +25,7 @@ from simulator.github import GitHubSimulator, git_out, pull_view
 from simulator.server import Server
 
 ACTIONS_APP_ID = 15368  # GitHub Actions' own App id on github.com
+HOOK_ID = 501  # the App's webhook, as GitHub numbers it
 GIT_ENV_AUTHOR = ("-c", "user.name=Carol", "-c", "user.email=carol@example.com")
 
 
@@ -46,6 +47,7 @@ class Delivery:
     action: str
     status: int
     payload: dict[str, Any]
+    headers: dict[str, str]
 
 
 @dataclass
@@ -184,16 +186,19 @@ class Simulation:
             "sender": shapes.user(sender, kind),
             "installation": {"id": self.installation_id, "node_id": "MDIzOkluc3RhbGxhdGlvbjc3"},
         }  # fmt: skip
-        self._outbox.put((event, body))
+        self._outbox.put((event, shapes.retarget(body, self.repo)))
 
     def _send_loop(self) -> None:
         with httpx.Client(timeout=10) as client:
             while (item := self._outbox.get()) is not None:
                 event, payload = item
                 raw = json.dumps(payload).encode()
+                # What GitHub sends an App's webhook besides the signed basics.
                 headers = signed_headers(self.secret, event, raw) | {
+                    "X-GitHub-Hook-ID": str(HOOK_ID),
+                    "X-GitHub-Hook-Installation-Target-Type": "integration",
                     "X-GitHub-Hook-Installation-Target-ID": str(self.app_id),
-                    "User-Agent": "GitHub-Hookshot/simulator",
+                    "User-Agent": "GitHub-Hookshot/5f3c0a1",
                 }
                 guid = headers["X-GitHub-Delivery"]
                 try:
@@ -201,22 +206,33 @@ class Simulation:
                 except httpx.HTTPError:
                     status = 0  # GitHub does not retry; `forgehand redeliver` would
                 action = str(payload.get("action", ""))
-                self.deliveries.append(Delivery(guid, event, action, status, payload))
+                self.deliveries.append(Delivery(guid, event, action, status, payload, headers))
 
     def _app_did(self, event: str, data: dict[str, Any]) -> None:
+        """Send the webhooks GitHub sends when the App acts: its own comments, edits, pull
+        requests and labels come back to it, and it must ignore them."""
         bot = f"{self.sim.slug}[bot]"
         if event == "issue_comment":
             comment = self.sim.comment_view(data["id"]) | {"author_association": "NONE"}
-            payload = {
-                "action": "created",
-                "issue": self._issue(data["number"]),
-                "comment": comment,
-            }
+            payload = {"action": data["action"], "issue": self._issue(data["number"]),
+                       "comment": comment}  # fmt: skip
+            if data["action"] == "edited":
+                payload["changes"] = {"body": {"from": data["from"]}}
             self.deliver("issue_comment", payload, bot)
         elif event == "pull_request":
             pull = pull_view(self.sim, data["number"])
             payload = {"action": data["action"], "number": data["number"], "pull_request": pull}
             self.deliver("pull_request", payload, bot)
+        elif event == "label":
+            number, label = data["number"], shapes.label(data["name"])
+            if number in self.sim.pulls:
+                pull = pull_view(self.sim, number)
+                payload = {"action": data["action"], "number": number, "pull_request": pull,
+                           "label": label}  # fmt: skip
+                self.deliver("pull_request", payload, bot)
+            else:
+                payload = {"action": data["action"], "issue": self._issue(number), "label": label}
+                self.deliver("issues", payload, bot)
 
     # --- CI -----------------------------------------------------------------------------------
 
@@ -226,13 +242,30 @@ class Simulation:
                 if pull["state"] != "open":
                     continue
                 head = pull_view(self.sim, number)["head"]["sha"]
-                if self._seen_heads.get(pull["head"]) != head:
+                before = self._seen_heads.get(pull["head"])
+                if before != head:
                     self._seen_heads[pull["head"]] = head
+                    if before is not None:  # a push to an open pull request's branch
+                        self._synchronize(number, before, head)
                     self._run_ci(number, head)
+
+    def _synchronize(self, number: int, before: str, after: str) -> None:
+        pull = pull_view(self.sim, number)
+        payload = {"action": "synchronize", "number": number, "pull_request": pull,
+                   "before": before, "after": after}  # fmt: skip
+        # Only the App pushes to its branches here.
+        self.deliver("pull_request", payload, f"{self.sim.slug}[bot]")
 
     def _run_ci(self, number: int, sha: str) -> None:
         pull = pull_view(self.sim, number)
         run_id = self.sim.add_check_run(sha, "sim-ci / test", status="in_progress")
+        app = shapes.app(ACTIONS_APP_ID, "github-actions")
+        pr_ref = _pull_ref(pull)
+        actions = "github-actions[bot]"
+        suite = self._suite(run_id, sha, pull, app, pr_ref, status="queued", conclusion=None)
+        self.deliver("check_suite", {"action": "requested", "check_suite": suite}, actions)
+        started = self._check_run(run_id, sha, pull, app, pr_ref)
+        self.deliver("check_run", {"action": "created", "check_run": started}, actions)
         outcome = run_checks(self.origin, sha, self.test_command)
         run = next(r for r in self.sim.check_runs[sha] if r["id"] == run_id)
         run.update(status="completed", conclusion=outcome.conclusion)
@@ -243,26 +276,36 @@ class Simulation:
         }
         self.sim.annotations[run_id] = outcome.annotations
         self.sim.job_logs[run_id] = outcome.log
-        pr_ref = {
-            "id": 20_000 + number, "number": number, "url": pull["url"],
-            "head": {k: pull["head"][k] for k in ("ref", "sha")}
-            | {"repo": {k: pull["head"]["repo"][k] for k in ("id", "url", "name")}},
-            "base": {k: pull["base"][k] for k in ("ref", "sha")}
-            | {"repo": {k: pull["base"]["repo"][k] for k in ("id", "url", "name")}},
-        }  # fmt: skip
-        app = shapes.app(ACTIONS_APP_ID, "github-actions")
-        suite = shapes.shape(
-            "check_suite", id=run_id, head_sha=sha, head_branch=pull["head"]["ref"],
-            conclusion=outcome.conclusion, status="completed", app=app, pull_requests=[pr_ref],
-            before=None, after=sha,
-        )  # fmt: skip
-        check_run = shapes.check_run(run, app)
-        check_run |= {"head_sha": sha, "pull_requests": [pr_ref]}
-        check_run["check_suite"] |= {"id": run_id, "head_sha": sha,
-                                     "head_branch": pull["head"]["ref"]}  # fmt: skip
-        actions = "github-actions[bot]"
+        check_run = self._check_run(run_id, sha, pull, app, pr_ref)
+        suite = self._suite(
+            run_id, sha, pull, app, pr_ref, status="completed", conclusion=outcome.conclusion
+        )
         self.deliver("check_run", {"action": "completed", "check_run": check_run}, actions)
         self.deliver("check_suite", {"action": "completed", "check_suite": suite}, actions)
+
+    def _check_run(
+        self, run_id: int, sha: str, pull: dict[str, Any], app: dict[str, Any], pr_ref: Any
+    ) -> dict[str, Any]:
+        run = next(r for r in self.sim.check_runs[sha] if r["id"] == run_id)
+        view = shapes.check_run(run, app) | {"head_sha": sha, "pull_requests": [pr_ref]}
+        view["check_suite"] |= {"id": run_id, "head_sha": sha, "head_branch": pull["head"]["ref"]}
+        return view
+
+    def _suite(
+        self,
+        run_id: int,
+        sha: str,
+        pull: dict[str, Any],
+        app: dict[str, Any],
+        pr_ref: Any,
+        status: str,
+        conclusion: str | None,
+    ) -> dict[str, Any]:
+        return shapes.shape(
+            "check_suite", id=run_id, head_sha=sha, head_branch=pull["head"]["ref"],
+            conclusion=conclusion, status=status, app=app, pull_requests=[pr_ref],
+            before=None, after=sha,
+        )  # fmt: skip
 
     # --- what happened ----------------------------------------------------------------------------
 
@@ -278,3 +321,14 @@ class Simulation:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out waiting for {what}")
             time.sleep(0.1)
+
+
+def _pull_ref(pull: dict[str, Any]) -> dict[str, Any]:
+    """A pull request as check events name it: ids, refs and SHAs only."""
+    return {
+        "id": pull["id"], "number": pull["number"], "url": pull["url"],
+        "head": {k: pull["head"][k] for k in ("ref", "sha")}
+        | {"repo": {k: pull["head"]["repo"][k] for k in ("id", "url", "name")}},
+        "base": {k: pull["base"][k] for k in ("ref", "sha")}
+        | {"repo": {k: pull["base"]["repo"][k] for k in ("id", "url", "name")}},
+    }  # fmt: skip

@@ -1,13 +1,28 @@
 from __future__ import annotations
 
 import threading
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from redis import Redis
-from rq import Queue
+from redis._parsers.encoders import Encoder
+from rq import Queue, Retry, SimpleWorker
 from rq.job import Job, JobStatus
+from rq.serializers import DefaultSerializer
 
-from app.dispatch import QUEUE_NAME, Dispatcher, Outcome
+from app.dispatch import (
+    FAILURE_TTL,
+    JOB_FUNCTION,
+    QUEUE_NAME,
+    RESULT_TTL,
+    RETRY_INTERVALS,
+    Dispatcher,
+    Outcome,
+    job_hash,
+)
 from app.store import Store
 from app.tasks import Kind, State, Task
 from tests import payloads as p
@@ -94,3 +109,60 @@ def test_concurrent_deliveries_for_one_task_make_one_job(redis: Redis) -> None:
     assert jobs(redis) == [TASK.id]
     record = Store(redis).get(TASK.id)
     assert record is not None and record.run == 1
+
+
+def ran(task_id: str, run: int) -> str:
+    """The job function of the worker test below: what RQ handed it."""
+    return f"{task_id} run {run}"
+
+
+def as_sent(mapping: Mapping[Any, Any]) -> dict[str, bytes]:
+    """A hash's fields and values as redis-py sends them to Redis."""
+    encoder = Encoder("utf-8", "strict", False)
+    return {str(k): bytes(encoder.encode(v)) for k, v in mapping.items()}
+
+
+def test_the_job_hash_is_what_rq_itself_writes(redis: Redis) -> None:
+    dispatcher = Dispatcher(Store(redis), 60)
+    with redis.pipeline() as theirs:
+        theirs.multi()
+        Queue(QUEUE_NAME, connection=redis).enqueue_call(
+            JOB_FUNCTION, args=(TASK.id, 3), job_id=TASK.id, timeout=60, result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL, retry=Retry(max=3, interval=RETRY_INTERVALS),
+            description=f"issue {p.REPO}#7", pipeline=theirs,
+        )  # fmt: skip
+        commands = [args for args, _options in theirs.command_stack]
+    written: dict[object, object] = {}
+    for name, key, *rest in commands:
+        if name == "HSET" and key == Job.key_for(TASK.id):
+            written |= dict(zip(rest[::2], rest[1::2], strict=True))
+    ours = as_sent(job_hash(TASK.id, 3, f"issue {p.REPO}#7", 60, datetime.now(UTC)))
+    theirs_sent = as_sent(written)
+    stamps = {"created_at", "enqueued_at"}
+    assert set(ours) == set(theirs_sent)
+    for name in set(ours) - stamps - {"data"}:
+        assert ours[name] == theirs_sent[name], name
+    call = [DefaultSerializer.loads(zlib.decompress(h["data"])) for h in (ours, theirs_sent)]
+    assert call[0] == call[1] == (JOB_FUNCTION, None, (TASK.id, 3), {})
+    # The queue: RQ registers it and pushes the id; so do we.
+    assert commands[0] == ("SADD", "rq:queues", f"rq:queue:{QUEUE_NAME}")
+    assert commands[-1] == ("RPUSH", f"rq:queue:{QUEUE_NAME}", TASK.id)
+    dispatcher.enqueue(TASK, "ours")
+    assert redis.smembers("rq:queues") == {f"rq:queue:{QUEUE_NAME}".encode()}
+
+
+def test_a_real_rq_worker_runs_the_job_the_script_wrote(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.dispatch.JOB_FUNCTION", f"{__name__}.ran")
+    dispatcher = Dispatcher(Store(redis), 60)
+    assert dispatcher.enqueue(TASK, "first").enqueued
+    SimpleWorker([Queue(QUEUE_NAME, connection=redis)], connection=redis).work(burst=True)
+    job = Job.fetch(TASK.id, connection=redis)
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value() == f"{TASK.id} run 1"
+    assert (job.timeout, job.retries_left, job.description) == (60, 3, f"issue {p.REPO}#7")
+    # Finished, it is replaced by the next run, which the worker runs too.
+    assert dispatcher.enqueue(TASK, "again").note == "queued run 2"
+    SimpleWorker([Queue(QUEUE_NAME, connection=redis)], connection=redis).work(burst=True)
+    assert Job.fetch(TASK.id, connection=redis).return_value() == f"{TASK.id} run 2"

@@ -7,10 +7,12 @@ import httpx
 import pytest
 from githubkit.exception import PrimaryRateLimitExceeded, RequestFailed
 from githubkit.response import Response
+from githubkit.versions import LATEST_VERSION
 from redis import Redis
 
-from app.github import App, GitHubError, Retry
+from app.github import API_VERSION, USER_AGENT, App, GitHubError, Retry, segment
 from app.settings import parse
+from jobs.ci import job_log
 from tests import fakes
 from tests import payloads as p
 
@@ -136,3 +138,43 @@ def test_timeouts_are_reported_as_such(app: App, github: fakes.FakeGitHub) -> No
     with pytest.raises(GitHubError, match="did not answer in time") as err:
         app.installation(p.INSTALLATION).get(f"/repos/{p.REPO}")
     assert not err.value.permanent
+
+
+def test_the_api_version_is_the_one_githubkit_s_schema_describes() -> None:
+    assert API_VERSION == LATEST_VERSION
+
+
+def test_every_request_names_forgehand_and_the_api_version(redis: Redis, app: App) -> None:
+    fake = fakes.FakeGitHub(clone_url="file:///nowhere")
+    run = fake.add_check_run("c" * 40, log="line 1\nAssertionError\n")
+    for router in fakes.mocked(fake):
+        api = app.installation(p.INSTALLATION)
+        api.get(f"/repos/{p.REPO}")  # mints a token with the JWT first
+        list(app.app_pages("/app/hook/deliveries", {"per_page": 100}))
+        assert job_log(api, p.REPO, run).endswith("AssertionError")
+        hosts = {call.request.url.host for call in router.calls}
+        assert hosts == {"github.test", "logs.github.test"}
+        assert len(router.calls) == 5
+        for call in router.calls:
+            assert call.request.headers["user-agent"] == USER_AGENT, call.request.url
+            if call.request.url.host == "github.test":
+                assert call.request.headers["x-github-api-version"] == API_VERSION
+
+
+def test_a_label_named_with_slash_query_and_hash_is_the_one_removed(
+    app: App, github: fakes.FakeGitHub
+) -> None:
+    name = "a/b?#c"
+    github.labels[7] = [name, "a", "agent"]
+    api = app.installation(p.INSTALLATION)
+    with pytest.raises(GitHubError) as unquoted:
+        api.delete(f"/repos/{p.REPO}/issues/7/labels/{name}")  # what the job sent before
+    assert unquoted.value.status == 404
+    assert github.labels[7] == [name, "a", "agent"]
+    api.delete(f"/repos/{p.REPO}/issues/7/labels/{segment(name)}")
+    assert github.labels[7] == ["a", "agent"]
+    assert github.calls[-1].path == f"/repos/{p.REPO}/issues/7/labels/a%2Fb%3F%23c"
+
+
+def test_a_branch_keeps_its_slashes_and_loses_its_hash() -> None:
+    assert segment("agent/issue-7-#fix", keep_slashes=True) == "agent/issue-7-%23fix"

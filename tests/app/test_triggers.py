@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from app.tasks import Cancel, InstallationChange, Kind, ResetAttempts, Task
-from app.triggers import Decision, Facts, PayloadError, command_verb, decide
+from app.triggers import Decision, Facts, PayloadError, command_verb, decide, starts_nothing
 from tests import payloads as p
 
 FACTS = Facts(app_id=p.APP_ID, app_slug="forgehand")
@@ -300,3 +300,60 @@ def test_removing_the_escalation_label_resets_attempts() -> None:
     assert reset == ResetAttempts(p.REPO_ID, 12, "agent:needs-human removed")
     payload["label"]["name"] = "bug"
     assert decide("pull_request", payload, FACTS).ignored == "label bug is not agent:needs-human"
+
+
+def test_the_app_removing_the_escalation_label_itself_is_only_an_echo() -> None:
+    own = p.pr_closed(sender="forgehand[bot]", sender_type="Bot") | {
+        "action": "unlabeled", "label": {"name": "agent:needs-human"},
+    }  # fmt: skip
+    assert decide("pull_request", own, FACTS).ignored == "sent by the App itself"
+    assert starts_nothing("pull_request", own, LOOSE) is None  # who is the App: Redis knows
+
+
+# --- what the payload alone decides -------------------------------------------------------
+
+LOOSE = Facts(app_id=p.APP_ID)
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "reason"),
+    [
+        ("issues", p.issues(label="bug"), "label bug is not agent"),
+        ("issues", p.issues(action="opened"), "issues.opened is not a trigger"),
+        ("issue_comment", p.comment(body="looks good"), "comment is not a /agent command"),
+        ("check_run", p.check_run(conclusion="success"), "check run concluded success"),
+        ("push", {"ref": "refs/heads/main"}, "push events are not handled"),
+    ],
+)
+def test_deliveries_that_start_nothing_are_known_from_the_payload(
+    event: str, payload: dict[str, Any], reason: str
+) -> None:
+    assert starts_nothing(event, payload, LOOSE) == reason
+    # Whatever Redis knows, the full decision agrees.
+    assert decide(event, payload, FACTS).ignored == reason
+
+
+@pytest.mark.parametrize(
+    ("event", "payload"),
+    [
+        ("issues", p.issues()),  # work
+        ("issues", p.issues(action="unlabeled")),  # cancels
+        # Turned away only by facts in Redis: the slow path must see them.
+        ("issues", p.issues(sender="forgehand[bot]", sender_type="Bot")),
+        ("issues", p.issues(sender="renovate[bot]", sender_type="Bot")),
+        ("issue_comment", p.comment(on_pr=True, labels=())),
+        ("installation", p.installation("created")),
+    ],
+)
+def test_deliveries_that_may_need_redis_are_not_decided_early(
+    event: str, payload: dict[str, Any]
+) -> None:
+    assert starts_nothing(event, payload, LOOSE) is None
+
+
+def test_a_malformed_payload_is_left_to_the_full_decision() -> None:
+    payload = p.issues()
+    del payload["issue"]["number"]
+    assert starts_nothing("issues", payload, LOOSE) is None
+    with pytest.raises(PayloadError):
+        decide("issues", payload, FACTS)

@@ -1,18 +1,23 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from redis import Redis
+from redis.connection import AbstractConnection
 from rq import Queue
 from starlette.testclient import TestClient
 
-from app.dispatch import QUEUE_NAME
+from app.dispatch import QUEUE_NAME, Dispatcher
 from app.main import create_app
 from app.redis_conn import connect, embedded_redis
 from app.settings import parse
 from app.store import Store
+from app.tally import Tally
+from app.triggers import Facts, early_decision
+from app.webhook import Intake
 from simulator.sandbox import free_port
 from tests import payloads as p
 
@@ -286,3 +291,79 @@ def test_events_from_repositories_outside_the_installation_start_nothing(
     assert post(client, "issues", p.issues()).json()["tasks"] == [f"issue-{p.REPO_ID}-7"]
     post(client, "installation", p.installation("deleted"))
     assert post(client, "issues", p.issues(number=8)).json()["tasks"] == [f"issue-{p.REPO_ID}-8"]
+
+
+def test_a_signed_body_nested_5000_deep_is_400(client: TestClient, redis: Redis) -> None:
+    body = b'{"a": ' * 5000 + b"1" + b"}" * 5000
+    response = client.post(PATH, content=body, headers=p.headers("issues", body))
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]
+    assert queued_ids(redis) == []
+
+
+def test_deliveries_that_start_nothing_are_answered_without_redis() -> None:
+    nobody = connect(f"redis://127.0.0.1:{free_port()}/0")  # no server listens there
+    with make_client(nobody) as c:
+        ignored = post(c, "issues", p.issues(label="bug"), "d-fast")
+        assert ignored.status_code == 202
+        assert ignored.json() == {
+            "delivery": "d-fast", "tasks": [], "ignored": "label bug is not agent"
+        }  # fmt: skip
+        # SPEC §3: a delivery that may start work still needs the store, and says so.
+        assert post(c, "issues", p.issues()).status_code == 503
+    nobody.close()
+
+
+def test_ignored_deliveries_are_counted_in_metrics_without_a_log_line_each(
+    client: TestClient, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="forgehand"):
+        for _ in range(3):
+            post(client, "issues", p.issues(label="bug"))
+        post(client, "check_run", p.check_run(conclusion="success"))
+    assert [r for r in caplog.records if r.name == "forgehand.webhook"] == []
+    metrics = client.get("/metrics").text
+    assert 'forgehand_deliveries_total{event="issues",outcome="ignored"} 3.0' in metrics
+    assert 'forgehand_deliveries_total{event="check_run",outcome="ignored"} 1.0' in metrics
+    summary = client.app.state.tally.summary()  # type: ignore[attr-defined]
+    assert summary is not None
+    assert summary.startswith("ignored 4 deliveries in ")
+    assert summary.endswith(": issues 3, check_run 1")
+    assert client.app.state.tally.summary() is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("event", "payloads"),
+    [
+        ("issues", [p.issues(number=n) for n in (1, 2)]),  # new work each time
+        ("check_run", [p.check_run(run_id=n) for n in (1, 2, 3)]),  # one SHA's CI storm
+    ],
+)
+def test_real_work_costs_two_redis_round_trips(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch, event: str, payloads: list[dict[str, Any]]
+) -> None:
+    store = Store(redis)
+    facts = Facts(app_id=p.APP_ID)
+    intake = Intake(store, Dispatcher(store, 60), facts, Tally())
+    sends: list[int] = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        sends.append(1)
+        send(self, command, check_health)  # type: ignore[no-untyped-call]
+
+    rounds = []
+    for n, payload in enumerate(payloads):
+        early = early_decision(event, payload, facts)
+        assert early is not None and early.tasks
+        candidates = [t.id for t in early.tasks]
+        with monkeypatch.context() as patch:
+            patch.setattr(AbstractConnection, "send_packed_command", counted)
+            result = intake.process(event, f"d-{n}", payload, candidates)
+        rounds.append(len(sends))
+        sends.clear()
+        assert result.tasks or result.ignored == f"{candidates[0]} already queued"
+    # The first delivery also loads the script into Redis (EVALSHA answered NOSCRIPT).
+    assert rounds[1:] == [2] * (len(payloads) - 1)
+    assert len(queued_ids(redis)) == (2 if event == "issues" else 1)
+    assert all(redis.get(f"fh:delivery:d-{n}") == b"done" for n in range(len(payloads)))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import yaml
 from githubkit_schemas.latest import models as m
 from pydantic import TypeAdapter
 
+from simulator.github import ROUTES
 from tests import fakes
 from tests import payloads as p
 
@@ -28,14 +31,45 @@ def gh(tmp_path: Path) -> fakes.FakeGitHub:
     return fake
 
 
+# githubkit's model of each route's answer; None where GitHub answers with no JSON.
+MODELS: dict[str, Any] = {
+    "_token": m.InstallationToken, "_app": m.Integration, "_installations": list[m.Installation],
+    "_hook_config": m.WebhookConfig, "_hook_deliveries": list[m.HookDeliveryItem],
+    "_redeliver": None, "_bot": m.PublicUser, "_repo": m.FullRepository, "_content": None,
+    "_permission": m.RepositoryCollaboratorPermission, "_reaction": m.Reaction,
+    "_issue": m.Issue, "_new_comment": m.IssueComment, "_list_comments": list[m.IssueComment],
+    "_edit_comment": m.IssueComment, "_new_pull": m.PullRequest,
+    "_pulls": list[m.PullRequestSimple],
+    "_check_runs": m.ReposOwnerRepoCommitsRefCheckRunsGetResponse200,
+    "_status": m.CombinedCommitStatus, "_annotations": list[m.CheckAnnotation],
+    "_job_logs": None, "_reviews": list[m.PullRequestReview], "_review": m.PullRequestReview,
+    "_review_comments": list[m.ReviewComment], "_reply": m.PullRequestReviewComment,
+    "_get_comment": m.IssueComment, "_add_labels": list[m.Label], "_remove_label": list[m.Label],
+    "_delete_ref": None, "_pull": m.PullRequest, "_reviewers": m.PullRequestSimple,
+}  # fmt: skip
+
+
 def call(gh: fakes.FakeGitHub, method: str, path: str, body: Any = None, auth: str = "") -> Any:
+    """Ask the simulator; its answer must parse as githubkit's model of that route's answer
+    and name no repository or person of the templates."""
     content = json.dumps(body).encode() if body is not None else b""
     headers = {"authorization": auth or "token ghs_test"}
     response = gh.handle(
         httpx.Request(method, f"{fakes.API}{path}", content=content, headers=headers)
     )
     assert response.status_code < 400, (path, response.text)
-    return response.json()
+    handler = next(
+        h
+        for verb, pattern, h in ROUTES
+        if verb == method and re.fullmatch(pattern, path.split("?")[0])
+    )
+    model = MODELS[handler.__name__]
+    if model is None:
+        return response
+    data = response.json()
+    valid(model, data)
+    assert "Codertocat" not in response.text and "Hello-World" not in response.text, path
+    return data
 
 
 def valid(model: Any, data: Any) -> None:
@@ -111,3 +145,51 @@ def test_check_answers(gh: fakes.FakeGitHub) -> None:
     valid(list[m.CheckRun], runs["check_runs"])
     valid(list[m.CheckAnnotation], call(gh, "GET", f"{REPO}/check-runs/{run}/annotations"))
     valid(m.CombinedCommitStatus, call(gh, "GET", f"{REPO}/commits/{sha}/status"))
+
+
+def test_the_app_s_lists_and_tokens(gh: fakes.FakeGitHub) -> None:
+    token = jwt.encode({"iss": str(p.APP_ID), "iat": 0, "exp": 2**31}, fakes.app_key()[0], "RS256")
+    bearer = f"Bearer {token}"
+    (installation,) = call(gh, "GET", "/app/installations", auth=bearer)
+    minted = call(gh, "POST", "/app/installations/1/access_tokens", auth=bearer)
+    manifest = yaml.safe_load((Path(__file__).parents[2] / "app.yml").read_text())
+    assert minted["permissions"] == installation["permissions"] == manifest["default_permissions"]
+    assert installation["events"] == manifest["default_events"]
+    call(gh, "GET", "/app/hook/config", auth=bearer)
+    gh.hook_deliveries = [{"id": 9, "guid": "g-9", "status_code": 503, "event": "issues",
+                           "delivered_at": "2026-01-01T00:00:00Z"}]  # fmt: skip
+    (item,) = call(gh, "GET", "/app/hook/deliveries?per_page=10", auth=bearer)
+    assert item["status"] == "Invalid HTTP Response: 503"
+    call(gh, "POST", "/app/hook/deliveries/9/attempts", auth=bearer)
+
+
+def test_a_bot_is_shown_at_its_app_s_page(gh: fakes.FakeGitHub) -> None:
+    bot = call(gh, "GET", "/users/forgehand%5Bbot%5D")
+    assert bot["html_url"] == "https://github.com/apps/forgehand"
+    comment = call(gh, "POST", f"{REPO}/issues/7/comments", {"body": "hello"})
+    assert comment["user"]["html_url"] == "https://github.com/apps/forgehand"
+
+
+def test_a_commit_with_no_statuses_is_pending(gh: fakes.FakeGitHub) -> None:
+    combined = call(gh, "GET", f"{REPO}/commits/{gh.head_sha(BRANCH)}/status")
+    assert (combined["state"], combined["total_count"]) == ("pending", 0)
+
+
+def test_the_rest_of_the_routes(gh: fakes.FakeGitHub) -> None:
+    gh.config_text = "max_attempts: 2\n"
+    assert call(gh, "GET", f"{REPO}/contents/.github/forgehand.yml").text == "max_attempts: 2\n"
+    call(gh, "POST", f"{REPO}/issues/7/comments", {"body": "one"})
+    call(gh, "GET", f"{REPO}/issues/7/comments?per_page=10")
+    sha = gh.head_sha(BRANCH)
+    run = gh.add_check_run(sha, "tests", log="boom")
+    assert call(gh, "GET", f"{REPO}/actions/jobs/{run}/logs").status_code == 302
+    gh.add_pull(8, BRANCH)
+    gh.reviews[3] = {"id": 3, "body": "ok", "state": "COMMENTED", "user": {"login": "alice"}}
+    call(gh, "GET", f"{REPO}/pulls/8/reviews")
+    call(gh, "POST", f"{REPO}/issues/8/labels", {"labels": ["a/b?#c"]})
+    call(gh, "DELETE", f"{REPO}/issues/8/labels/a%2Fb%3F%23c")
+    assert call(gh, "DELETE", f"{REPO}/git/refs/heads/{BRANCH}").status_code == 204
+
+
+def test_every_route_has_a_model() -> None:
+    assert {h.__name__ for _verb, _pattern, h in ROUTES} == set(MODELS)
