@@ -8,7 +8,7 @@ from app.github import Installation
 from app.metrics import count_escalation
 from app.tasks import Task
 from jobs import ci, prompts, report
-from jobs.errors import TaskFailed
+from jobs.errors import Escalated, TaskFailed
 from jobs.lock import pull_request_lock
 from jobs.pipeline import (
     Context,
@@ -40,8 +40,11 @@ def fix_ci(task: Task, ctx: Context) -> str:
         if pr.state != "open" or pr.fork:
             return "the pull request is closed" if pr.state != "open" else "a fork's pull request"
         if ctx.store.escalated(task.repo_id, number):
-            ctx.store.audit(task.id, "escalated", "waiting for a human; CI failures are ignored")
-            return "escalated: waiting for a human"
+            raise Escalated(
+                f"#{number} waits for a human; CI failures are ignored until "
+                f"`{ctx.settings.command_prefix} retry` or the `{ctx.settings.escalation_label}` "
+                "label is removed"
+            )
         if pr.head_sha != task.sha:
             return f"skipped: {task.sha[:7]} is no longer the head ({pr.head_sha[:7]} is)"
         runs, statuses = ci.wait_for_checks(api, task.repo, task.sha, CHECK_WAIT, CHECK_POLL)
@@ -98,8 +101,11 @@ def _attempt(
             if status.markers:  # this run's own failed attempts, before the hand-over
                 status.update(f"🙋 Out of attempts on `{task.sha[:7]}`; asking a human.")
             escalate(task, ctx, api, repo, pr, names)
-            return f"escalated after {len(done)} attempts"
+            raise Escalated(
+                f"escalated after {len(done)} failed attempts: CI still fails ({', '.join(names)})"
+            )
         attempt = len(done) + 1
+        ctx.store.set_attempt(task.id, attempt)
         entry: dict[str, object] = {"attempt": attempt, "sha": task.sha, "failed": ", ".join(names)}
         with reported(status, ctx, task):
             status.update(
@@ -161,6 +167,3 @@ def escalate(
     api.post(f"/repos/{task.repo}/issues/{pr.number}/labels", {"labels": [label]})
     ctx.store.set_escalated(task.repo_id, pr.number)
     count_escalation(ctx.store.redis)
-    ctx.store.audit(
-        task.id, "escalated", f"after {len(ctx.store.attempts(task.repo_id, pr.number))} attempts"
-    )
