@@ -15,12 +15,14 @@ from jobs.pipeline import (
     PullRequest,
     Repo,
     change_pull_request,
+    check_run_for,
     find_pull,
     prepare,
     read_pull,
     reported,
     status_for,
 )
+from jobs.progress import CheckRun, checked
 from jobs.status import StatusComment
 
 # How long a fix waits for the commit's other checks to finish, and how often it looks.
@@ -56,7 +58,8 @@ def fix_ci(task: Task, ctx: Context) -> str:
         ctx.store.mark_failed(task.repo_id, number, task.sha)
         if not ctx.store.tracked(task.repo_id, number):
             _rebuild(task, ctx, api, pr)
-        return _attempt(task, ctx, api, repo, pr, failures)
+        with checked(check_run_for(api, ctx, task, task.sha)) as check:
+            return _attempt(task, ctx, api, repo, pr, failures, check)
 
 
 def _rebuild(task: Task, ctx: Context, api: Installation, pr: PullRequest) -> None:
@@ -90,7 +93,7 @@ def _green(api: Installation, repo: str, sha: str) -> bool:
 
 def _attempt(
     task: Task, ctx: Context, api: Installation, repo: Repo, pr: PullRequest,
-    failures: list[ci.Failure],
+    failures: list[ci.Failure], check: CheckRun,
 ) -> str:  # fmt: skip
     limit = repo.config.max_attempts or ctx.settings.max_attempts
     names = [f"{f.name} ({f.conclusion})" for f in failures]
@@ -121,6 +124,7 @@ def _attempt(
                     pr,
                     prompt,
                     f"Fix CI: {', '.join(f.name for f in failures)}",
+                    check,
                 )
             except TaskFailed as exc:
                 _record(ctx, task, pr, status, entry | {"changed": "—", "result": str(exc)})
@@ -132,10 +136,13 @@ def _attempt(
         result = f"pushed {change.head[:7]}"
         _record(ctx, task, pr, status, entry | {"changed": changed, "result": result,
                                                 "pushed": change.head})  # fmt: skip
-        status.update(
+        headline = (
             f"🔧 Pushed `{change.head[:7]}` (attempt {attempt} of {limit}) to fix "
             f"{', '.join(names)}; waiting for CI."
         )
+        status.update(headline)
+        summary = report.quote(status.redactor.text(change.result.summary))
+        check.finish("success", headline, summary, change.result.tail)
         return result
 
 
