@@ -10,7 +10,7 @@ import base64
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -170,7 +170,7 @@ class Run:
     repo: Repo
     tree: Worktree
     identity: Identity
-    heartbeat: Heartbeat | None = None  # shown the agent's output, to show its progress
+    heartbeat: Heartbeat | None = None  # shows the agent's progress while it runs
 
     @property
     def settings(self) -> Settings:
@@ -246,7 +246,8 @@ class Run:
             # operator's AGENT_COMMAND may have their programs shown to the sandbox.
             trusted = config.agent != "command"
             preset = PRESETS.get(name)
-            result = self._process(argv, prompt, (prompt_file,), trusted, preset)
+            with self.heartbeat.beating() if self.heartbeat else nullcontext():
+                result = self._process(argv, prompt, (prompt_file,), trusted, preset)
         except agent.AgentConfigError as exc:
             raise TaskFailed(str(exc)) from None
         observe_agent(self.ctx.store.redis, result.seconds)

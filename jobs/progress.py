@@ -4,6 +4,7 @@ head commit, or the status comment of an issue; refreshed at most every INTERVAL
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,28 +25,44 @@ log = logging.getLogger("forgehand.task")
 
 @dataclass
 class Heartbeat:
-    """Told of each batch of the agent's output; calls `publish` at most every INTERVAL."""
+    """While the agent runs, calls `publish` when it starts and every INTERVAL after, output
+    or not: an agent silent for minutes shows as silent, not as gone."""
 
     publish: Callable[[Heartbeat], None]
     started: float = field(default_factory=time.monotonic)
     last_output: float = field(default_factory=time.monotonic)
-    last_sent: float = field(default_factory=time.monotonic)
 
     def output(self) -> None:
-        now = time.monotonic()
-        self.last_output = now
-        if now - self.last_sent < INTERVAL:
-            return
-        self.last_sent = now
-        try:
-            self.publish(self)
-        except GitHubError as exc:
-            # Progress is a courtesy: GitHub failing to show it must not stop the agent.
-            log.warning("progress not shown on GitHub: %s", exc)
+        self.last_output = time.monotonic()
 
     def line(self) -> str:
         now = time.monotonic()
         return report.working_line(now - self.started, now - self.last_output)
+
+    @contextmanager
+    def beating(self) -> Iterator[None]:
+        self.started = self.last_output = time.monotonic()
+        self._send()
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(INTERVAL):
+                self._send()
+
+        thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _send(self) -> None:
+        try:
+            self.publish(self)
+        except Exception as exc:
+            # Progress is a courtesy: failing to show it (GitHub, Redis) never stops the agent.
+            log.warning("progress not shown: %s", exc)
 
 
 def dashboard_url(public_url: str, task_id: str) -> str:

@@ -249,7 +249,9 @@ def run(
                 print("\n" + comment["body"], file=out)
         print("\nTasks:", file=out)
         for record in reversed(stack.store.recent(50)):
-            print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
+            attempt = f"attempt {record.attempt}" if record.attempt else ""
+            print(f"  {record.id:58} {record.state.value:9} {attempt:9}  {record.error[:70]}",
+                  file=out)  # fmt: skip
         print(
             f"""
 What to look at:

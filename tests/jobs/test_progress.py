@@ -12,7 +12,7 @@ from app.tasks import Kind, State, Task
 from jobs import fix_ci, progress
 from jobs.progress import Heartbeat
 from tests import payloads as p
-from tests.jobs.conftest import BRANCH, World
+from tests.jobs.conftest import BRANCH, World, wait_until
 
 TOKEN_LIKE = "ghp_" + "a1B2c3D4e5" * 4  # shaped like a GitHub token: never shown
 
@@ -39,7 +39,7 @@ def check_bodies(world: World) -> list[dict[str, Any]]:
 def test_ci_fix_shows_progress_and_outcome_on_its_check_run(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(progress, "INTERVAL", 0.0)  # every batch of output is shown
+    monkeypatch.setattr(progress, "INTERVAL", 0.05)
     number = world.open_pull_request()
     head = world.github.head_sha(BRANCH)
     world.github.add_check_run(head, "tests")
@@ -108,7 +108,7 @@ def test_the_apps_own_failed_check_never_starts_a_fix(world: World) -> None:
 def test_issue_task_shows_progress_in_its_status_comment(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    monkeypatch.setattr(progress, "INTERVAL", 0.05)
     world.use_agent("fix", "--say", f"looking at calc.py {TOKEN_LIKE}")
     record = world.run(world.issue_task())
     assert record.state is State.DONE, record.error
@@ -119,23 +119,22 @@ def test_issue_task_shows_progress_in_its_status_comment(
     assert own_runs(world) == []  # an issue has no commit of the App's to put a check on
 
 
-def test_heartbeat_publishes_at_most_every_interval_and_survives_github(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_heartbeat_shows_silence_and_survives_github(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "INTERVAL", 0.05)
     shown: list[str] = []
     beat = Heartbeat(lambda b: shown.append(b.line()))
-    monkeypatch.setattr(progress, "INTERVAL", 3600.0)
+    with beat.beating():
+        assert shown == ["agent working · 0 s · last output 0 s ago"]  # at once, then on time
+        wait_until(lambda: len(shown) >= 3, "the heartbeat stopped beating")
+    after = len(shown)
     beat.output()
-    beat.output()
-    assert shown == []  # not yet an interval since it started
-    monkeypatch.setattr(progress, "INTERVAL", 0.0)
-    beat.output()
-    assert len(shown) == 1 and shown[0].startswith("agent working · ")
+    assert len(shown) == after  # output alone publishes nothing; the beat stopped with the body
 
     def refuse(_beat: Heartbeat) -> None:
         raise GitHubError("GitHub answered 502", 502)
 
-    Heartbeat(refuse).output()  # logged, never raised into the agent's run
+    with Heartbeat(refuse).beating():  # logged, never raised into the agent's run
+        pass
 
 
 def test_a_failed_task_completes_its_check_run_with_the_reason_and_log(world: World) -> None:
