@@ -15,11 +15,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.settings import parse
 from simulator.github import git_out
-from simulator.sandbox import Stack
+from simulator.sandbox import SLACK, Stack, limit
 from tests.jobs.conftest import gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,3 +238,37 @@ def test_sandbox_shows_a_heartbeat_while_the_agent_is_silent(tmp_path: Path) -> 
     assert code == 1, out
     assert re.search(r"agent working · \d+ s · last output \d+ s ago", out), out
     assert "stopped: task issue-4101-1 failed: The agent ran longer than" in out
+
+
+def test_sandbox_keep_serves_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AGENT_ENV")}
+    env = clean | {"AGENT": "command", "AGENT_COMMAND": "no-such-agent", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "sandbox", "--keep", "--dir", str(tmp_path / "sb")],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        found = re.search(r"still serving (http://127\.0\.0\.1:\d+/)", "".join(lines))
+        assert found, "".join(lines)
+        assert httpx.get(found[1], timeout=10).status_code == 200  # the dashboard, still up
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(lines) + rest
+    assert proc.returncode == 1, out  # the run itself failed: its agent is missing
+    assert "stopping" in rest and "Traceback" not in out
+
+
+def test_the_sandboxs_limit_follows_the_agents_timeout() -> None:
+    assert limit(parse({"AGENT_TIMEOUT": "60", "MAX_ATTEMPTS": "2"})) == 3 * (60 + SLACK)
+    assert limit(parse({})) == 4 * (1800 + SLACK)  # the issue, then up to three fixes
