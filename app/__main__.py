@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import multiprocessing
+import os
 import signal
+import socket
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from types import FrameType
 
@@ -28,42 +33,117 @@ log = logging.getLogger("forgehand")
 DEV_REDIS_POINTER = Path(".forgehand/dev-redis-url")
 
 
+def _positive(raw: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, does: str, needs: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does and which settings it needs."""
+    return sub.add_parser(
+        name, help=does.split(". ")[0].rstrip("."),
+        description=f"{textwrap.fill(does, 80)}\n\n{textwrap.fill(f'Needs: {needs}', 80)}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="forgehand", description="A GitHub App that puts coding agents to work."
+        prog="forgehand",
+        description="A GitHub App that puts coding agents to work. Settings come from the "
+        "environment and .env (see the README's Configuration).",
     )
+    parser.add_argument("--version", action="version", version=f"forgehand {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-    sub.add_parser("web", help="the webhook receiver (uvicorn)")
-    worker = sub.add_parser("worker", help="RQ worker(s) that run tasks")
+    _command(
+        sub, "web", "The webhook receiver, dashboard and /metrics, on HOST:PORT.",
+        "WEBHOOK_SECRET, REDIS_URL, APP_ID, PRIVATE_KEY (or PRIVATE_KEY_PATH).",
+    )  # fmt: skip
+    worker = _command(
+        sub, "worker", "RQ workers that run tasks: git worktrees, the sandboxed agent, pushes.",
+        "REDIS_URL, APP_ID, PRIVATE_KEY (or PRIVATE_KEY_PATH); the agent's CLI on PATH and "
+        "its key named in AGENT_ENV.",
+    )  # fmt: skip
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    worker.add_argument("-n", type=int, default=1, metavar="N", help="number of workers")
-    dev = sub.add_parser("dev", help="web + worker in one command (embedded Redis if needed)")
-    dev.add_argument("-n", type=int, default=1, metavar="N", help="number of workers")
-    sandbox = sub.add_parser(
-        "sandbox", help="the whole loop offline against a simulated GitHub, narrated"
-    )
+    worker.add_argument("-n", type=_positive, default=1, metavar="N", help="number of workers")
+    dev = _command(
+        sub, "dev", "The web process and a worker in one command, for trying forgehand by hand. "
+        "Prints the webhook, dashboard and /setup URLs; Ctrl-C stops it all.",
+        "WEBHOOK_SECRET. REDIS_URL is optional (unset: an embedded Redis); without APP_ID and "
+        "PRIVATE_KEY tasks fail when they call GitHub (/setup registers the App).",
+    )  # fmt: skip
+    dev.add_argument("-n", type=_positive, default=1, metavar="N", help="number of workers")
+    sandbox = _command(
+        sub, "sandbox", "The whole loop offline against a simulated GitHub, narrated: an issue "
+        "labelled, the agent's work, a pull request, CI. Exit 0 on the expected ending; it "
+        "stops at the first task that fails, saying why.",
+        "nothing (an embedded Redis, a generated App key). AGENT (and AGENT_ENV) to run a "
+        "real agent instead of the demo one; REDIS_URL to use your Redis.",
+    )  # fmt: skip
     sandbox.add_argument(
         "--scenario", choices=("fix", "escalate"), default="fix",
         help="fix: the demo agent fixes the bug (default); escalate: it cannot, and gives up",
     )  # fmt: skip
-    sandbox.add_argument("--dir", type=Path, help="where to keep it all (default: a new one)")
-    redeliver = sub.add_parser("redeliver", help="ask GitHub to redeliver failed deliveries")
+    sandbox.add_argument(
+        "--dir", type=Path,
+        help="where to keep it all (default: a new one); a used one gets a fresh subdirectory",
+    )  # fmt: skip
+    sandbox.add_argument(
+        "--keep", action="store_true",
+        help="keep the dashboard and simulated GitHub running at the end, until Ctrl-C",
+    )  # fmt: skip
+    redeliver = _command(
+        sub, "redeliver", "Ask GitHub to redeliver webhook deliveries that never reached "
+        "forgehand.", "APP_ID, PRIVATE_KEY (or PRIVATE_KEY_PATH), REDIS_URL.",
+    )  # fmt: skip
     redeliver.add_argument(
         "--since", default="3d", help="how far back: 90m, 6h, 2d (default and most: 3d)"
     )
-    sub.add_parser("setup", help="register the GitHub App from app.yml and write .env")
-    sub.add_parser("doctor", help="check settings, key, GitHub, Redis, git, disk and agent")
-    try_agent = sub.add_parser(
-        "try-agent", help="run the agent, sandboxed, on a scratch repository with a small task"
-    )
+    _command(
+        sub, "setup", "Register the GitHub App from app.yml (manifest flow) and write .env; "
+        "open the printed /setup URL in a browser.",
+        "HOST and PORT where your browser and GitHub reach this machine.",
+    )  # fmt: skip
+    _command(
+        sub, "doctor", "Check settings, key, GitHub, installations, webhook URL, Redis, git, "
+        "disk, agent and sandbox: one line each; non-zero exit on any problem.",
+        "whatever the other commands need; it says which are missing.",
+    )  # fmt: skip
+    try_agent = _command(
+        sub, "try-agent", "Run the agent, sandboxed, on a scratch repository with a one-line "
+        "task, and say whether it fixed it.",
+        "AGENT (and AGENT_COMMAND for `command`), the agent's key named in AGENT_ENV. No "
+        "GitHub or Redis.",
+    )  # fmt: skip
     try_agent.add_argument(
         "--agent", help="a preset or `command` (default: AGENT)",
         choices=("claude", "codex", "aider", "opencode", "gemini", "command"),
     )  # fmt: skip
-    tasks = sub.add_parser("tasks", help="list tasks")
+    tasks = _command(
+        sub, "tasks", "List tasks, newest first: id, kind, repository, issue/PR, state, "
+        "attempt, updated, and why a task failed or was escalated.",
+        "REDIS_URL, or a `forgehand dev` running in this directory.",
+    )  # fmt: skip
     tasks.add_argument("--json", action="store_true", help="one JSON array")
-    tasks.add_argument("--limit", type=int, default=50, help="how many, newest first")
+    tasks.add_argument(
+        "--limit", type=_positive, default=50, help="how many, newest first (default 50)"
+    )
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("forgehand")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,24 +170,52 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _web(settings: Settings, args: argparse.Namespace) -> int:
     settings.require("WEBHOOK_SECRET", "REDIS_URL", "APP_ID", "PRIVATE_KEY")
     assert settings.redis_url is not None
+    _check_port(settings)
     _serve(settings, settings.redis_url)
     return 0
 
 
-def _serve(settings: Settings, redis_url: str) -> None:
+def _serve(
+    settings: Settings, redis_url: str, before_exit: Callable[[], None] | None = None
+) -> None:
     import uvicorn
 
     from app.main import create_app
 
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Asked to stop: `dev` stops its worker first, while the web process still runs.
+            if not self.should_exit and before_exit is not None:
+                before_exit()
+            super().handle_exit(sig, frame)
+
     app = create_app(settings, connect(redis_url))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")).run()
+
+
+def _check_port(settings: Settings) -> None:
+    """Stop with the fix when HOST:PORT cannot be listened on, before anything starts."""
+    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by a process just stopped is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SettingsError(
+                    f"port {settings.port} on {settings.host} is in use by another program "
+                    f"(another forgehand?): stop it, or set PORT to a free port, e.g. "
+                    f"PORT={settings.port + 1 if settings.port < 65535 else 3000}"
+                ) from None
+            raise SettingsError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror} "
+                "(check HOST and PORT)"
+            ) from None
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     settings.require("REDIS_URL", "APP_ID", "PRIVATE_KEY")
     assert settings.redis_url is not None
-    if args.n < 1:
-        raise SettingsError("-n must be at least 1")
     _contain(settings)
     from jobs.worker import run_workers
 
@@ -149,8 +257,9 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     settings.require("WEBHOOK_SECRET")
     if settings.app_id is None or settings.private_key is None:
         log.warning("APP_ID or PRIVATE_KEY is unset: tasks will fail when they call GitHub")
+    _check_port(settings)
     _contain(settings)
-    from jobs.worker import run_workers
+    from jobs.worker import run_in_own_session
 
     # uvicorn re-raises SIGTERM once it has shut down; as an exception it lets the worker and
     # the embedded Redis below be stopped too, instead of being orphaned.
@@ -158,20 +267,42 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     with _redis_for_dev(settings) as url:
         ctx = multiprocessing.get_context("spawn")
         worker = ctx.Process(
-            target=run_workers,
-            args=(url, args.n, False, settings.log_level, settings.workspaces_dir),
+            target=run_in_own_session,
+            args=(url, args.n, settings.log_level, settings.workspaces_dir),
             name="worker",
         )
         worker.start()
-        log.info("listening on http://%s:%s%s", settings.host, settings.port, settings.webhook_path)
+        base = settings.web_url
+        print(
+            f"forgehand dev on {settings.host}:{settings.port} (Ctrl-C stops it)\n"
+            f"  webhook:   {base}{settings.webhook_path}\n"
+            f"  dashboard: {base}/\n"
+            f"  setup:     {base}/setup (registers the GitHub App while APP_ID is unset)",
+            flush=True,
+        )
         try:
-            _serve(settings, url)
+            # Ctrl-C stops the worker first, then the web process, then Redis (below).
+            _serve(settings, url, lambda: _stop_worker(worker))
         finally:
-            worker.terminate()
-            worker.join(timeout=30)
-            if worker.is_alive():
-                worker.kill()
+            _stop_worker(worker)
     return 0
+
+
+# How long `dev`'s worker gets for each step of stopping: finish, then stop its job, then die.
+WORKER_STOP_GRACE = 1.0
+
+
+def _stop_worker(worker: multiprocessing.process.BaseProcess) -> None:
+    """Stop `dev`'s worker: a warm stop (RQ's first signal), a cold one (its second: the job
+    and its agent are killed), then a kill; quick enough for Ctrl-C."""
+    for _ in range(2):
+        if not worker.is_alive() or worker.pid is None:
+            return
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.join(timeout=WORKER_STOP_GRACE)
+    if worker.is_alive():
+        worker.kill()
+        worker.join()
 
 
 def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -193,12 +324,14 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.as_json() for r in records], indent=2))
         return 0
-    rows = [("ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "UPDATED")]
+    rows = [("ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "UPDATED", "WHY")]
     for r in records:
         updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.updated))
+        why = r.error.replace("\n", " ")
         rows.append(
             (r.id, r.task.kind.value, r.task.repo, f"#{r.task.number}", r.state.value,
-             str(r.attempt), updated)
+             str(r.attempt) if r.attempt else "-", updated,
+             why if len(why) <= 80 else why[:79] + "…")
         )  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -260,8 +393,33 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
     # The simulator is not part of forgehand proper; only this command loads it.
     from simulator import sandbox
 
-    root = args.dir or Path(".forgehand") / f"sandbox-{time.strftime('%Y%m%d-%H%M%S')}"
-    return sandbox.run(settings, args.scenario, root.resolve())
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = sandbox_dir(args.dir or Path(".forgehand"), f"sandbox-{stamp}", args.dir is None)
+    print(f"Keeping it all in {root}", flush=True)
+    return sandbox.run(settings, args.scenario, root, keep=args.keep)
+
+
+def sandbox_dir(given: Path, fresh: str, always_fresh: bool) -> Path:
+    """The sandbox's directory: `given` itself when new or empty, else a new `fresh` one in
+    it; a SettingsError saying why when neither can be made."""
+    given = given.resolve()
+    if given.exists() and not given.is_dir():
+        raise SettingsError(f"--dir {given} is a file, not a directory")
+    root = given
+    if always_fresh or (given.is_dir() and any(given.iterdir())):
+        root = given / fresh
+        n = 1
+        while root.exists():
+            n += 1
+            root = given / f"{fresh}-{n}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".forgehand-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SettingsError(f"--dir {given}: cannot make {root}: {exc.strerror}") from None
+    return root
 
 
 def _try_agent(settings: Settings, args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from app.dispatch import queue_for
-from app.store import text
+from app.store import Store, text
 from app.triggers import HANDLED_EVENTS
 
 AGENT_BUCKETS = (5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, math.inf)
@@ -68,6 +68,12 @@ class RedisCollector(Collector):
             "forgehand_deliveries", "Webhook deliveries by event and outcome", "event", DELIVERIES
         )
         yield self._counter("forgehand_tasks", "Finished tasks by kind and outcome", "kind", TASKS)
+        states = GaugeMetricFamily(
+            "forgehand_task_states", "Tasks Redis holds, by their state now", labels=["state"]
+        )
+        for state, count in Store(self.redis).state_totals().items():
+            states.add_metric([state.value], float(count))
+        yield states
         agent = self._hash(AGENT)
         buckets = [(_bucket(b), float(agent.get(_bucket(b), 0))) for b in AGENT_BUCKETS]
         yield HistogramMetricFamily(

@@ -61,7 +61,11 @@ def embedded_redis(port: int = 0) -> Iterator[str]:
         "--dir", str(workdir),
         "--loglevel", "warning",
     ]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A session of its own: a Ctrl-C in the terminal must not stop Redis before the processes
+    # using it; whoever started it stops it last.
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     url = f"redis://127.0.0.1:{port}/0" if port else f"unix://{socket}?db=0"
     try:
         _wait_until_up(url, proc)

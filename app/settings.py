@@ -49,10 +49,20 @@ class Settings:
     webhook_path: str = "/api/github/webhooks"
     host: str = "127.0.0.1"
     port: int = 3000
+    # Where people reach the web process (the dashboard); unset: HOST and PORT.
+    public_url: str | None = None
     dashboard_password: str | None = field(default=None, repr=False)
     log_level: str = "info"
     log_format: str = "pretty"
     retention_days: int = 14
+
+    @property
+    def web_url(self) -> str:
+        """The web process's address for people: PUBLIC_URL, else what HOST and PORT reach."""
+        if self.public_url is not None:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def require(self, *names: str) -> None:
         """Stop with the first required setting that is unset, by its environment name."""
@@ -90,7 +100,7 @@ def parse(source: Mapping[str, str]) -> Settings:
         value = source.get(name, "").strip()
         return value or None
 
-    def whole(name: str, default: int, minimum: int = 1) -> int:
+    def whole(name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
         raw = text(name)
         if raw is None:
             return default
@@ -98,8 +108,9 @@ def parse(source: Mapping[str, str]) -> Settings:
             value = int(raw)
         except ValueError:
             raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-        if value < minimum:
-            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            within = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise SettingsError(f"{name} must be {within}, got {value}")
         return value
 
     def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -130,6 +141,12 @@ def parse(source: Mapping[str, str]) -> Settings:
     except ValueError as exc:
         raise SettingsError(f"AGENT_ALLOW_HOSTS: {exc}") from None
 
+    public_url = text("PUBLIC_URL")
+    if public_url is not None:
+        if not public_url.startswith(("http://", "https://")):
+            raise SettingsError(f"PUBLIC_URL must be an http(s) URL, got {public_url!r}")
+        public_url = public_url.rstrip("/")
+
     redis_url = text("REDIS_URL")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(
@@ -158,7 +175,8 @@ def parse(source: Mapping[str, str]) -> Settings:
         command_prefix=text("COMMAND_PREFIX") or "/agent",
         webhook_path=webhook_path,
         host=text("HOST") or "127.0.0.1",
-        port=whole("PORT", 3000, minimum=0),
+        port=whole("PORT", 3000, maximum=65535),
+        public_url=public_url,
         dashboard_password=text("DASHBOARD_PASSWORD"),
         log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
         log_format=choice("LOG_FORMAT", "pretty", LOG_FORMATS),

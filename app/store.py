@@ -140,6 +140,10 @@ class Store:
         )
         target.zadd(TASKS_INDEX, {task_id: now})
 
+    def set_attempt(self, task_id: str, attempt: int) -> None:
+        """The CI-fix attempt on its pull request this task is making (1 for the first)."""
+        self.redis.hset(task_key(task_id), "attempt", str(attempt))
+
     def transition(self, task_id: str, frm: Iterable[State], to: State, error: str = "") -> bool:
         """Move a task to `to` only if it is in one of `frm`; atomic against other writers."""
         allowed = {s.value for s in frm}
@@ -250,6 +254,20 @@ class Store:
                 pipe.hgetall(task_key(task_id))
             raws = pipe.execute()
         return [record_from_hash(raw) for raw in raws if raw]
+
+    def state_totals(self, batch: int = 1000) -> dict[State, int]:
+        """How many tasks Redis holds in each state (every state present, zero or not)."""
+        totals = dict.fromkeys(State, 0)
+        ids = [text(i) for i in self.redis.zrange(TASKS_INDEX, 0, -1) if isinstance(i, bytes)]
+        for start in range(0, len(ids), batch):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for task_id in ids[start : start + batch]:
+                    pipe.hget(task_key(task_id), "state")
+                states = pipe.execute()
+            for state in states:
+                if state is not None:
+                    totals[State(text(state))] += 1
+        return totals
 
     def prune(self, before: float, batch: int = 500) -> int:
         """Delete finished tasks last updated before `before`, with their trail and log."""

@@ -24,6 +24,8 @@ class State(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    # Out of CI-fix attempts: the pull request waits for a human.
+    ESCALATED = "escalated"
     CANCELLED = "cancelled"
 
     @property

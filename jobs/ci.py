@@ -36,6 +36,9 @@ def read_checks(
     api: Installation, repo: str, sha: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     runs = api.get(f"/repos/{repo}/commits/{sha}/check-runs", per_page=100)["check_runs"]
+    # The App's own check run shows a task's progress: it is never CI to wait for or to fix.
+    own = api.app.settings.app_id
+    runs = [r for r in runs if (r.get("app") or {}).get("id") != own]
     statuses = api.get(f"/repos/{repo}/commits/{sha}/status")["statuses"]
     return runs, statuses
 

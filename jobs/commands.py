@@ -10,7 +10,16 @@ from app.tasks import Kind, Task
 from app.triggers import command_verb
 from jobs import prompts, report
 from jobs.lock import pull_request_lock
-from jobs.pipeline import Context, change_pull_request, prepare, read_pull, reported, status_for
+from jobs.pipeline import (
+    Context,
+    change_pull_request,
+    check_run_for,
+    prepare,
+    read_pull,
+    reported,
+    status_for,
+)
+from jobs.progress import checked
 from jobs.resolve import open_pull_request, resolve_issue
 
 
@@ -42,22 +51,27 @@ def run_command(task: Task, ctx: Context) -> str:
             _reply(api, task, "This pull request is closed; nothing was done.")
             return "closed"
         status = status_for(api, ctx, task)
-        with reported(status, ctx, task):
+        with (
+            reported(status, ctx, task),
+            checked(check_run_for(api, ctx, task, pr.head_sha)) as check,
+        ):
             status.update(f"⏳ Working on @{task.sender}'s request…")
             prompt = prompts.instructions_prompt(task.repo, task.number, task.sender, instructions)
             change = change_pull_request(
-                task, ctx, api, repo, pr, prompt, f"Apply request by {task.sender}"
+                task, ctx, api, repo, pr, prompt, f"Apply request by {task.sender}", check
             )
-        # Redacted before `quote` keeps only its end, which could cut a secret in two.
-        tail = status.redactor.text(change.result.summary)
-        summary = report.quote(tail) if tail.strip() else ""
-        if change.head:
-            status.update(f"✅ Pushed `{change.head[:7]}` for @{task.sender}.", summary)
-            return f"pushed {change.head[:7]}"
-        status.update(
-            f"@{task.sender}: " + change.result.nothing_done("nothing was pushed"), summary
-        )
-        return "no change"
+            # Redacted before `quote` keeps only its end, which could cut a secret in two.
+            tail = status.redactor.text(change.result.summary)
+            summary = report.quote(tail) if tail.strip() else ""
+            if change.head:
+                headline = f"✅ Pushed `{change.head[:7]}` for @{task.sender}."
+            else:
+                headline = f"@{task.sender}: " + change.result.nothing_done("nothing was pushed")
+            check.finish(
+                "success" if change.head else "neutral", headline, summary, change.result.tail
+            )
+        status.update(headline, summary)
+        return f"pushed {change.head[:7]}" if change.head else "no change"
 
 
 def _retry(task: Task, ctx: Context, api: Installation, on_pr: bool) -> str:

@@ -10,13 +10,13 @@ from rq import get_current_job
 
 from app.github import App
 from app.metrics import count_task
-from app.settings import Settings, load
+from app.settings import Settings, SettingsError, load
 from app.store import Store
 from app.tasks import Kind, State, Task
 from jobs import pipeline
 from jobs.closed import closed, fork_notice
 from jobs.commands import run_command
-from jobs.errors import TaskFailed
+from jobs.errors import Escalated, TaskFailed, permanent_reason
 from jobs.fix_ci import fix_ci
 from jobs.redact import redactor_for
 from jobs.resolve import resolve_issue
@@ -44,13 +44,17 @@ def run_task(task_id: str, run: int) -> str:
     if job is None:
         raise RuntimeError("run_task must run inside an RQ job")
     store = Store(job.connection)
-    settings = worker_settings()
-    ctx = pipeline.Context(
-        store=store,
-        settings=settings,
-        app=App(settings, job.connection),
-        workspaces=Workspaces(settings.workspaces_dir),
-    )
+    try:
+        settings = worker_settings()
+        ctx = pipeline.Context(
+            store=store,
+            settings=settings,
+            app=App(settings, job.connection),
+            workspaces=Workspaces(settings.workspaces_dir),
+        )
+    except SettingsError as exc:
+        # No run can pass until someone sets it: fail at once instead of retrying.
+        return fail_now(store, task_id, run, f"forgehand is not configured: {exc}")
     retries_left = job.retries_left or 0
     return execute(ctx, task_id, run, job.worker_name or "?", retries_left)
 
@@ -72,12 +76,19 @@ def execute(
     horse.write_text(str(os.getppid()))
     try:
         summary = HANDLERS[record.task.kind](record.task, ctx)
-    except TaskFailed as exc:
-        # Shown on the dashboard; it may name files the agent made, or quote git.
+    except Escalated as exc:
+        # It names the failing checks, which the repository's CI chose.
         reason = redactor_for(ctx.settings).text(str(exc))
-        _finish(store, record.task, State.FAILED, reason)
-        return f"failed: {reason}"
+        _finish(store, record.task, State.ESCALATED, reason)
+        return reason
     except Exception as exc:
+        # A failure people must fix (TaskFailed, or a permanent error) ends the task now.
+        known = str(exc) if isinstance(exc, TaskFailed) else permanent_reason(exc)
+        if known is not None:
+            # Shown on the dashboard; it may name files the agent made, or quote git.
+            reason = redactor_for(ctx.settings).text(known)
+            _finish(store, record.task, State.FAILED, reason)
+            return f"failed: {reason}"
         # Anything else is the infrastructure's: RQ keeps the traceback and runs the job again
         # while it has retries left; only then does the task fail.
         reason = redactor_for(ctx.settings).text(f"internal error: {type(exc).__name__}: {exc}")
@@ -93,8 +104,19 @@ def execute(
     return summary
 
 
-def _finish(store: Store, task: Task, state: State, detail: str) -> None:
+def fail_now(store: Store, task_id: str, run: int, reason: str) -> str:
+    """Fail a task before it could start (no worker context to run it with)."""
+    record = store.get(task_id)
+    if record is None or record.run != run:
+        return "superseded"
+    _finish(store, record.task, State.FAILED, reason, (State.QUEUED, State.RUNNING))
+    return f"failed: {reason}"
+
+
+def _finish(
+    store: Store, task: Task, state: State, detail: str, frm: tuple[State, ...] = (State.RUNNING,)
+) -> None:
     # A task cancelled while it ran stays cancelled, whatever the pipeline reached.
-    if store.transition(task.id, (State.RUNNING,), state, "" if state is State.DONE else detail):
+    if store.transition(task.id, frm, state, "" if state is State.DONE else detail):
         store.audit(task.id, state.value, detail)
         count_task(store.redis, task.kind.value, state.value)

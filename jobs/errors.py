@@ -1,5 +1,11 @@
 """Failures a task reports to people, as opposed to bugs and outages."""
 
+from __future__ import annotations
+
+from app.github import GitHubError
+from app.settings import SettingsError
+from jobs.agent import AgentConfigError
+
 
 class TaskFailed(Exception):
     """The task cannot succeed; the message says why in words for the status comment."""
@@ -7,3 +13,22 @@ class TaskFailed(Exception):
     def __init__(self, message: str, log: str = "") -> None:
         super().__init__(message)
         self.log = log
+
+
+class Escalated(Exception):
+    """The pull request is a human's now (out of attempts); the message says why."""
+
+
+def permanent_reason(exc: Exception) -> str | None:
+    """Why `exc` fails its task at once, or None when it may be an outage worth retrying.
+
+    Running again cannot fix a missing setting, a request GitHub refused (4xx) or an agent
+    that cannot be started; Redis, the network and GitHub's 5xx can pass.
+    """
+    if isinstance(exc, SettingsError):
+        return f"forgehand is not configured: {exc}"
+    if isinstance(exc, GitHubError) and exc.permanent:
+        return str(exc)
+    if isinstance(exc, AgentConfigError):
+        return str(exc)
+    return None

@@ -8,19 +8,21 @@ from app.github import Installation
 from app.metrics import count_escalation
 from app.tasks import Task
 from jobs import ci, prompts, report
-from jobs.errors import TaskFailed
+from jobs.errors import Escalated, TaskFailed
 from jobs.lock import pull_request_lock
 from jobs.pipeline import (
     Context,
     PullRequest,
     Repo,
     change_pull_request,
+    check_run_for,
     find_pull,
     prepare,
     read_pull,
     reported,
     status_for,
 )
+from jobs.progress import CheckRun, checked
 from jobs.status import StatusComment
 
 # How long a fix waits for the commit's other checks to finish, and how often it looks.
@@ -40,8 +42,11 @@ def fix_ci(task: Task, ctx: Context) -> str:
         if pr.state != "open" or pr.fork:
             return "the pull request is closed" if pr.state != "open" else "a fork's pull request"
         if ctx.store.escalated(task.repo_id, number):
-            ctx.store.audit(task.id, "escalated", "waiting for a human; CI failures are ignored")
-            return "escalated: waiting for a human"
+            raise Escalated(
+                f"#{number} waits for a human; CI failures are ignored until "
+                f"`{ctx.settings.command_prefix} retry` or the `{ctx.settings.escalation_label}` "
+                "label is removed"
+            )
         if pr.head_sha != task.sha:
             return f"skipped: {task.sha[:7]} is no longer the head ({pr.head_sha[:7]} is)"
         runs, statuses = ci.wait_for_checks(api, task.repo, task.sha, CHECK_WAIT, CHECK_POLL)
@@ -53,7 +58,8 @@ def fix_ci(task: Task, ctx: Context) -> str:
         ctx.store.mark_failed(task.repo_id, number, task.sha)
         if not ctx.store.tracked(task.repo_id, number):
             _rebuild(task, ctx, api, pr)
-        return _attempt(task, ctx, api, repo, pr, failures)
+        with checked(check_run_for(api, ctx, task, task.sha)) as check:
+            return _attempt(task, ctx, api, repo, pr, failures, check)
 
 
 def _rebuild(task: Task, ctx: Context, api: Installation, pr: PullRequest) -> None:
@@ -87,7 +93,7 @@ def _green(api: Installation, repo: str, sha: str) -> bool:
 
 def _attempt(
     task: Task, ctx: Context, api: Installation, repo: Repo, pr: PullRequest,
-    failures: list[ci.Failure],
+    failures: list[ci.Failure], check: CheckRun,
 ) -> str:  # fmt: skip
     limit = repo.config.max_attempts or ctx.settings.max_attempts
     names = [f"{f.name} ({f.conclusion})" for f in failures]
@@ -98,8 +104,11 @@ def _attempt(
             if status.markers:  # this run's own failed attempts, before the hand-over
                 status.update(f"🙋 Out of attempts on `{task.sha[:7]}`; asking a human.")
             escalate(task, ctx, api, repo, pr, names)
-            return f"escalated after {len(done)} attempts"
+            raise Escalated(
+                f"escalated after {len(done)} failed attempts: CI still fails ({', '.join(names)})"
+            )
         attempt = len(done) + 1
+        ctx.store.set_attempt(task.id, attempt)
         entry: dict[str, object] = {"attempt": attempt, "sha": task.sha, "failed": ", ".join(names)}
         with reported(status, ctx, task):
             status.update(
@@ -115,6 +124,7 @@ def _attempt(
                     pr,
                     prompt,
                     f"Fix CI: {', '.join(f.name for f in failures)}",
+                    check,
                 )
             except TaskFailed as exc:
                 _record(ctx, task, pr, status, entry | {"changed": "—", "result": str(exc)})
@@ -128,10 +138,13 @@ def _attempt(
         result = f"pushed {change.head[:7]}"
         _record(ctx, task, pr, status, entry | {"changed": changed, "result": result,
                                                 "pushed": change.head})  # fmt: skip
-        status.update(
+        headline = (
             f"🔧 Pushed `{change.head[:7]}` (attempt {attempt} of {limit}) to fix "
             f"{', '.join(names)}; waiting for CI."
         )
+        status.update(headline)
+        summary = report.quote(status.redactor.text(change.result.summary))
+        check.finish("success", headline, summary, change.result.tail)
         return result
 
 
@@ -163,6 +176,3 @@ def escalate(
     api.post(f"/repos/{task.repo}/issues/{pr.number}/labels", {"labels": [label]})
     ctx.store.set_escalated(task.repo_id, pr.number)
     count_escalation(ctx.store.redis)
-    ctx.store.audit(
-        task.id, "escalated", f"after {len(ctx.store.attempts(task.repo_id, pr.number))} attempts"
-    )

@@ -10,7 +10,7 @@ import base64
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +27,7 @@ from jobs import agent, prompts, protected, report
 from jobs.errors import TaskFailed
 from jobs.git import GitError
 from jobs.presets import PRESETS, Preset, write_home
+from jobs.progress import CheckRun, Heartbeat, dashboard_url
 from jobs.redact import Redactor, redactor_for
 from jobs.sandbox import UNSAFE_WARNING, Sandbox
 from jobs.status import StatusComment
@@ -168,6 +169,7 @@ class Run:
     repo: Repo
     tree: Worktree
     identity: Identity
+    heartbeat: Heartbeat | None = None  # shows the agent's progress while it runs
 
     @property
     def settings(self) -> Settings:
@@ -205,10 +207,15 @@ class Run:
             repository_allow=self.repo.config.allow_hosts,
             log_path=self.ctx.workspaces.log_path(self.task.id),
             timeout=timeout, idle_timeout=min(self.settings.agent_idle_timeout, timeout),
-            on_output=lambda lines: store.append_log(self.task.id, self.redactor.lines(lines)),
+            on_output=self._output,
             on_refused=self._refused,
             pgid_file=pgid_file_for(self.ctx.workspaces, os.getpid()),
         )  # fmt: skip
+
+    def _output(self, lines: list[str]) -> None:
+        self.ctx.store.append_log(self.task.id, self.redactor.lines(lines))
+        if self.heartbeat is not None:
+            self.heartbeat.output()
 
     def _refused(self, line: str) -> None:
         # The host name is the agent's choice, and could carry a secret out.
@@ -240,7 +247,8 @@ class Run:
             # operator's AGENT_COMMAND may have their programs shown to the sandbox.
             trusted = config.agent != "command"
             preset = PRESETS.get(name)
-            result = self._process(argv, prompt, (prompt_file,), trusted, preset)
+            with self.heartbeat.beating() if self.heartbeat else nullcontext():
+                result = self._process(argv, prompt, (prompt_file,), trusted, preset)
         except agent.AgentConfigError as exc:
             raise TaskFailed(str(exc)) from None
         observe_agent(self.ctx.store.redis, result.seconds)
@@ -428,9 +436,10 @@ class Change:
 
 def change_pull_request(
     task: Task, ctx: Context, api: Installation, repo: Repo, pr: PullRequest, prompt: str,
-    message: str,
+    message: str, check: CheckRun,
 ) -> Change:  # fmt: skip
-    """Run the agent on the pull request's branch at its head and push what it changes."""
+    """Run the agent on the pull request's branch at its head and push what it changes,
+    showing its progress on the task's check run."""
     identity = ctx.app.identity(api)
     ctx.store.set_app_slug(identity.slug)
     if pr.author != identity.login:
@@ -443,7 +452,7 @@ def change_pull_request(
         new_branch=False, identity=(identity.login, identity.email),
     ) as tree:  # fmt: skip
         ctx.store.audit(task.id, "worktree", f"{pr.branch} at {tree.base[:7]}")
-        work = Run(task, ctx, repo, tree, identity)
+        work = Run(task, ctx, repo, tree, identity, Heartbeat(check.progress))
         work.setup()
         result = work.agent_then_tests(prompt)
         commits = work.commit(message)
@@ -481,6 +490,12 @@ def prepare(task: Task, ctx: Context, check: bool = True) -> tuple[Installation,
 def status_for(api: Installation, ctx: Context, task: Task) -> StatusComment:
     """The task's status comment, which redacts what it posts of the agent's words."""
     return StatusComment(api, ctx.store, task, redactor_for(ctx.settings, api.token()))
+
+
+def check_run_for(api: Installation, ctx: Context, task: Task, sha: str) -> CheckRun:
+    """The task's `forgehand` check run on `sha`, which redacts what it shows."""
+    url = dashboard_url(ctx.settings.web_url, task.id)
+    return CheckRun(api, ctx.store, task, sha, redactor_for(ctx.settings, api.token()), url)
 
 
 def config_problems(repo: Repo) -> str:

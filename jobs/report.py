@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 MARKER = "<!-- forgehand:status {task} -->"
@@ -148,3 +149,40 @@ def quote(text: str, limit: int = 4000) -> str:
     """Markdown block quote of the end of `text`."""
     text = text.strip()[-limit:]
     return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
+
+
+# GitHub refuses a check run's output summary or text longer than this.
+CHECK_TEXT_LIMIT = 65535
+PROGRESS_STEPS = 15
+
+
+def working_line(seconds: float, quiet: float) -> str:
+    """`agent working · 45 s · last output 12 s ago`: how a running agent is shown."""
+    return f"agent working · {seconds:.0f} s · last output {quiet:.0f} s ago"
+
+
+def steps_so_far(events: list[dict[str, Any]], limit: int = PROGRESS_STEPS) -> str:
+    """The task's latest timeline steps as a Markdown list; details may be the agent's words."""
+    lines = []
+    for event in events[-limit:]:
+        when = time.strftime("%H:%M:%S", time.gmtime(float(event.get("ts", 0))))
+        detail = str(event.get("detail") or "").replace("\n", " ")
+        detail = detail if len(detail) <= 120 else detail[:119] + "…"
+        step = defuse(str(event.get("event", ""))) + (f": {defuse(detail)}" if detail else "")
+        # No backtick of the agent's can open a code span that swallows the next lines.
+        lines.append(f"- `{when}` " + step.replace("`", "'"))
+    return "\n".join(lines)
+
+
+def check_output(title: str, summary: str, steps: str, url: str, log: str = "") -> dict[str, str]:
+    """A check run's `output`: the headline, what the agent said, its steps and its log tail.
+    All but `url` may hold the agent's words (already redacted)."""
+    parts = [defuse(summary.strip())] if summary.strip() else []
+    if steps:
+        parts.append(f"**Steps so far**\n\n{steps}")
+    parts.append(f"[The task on forgehand's dashboard]({url})")
+    output = {"title": defuse(title)[:200], "summary": "\n\n".join(parts)[-CHECK_TEXT_LIMIT:]}
+    if log.strip():
+        tail = "\n".join(log.strip().splitlines()[-EXCERPT_LINES:])
+        output["text"] = f"**Log excerpt**\n\n{code_block(defuse(tail))}"[-CHECK_TEXT_LIMIT:]
+    return output

@@ -9,6 +9,7 @@ from app.tasks import Task
 from jobs import prompts, report
 from jobs.errors import TaskFailed
 from jobs.pipeline import Context, Run, branch_name, config_problems, prepare, reported, status_for
+from jobs.progress import Heartbeat
 
 
 def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
@@ -35,7 +36,14 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
             new_branch=True, identity=(identity.login, identity.email),
         ) as tree:  # fmt: skip
             ctx.store.audit(task.id, "worktree", f"{tree.branch} from {repo.base_branch}")
-            work = Run(task, ctx, repo, tree, identity)
+
+            def progress(beat: Heartbeat) -> None:
+                steps = report.steps_so_far(ctx.store.events(task.id))
+                status.update(f"⏳ Working on it… {beat.line()}", "\n\n".join(
+                    part for part in (problems, f"**Steps so far**\n\n{steps}") if part
+                ))  # fmt: skip
+
+            work = Run(task, ctx, repo, tree, identity, Heartbeat(progress))
             work.setup()
             prompt = prompts.issue_prompt(
                 task.repo, task.number, title, issue.get("body"), tree.branch

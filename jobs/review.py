@@ -5,7 +5,16 @@ from __future__ import annotations
 from app.tasks import Task
 from jobs import prompts, report
 from jobs.lock import pull_request_lock
-from jobs.pipeline import Context, change_pull_request, prepare, read_pull, reported, status_for
+from jobs.pipeline import (
+    Context,
+    change_pull_request,
+    check_run_for,
+    prepare,
+    read_pull,
+    reported,
+    status_for,
+)
+from jobs.progress import checked
 
 
 def address_review(task: Task, ctx: Context) -> str:
@@ -29,22 +38,29 @@ def address_review(task: Task, ctx: Context) -> str:
         ]  # fmt: skip
         prompt = prompts.review_prompt(task.repo, task.number, reviewer, review.get("body"), notes)
         status = status_for(api, ctx, task)
-        with reported(status, ctx, task):
+        with (
+            reported(status, ctx, task),
+            checked(check_run_for(api, ctx, task, pr.head_sha)) as check,
+        ):
             status.update(f"⏳ Addressing @{reviewer}'s review…")
             change = change_pull_request(
-                task, ctx, api, repo, pr, prompt, f"Address review by {reviewer}"
+                task, ctx, api, repo, pr, prompt, f"Address review by {reviewer}", check
             )
-        if change.head:
-            reply = f"Addressed in {change.head[:7]}."
-            headline = f"✅ @{reviewer}: pushed `{change.head[:7]}` for your review."
-        else:
-            reply = "Looked at this; the agent made no change for it (see its summary below)."
-            headline = f"@{reviewer}: " + change.result.nothing_done("nothing was pushed")
+            if change.head:
+                reply = f"Addressed in {change.head[:7]}."
+                headline = f"✅ @{reviewer}: pushed `{change.head[:7]}` for your review."
+            else:
+                reply = "Looked at this; the agent made no change for it (see its summary below)."
+                headline = f"@{reviewer}: " + change.result.nothing_done("nothing was pushed")
+            summary = status.redactor.text(change.result.summary).strip()
+            check.finish(
+                "success" if change.head else "neutral", headline, report.quote(summary),
+                change.result.tail,
+            )  # fmt: skip
         # GitHub threads a reply under the thread's first comment only.
         roots = dict.fromkeys(c.get("in_reply_to_id") or c["id"] for c in comments)
         for root in roots:
             api.post(f"{base}/comments/{root}/replies", {"body": reply})
         # Redacted before `quote` keeps only its end, which could cut a secret in two.
-        summary = status.redactor.text(change.result.summary).strip()
         status.update(headline, report.quote(summary) if summary else "")
         return f"pushed {change.head[:7]}" if change.head else "no change"

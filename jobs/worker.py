@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -172,3 +173,10 @@ def run_workers(
     for proc in procs:
         proc.join()
     return max(proc.exitcode or 0 for proc in procs)
+
+
+def run_in_own_session(redis_url: str, count: int, log_level: str, workspaces_dir: Path) -> None:
+    """`forgehand dev`'s workers, in a session of their own: the terminal's Ctrl-C reaches
+    `dev` alone, which stops them itself, in order, while Redis is still there."""
+    os.setsid()
+    sys.exit(run_workers(redis_url, count, False, log_level, workspaces_dir))

@@ -380,6 +380,98 @@ def _check_runs(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -
     return _json({"total_count": len(runs), "check_runs": runs})
 
 
+CHECK_STATUSES = ("queued", "in_progress", "completed")
+CHECK_CONCLUSIONS = ("action_required", "cancelled", "failure", "neutral", "success", "skipped",
+                     "stale", "timed_out")  # fmt: skip
+CHECK_TEXT_LIMIT = 65535
+
+
+def _check_problems(data: dict[str, Any]) -> list[str]:
+    """What GitHub would refuse in a check run's create or update body (422)."""
+    problems = []
+    status = data.get("status")
+    conclusion = data.get("conclusion")
+    if status is not None and status not in CHECK_STATUSES:
+        problems.append(f"status {status!r} is not one of {', '.join(CHECK_STATUSES)}")
+    if conclusion is not None and conclusion not in CHECK_CONCLUSIONS:
+        problems.append(f"conclusion {conclusion!r} is not a conclusion")
+    if (status == "completed" or data.get("completed_at")) and conclusion is None:
+        problems.append("conclusion is required when status is completed")
+    url = data.get("details_url")
+    if url is not None and not str(url).startswith(("http://", "https://")):
+        problems.append("details_url must be an http(s) URL")
+    output = data.get("output")
+    if output is not None:
+        if not output.get("title") or not output.get("summary"):
+            problems.append("output needs a title and a summary")
+        for key in ("summary", "text"):
+            if len(str(output.get(key) or "")) > CHECK_TEXT_LIMIT:
+                problems.append(f"output.{key} is longer than {CHECK_TEXT_LIMIT} characters")
+    return problems
+
+
+def _unprocessable(problems: list[str]) -> httpx.Response:
+    message = "Invalid request.\n\n" + "\n".join(problems)
+    return _json(
+        {"message": message, "documentation_url": "https://docs.github.com/rest/checks"}, 422
+    )
+
+
+def _apply_check(gh: GitHubSimulator, run: dict[str, Any], data: dict[str, Any]) -> None:
+    for key in ("name", "details_url", "external_id", "started_at", "status", "conclusion"):
+        if key in data:
+            run[key] = data[key]
+    if data.get("conclusion") is not None:
+        run["status"] = "completed"  # a conclusion completes the run, as on GitHub
+    if "output" in data:
+        run["output"] = {"title": data["output"]["title"], "summary": data["output"]["summary"],
+                         "text": data["output"].get("text"), "annotations_count": 0}  # fmt: skip
+
+
+def _new_check_run(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    data = json.loads(request.content)
+    problems = _check_problems(data)
+    if not data.get("name") or not data.get("head_sha"):
+        problems.append("name and head_sha are required")
+    if problems:
+        return _unprocessable(problems)
+    sha = data["head_sha"]
+    try:
+        git_out("cat-file", "-e", f"{sha}^{{commit}}", cwd=gh.origin)
+    except subprocess.CalledProcessError:
+        return _unprocessable([f"No commit found for SHA: {sha}"])
+    run: dict[str, Any] = {
+        "id": gh._id(), "head_sha": sha, "status": "queued", "conclusion": None,
+        "app": {"id": gh.app_id, "slug": gh.slug},
+        "output": {"title": None, "summary": None, "annotations_count": 0},
+    }  # fmt: skip
+    _apply_check(gh, run, data)
+    gh.check_runs.setdefault(sha, []).append(run)
+    gh.emit("check_run", {"action": "created", "run": run})
+    return _json(shapes.check_run(run, shapes.app(gh.app_id, gh.slug)), 201)
+
+
+def _update_check_run(
+    gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]
+) -> httpx.Response:
+    wanted = int(m["id"])
+    run = next((r for runs in gh.check_runs.values() for r in runs if r["id"] == wanted), None)
+    if run is None:
+        return _json({"message": "Not Found"}, 404)
+    if (run.get("app") or {}).get("id") != gh.app_id:
+        # An App may update only its own check runs.
+        return _json({"message": "Resource not accessible by integration"}, 403)
+    data = json.loads(request.content)
+    problems = _check_problems(data)
+    if problems:
+        return _unprocessable(problems)
+    was = run["status"]
+    _apply_check(gh, run, data)
+    if run["status"] == "completed" and was != "completed":
+        gh.emit("check_run", {"action": "completed", "run": run})
+    return _json(shapes.check_run(run, shapes.app(gh.app_id, gh.slug)))
+
+
 def _annotations(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     return _json([shapes.annotation(a) for a in gh.annotations.get(int(m["id"]), [])])
 
@@ -510,6 +602,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", REPO_RE + r"/commits/(?P<sha>[0-9a-f]+)/check-runs", _check_runs),
     ("GET", REPO_RE + r"/commits/(?P<sha>[0-9a-f]+)/status", _status),
     ("GET", REPO_RE + r"/check-runs/(?P<id>\d+)/annotations", _annotations),
+    ("POST", REPO_RE + r"/check-runs", _new_check_run),
+    ("PATCH", REPO_RE + r"/check-runs/(?P<id>\d+)", _update_check_run),
     ("GET", REPO_RE + r"/actions/jobs/(?P<id>\d+)/logs", _job_logs),
     ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews", _reviews),
     ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews/(?P<id>\d+)", _review),

@@ -22,10 +22,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from app.redis_conn import connect, embedded_redis
 from app.settings import Settings
 from app.store import Store
+from app.tasks import State
+from jobs.report import working_line
 from simulator.sim import Simulation
 
 APP_ID = 90210
-TIMEOUT = 300.0
+# Beyond the agent's own limit, per task, for git, CI and GitHub.
+SLACK = 120.0
+# A line at least this often while an agent works and prints nothing new.
+HEARTBEAT = 10.0
 
 CALC = """\
 def add(a, b):
@@ -81,21 +86,39 @@ class Narrator:
         self.seen_checks: set[int] = set()
         self.seen_comments: set[int] = set()
         self.started = time.monotonic()
+        self.last_said = self.started
+        # Per running task: when it was seen running, and when its log last grew.
+        self.running_since: dict[str, float] = {}
+        self.last_output: dict[str, float] = {}
+        self.failed: str | None = None  # the first task seen failed, with its reason
 
     def say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", file=self.out, flush=True)
+        self.last_said = time.monotonic()
+        print(f"[{self.last_said - self.started:6.1f}s] {text}", file=self.out, flush=True)
 
     def look(self) -> None:
+        now = time.monotonic()
         for record in reversed(self.store.recent(50)):
             lines = self.store.log_tail(record.id)
             shown = self.log_lines.get(record.id, 0)
             for line in lines[shown:] if len(lines) >= shown else lines:
                 self.say(f"  agent │ {line}")
+            if len(lines) != shown:
+                self.last_output[record.id] = now
             self.log_lines[record.id] = len(lines)
             if self.states.get(record.id) != record.state.value:
                 self.states[record.id] = record.state.value
                 extra = f": {record.error}" if record.error else ""
                 self.say(f"task {record.id} is {record.state.value}{extra}")
+                if record.state is State.RUNNING:
+                    self.running_since[record.id] = self.last_output[record.id] = now
+                else:
+                    self.running_since.pop(record.id, None)
+                if record.state is State.FAILED and self.failed is None:
+                    self.failed = f"task {record.id} failed: {record.error}"
+        if self.running_since and now - self.last_said >= HEARTBEAT:
+            task_id, since = min(self.running_since.items(), key=lambda kv: kv[1])
+            self.say(working_line(now - since, now - self.last_output.get(task_id, since)))
         for number, pull in list(self.sim.sim.pulls.items()):
             if number not in self.seen_pulls:
                 self.seen_pulls.add(number)
@@ -104,7 +127,8 @@ class Narrator:
             for run in runs:
                 if run["status"] == "completed" and run["id"] not in self.seen_checks:
                     self.seen_checks.add(run["id"])
-                    self.say(f"CI on {sha[:7]}: {run['name']} {run['conclusion']}")
+                    what = "CI" if run["app"]["id"] != self.sim.app_id else "check"
+                    self.say(f"{what} on {sha[:7]}: {run['name']} {run['conclusion']}")
         for comment_id, comment in list(self.sim.sim.comments.items()):
             if comment_id not in self.seen_comments:
                 self.seen_comments.add(comment_id)
@@ -192,7 +216,9 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run(settings: Settings, scenario: str, root: Path, out: Any = sys.stdout) -> int:
+def run(
+    settings: Settings, scenario: str, root: Path, out: Any = sys.stdout, keep: bool = False
+) -> int:
     demo = "hopeless" if scenario == "escalate" else "careful"
     # A real agent when AGENT is set; the demo agent otherwise.
     # By its file, not `-m`: the sandbox shows the agent its script, not forgehand's code.
@@ -208,23 +234,28 @@ def run(settings: Settings, scenario: str, root: Path, out: Any = sys.stdout) ->
             else stack.env.get("AGENT", "claude")
         )
         contained = stack.env.get("AGENT_SANDBOX", "bwrap")
+        dashboard = f"http://127.0.0.1:{stack.port}/"
         narrator.say(
             f"forgehand web on http://127.0.0.1:{stack.port}, one worker, agent: {shown} "
             f"(sandbox: {contained})"
         )
+        narrator.say(f"dashboard: {dashboard}")
         narrator.say(f"carol labels issue #1 `{settings.trigger_label}`")
         sim.label_issue(1, settings.trigger_label)
-        outcome = _until_done(sim, narrator, settings)
+        outcome = _until_done(sim, narrator, settings, limit(settings))
         narrator.say(outcome)
         for comment in sim.sim.comments.values():
             if "stopped after" in comment["body"]:
                 print("\n" + comment["body"], file=out)
         print("\nTasks:", file=out)
         for record in reversed(stack.store.recent(50)):
-            print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
+            attempt = f"attempt {record.attempt}" if record.attempt else ""
+            print(f"  {record.id:58} {record.state.value:9} {attempt:9}  {record.error[:70]}",
+                  file=out)  # fmt: skip
         print(
             f"""
 What to look at:
+  the dashboard: {dashboard}{" (until Ctrl-C)" if keep else " (only while this runs: --keep)"}
   the repository, as the simulated GitHub holds it:
       git --git-dir {sim.origin} log --all --oneline --graph
   logs: {stack.logs}/web.log and worker.log; agent output in {root / "workspaces" / "logs"}
@@ -232,8 +263,25 @@ What to look at:
             file=out,
             flush=True,
         )
+        if keep:
+            _serve_until_interrupted(narrator, dashboard)
     expected = "escalated" if scenario == "escalate" else "green"
     return 0 if outcome.startswith(expected) else 1
+
+
+def limit(settings: Settings) -> float:
+    """How long the whole sandbox may take: the agent's limit for the issue and for each
+    CI-fix attempt, with time for git, CI and GitHub around each."""
+    return (settings.max_attempts + 1) * (settings.agent_timeout + SLACK)
+
+
+def _serve_until_interrupted(narrator: Narrator, dashboard: str) -> None:
+    narrator.say(f"still serving {dashboard} and the simulated GitHub; Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        narrator.say("stopping")
 
 
 def wait_healthy(url: str) -> None:
@@ -248,10 +296,12 @@ def wait_healthy(url: str) -> None:
     raise RuntimeError(f"forgehand web did not answer at {url}")
 
 
-def _until_done(sim: Simulation, narrator: Narrator, settings: Settings) -> str:
-    deadline = time.monotonic() + TIMEOUT
+def _until_done(sim: Simulation, narrator: Narrator, settings: Settings, limit: float) -> str:
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         narrator.look()
+        if narrator.failed is not None:
+            return f"stopped: {narrator.failed}"
         for number in list(sim.sim.pulls):
             if settings.escalation_label in sim.sim.labels.get(number, []):
                 time.sleep(0.5)
@@ -262,4 +312,4 @@ def _until_done(sim: Simulation, narrator: Narrator, settings: Settings) -> str:
                 narrator.look()
                 return f"green: pull request #{number} passes CI"
         time.sleep(0.2)
-    return f"stopped: nothing settled within {TIMEOUT:.0f}s"
+    return f"stopped: nothing settled within {limit:.0f}s (AGENT_TIMEOUT {settings.agent_timeout}s)"

@@ -233,6 +233,10 @@ class Simulation:
             else:
                 payload = {"action": data["action"], "issue": self._issue(number), "label": label}
                 self.deliver("issues", payload, bot)
+        elif event == "check_run":
+            # GitHub tells the App of its own check runs too; forgehand must ignore them.
+            check_run = shapes.check_run(data["run"], shapes.app(self.app_id, self.sim.slug))
+            self.deliver("check_run", {"action": data["action"], "check_run": check_run}, bot)
 
     # --- CI -----------------------------------------------------------------------------------
 
@@ -312,7 +316,7 @@ class Simulation:
     def latest_check(self, number: int) -> str | None:
         """The head commit's check conclusion: None while running or before any."""
         head = pull_view(self.sim, number)["head"]["sha"]
-        runs = self.sim.check_runs.get(head, [])
+        runs = [r for r in self.sim.check_runs.get(head, []) if r["app"]["id"] != self.app_id]
         return runs[-1]["conclusion"] if runs and runs[-1]["status"] == "completed" else None
 
     def wait(self, condition: Any, timeout: float, what: str) -> None:

@@ -20,7 +20,7 @@ def test_every_handled_event_is_subscribed_and_nothing_else() -> None:
 def test_permissions_are_the_least_forgehand_uses() -> None:
     assert MANIFEST["default_permissions"] == {
         "actions": "read",  # job logs of failed checks
-        "checks": "read",  # check runs, annotations
+        "checks": "write",  # read CI's check runs and annotations; write its own progress
         "contents": "write",  # push branches
         "issues": "write",  # reactions, comments, labels
         "metadata": "read",

@@ -4,6 +4,8 @@ from redis import Redis
 from starlette.testclient import TestClient
 
 from app.metrics import count_task, observe_agent
+from app.store import Store
+from app.tasks import Kind, State, Task
 from tests import payloads as p
 from tests.app.test_webhook import PATH, make_client, post
 
@@ -40,3 +42,19 @@ def test_tasks_agent_durations_and_escalations(redis: Redis) -> None:
     assert 'forgehand_agent_duration_seconds_bucket{le="+Inf"} 2.0' in lines
     assert "forgehand_agent_duration_seconds_sum 4012.5" in lines
     assert "forgehand_escalations_total 0.0" in lines
+
+
+def test_tasks_by_their_state_now(redis: Redis) -> None:
+    store = Store(redis)
+    for number, state in ((1, State.ESCALATED), (2, State.ESCALATED), (3, State.FAILED)):
+        task = Task(Kind.CI, p.INSTALLATION, p.REPO_ID, p.REPO, number, "ci", sha=f"{number:040}")
+        with redis.pipeline() as pipe:
+            store.write_queued(pipe, task, 1, None)
+            pipe.execute()
+        store.set_state(task.id, state, "why")
+    with make_client(redis) as client:
+        lines = metric_lines(client)
+    assert 'forgehand_task_states{state="escalated"} 2.0' in lines
+    assert 'forgehand_task_states{state="failed"} 1.0' in lines
+    assert 'forgehand_task_states{state="queued"} 0.0' in lines
+    assert 'forgehand_task_states{state="done"} 0.0' in lines

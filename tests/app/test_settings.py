@@ -42,7 +42,10 @@ def test_key_from_file(tmp_path: Path) -> None:
     ("env", "message"),
     [
         ({"APP_ID": "abc"}, "APP_ID must be a whole number, got 'abc'"),
-        ({"PORT": "-1"}, "PORT must be at least 0"),
+        ({"PORT": "-1"}, "PORT must be from 1 to 65535, got -1"),
+        ({"PORT": "0"}, "PORT must be from 1 to 65535, got 0"),
+        ({"PORT": "70000"}, "PORT must be from 1 to 65535, got 70000"),
+        ({"PUBLIC_URL": "forge.example.com"}, "PUBLIC_URL must be an http(s) URL"),
         ({"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS must be at least 1"),
         (
             {"AGENT": "copilot"},
@@ -75,3 +78,12 @@ def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
     s = load({"APP_ID": "2"}, env_file)
     assert (s.app_id, s.webhook_secret) == (2, "from file")
     assert s.private_key == PEM
+
+
+def test_web_url_is_where_people_reach_the_web_process() -> None:
+    assert parse({}).web_url == "http://127.0.0.1:3000"
+    assert parse({"HOST": "0.0.0.0", "PORT": "8080"}).web_url == "http://127.0.0.1:8080"
+    assert parse({"HOST": "::1"}).web_url == "http://[::1]:3000"
+    assert parse({"PORT": "65535"}).port == 65535
+    public = parse({"PUBLIC_URL": "https://forge.example.com/", "PORT": "8080"})
+    assert public.web_url == "https://forge.example.com"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,34 @@ def test_labelled_issue_posted_to_dev_becomes_a_pull_request(tmp_path: Path) -> 
         if dev.stdout is not None:
             dev.stdout.close()
     assert not (tmp_path / ".forgehand" / "dev-redis-url").exists()
+
+
+def test_ctrl_c_stops_dev_cleanly_with_its_urls_printed(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "APP_ID", "PRIVATE_KEY")}
+    env |= {"WEBHOOK_SECRET": p.SECRET, "PORT": str(port), "PYTHONPATH": str(ROOT),
+            "WORKSPACES_DIR": str(tmp_path / "ws")}  # fmt: skip
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "app", "dev"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _healthy(url), "forgehand dev did not come up")
+        pointer = tmp_path / ".forgehand" / "dev-redis-url"
+        redis_socket = Path(pointer.read_text().split("?")[0].removeprefix("unix://"))
+        # What a terminal's Ctrl-C does: SIGINT to the whole foreground process group.
+        os.killpg(dev.pid, signal.SIGINT)
+        output, _ = dev.communicate(timeout=30)
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+            dev.wait()
+    text = output.decode()
+    assert dev.returncode == 130, text
+    assert "Traceback" not in text, text
+    for line in (f"webhook:   {url}/api/github/webhooks", f"dashboard: {url}/",
+                 f"setup:     {url}/setup"):  # fmt: skip
+        assert line in text
+    assert not pointer.exists()
+    assert not redis_socket.exists()  # the embedded Redis was stopped too

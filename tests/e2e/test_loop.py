@@ -5,17 +5,22 @@ Each scenario asserts on what the simulated GitHub recorded and on the repositor
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.settings import parse
 from simulator.github import git_out
-from simulator.sandbox import Stack
+from simulator.sandbox import SLACK, Stack, limit
 from tests.jobs.conftest import gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +71,16 @@ def test_labelled_issue_to_green_pull_request_through_a_ci_fix(careful: Stack) -
     assert {d.status for d in sim.deliveries} <= {202}
     kinds = sorted(r.task.kind.value for r in careful.store.recent())
     assert kinds == ["ci", "issue"]
+    # The CI fix showed itself as a `forgehand` check run; GitHub told the App of it (as it
+    # does), and that started nothing.
+    ours = [r for runs in sim.sim.check_runs.values() for r in runs if r["name"] == "forgehand"]
+    assert [(r["status"], r["conclusion"]) for r in ours] == [("completed", "success")]
+    assert (
+        ours[0]["details_url"] == f"http://127.0.0.1:{careful.port}/tasks/{ours[0]['external_id']}"
+    )
+    own_events = [d for d in sim.deliveries if d.event == "check_run" and
+                  d.payload["check_run"]["app"]["id"] == sim.app_id]  # fmt: skip
+    assert {d.action for d in own_events} == {"created", "completed"}
     # No token or key in any log of any process.
     logs_of = [*careful.logs.glob("*.log"), *(careful.root / "workspaces" / "logs").glob("*.log")]
     key_line = careful.env["PRIVATE_KEY"].splitlines()[1]
@@ -107,6 +122,15 @@ def test_hopeless_agent_escalates_after_max_attempts(tmp_path: Path) -> None:
         assert len(fixes) == 3
         (escalation,) = [c for c in sim.sim.comments.values() if "stopped after" in c["body"]]
         assert escalation["body"].count("| sim-ci / test (failure) |") == 3
+        # The task that gave up says so, and so does its check run on the head.
+        head = sim.sim.head_sha(branch)
+        sim.wait(lambda: _state(stack, f"ci-4101-{head}") == "escalated", 30, "escalated state")
+        record = stack.store.get(f"ci-4101-{head}")
+        assert record is not None and record.error.startswith("escalated after 3 failed attempts")
+        (check,) = [r for r in sim.sim.check_runs[head] if r["name"] == "forgehand"]
+        assert (check["status"], check["conclusion"]) == ("completed", "failure")
+        attempts = sorted(r.attempt for r in stack.store.recent() if r.task.kind.value == "ci")
+        assert attempts == [0, 1, 2, 3]  # each fix task its own attempt; the last made none
         # Silence afterwards: CI on the last push fails, and nothing more is pushed.
         time.sleep(2)
         assert len([s for s in branch_log(stack, branch) if s.startswith("Fix CI")]) == 3
@@ -183,3 +207,68 @@ def test_every_delivery_is_a_valid_github_webhook(careful: Stack) -> None:
     for delivery in sim.deliveries:
         parse_obj(delivery.event, delivery.payload)
         assert delivery.status == 202
+
+
+def run_sandbox(tmp_path: Path, env: dict[str, str]) -> tuple[int, str]:
+    """`forgehand sandbox` as a user runs it, in a directory already used once."""
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "github").mkdir()
+    clean = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AGENT_ENV")}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "sandbox", "--dir", str(tmp_path / "used")],
+        env=clean | env | {"PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+    )  # fmt: skip
+    return done.returncode, done.stdout
+
+
+def test_sandbox_stops_at_the_first_failed_task_with_its_reason(tmp_path: Path) -> None:
+    code, out = run_sandbox(tmp_path, {"AGENT": "command", "AGENT_COMMAND": "no-such-agent -p"})
+    assert code == 1, out
+    assert "stopped: task issue-4101-1 failed: agent program not found: no-such-agent" in out
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/", out)
+    assert f"Keeping it all in {tmp_path / 'used' / 'sandbox-'}" in out  # a fresh one
+    assert "Traceback" not in out
+
+
+def test_sandbox_shows_a_heartbeat_while_the_agent_is_silent(tmp_path: Path) -> None:
+    agent = shlex.join([sys.executable, str(SCRIPTED), "hang"])
+    env = {"AGENT": "command", "AGENT_COMMAND": agent, "AGENT_TIMEOUT": "25"}
+    code, out = run_sandbox(tmp_path, env)
+    assert code == 1, out
+    assert re.search(r"agent working · \d+ s · last output \d+ s ago", out), out
+    assert "stopped: task issue-4101-1 failed: The agent ran longer than" in out
+
+
+def test_sandbox_keep_serves_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AGENT_ENV")}
+    env = clean | {"AGENT": "command", "AGENT_COMMAND": "no-such-agent", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "sandbox", "--keep", "--dir", str(tmp_path / "sb")],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        found = re.search(r"still serving (http://127\.0\.0\.1:\d+/)", "".join(lines))
+        assert found, "".join(lines)
+        assert httpx.get(found[1], timeout=10).status_code == 200  # the dashboard, still up
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(lines) + rest
+    assert proc.returncode == 1, out  # the run itself failed: its agent is missing
+    assert "stopping" in rest and "Traceback" not in out
+
+
+def test_the_sandboxs_limit_follows_the_agents_timeout() -> None:
+    assert limit(parse({"AGENT_TIMEOUT": "60", "MAX_ATTEMPTS": "2"})) == 3 * (60 + SLACK)
+    assert limit(parse({})) == 4 * (1800 + SLACK)  # the issue, then up to three fixes

@@ -10,7 +10,7 @@ from app.redis_conn import connect
 from app.tasks import Cancel, State
 from tests import fakes
 from tests import payloads as p
-from tests.jobs.conftest import World, agent_pids, gone, wait_until
+from tests.jobs.conftest import BRANCH, World, agent_pids, gone, wait_until
 
 
 def events(world: World, task_id: str) -> list[str]:
@@ -103,3 +103,41 @@ def test_cancelled_while_running_kills_the_agent_and_cleans_up(
     assert Job.fetch(task.id, connection=connect(redis_url)).get_status() == JobStatus.STOPPED
     assert world.leftovers() == []
     assert set(fakes.branches(world.origin)) == {"main"}
+
+
+def test_missing_setting_fails_the_task_at_once_with_its_reason(world: World) -> None:
+    world.monkeypatch.delenv("APP_ID")
+    world.setenv("GITHUB_API_URL", fakes.API)  # clears the worker's cached settings
+    task = world.issue_task()
+    record = world.run(task)
+    assert record.state is State.FAILED
+    assert record.error.startswith("forgehand is not configured: APP_ID is required")
+    # Not an outage: RQ does not run it again, and GitHub was never asked.
+    assert Job.fetch(task.id, connection=world.redis).get_status() == JobStatus.FINISHED
+    assert "retrying" not in events(world, task.id)
+    assert world.github.calls == []
+
+
+def test_github_refusal_fails_the_task_at_once(world: World) -> None:
+    world.monkeypatch.setattr("app.dispatch.RETRY_INTERVALS", [0, 0])
+    number = world.open_pull_request()
+    del world.github.pulls[number]  # gone from GitHub: GET …/pulls/N answers 404
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
+    task = world.ci_task(number)
+    record = world.run(task)
+    assert record.state is State.FAILED
+    assert record.error.startswith("GitHub answered 404 to GET ")
+    assert record.error.endswith(f"/repos/{p.REPO}/pulls/{number}: Not Found")
+    assert len(world.github.requests("GET", f"/pulls/{number}$")) == 1
+    assert "retrying" not in events(world, task.id)
+    assert Job.fetch(task.id, connection=world.redis).get_status() == JobStatus.FINISHED
+
+
+def test_missing_agent_program_fails_the_task_at_once(world: World) -> None:
+    world.setenv("AGENT_COMMAND", "no-such-agent-program --go")
+    world.setenv("AGENT_SANDBOX", "none")
+    task = world.issue_task()
+    record = world.run(task)
+    assert record.state is State.FAILED
+    assert record.error == "agent program not found: no-such-agent-program"
+    assert "retrying" not in events(world, task.id)

@@ -74,8 +74,22 @@ def test_always_failing_ci_escalates_after_exactly_max_attempts(world: World) ->
     number = world.open_pull_request()
     world.use_agent("tweak")
     before = len(commits_on_branch(world))
-    world.fail_ci(number, rounds=5)  # CI fails on every head, however often the agent pushes
+    tasks = []
+    for _ in range(4):  # CI fails on every head, however often the agent pushes
+        tasks.append(world.ci_task(number))
+        world.fail_ci(number)
     assert len(commits_on_branch(world)) - before == 3  # MAX_ATTEMPTS fix pushes
+    records = [world.store.get(t.id) for t in tasks]
+    # Each task keeps the attempt it made; the one that gave up says so.
+    assert [(r.state, r.attempt) for r in records if r] == [
+        (State.DONE, 1), (State.DONE, 2), (State.DONE, 3), (State.ESCALATED, 0),
+    ]  # fmt: skip
+    assert [r.as_json()["attempt"] for r in records if r] == [1, 2, 3, 0]
+    assert records[3] and records[3].error.startswith("escalated after 3 failed attempts")
+    world.fail_ci(number)  # the same head fails again: ignored, and said so
+    again = world.store.get(tasks[3].id)
+    assert again and again.state is State.ESCALATED and again.run == 2
+    assert again.error.startswith(f"#{number} waits for a human")
     assert world.github.labels[number] == ["agent:needs-human"]
     escalations = [b for b in world.github.comment_bodies(number) if "stopped after" in b]
     assert len(escalations) == 1  # then silence
@@ -92,7 +106,8 @@ def test_agent_failures_count_as_attempts(world: World) -> None:
     world.use_agent("fail")
     world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
     record = world.run(world.ci_task(number))
-    assert record.state is State.DONE
+    assert record.state is State.ESCALATED
+    assert record.attempt == 3  # one task made all three
     attempts = world.store.attempts(p.REPO_ID, number)
     reason = "The agent exited with status 3: error: the model is unavailable"
     assert [a["result"] for a in attempts] == [reason] * 3

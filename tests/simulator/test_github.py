@@ -193,3 +193,66 @@ def test_the_rest_of_the_routes(gh: fakes.FakeGitHub) -> None:
 
 def test_every_route_has_a_model() -> None:
     assert {h.__name__ for _verb, _pattern, h in ROUTES} == set(MODELS)
+
+
+def answer(gh: fakes.FakeGitHub, method: str, path: str, body: Any) -> httpx.Response:
+    request = httpx.Request(
+        method, f"{fakes.API}{path}", content=json.dumps(body).encode(),
+        headers={"authorization": "token ghs_test"},
+    )  # fmt: skip
+    return gh.handle(request)
+
+
+def test_the_apps_own_check_run_is_created_updated_and_completed(gh: fakes.FakeGitHub) -> None:
+    sha = gh.head_sha(BRANCH)
+    told: list[tuple[str, str]] = []
+    gh.listeners.append(lambda event, data: told.append((event, data.get("action", ""))))
+    output = {"title": "Working on it…", "summary": "- queued"}
+    created = call(gh, "POST", f"{REPO}/check-runs", {
+        "name": "forgehand", "head_sha": sha, "status": "in_progress", "external_id": "ci-1",
+        "details_url": "http://127.0.0.1:3000/tasks/ci-1", "output": output,
+    })  # fmt: skip
+    valid(m.CheckRun, created)
+    assert (created["status"], created["app"]["id"]) == ("in_progress", p.APP_ID)
+    path = f"{REPO}/check-runs/{created['id']}"
+    valid(m.CheckRun, call(gh, "PATCH", path, {"output": output | {"title": "agent working"}}))
+    done = call(gh, "PATCH", path, {"conclusion": "success", "output": output | {"text": "log"}})
+    valid(m.CheckRun, done)
+    assert (done["status"], done["conclusion"]) == ("completed", "success")
+    assert done["output"]["text"] == "log"
+    (listed,) = call(gh, "GET", f"{REPO}/commits/{sha}/check-runs")["check_runs"]
+    assert listed["name"] == "forgehand" and listed["app"]["slug"] == gh.slug
+    assert told == [("check_run", "created"), ("check_run", "completed")]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"head_sha": "HEAD"}, 422, "name and head_sha are required"),
+        ({"name": "forgehand", "head_sha": "f" * 40}, 422, "No commit found for SHA"),
+        ({"name": "x", "head_sha": "HEAD", "status": "done"}, 422, "status 'done' is not one"),
+        ({"name": "x", "head_sha": "HEAD", "status": "completed"}, 422, "conclusion is required"),
+        ({"name": "x", "head_sha": "HEAD", "conclusion": "green"}, 422, "not a conclusion"),
+        ({"name": "x", "head_sha": "HEAD", "details_url": "/tasks/1"}, 422, "details_url"),
+        ({"name": "x", "head_sha": "HEAD", "output": {"title": "t"}}, 422, "title and a summary"),
+        (
+            {"name": "x", "head_sha": "HEAD", "output": {"title": "t", "summary": "s" * 65536}},
+            422, "output.summary is longer",
+        ),
+    ],
+)  # fmt: skip
+def test_check_runs_github_would_refuse(
+    gh: fakes.FakeGitHub, body: dict[str, Any], status: int, words: str
+) -> None:
+    if body.get("head_sha") == "HEAD":
+        body = body | {"head_sha": gh.head_sha(BRANCH)}
+    response = answer(gh, "POST", f"{REPO}/check-runs", body)
+    assert response.status_code == status
+    assert words in response.json()["message"]
+
+
+def test_only_the_app_that_made_a_check_run_may_change_it(gh: fakes.FakeGitHub) -> None:
+    actions = gh.add_check_run(gh.head_sha(BRANCH), "tests")
+    response = answer(gh, "PATCH", f"{REPO}/check-runs/{actions}", {"conclusion": "success"})
+    assert response.status_code == 403
+    assert answer(gh, "PATCH", f"{REPO}/check-runs/999999", {}).status_code == 404
