@@ -44,7 +44,7 @@ def stamp() -> str:
 
 # What the App's manifest (app.yml) asks for: what its installation tokens carry.
 PERMISSIONS = {
-    "actions": "read", "checks": "read", "contents": "write", "issues": "write",
+    "actions": "read", "checks": "write", "contents": "write", "issues": "write",
     "metadata": "read", "pull_requests": "write", "statuses": "read",
 }  # fmt: skip
 EVENTS = [

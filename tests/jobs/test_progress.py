@@ -90,7 +90,7 @@ def test_a_review_with_no_change_completes_its_check_run_as_neutral(world: World
     assert record.state is State.DONE, record.error
     (run,) = [r for r in own_runs(world) if r["external_id"] == review.id]
     assert (run["status"], run["conclusion"]) == ("completed", "neutral")
-    assert run["output"]["title"] == "@alice: the agent made no change for your review."
+    assert run["output"]["title"] == "@alice: The agent made no changes, so nothing was pushed."
     assert "Nothing needed changing." in run["output"]["text"]
 
 
@@ -149,7 +149,9 @@ def test_a_failed_task_completes_its_check_run_with_the_reason_and_log(world: Wo
     assert record.state is State.FAILED
     (run,) = own_runs(world)
     assert (run["status"], run["conclusion"]) == ("completed", "failure")
-    assert run["output"]["title"] == "The agent exited with status 3."
+    assert (
+        run["output"]["title"] == "The agent exited with status 3: error: the model is unavailable"
+    )
     assert "error: the model is unavailable" in run["output"]["text"]
 
 

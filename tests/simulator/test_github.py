@@ -39,6 +39,7 @@ MODELS: dict[str, Any] = {
     "_permission": m.RepositoryCollaboratorPermission, "_reaction": m.Reaction,
     "_issue": m.Issue, "_new_comment": m.IssueComment, "_list_comments": list[m.IssueComment],
     "_edit_comment": m.IssueComment, "_new_pull": m.PullRequest,
+    "_new_check_run": m.CheckRun, "_update_check_run": m.CheckRun,
     "_pulls": list[m.PullRequestSimple],
     "_check_runs": m.ReposOwnerRepoCommitsRefCheckRunsGetResponse200,
     "_status": m.CombinedCommitStatus, "_annotations": list[m.CheckAnnotation],
