@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         "sandbox", help="the whole loop offline against a simulated GitHub, narrated"
     )
     sandbox.add_argument(
-        "--scenario", choices=("fix", "escalate"), default="fix",
+        "--scenario", choices=("fix", "escalate", "fleet"), default="fix",
         help="fix: the demo agent fixes the bug (default); escalate: it cannot, and gives up",
     )  # fmt: skip
     sandbox.add_argument("--dir", type=Path, help="where to keep it all (default: a new one)")
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     tasks = sub.add_parser("tasks", help="list tasks")
     tasks.add_argument("--json", action="store_true", help="one JSON array")
     tasks.add_argument("--limit", type=int, default=50, help="how many, newest first")
+    tasks.add_argument("--plan", metavar="REPO", help="the fleet of one repository (owner/name)")
     return parser
 
 
@@ -187,6 +188,8 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
             "REDIS_URL is required (or run `forgehand dev` in this directory first)"
         )
     try:
+        if args.plan:
+            return _plan(Store(connect(url)), args.plan)
         records = Store(connect(url)).recent(args.limit)
     except RedisError as exc:
         raise SettingsError(f"Redis at {url} does not answer: {exc}") from None
@@ -205,6 +208,17 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     if not records:
         print("(no tasks yet)")
+    return 0
+
+
+def _plan(store: Store, repo: str) -> int:
+    from app import plan
+
+    rows = plan.read(store, repo)
+    if not rows:
+        print(f"(no tasks on {repo})")
+        return 0
+    print(plan.text(rows))
     return 0
 
 

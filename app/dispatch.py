@@ -123,10 +123,9 @@ class Dispatcher:
     def cancel(self, cancel: Cancel) -> list[str]:
         """Cancel the live tasks on one issue or pull request; return their ids."""
         cancelled = []
+        live = (State.QUEUED, State.RUNNING, State.WAITING)
         for task_id in self.store.on_target(cancel.repo_id, cancel.number):
-            if self.store.transition(
-                task_id, (State.QUEUED, State.RUNNING), State.CANCELLED, cancel.reason
-            ):
+            if self.store.transition(task_id, live, State.CANCELLED, cancel.reason):
                 self.store.audit(task_id, "cancelled", cancel.reason)
                 self.stop_job(task_id)
                 cancelled.append(task_id)

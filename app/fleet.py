@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 MAX_OPEN_PULL_REQUESTS = 5
+OVERLAP_MODES = ("warn", "serialize")  # what `overlap` in the repo config may say
 
 # A line of its own, as people write them: "Depends on #3", "Blocked by: #4, #5 and #6".
 _DEPENDS = re.compile(r"^[ \t>*-]*(?:depends[ \t]+on|blocked[ \t]+by)\b:?(.*)$", re.I | re.M)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any, cast
 
 from redis import Redis
 
@@ -16,8 +17,8 @@ def _pulls_key(repo_id: int) -> str:
     return f"fh:fleet:{repo_id}:pulls"
 
 
-def _waiting_key(repo_id: int) -> str:
-    return f"fh:fleet:{repo_id}:waiting"
+def _waiting_key(repo_id: int, queue: str) -> str:
+    return f"fh:fleet:{repo_id}:waiting:{queue}"
 
 
 class FleetState:
@@ -56,26 +57,97 @@ class FleetState:
             )
         return sorted(found, key=lambda p: p.number)
 
+    def overlap_comment(self, repo_id: int, number: int) -> tuple[int, str] | None:
+        """(comment id, digest of its body) of the pull request's overlap comment."""
+        value = self.redis.hget(f"fh:fleet:{repo_id}:overlap_comments", str(number))
+        if value is None:
+            return None
+        comment_id, digest = text(value).split(" ", 1)
+        return int(comment_id), digest
+
+    def set_overlap_comment(self, repo_id: int, number: int, comment_id: int, digest: str) -> None:
+        self.redis.hset(
+            f"fh:fleet:{repo_id}:overlap_comments", str(number), f"{comment_id} {digest}"
+        )
+
+    def forget_overlap_comment(self, repo_id: int, number: int) -> None:
+        self.redis.hdel(f"fh:fleet:{repo_id}:overlap_comments", str(number))
+
+    def set_depends(self, repo_id: int, issue: int, blockers: list[int]) -> None:
+        """What an issue depends on, as its task last read it (for the plan)."""
+        self.redis.hset(f"fh:fleet:{repo_id}:depends", str(issue), json.dumps(blockers))
+
+    def depends(self, repo_id: int) -> dict[int, tuple[int, ...]]:
+        raw = self.redis.hgetall(f"fh:fleet:{repo_id}:depends")
+        return {int(k): tuple(json.loads(v)) for k, v in raw.items()}
+
     # --- tasks waiting for a blocker or a free slot --------------------------------------
 
-    def wait(self, repo_id: int, task_id: str, reason: str) -> None:
-        """Put a task in the repository's queue (keeping its place if it was there)."""
+    def generation(self, repo_id: int) -> int:
+        """How many times the repository's waiting tasks were woken: a task that parked at an
+        older generation may have slept through its wake-up."""
+        value = self.redis.get(f"fh:fleet:{repo_id}:generation")
+        return int(value) if value is not None else 0
+
+    def bump(self, repo_id: int) -> int:
+        return int(self.redis.incr(f"fh:fleet:{repo_id}:generation"))
+
+    def wait(self, repo_id: int, task_id: str, queue: str, reason: str, generation: int) -> None:
+        """Park a task in one of the repository's queues (`blocked` or `cap`), keeping its
+        place if it was already in that queue."""
+        entry = json.dumps({"queue": queue, "reason": reason, "generation": generation})
         with self.redis.pipeline() as pipe:
-            pipe.zadd(_waiting_key(repo_id), {task_id: time.time()}, nx=True)
-            pipe.hset(f"{_waiting_key(repo_id)}:why", task_id, reason)
+            pipe.zadd(_waiting_key(repo_id, queue), {task_id: time.time()}, nx=True)
+            pipe.zrem(_waiting_key(repo_id, _other(queue)), task_id)
+            pipe.hset(_why_key(repo_id), task_id, entry)
+            pipe.sadd(WAITING_REPOS, str(repo_id))
             pipe.execute()
 
     def unwait(self, repo_id: int, task_id: str) -> None:
         with self.redis.pipeline() as pipe:
-            pipe.zrem(_waiting_key(repo_id), task_id)
-            pipe.hdel(f"{_waiting_key(repo_id)}:why", task_id)
+            for queue in QUEUES:
+                pipe.zrem(_waiting_key(repo_id, queue), task_id)
+            pipe.hdel(_why_key(repo_id), task_id)
             pipe.execute()
 
-    def waiting(self, repo_id: int) -> list[str]:
-        """Waiting task ids of the repository, the longest waiting first."""
-        found = self.redis.zrange(_waiting_key(repo_id), 0, -1)
-        return [text(t) for t in found if isinstance(t, bytes | str)]
+    def waiting(self, repo_id: int, queue: str | None = None) -> list[str]:
+        """Task ids in the queue (both when None), the longest waiting first."""
+        queues = QUEUES if queue is None else (queue,)
+        found: list[tuple[float, str]] = []
+        for name in queues:
+            entries = self.redis.zrange(_waiting_key(repo_id, name), 0, -1, withscores=True)
+            for entry in entries:
+                member, score = cast(tuple[bytes, float], entry)
+                found.append((float(score), text(member)))
+        return [task_id for _score, task_id in sorted(found)]
 
-    def why(self, repo_id: int, task_id: str) -> str:
-        value = self.redis.hget(f"{_waiting_key(repo_id)}:why", task_id)
-        return text(value) if value is not None else ""
+    def parked(self, repo_id: int, task_id: str) -> dict[str, Any]:
+        """{"queue", "reason", "generation"} of a waiting task; empty when it is not waiting."""
+        value = self.redis.hget(_why_key(repo_id), task_id)
+        return dict(json.loads(value)) if value is not None else {}
+
+    def repos_waiting(self) -> list[int]:
+        return sorted(int(r) for r in self.redis.smembers(WAITING_REPOS))
+
+    # --- issue tasks that passed the cap and have not opened their pull request yet -------
+
+    def start(self, repo_id: int, task_id: str) -> None:
+        self.redis.sadd(f"fh:fleet:{repo_id}:starting", task_id)
+
+    def started(self, repo_id: int, task_id: str) -> None:
+        self.redis.srem(f"fh:fleet:{repo_id}:starting", task_id)
+
+    def starting(self, repo_id: int) -> set[str]:
+        return {text(t) for t in self.redis.smembers(f"fh:fleet:{repo_id}:starting")}
+
+
+QUEUES = ("blocked", "cap")
+WAITING_REPOS = "fh:fleet:waiting_repos"
+
+
+def _other(queue: str) -> str:
+    return QUEUES[1 - QUEUES.index(queue)]
+
+
+def _why_key(repo_id: int) -> str:
+    return f"fh:fleet:{repo_id}:why"

@@ -20,14 +20,39 @@ def test_recorded_pull_requests_come_back_and_can_be_forgotten(redis: Redis) -> 
     assert state.pulls(7) == [b]
 
 
-def test_waiting_tasks_keep_their_place_in_the_queue(redis: Redis) -> None:
+def test_waiting_tasks_keep_their_place_in_their_queue(redis: Redis) -> None:
     state = FleetState(redis)
-    state.wait(7, "issue-7-1", "blocked by #5")
-    state.wait(7, "issue-7-2", "review cap")
-    state.wait(7, "issue-7-1", "review cap")  # waiting again: same place, new reason
-    assert state.waiting(7) == ["issue-7-1", "issue-7-2"]
-    assert state.why(7, "issue-7-1") == "review cap"
+    state.wait(7, "issue-7-1", "cap", "review cap", 0)
+    state.wait(7, "issue-7-2", "cap", "review cap", 0)
+    state.wait(7, "issue-7-3", "blocked", "blocked by #5", 0)
+    state.wait(7, "issue-7-1", "cap", "review cap again", 1)  # same place, new words
+    assert state.waiting(7, "cap") == ["issue-7-1", "issue-7-2"]
+    assert state.waiting(7) == ["issue-7-1", "issue-7-2", "issue-7-3"]
+    assert state.parked(7, "issue-7-1") == {
+        "queue": "cap",
+        "reason": "review cap again",
+        "generation": 1,
+    }
+    state.wait(7, "issue-7-3", "cap", "review cap", 1)  # moves to the back of the cap queue
+    assert state.waiting(7, "cap") == ["issue-7-1", "issue-7-2", "issue-7-3"]
+    assert state.waiting(7, "blocked") == []
     state.unwait(7, "issue-7-1")
-    assert state.waiting(7) == ["issue-7-2"]
-    assert state.why(7, "issue-7-1") == ""
+    assert state.waiting(7) == ["issue-7-2", "issue-7-3"]
+    assert state.parked(7, "issue-7-1") == {}
     assert state.waiting(8) == []
+    assert state.repos_waiting() == [7]
+
+
+def test_generations_count_wake_ups(redis: Redis) -> None:
+    state = FleetState(redis)
+    assert state.generation(7) == 0
+    assert state.bump(7) == 1
+    assert state.generation(7) == 1 and state.generation(8) == 0
+
+
+def test_starting_tasks_are_tracked_until_they_opened(redis: Redis) -> None:
+    state = FleetState(redis)
+    state.start(7, "issue-7-1")
+    state.start(7, "issue-7-2")
+    state.started(7, "issue-7-1")
+    assert state.starting(7) == {"issue-7-2"}

@@ -93,3 +93,17 @@ def test_setup_page_form_in_a_browser(site: str, tmp_path: Path) -> None:
     manifest = json.loads(value)
     assert manifest["hook_attributes"]["url"] == f"{site}/api/github/webhooks"
     assert manifest["redirect_url"] == f"{site}/setup/callback"
+
+
+def test_plan_page_in_a_browser(site: str, redis: Redis, tmp_path: Path) -> None:
+    from tests.app.test_plan import fleet
+
+    fleet(redis)
+    dom = chromium("--dump-dom", f"{site}/plan/{p.REPO}", tmp=tmp_path)
+    table = dom[dom.index('<table id="plan">') :]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)
+    assert [html.unescape(re.sub(r"<[^>]+>", " ", r)).split()[:3] for r in rows[1:]] == [
+        ["#8", "agent/issue-8-<b>", "#21"],
+        ["#7", "agent/issue-7-x", "#20"],
+        ["#9", "—", "—"],
+    ]
