@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument(
         "--scenario", choices=("fix", "escalate", "fleet"), default="fix",
-        help="fix: the demo agent fixes the bug (default); escalate: it cannot, and gives up",
+        help="fix: the demo agent fixes the bug (default); escalate: it cannot, and gives up; "
+        "fleet: four issues at once through dependencies, an overlap and a conflict",
     )  # fmt: skip
     sandbox.add_argument("--dir", type=Path, help="where to keep it all (default: a new one)")
     redeliver = sub.add_parser("redeliver", help="ask GitHub to redeliver failed deliveries")

@@ -247,6 +247,7 @@ What to look at:
 
 def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout) -> int:
     """Four issues at once, through dependencies, an overlap and a conflict, to merge."""
+    from app import plan
     from simulator import fleet
 
     agent = None if "AGENT" in os.environ else [
@@ -269,7 +270,8 @@ def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout) -> int:
             narrator.say(f"stopped: {exc}")
             return 1
         narrator.look()
-        print(f"\nThe plan as it ended: forgehand tasks --plan {sim.repo}", file=out)
+        print(f"\nThe plan as it ended (forgehand tasks --plan {sim.repo}):", file=out)
+        print(plan.text(plan.read(stack.store, sim.repo)), file=out)
         print("\nTasks:", file=out)
         for record in reversed(stack.store.recent(50)):
             print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
