@@ -11,6 +11,7 @@ from app.github import GitHubError, Installation
 from app.tasks import Task
 from jobs import overlap
 from jobs.pipeline import Context
+from jobs.redact import redactor_for
 
 
 def opened(
@@ -22,7 +23,9 @@ def opened(
     changed: tuple[frozenset[str], frozenset[str]],
 ) -> None:
     """Record the new pull request's files and tell the ones it overlaps."""
-    files, interface = changed
+    # The agent named the files: they reach comments and the plan only redacted.
+    clean = redactor_for(ctx.settings, api.token()).text
+    files, interface = (frozenset(clean(f) for f in names) for names in changed)
     pull = Pull(number, task.number, time.time(), files, interface, branch)
     state = FleetState(ctx.store.redis)
     found, _fleet = overlap.check_push(state, task.repo_id, pull)

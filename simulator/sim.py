@@ -261,8 +261,9 @@ class Simulation:
             if before == sha:
                 continue
             pusher = f"{self.sim.slug}[bot]" if branch.startswith("agent/") else "carol"
-            payload = {
-                "ref": f"refs/heads/{branch}", "before": before, "after": sha,
+            payload: dict[str, Any] = {
+                "ref": f"refs/heads/{branch}", "before": before, "after": sha, "base_ref": None,
+                "compare": f"https://github.test/{self.repo}/compare/{before[:12]}...{sha[:12]}",
                 "created": branch not in seen, "deleted": False, "forced": False,
                 "pusher": {"name": pusher, "email": None}, "commits": [], "head_commit": None,
             }  # fmt: skip

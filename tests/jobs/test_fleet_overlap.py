@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from app.fleet_state import FleetState
 from app.tasks import Kind, State, Task
+from jobs import fleet
 from jobs.overlap import MARKER
 from tests import payloads as p
 from tests.jobs.conftest import World
@@ -65,3 +66,14 @@ def test_serialize_holds_an_issue_naming_files_an_open_pull_request_changes(
     # Issues that name other files go ahead.
     world.github.add_issue(9, "Docs", "Say more in README.md")
     assert world.run(world.issue_task(9)).state is State.DONE
+
+
+def test_file_names_the_agent_chose_are_recorded_redacted(world: World) -> None:
+    world.setenv("WEBHOOK_SECRET", "hook-secret-of-the-app")
+    ctx = world.context()
+    api = ctx.app.installation(p.INSTALLATION)
+    named = frozenset({"calc.py", "leak-hook-secret-of-the-app.txt"})
+    fleet.opened(api, ctx, world.issue_task(), 30, "agent/issue-7-x", (named, frozenset()))
+    (pull,) = FleetState(world.redis).pulls(p.REPO_ID)
+    assert "hook-secret-of-the-app" not in " ".join(pull.files)
+    assert "calc.py" in pull.files and len(pull.files) == 2
