@@ -89,8 +89,9 @@ def _parser() -> argparse.ArgumentParser:
         "real agent instead of the demo one; REDIS_URL to use your Redis.",
     )  # fmt: skip
     sandbox.add_argument(
-        "--scenario", choices=("fix", "escalate"), default="fix",
-        help="fix: the demo agent fixes the bug (default); escalate: it cannot, and gives up",
+        "--scenario", choices=("fix", "escalate", "fleet"), default="fix",
+        help="fix: the demo agent fixes the bug (default); escalate: it cannot, and gives up; "
+        "fleet: four issues at once through dependencies, an overlap and a conflict",
     )  # fmt: skip
     sandbox.add_argument(
         "--dir", type=Path,
@@ -136,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--limit", type=_positive, default=50, help="how many, newest first (default 50)"
     )
+    tasks.add_argument("--plan", metavar="REPO", help="the fleet of one repository (owner/name)")
     return parser
 
 
@@ -318,6 +320,8 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
             "REDIS_URL is required (or run `forgehand dev` in this directory first)"
         )
     try:
+        if args.plan:
+            return _plan(Store(connect(url)), args.plan)
         records = Store(connect(url)).recent(args.limit)
     except RedisError as exc:
         raise SettingsError(f"Redis at {url} does not answer: {exc}") from None
@@ -338,6 +342,17 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     if not records:
         print("(no tasks yet)")
+    return 0
+
+
+def _plan(store: Store, repo: str) -> int:
+    from app import plan
+
+    rows = plan.read(store, repo)
+    if not rows:
+        print(f"(no tasks on {repo})")
+        return 0
+    print(plan.text(rows))
     return 0
 
 

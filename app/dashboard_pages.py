@@ -42,7 +42,7 @@ button.danger{color:var(--red)}.why{color:var(--red);font-weight:600}
 # States people see styled: the rest (one a newer worker wrote) is shown plainly.
 KNOWN_STATES = ("queued", "running", "waiting", "done", "failed", "escalated", "cancelled")
 MARKS = {"failed": "✖ failed", "escalated": "⚠ escalated"}
-CANCELLABLE = frozenset({"queued", "running"})
+CANCELLABLE = frozenset({"queued", "running", "waiting"})
 RETRYABLE = frozenset({"failed", "escalated", "cancelled"})
 
 

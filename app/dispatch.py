@@ -201,10 +201,10 @@ class Dispatcher:
         return [t for t in targets if self.cancel_task(t, cancel.reason)]
 
     def cancel_task(self, task_id: str, reason: str) -> bool:
-        """Cancel one task if it is queued or running, stopping its job; False if it was not."""
-        if not self.store.transition(
-            task_id, (State.QUEUED, State.RUNNING), State.CANCELLED, reason
-        ):
+        """Cancel one task if it is queued, running or waiting, stopping its job; False if it
+        was not."""
+        live = (State.QUEUED, State.RUNNING, State.WAITING)
+        if not self.store.transition(task_id, live, State.CANCELLED, reason):
             return False
         self.store.audit(task_id, "cancelled", reason)
         self.stop_job(task_id)

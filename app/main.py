@@ -19,6 +19,7 @@ from starlette.routing import Route
 from app import dashboard
 from app.dispatch import Dispatcher, job_timeout
 from app.metrics import render
+from app.plan_page import plan_page
 from app.settings import Settings
 from app.setup import routes as setup_routes
 from app.store import Store
@@ -73,6 +74,7 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
             Route("/tasks/{task_id}", dashboard.task_page, methods=["GET"]),
             Route("/tasks/{task_id}/cancel", dashboard.cancel, methods=["POST"]),
             Route("/tasks/{task_id}/retry", dashboard.retry, methods=["POST"]),
+            Route("/plan/{owner}/{name}", plan_page, methods=["GET"]),
             *setup_routes(settings, Path(".env")),
         ],
     )

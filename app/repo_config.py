@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from app.fleet import MAX_OPEN_PULL_REQUESTS, OVERLAP_MODES
 from app.settings import AGENT_PRESETS
 from jobs.egress import Policy
 
@@ -33,6 +34,8 @@ class RepoConfig:
     protected_paths: tuple[str, ...] = DEFAULT_PROTECTED
     timeout: int | None = None
     allow_hosts: tuple[str, ...] = ()
+    max_open_pull_requests: int = MAX_OPEN_PULL_REQUESTS
+    overlap: str = "warn"
 
 
 KNOWN = {f.name for f in fields(RepoConfig)}
@@ -109,6 +112,12 @@ def _hosts(value: Any) -> tuple[str, ...]:
     return hosts
 
 
+def _overlap(value: Any) -> str:
+    if value not in OVERLAP_MODES:
+        raise ValueError(f"must be one of {', '.join(OVERLAP_MODES)}, got {value!r}")
+    return str(value)
+
+
 def _agent(value: Any) -> str:
     name = _text(value).lower()
     if name not in AGENT_PRESETS:
@@ -129,4 +138,6 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "protected_paths": _globs,
     "timeout": _positive,
     "allow_hosts": _hosts,
+    "max_open_pull_requests": _positive,
+    "overlap": _overlap,
 }

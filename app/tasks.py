@@ -17,6 +17,8 @@ class Kind(StrEnum):
     COMMAND = "command"  # a `/agent …` comment
     CLOSED = "closed"  # a pull request of the App's was closed: clean up after it
     FORK = "fork"  # a pull request from a fork asked for work: say once that it cannot
+    BASE = "base"  # the base branch moved: find agent pull requests that no longer merge
+    CONFLICT = "conflict"  # merge the base into one of them and resolve the conflicts
 
 
 class State(StrEnum):
@@ -27,10 +29,11 @@ class State(StrEnum):
     # Out of CI-fix attempts: the pull request waits for a human.
     ESCALATED = "escalated"
     CANCELLED = "cancelled"
+    WAITING = "waiting"  # held by a dependency or the review cap; woken when that changes
 
     @property
     def active(self) -> bool:
-        return self in (State.QUEUED, State.RUNNING)
+        return self in (State.QUEUED, State.RUNNING, State.WAITING)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,11 @@ class Task:
                 return f"closed-{self.repo_id}-{self.number}"
             case Kind.FORK:
                 return f"fork-{self.repo_id}-{self.number}"
+            case Kind.BASE:
+                return f"base-{self.repo_id}-{self.sha}"
+            case Kind.CONFLICT:
+                # One per pull request and base commit: the base moving again is new work.
+                return f"conflict-{self.repo_id}-{self.number}-{self.sha}"
 
     def to_fields(self) -> dict[str, str]:
         # Not asdict(): it deep-copies, and this runs for every queued task.
@@ -116,4 +124,13 @@ class ResetAttempts:
     sha: str = ""  # green CI on this commit; a commit known to fail resets nothing
 
 
-Action = Task | Cancel | InstallationChange | ResetAttempts
+@dataclass(frozen=True)
+class Wake:
+    """Something the repository's waiting tasks may wait for changed (an issue or an agent
+    pull request closed): each looks again."""
+
+    repo_id: int
+    reason: str
+
+
+Action = Task | Cancel | InstallationChange | ResetAttempts | Wake

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from app.tasks import Action, Cancel, InstallationChange, Kind, ResetAttempts, Task
+from app.tasks import Action, Cancel, InstallationChange, Kind, ResetAttempts, Task, Wake
 
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 FAILING_CONCLUSIONS = frozenset({"failure", "timed_out", "startup_failure"})
@@ -233,7 +233,8 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
             return ignore(f"label {label} is not {facts.trigger_label}")
         return Decision(actions=(_cancel(payload, number, "trigger label removed"),))
     if action == "closed":
-        return Decision(actions=(_cancel(payload, number, "issue closed"),))
+        wake = Wake(_get(payload, "repository.id", int), f"#{number} closed")
+        return Decision(actions=(_cancel(payload, number, "issue closed"), wake))
     return ignore(f"issues.{action} is not a trigger")
 
 
@@ -314,7 +315,9 @@ def _pull_request(payload: Payload, facts: Facts) -> Decision:
     if action != "closed":
         return ignore(f"pull_request.{action} of the App's own branch needs no work")
     closed = _pr_task(payload, facts, Kind.CLOSED)
-    return Decision(actions=(_cancel(payload, number, "pull request closed"), *closed.actions))
+    wake = Wake(_get(payload, "repository.id", int), f"#{number} closed")
+    cancel = _cancel(payload, number, "pull request closed")
+    return Decision(actions=(cancel, *closed.actions, wake))
 
 
 def _pull_request_review(payload: Payload, facts: Facts) -> Decision:
@@ -432,6 +435,27 @@ def _status(payload: Payload, facts: Facts) -> Decision:
     return _ci_task(payload, facts, _get(payload, "sha", str), branch, [])
 
 
+def _push(payload: Payload, facts: Facts) -> Decision:
+    """The base branch moved: agent pull requests on it may no longer merge."""
+    ref = _get(payload, "ref", str)
+    if not ref.startswith("refs/heads/"):
+        return ignore(f"push to {ref}, not a branch")
+    branch = ref.removeprefix("refs/heads/")
+    if branch.startswith(facts.branch_prefix):
+        return ignore(f"push to {branch}, an agent branch, not a base")
+    if _opt(payload, "deleted", bool):
+        return ignore(f"branch {branch} deleted")
+    # The default branch: where agent pull requests go unless a repository's config names
+    # another base, which the worker reads (a push there is not seen: a known limit).
+    if branch != _get(payload, "repository.default_branch", str):
+        return ignore(f"push to {branch}, not the default branch")
+    after = _get(payload, "after", str)
+    if not SHA.fullmatch(after):
+        raise PayloadError(f"payload has no commit SHA (got {after[:50]!r})")
+    sender = _get(payload, "sender.login", str)
+    return _task(payload, facts, Kind.BASE, 0, sender, sha=after, branch=branch)
+
+
 def _repos(payload: Payload, key: str) -> tuple[tuple[int, str], ...]:
     found = []
     for repo in _opt(payload, key, list) or []:
@@ -472,6 +496,7 @@ _HANDLERS: dict[str, Callable[[Payload, Facts], Decision]] = {
     "check_suite": _check_suite,
     "check_run": _check_run,
     "status": _status,
+    "push": _push,
     "installation": _installation_event,
     "installation_repositories": _installation_repositories,
 }

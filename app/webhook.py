@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.dispatch import Dispatcher, Seen, read_seen, seen_from
+from app.fleet_wake import wake
 from app.store import Store
 from app.tally import Tally
-from app.tasks import Cancel, InstallationChange, ResetAttempts, Task
+from app.tasks import Cancel, InstallationChange, ResetAttempts, Task, Wake
 from app.triggers import Facts, PayloadError, decide, early_decision, needs_pull_request_fact
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps deliveries at 25 MB
@@ -208,6 +209,8 @@ class Intake:
                 self.store.apply_installation(act)
             elif isinstance(act, ResetAttempts):
                 self.store.reset_attempts(act.repo_id, act.number, act.sha)
+            elif isinstance(act, Wake):
+                result.tasks.extend(wake(self.store, self.dispatcher, act.repo_id, origin))
         result.ignored = decision.ignored or ("; ".join(skipped) if skipped else None)
         if result.ignored and not decision.actions:
             # Counted in the tally's summary line, like the deliveries of the fast path.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.github import GitHubError, segment
 from app.tasks import Task
+from jobs import fleet
 from jobs.pipeline import Context, prepare, read_pull
 
 FORK_NOTICE = (
@@ -15,6 +16,7 @@ FORK_NOTICE = (
 def closed(task: Task, ctx: Context) -> str:
     api, _repo = prepare(task, ctx, check=False)
     pr = read_pull(api, task, task.number)
+    fleet.closed(api, ctx, task)
     issue = ctx.store.issue_for_pull_request(task.repo_id, task.number)
     if issue is not None:
         ctx.store.audit(f"issue-{task.repo_id}-{issue}", "pull request closed", f"#{task.number}")

@@ -16,6 +16,7 @@ from app.tasks import Kind, State, Task
 from jobs import pipeline
 from jobs.closed import closed, fork_notice
 from jobs.commands import run_command
+from jobs.conflict import check_base, resolve_conflict
 from jobs.errors import Escalated, TaskFailed, permanent_reason
 from jobs.fix_ci import fix_ci
 from jobs.redact import redactor_for
@@ -30,6 +31,8 @@ HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
     Kind.COMMAND: run_command,
     Kind.CLOSED: closed,
     Kind.FORK: fork_notice,
+    Kind.BASE: check_base,
+    Kind.CONFLICT: resolve_conflict,
 }
 
 

@@ -13,6 +13,7 @@ from redis import Redis
 
 from app import triggers
 from app.dispatch import Dispatcher, job_timeout
+from app.fleet_wake import wake_stale
 from app.github import App, GitHubError
 from app.redeliver import redeliver
 from app.settings import Settings
@@ -41,7 +42,9 @@ def housekeeping(settings: Settings, redis: Redis) -> bool:
         redeliver(app, redis, timedelta(seconds=INTERVAL * 4))
     except GitHubError as exc:
         log.warning("redelivery skipped: %s", exc)
-    reconcile(app, store, Dispatcher(store, job_timeout(settings.agent_timeout)))
+    dispatcher = Dispatcher(store, job_timeout(settings.agent_timeout))
+    reconcile(app, store, dispatcher)
+    wake_stale(store, dispatcher, "sweep: woken while it was deciding to wait")
     return True
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from app.github import GitHubError, Installation
 from app.tasks import Task
-from jobs import prompts, report
+from jobs import fleet, overlap, prompts, report, waiting
 from jobs.errors import TaskFailed
 from jobs.pipeline import Context, Run, branch_name, config_problems, prepare, reported, status_for
 from jobs.progress import Heartbeat
@@ -25,6 +25,9 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
         issue = api.get(f"{repo_path}/issues/{task.number}")
         if issue.get("state") != "open":
             raise TaskFailed("The issue was closed before work started.")
+        waits = waiting.hold(api, ctx, task, repo, issue, status)
+        if waits is not None:
+            return waits
         problems = config_problems(repo)
         status.update("⏳ Working on it…", problems)
         identity = ctx.app.identity(api)
@@ -56,6 +59,7 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
                 raise TaskFailed(result.nothing_done("there is no pull request"), result.tail)
             work.check_protected()
             work.push(api)
+            changed = overlap.changed_files(tree.gitdir, tree.base, "HEAD")
             pr = api.post(
                 f"{repo_path}/pulls",
                 {
@@ -72,6 +76,8 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
                 },
             )
         number = int(pr["number"])
+        waiting.opened(ctx, task)
+        fleet.opened(api, ctx, task, number, tree.branch, changed)
         ctx.store.audit(task.id, "pull request", f"#{number} opened")
         ctx.store.add_app_pull_request(
             task.repo_id, number, task.number, task.repo, task.installation_id

@@ -4,10 +4,12 @@ Modes:
   careful  fixes only what the issue names; a CI failure then shows it the rest, which it fixes;
            a review makes it document add()
   hopeless changes something every time but never fixes anything (to show escalation)
+  fleet    the fleet scenario's issues, each by its title; and merge conflicts in calc.py
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 def main() -> int:
     mode = sys.argv[1] if len(sys.argv) > 1 else "careful"
     task = sys.stdin.read()
+    if mode == "fleet":
+        return fleet(task)
     calc = Path("calc.py")
     source = calc.read_text()
     print(f"demo agent ({mode}): read a task of {len(task)} characters", flush=True)
@@ -35,6 +39,41 @@ def main() -> int:
         print("demo agent: add() subtracted; it adds now", flush=True)
     calc.write_text(fixed)
     print("Summary: corrected the operator in calc.py.", flush=True)
+    return 0
+
+
+FLEET_ADD = "def add(a, b, c=0):\n    return a + b + c  # add\n"
+
+
+def fleet(task: str) -> int:
+    """One change per issue of the fleet scenario, picked by words of its title."""
+    time.sleep(0.3)
+    calc = Path("calc.py")
+    if "merge conflicts" in task:
+        # Both sides meant something: three numbers (one side), added correctly (the other).
+        conflict = re.compile(r"^<<<<<<< .*?^>>>>>>> [^\n]*\n", re.M | re.S)
+        calc.write_text(conflict.sub(FLEET_ADD, calc.read_text(), count=1))
+        print("demo agent: kept both sides of add(): three numbers, added", flush=True)
+    elif "subtracts" in task:
+        calc.write_text(calc.read_text().replace("return a - b  # add", "return a + b  # add"))
+        print("demo agent: add() subtracted; it adds now", flush=True)
+    elif "three numbers" in task:
+        calc.write_text(
+            calc.read_text().replace(
+                "def add(a, b):\n    return a - b  # add\n",
+                "def add(a, b, c=0):\n    return a - b - c  # add\n",
+            )
+        )
+        print("demo agent: add() takes a third number", flush=True)
+    elif "Document" in task:
+        Path("README.md").write_text("# calc\n\nAdds numbers: `add(2, 3)`.\n")
+        print("demo agent: documented the project", flush=True)
+    elif "mul()" in task:
+        Path("mul.py").write_text("def mul(a, b):\n    return a * b\n")
+        print("demo agent: added mul()", flush=True)
+    else:
+        print("demo agent: nothing here I know how to do", flush=True)
+    print("Summary: see the diff.", flush=True)
     return 0
 
 

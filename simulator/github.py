@@ -80,6 +80,7 @@ class GitHubSimulator:
     labels: dict[int, list[str]] = field(default_factory=dict)
     deleted_refs: list[str] = field(default_factory=list)
     issue_comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    blocked_by: dict[int, list[int]] = field(default_factory=dict)  # issue dependencies
 
     @property
     def origin(self) -> Path:
@@ -301,6 +302,25 @@ def _issue(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> htt
     return _json(shapes.issue(issue, gh.repository()))
 
 
+def _blocked_by(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    if int(m["n"]) not in gh.issues:
+        return _json({"message": "Not Found"}, 404)
+    blockers = [gh.issues[b] for b in gh.blocked_by.get(int(m["n"]), []) if b in gh.issues]
+    return _json([shapes.issue(b, gh.repository()) for b in blockers])
+
+
+def _add_blocked_by(
+    gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]
+) -> httpx.Response:
+    """GitHub names the blocking issue by its id, not its number."""
+    wanted = int(json.loads(request.content)["issue_id"])
+    found = [n for n in gh.issues if shapes.issue(gh.issues[n], gh.repository())["id"] == wanted]
+    if int(m["n"]) not in gh.issues or not found:
+        return _json({"message": "Not Found"}, 404)
+    gh.blocked_by.setdefault(int(m["n"]), []).append(found[0])
+    return _json(shapes.issue(gh.issues[int(m["n"])], gh.repository()), 201)
+
+
 def _new_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     comment_id = gh._id()
     body = json.loads(request.content)["body"]
@@ -356,9 +376,41 @@ def pull_view(gh: GitHubSimulator, number: int) -> dict[str, Any]:
 
 def _pull(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     number = int(m["n"])
-    return (
-        _json(pull_view(gh, number)) if number in gh.pulls else _json({"message": "Not Found"}, 404)
-    )
+    if number not in gh.pulls:
+        return _json({"message": "Not Found"}, 404)
+    view = pull_view(gh, number)
+    if view["state"] == "open":
+        # As GitHub does for one pull request (never in lists): from a test merge of the two.
+        clean = merges(gh.origin, view["base"]["sha"], view["head"]["sha"])
+        view["mergeable"], view["mergeable_state"] = clean, "clean" if clean else "dirty"
+    return _json(view)
+
+
+def merges(origin: Path, base: str, head: str) -> bool:
+    """Whether `head` merges into `base` without conflicts, by real git (≥ 2.38)."""
+    found = subprocess.run(
+        ["git", "merge-tree", "--write-tree", base, head], cwd=origin,
+        capture_output=True, env={"PATH": "/usr/bin:/bin", "GIT_CONFIG_GLOBAL": "/dev/null",
+                                  "GIT_CONFIG_NOSYSTEM": "1"},
+    )  # fmt: skip
+    return found.returncode == 0
+
+
+def merge(gh: GitHubSimulator, number: int) -> str:
+    """Merge a pull request as the button does (a merge commit on its base); the new base
+    head. Raises ValueError when it conflicts."""
+    pull = gh.pulls[number]
+    base, head = gh.head_sha(pull["base"]), gh.head_sha(pull["head"])
+    if not merges(gh.origin, base, head):
+        raise ValueError(f"#{number} conflicts with {pull['base']}")
+    tree = git_out("merge-tree", "--write-tree", base, head, cwd=gh.origin).split()[0]
+    message = f"Merge pull request #{number} from {pull['head']}"
+    env = ("-c", "user.name=Carol", "-c", "user.email=carol@example.com")
+    commit = git_out(*env, "commit-tree", tree, "-p", base, "-p", head, "-m", message,
+                     cwd=gh.origin).strip()  # fmt: skip
+    git_out("update-ref", f"refs/heads/{pull['base']}", commit, base, cwd=gh.origin)
+    pull.update(state="closed", merged=True)
+    return commit
 
 
 def _pulls(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -594,6 +646,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", REPO_RE + r"/collaborators/(?P<user>[^/]+)/permission", _permission),
     ("POST", REPO_RE + r"/issues/(?P<n>\d+)/reactions", _reaction),
     ("GET", REPO_RE + r"/issues/(?P<n>\d+)", _issue),
+    ("GET", REPO_RE + r"/issues/(?P<n>\d+)/dependencies/blocked_by", _blocked_by),
+    ("POST", REPO_RE + r"/issues/(?P<n>\d+)/dependencies/blocked_by", _add_blocked_by),
     ("POST", REPO_RE + r"/issues/(?P<n>\d+)/comments", _new_comment),
     ("GET", REPO_RE + r"/issues/(?P<n>\d+)/comments", _list_comments),
     ("PATCH", REPO_RE + r"/issues/comments/(?P<id>\d+)", _edit_comment),

@@ -140,7 +140,14 @@ class Narrator:
 class Stack:
     """The simulator plus forgehand's real processes: embedded (or given) Redis, web, worker."""
 
-    def __init__(self, settings: Settings, root: Path, agent_command: list[str] | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        root: Path,
+        agent_command: list[str] | None,
+        files: dict[str, str] | None = None,
+    ) -> None:
+        self.files = files or {"calc.py": CALC, "test_calc.py": TESTS, "README.md": "# calc\n"}
         self.settings = settings
         self.root = root
         self.logs = root / "logs"
@@ -171,7 +178,7 @@ class Stack:
         self.worker: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Stack:
-        self.sim.start({"calc.py": CALC, "test_calc.py": TESTS, "README.md": "# calc\n"})
+        self.sim.start(self.files)
         self._stack.callback(self.sim.stop)
         self.sim.open_issue(1, "add() subtracts", ISSUE)
         redis_url = self.settings.redis_url or self._stack.enter_context(embedded_redis())
@@ -219,6 +226,8 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 def run(
     settings: Settings, scenario: str, root: Path, out: Any = sys.stdout, keep: bool = False
 ) -> int:
+    if scenario == "fleet":
+        return run_fleet(settings, root, out)
     demo = "hopeless" if scenario == "escalate" else "careful"
     # A real agent when AGENT is set; the demo agent otherwise.
     # By its file, not `-m`: the sandbox shows the agent its script, not forgehand's code.
@@ -282,6 +291,40 @@ def _serve_until_interrupted(narrator: Narrator, dashboard: str) -> None:
             time.sleep(3600)
     except KeyboardInterrupt:
         narrator.say("stopping")
+
+
+def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout) -> int:
+    """Four issues at once, through dependencies, an overlap and a conflict, to merge."""
+    from app import plan
+    from simulator import fleet
+
+    agent = None if "AGENT" in os.environ else [
+        sys.executable, str(Path(__file__).with_name("demo_agent.py")), "fleet"
+    ]  # fmt: skip
+    with Stack(settings, root, agent, fleet.FILES) as stack:
+        sim = stack.sim
+        narrator = Narrator(sim, stack.store, out)
+        narrator.say(f"simulated GitHub at {sim.server.api_url}; repository {sim.repo}")
+
+        def state_of(task_id: str) -> str | None:
+            narrator.look()
+            record = stack.store.get(task_id)
+            return record.state.value if record else None
+
+        story = fleet.Story(sim, state_of, narrator.say, limit(settings))
+        try:
+            story.play(sim.repo_id)
+        except (TimeoutError, AssertionError) as exc:
+            narrator.say(f"stopped: {exc}")
+            return 1
+        narrator.look()
+        print(f"\nThe plan as it ended (forgehand tasks --plan {sim.repo}):", file=out)
+        print(plan.text(plan.read(stack.store, sim.repo)), file=out)
+        print("\nTasks:", file=out)
+        for record in reversed(stack.store.recent(50)):
+            print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
+        print(f"\n  git --git-dir {sim.origin} log --all --oneline --graph", file=out, flush=True)
+    return 0
 
 
 def wait_healthy(url: str) -> None:

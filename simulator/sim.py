@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import queue
+import re
 import threading
 import time
 import uuid
@@ -21,7 +22,7 @@ import httpx
 
 from simulator import shapes
 from simulator.ci import run_checks
-from simulator.github import GitHubSimulator, git_out, pull_view
+from simulator.github import GitHubSimulator, git_out, merge, pull_view
 from simulator.server import Server
 
 ACTIONS_APP_ID = 15368  # GitHub Actions' own App id on github.com
@@ -68,6 +69,7 @@ class Simulation:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _seen_heads: dict[str, str] = field(default_factory=dict)
+    _seen_refs: dict[str, str] | None = None  # branch → head, for `push` webhooks
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -164,6 +166,20 @@ class Simulation:
         self.deliver("pull_request_review", payload, by)
         return review_id
 
+    def merge_pull(self, number: int, by: str = "carol") -> str:
+        """Press the merge button: a merge commit on the base; the pull request and the issue
+        its body says it fixes close, each with its webhook (the push comes from the watcher)."""
+        commit = merge(self.sim, number)
+        pull = pull_view(self.sim, number)
+        self.deliver("pull_request", {"action": "closed", "number": number, "pull_request": pull},
+                     by)  # fmt: skip
+        for fixed in re.findall(r"(?im)^(?:fixes|closes|resolves) #(\d+)", pull.get("body") or ""):
+            issue = self.sim.issues.get(int(fixed))
+            if issue is not None and issue["state"] == "open":
+                issue["state"] = "closed"
+                self.deliver("issues", {"action": "closed", "issue": self._issue(int(fixed))}, by)
+        return commit
+
     def _issue(self, number: int) -> dict[str, Any]:
         repo = self.sim.repository()
         if number in self.sim.pulls:
@@ -242,6 +258,7 @@ class Simulation:
 
     def _watch_loop(self) -> None:
         while not self._stop.wait(0.2):
+            self._watch_pushes()
             for number, pull in list(self.sim.pulls.items()):
                 if pull["state"] != "open":
                     continue
@@ -259,6 +276,28 @@ class Simulation:
                    "before": before, "after": after}  # fmt: skip
         # Only the App pushes to its branches here.
         self.deliver("pull_request", payload, f"{self.sim.slug}[bot]")
+
+    def _watch_pushes(self) -> None:
+        """A `push` webhook for every branch whose head moved since the last look, by whoever
+        pushes there: the App on its own branches, people elsewhere."""
+        out = git_out("for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads",
+                      cwd=self.origin)  # fmt: skip
+        heads = dict(line.split() for line in out.splitlines())
+        seen, self._seen_refs = self._seen_refs, heads
+        if seen is None:
+            return  # the repository as it was created: nothing was pushed yet
+        for branch, sha in heads.items():
+            before = seen.get(branch, "0" * 40)
+            if before == sha:
+                continue
+            pusher = f"{self.sim.slug}[bot]" if branch.startswith("agent/") else "carol"
+            payload: dict[str, Any] = {
+                "ref": f"refs/heads/{branch}", "before": before, "after": sha, "base_ref": None,
+                "compare": f"https://github.test/{self.repo}/compare/{before[:12]}...{sha[:12]}",
+                "created": branch not in seen, "deleted": False, "forced": False,
+                "pusher": {"name": pusher, "email": None}, "commits": [], "head_commit": None,
+            }  # fmt: skip
+            self.deliver("push", payload, pusher)
 
     def _run_ci(self, number: int, sha: str) -> None:
         pull = pull_view(self.sim, number)

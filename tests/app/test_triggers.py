@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from app.tasks import Cancel, InstallationChange, Kind, ResetAttempts, Task
+from app.tasks import Cancel, InstallationChange, Kind, ResetAttempts, Task, Wake
 from app.triggers import Decision, Facts, PayloadError, command_verb, decide, starts_nothing
 from tests import payloads as p
 
@@ -69,7 +69,13 @@ def test_app_cannot_trigger_itself_even_when_listed_as_allowed() -> None:
 )
 def test_unlabel_or_close_cancels_the_issue(action: str, reason: str) -> None:
     decision = decide("issues", p.issues(action=action), FACTS)
-    assert decision.actions == (Cancel(p.REPO_ID, 7, reason),)
+    assert decision.actions[0] == Cancel(p.REPO_ID, 7, reason)
+
+
+def test_closing_an_issue_wakes_the_tasks_waiting_in_its_repository() -> None:
+    decision = decide("issues", p.issues(action="closed"), FACTS)
+    assert decision.actions[1:] == (Wake(p.REPO_ID, "#7 closed"),)
+    assert len(decide("issues", p.issues(action="unlabeled"), FACTS).actions) == 1
 
 
 def test_unlabelling_another_label_cancels_nothing() -> None:
@@ -167,8 +173,9 @@ def test_command_verb(body: str, verb: str | None) -> None:
 
 
 def test_closing_app_pull_request_cancels_and_cleans_up() -> None:
-    cancel, task = decide("pull_request", p.pr_closed(), FACTS).actions
+    cancel, task, wake = decide("pull_request", p.pr_closed(), FACTS).actions
     assert cancel == Cancel(p.REPO_ID, 12, "pull request closed")
+    assert wake == Wake(p.REPO_ID, "#12 closed")  # a slot under the review cap came free
     assert (
         isinstance(task, Task) and task.kind is Kind.CLOSED and task.branch == "agent/issue-7-login"
     )

@@ -273,7 +273,9 @@ def test_the_app_s_own_comments_and_pushes_start_nothing(client: TestClient, red
         "sender": p.user("forgehand[bot]", "Bot"),
         "installation": {"id": p.INSTALLATION},
     }
-    assert post(client, "push", push).json()["ignored"] == "push events are not handled"
+    assert post(client, "push", push).json()["ignored"] == (
+        "push to agent/issue-7-x, an agent branch, not a base"
+    )
     sync = p.pr_closed(sender="forgehand[bot]", sender_type="Bot") | {"action": "synchronize"}
     assert post(client, "pull_request", sync).json()["ignored"] == (
         "pull_request.synchronize is not a trigger"

@@ -46,6 +46,9 @@ def test_every_example_is_answered_without_5xx(client: TestClient, path: Path) -
         return
     if event.startswith("installation"):
         assert "ignored" in body or body["tasks"] == []
+    elif event == "push" and "refs/heads/" in json.dumps(load(f"{event}/{path.name}")["ref"]):
+        # A push to the default branch: the agent pull requests on it are checked.
+        assert [t.split("-")[0] for t in body["tasks"]] == ["base"], body
     else:
         # Unmodified examples name no trigger label and no agent/ branch: nothing qualifies.
         assert body["tasks"] == [] and body["ignored"], body
@@ -59,7 +62,7 @@ EXPECTED_IGNORED = {
     "status/payload.json": "commit status is success",
     "pull_request/closed.payload.json": "branch changes is not under agent/",
     "pull_request_review/submitted.payload.json": "branch changes is not under agent/",
-    "push/payload.json": "push events are not handled",
+    "push/payload.json": "push to refs/tags/simple-tag, not a branch",
     "workflow_run/completed.payload.json": "workflow_run events are not handled",
 }
 

@@ -185,3 +185,17 @@ def test_setup_page_warns_in_a_browser(site: str, tmp_path: Path) -> None:
     dom = chromium("--dump-dom", f"{site}/setup", tmp=tmp_path)
     assert "GitHub cannot reach" in dom and "127.0.0.1 is this machine" in dom
     assert "<code>contents</code>" in dom and "<code>issue_comment</code>" in dom
+
+
+def test_plan_page_in_a_browser(site: str, redis: Redis, tmp_path: Path) -> None:
+    from tests.app.test_plan import fleet
+
+    fleet(redis)
+    dom = chromium("--dump-dom", f"{site}/plan/{p.REPO}", tmp=tmp_path)
+    table = dom[dom.index('<table id="plan">') :]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)
+    assert [html.unescape(re.sub(r"<[^>]+>", " ", r)).split()[:3] for r in rows[1:]] == [
+        ["#8", "agent/issue-8-<b>", "#21"],
+        ["#7", "agent/issue-7-x", "#20"],
+        ["#9", "—", "—"],
+    ]

@@ -106,6 +106,18 @@ def test_issue_answers(gh: fakes.FakeGitHub) -> None:
     valid(list[m.Label], call(gh, "POST", f"{REPO}/issues/7/labels", {"labels": ["a"]}))
 
 
+def test_issue_dependency_answers(gh: fakes.FakeGitHub) -> None:
+    gh.add_issue(3, "Blocker")
+    assert call(gh, "GET", f"{REPO}/issues/7/dependencies/blocked_by") == []
+    blocker_id = call(gh, "GET", f"{REPO}/issues/3")["id"]
+    valid(m.Issue, call(gh, "POST", f"{REPO}/issues/7/dependencies/blocked_by",
+                        {"issue_id": blocker_id}))  # fmt: skip
+    (blocker,) = call(gh, "GET", f"{REPO}/issues/7/dependencies/blocked_by")
+    valid(m.Issue, blocker)
+    assert (blocker["number"], blocker["state"]) == (3, "open")
+    assert gh.blocked_by == {7: [3]}
+
+
 def test_pull_request_answers(gh: fakes.FakeGitHub) -> None:
     pr = call(
         gh,

@@ -1,0 +1,78 @@
+"""The plan: one table of a repository's fleet, from Redis, as text and as a page."""
+
+from __future__ import annotations
+
+import pytest
+from redis import Redis
+from starlette.testclient import TestClient
+
+from app import plan
+from app.__main__ import main
+from app.dispatch import Dispatcher
+from app.fleet import Pull
+from app.fleet_state import FleetState
+from app.main import create_app
+from app.settings import parse
+from app.store import Store
+from app.tasks import Kind, State, Task
+from tests import payloads as p
+
+
+def fleet(redis: Redis) -> None:
+    """Three issues: #7 and #8 have overlapping pull requests, #9 waits for #7."""
+    store = Store(redis)
+    dispatcher = Dispatcher(store, 60)
+    for number in (7, 8, 9):
+        task = Task(Kind.ISSUE, p.INSTALLATION, p.REPO_ID, p.REPO, number, "alice")
+        dispatcher.enqueue(task, "test")
+    for number in (7, 8):
+        store.transition(f"issue-{p.REPO_ID}-{number}", (State.QUEUED,), State.DONE)
+    store.transition(f"issue-{p.REPO_ID}-9", (State.QUEUED,), State.WAITING, "waiting for #7")
+    state = FleetState(redis)
+    state.record(p.REPO_ID, Pull(20, 7, 1.0, frozenset({"calc.py", "a.py"}), frozenset(),
+                                 "agent/issue-7-x"))  # fmt: skip
+    state.record(p.REPO_ID, Pull(21, 8, 2.0, frozenset({"calc.py"}), frozenset({"calc.py"}),
+                                 "agent/issue-8-<b>"))  # fmt: skip
+    state.set_depends(p.REPO_ID, 9, [7])
+
+
+def test_plan_rows_put_pull_requests_in_merge_order_then_waiting_issues(redis: Redis) -> None:
+    fleet(redis)
+    rows = plan.read(Store(redis), p.REPO)
+    assert [(r.issue, r.pull, r.merge_order, r.overlaps, r.state) for r in rows] == [
+        (8, 21, 1, (20,), "done"),  # it changes calc.py's definitions: first
+        (7, 20, 2, (21,), "done"),
+        (9, None, None, (), "waiting"),
+    ]
+    assert rows[2].depends_on == (7,) and rows[2].why == "waiting for #7"
+    assert rows[1].files == ("a.py", "calc.py")
+    assert plan.read(Store(redis), "someone/else") == []
+
+
+def test_tasks_plan_prints_the_table(
+    redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    fleet(redis)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    assert main(["tasks", "--plan", p.REPO]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["ISSUE", "BRANCH", "PR", "FILES", "DEPENDS", "ON", "OVERLAPS",
+                                "STATE", "MERGE"]  # fmt: skip
+    assert lines[1].split()[:4] == ["#8", "agent/issue-8-<b>", "#21", "calc.py"]
+    assert lines[3].split() == ["#9", "—", "—", "—", "#7", "—", "waiting", "(waiting", "for",
+                                "#7)", "—"]  # fmt: skip
+    assert main(["tasks", "--plan", "someone/else"]) == 0
+    assert capsys.readouterr().out == "(no tasks on someone/else)\n"
+
+
+def test_plan_page_escapes_and_links(redis: Redis) -> None:
+    fleet(redis)
+    app = create_app(parse({"WEBHOOK_SECRET": p.SECRET}), redis)
+    with TestClient(app, client=("127.0.0.1", 5000)) as client:
+        page = client.get(f"/plan/{p.REPO}").text
+    with TestClient(app, client=("203.0.113.9", 4000)) as client:
+        assert client.get(f"/plan/{p.REPO}").status_code == 403  # as the dashboard
+    assert "agent/issue-8-&lt;b&gt;" in page and "<b>" not in page
+    assert f'<a href="https://github.com/{p.REPO}/pull/21">#21</a>' in page
+    assert f'<a href="https://github.com/{p.REPO}/issues/7">#7</a>' in page
