@@ -15,6 +15,10 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
 
+import yaml
+
+from app.setup import MANIFEST_FILE
+
 Obj = dict[str, Any]
 NOW = "2026-01-01T00:00:00Z"
 
@@ -42,15 +46,10 @@ def stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-# What the App's manifest (app.yml) asks for: what its installation tokens carry.
-PERMISSIONS = {
-    "actions": "read", "checks": "write", "contents": "write", "issues": "write",
-    "metadata": "read", "pull_requests": "write", "statuses": "read",
-}  # fmt: skip
-EVENTS = [
-    "check_run", "check_suite", "issue_comment", "issues", "pull_request",
-    "pull_request_review", "status",
-]  # fmt: skip
+# What the App's manifest asks for: what its installation tokens carry.
+_MANIFEST = yaml.safe_load(MANIFEST_FILE.read_text())
+PERMISSIONS: dict[str, str] = _MANIFEST["default_permissions"]
+EVENTS: list[str] = _MANIFEST["default_events"]
 # The simulator assigns no one and has no milestones; the templates' are Codertocat's.
 UNASSIGNED: Obj = {"assignee": None, "assignees": [], "milestone": None}
 TEMPLATE_REPO = "Codertocat/Hello-World"

@@ -329,7 +329,7 @@ LOOSE = Facts(app_id=p.APP_ID)
         ("issues", p.issues(action="opened"), "issues.opened is not a trigger"),
         ("issue_comment", p.comment(body="looks good"), "comment is not a /agent command"),
         ("check_run", p.check_run(conclusion="success"), "check run concluded success"),
-        ("push", {"ref": "refs/heads/main"}, "push events are not handled"),
+        ("push", {"ref": "refs/tags/v1"}, "push to refs/tags/v1, not a branch"),
     ],
 )
 def test_deliveries_that_start_nothing_are_known_from_the_payload(

@@ -40,6 +40,7 @@ MODELS: dict[str, Any] = {
     "_issue": m.Issue, "_new_comment": m.IssueComment, "_list_comments": list[m.IssueComment],
     "_edit_comment": m.IssueComment, "_new_pull": m.PullRequest,
     "_new_check_run": m.CheckRun, "_update_check_run": m.CheckRun,
+    "_blocked_by": list[m.Issue], "_add_blocked_by": m.Issue,
     "_pulls": list[m.PullRequestSimple],
     "_check_runs": m.ReposOwnerRepoCommitsRefCheckRunsGetResponse200,
     "_status": m.CombinedCommitStatus, "_annotations": list[m.CheckAnnotation],
