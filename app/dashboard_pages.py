@@ -9,7 +9,7 @@ import re
 import time
 from html import escape
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from app.task_rows import Filters, Listing, Row
 from app.tasks import Kind
@@ -137,6 +137,11 @@ def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers
         + _select("kind", "Kind", filters.kind, [k.value for k in Kind])
         + "<button type='submit'>Filter</button></form>"
     )
+    plans = " · ".join(
+        f"<a href='/plan/{escape(quote(repo, safe='/'))}'>{escape(repo)}</a>"
+        for repo in chosen.repos
+    )
+    plans = f"<p class='plans'>Plans: {plans}</p>" if plans else ""
     rows = []
     for row in listing.rows:
         known = row.state if row.state in KNOWN_STATES else ""
@@ -160,7 +165,7 @@ def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers
                  f"({chosen.matching} tasks){older}</p>")  # fmt: skip
     body = (
         f"<h1>forgehand</h1><p>{depth} queued · {workers} worker{'s' * (workers != 1)}</p>"
-        f"<p class='totals'>{''.join(chips)}</p>{form}"
+        f"<p class='totals'>{''.join(chips)}</p>{form}{plans}"
         "<table id='tasks'><tr><th>Task</th><th>Kind</th><th>Issue / PR</th><th>State</th>"
         f"<th>Attempt</th><th>Took</th><th>Updated</th><th>Why</th></tr>{table}</table>{pager}"
     )

@@ -114,6 +114,9 @@ def test_totals_filters_and_unknown_states(redis: Redis, queued: Store) -> None:
     assert other.id in by_repo and TASK.id not in by_repo
     assert TASK.id in by_kind and other.id not in by_kind
     assert "No task matches these filters." in none
+    # Each repository's fleet plan is one click away.
+    assert "<a href='/plan/octo/other'>octo/other</a>" in page
+    assert f"<a href='/plan/{p.REPO}'>{p.REPO}</a>" in page
 
 
 def test_each_task_shows_its_own_attempt(redis: Redis) -> None:
