@@ -14,11 +14,13 @@ from typing import Any
 
 # An issue or pull request number, a check run's id (its word first, so "check run 5" is not
 # read as something else), a commit SHA (hex with a digit and a letter, so neither a word
-# nor a plain number), or a URL on the GitHub site.
+# nor a plain number; short, 7 to 12, or whole, 40, and standing alone, so that neither a
+# delivery's GUID nor a worker's 32-digit name reads as one), or a URL on the GitHub site.
 _LINKABLE = re.compile(
     r"(?P<run>check run #?(?P<run_id>\d+))"
     r"|(?<![\w/])#(?P<number>\d+)\b"
-    r"|\b(?P<sha>(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40})\b"
+    r"|(?<![\w-])(?P<sha>(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])"
+    r"(?:[0-9a-f]{40}|[0-9a-f]{7,12}))(?![\w-])"
     r"|(?P<url>https?://[^\s<>\"']+)"
 )
 

@@ -164,7 +164,7 @@ def test_select_pages_and_counts_without_redis() -> None:
 
 def test_task_page_links_durations_prompt_and_diff(redis: Redis, queued: Store) -> None:
     queued.audit(TASK.id, "pull request", "#12 opened")
-    queued.audit(TASK.id, "push", f"pushed {'c' * 6}1234567 to agent/x; check run 77 <b>")
+    queued.audit(TASK.id, "push", f"pushed {'c' * 5}1234567 to agent/x; check run 77 <b>")
     queued.set_prompt(TASK.id, "Fix <script>alert(1)</script> please")
     queued.set_diff(TASK.id, "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-old <i>\n+new <i>\n")
     with client(redis) as c:
@@ -172,7 +172,7 @@ def test_task_page_links_durations_prompt_and_diff(redis: Redis, queued: Store) 
         data = c.get(f"/tasks/{TASK.id}.json").json()
     base = f"https://github.com/{p.REPO}"
     assert f'<a href="{base}/issues/12">#12</a> opened' in page
-    assert f'<a href="{base}/commit/{"c" * 6}1234567">' in page
+    assert f'<a href="{base}/commit/{"c" * 5}1234567">' in page
     assert f'<a href="{base}/runs/77">check run 77</a> &lt;b&gt;' in page
     assert "Fix &lt;script&gt;alert(1)&lt;/script&gt; please" in page
     assert "<script>alert" not in page
@@ -194,6 +194,15 @@ def test_timeline_links_only_to_the_github_site() -> None:
     )
     assert parts("deadbeef café 1234567 added", web, "o/r") == [Part("deadbeef café 1234567 added")]
     assert parts("", web, "o/r") == [Part("")]
+    # Only commits are linked as commits: not a delivery's GUID, nor a worker's name.
+    guid, worker = "9c8d05ec-5c58-4110-9a1e-7b9c9096f7a3", "43d82379981549cc8d995d6ffb5768cc"
+    assert parts(f"delivery {guid}; worker {worker}", web, "o/r") == [
+        Part(f"delivery {guid}; worker {worker}")
+    ]
+    sha = "fa77deb846aba9e64d5ab50c7f05e8b11712e7f6"
+    assert [q.href for q in parts(f"pushed {sha[:7]}, then {sha}.", web, "o/r")] == [
+        "", f"{web}/o/r/commit/{sha[:7]}", "", f"{web}/o/r/commit/{sha}", "",
+    ]  # fmt: skip
     assert durations([10.0, 12.5, 20.0], None) == [2.5, 7.5, None]
     assert durations([10.0], 15.0) == [5.0] and durations([], None) == []
 
