@@ -56,6 +56,15 @@ class ForgehandWorker(Worker):
             kill_recorded(pgid_file_for(self.workspaces, self.horse_pid))
         super().kill_horse(sig)
 
+    def unsubscribe(self) -> None:
+        # RQ unsubscribes first and then stops the listening thread, which redis-py 8 joins
+        # without a limit: a thread that loops between the two waits up to a minute for a
+        # subscription that never comes back (seen as a worker, `dev` or the sandbox taking
+        # a minute to stop). Stopped first, the thread leaves at the unsubscribe's reply.
+        if self.pubsub_thread is not None:
+            self.pubsub_thread.stop(timeout=0)
+        super().unsubscribe()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
+
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
         try:
