@@ -21,7 +21,7 @@ def stops_listening(worker: Worker) -> bool:
     def slowly(*args: Any) -> Any:
         # The window in which the listener reads the reply and loops, waiting for a new
         # subscription: widened, so that every run takes the path some runs take.
-        answer = sent(*args)
+        answer = sent(*args)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         time.sleep(0.5)
         return answer
 
