@@ -230,7 +230,7 @@ def task_html(row: Row, steps: list[dict[str, Any]], log: list[str], prompt: str
     css = "why" if row.state in MARKS else "muted"
     why = (f"<p class='{css}' id='why'>{escape(MARKS.get(row.state, row.state))}: "
            f"{escape(row.error)}</p>" if row.error else "")  # fmt: skip
-    text_log = escape("\n".join(log)) or "(no output yet)"
+    text_log = escape("\n".join(log)) or ("(no output yet)" if row.active else "(no output)")
     body = (
         f"<p><a href='/'>← all tasks</a></p><h1>{escape(row.id)}</h1>"
         f"<p>{escape(row.task.kind.value)} · {target_link(web, row)} · "

@@ -216,6 +216,17 @@ def test_failed_task_page_says_why_and_offers_retry(redis: Redis, queued: Store)
     assert f"name='csrf' value='{token()}'" in page
 
 
+def test_a_finished_task_without_output_says_so(redis: Redis) -> None:
+    store = Store(redis)
+    Dispatcher(store, 60).enqueue(TASK, "test")
+    with client(redis) as c:
+        waiting = c.get(f"/tasks/{TASK.id}").text
+        raw_state(redis, TASK.id, "failed", "agent program not found")
+        over = c.get(f"/tasks/{TASK.id}").text
+    assert "<pre id='log'>(no output yet)</pre>" in waiting
+    assert "<pre id='log'>(no output)</pre>" in over
+
+
 def test_cancel_stops_a_queued_task_through_the_cancel_path(redis: Redis, queued: Store) -> None:
     with client(redis) as c:
         page = c.get(f"/tasks/{TASK.id}").text
