@@ -4,6 +4,8 @@ pushes a new commit (never a force-push), counted under the retry cap like a CI 
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from jobs.workspace import Worktree
 MERGEABLE_TRIES = 10
 MERGEABLE_WAIT = 1.0
 MARKERS = ("<<<<<<< ", ">>>>>>> ", "||||||| ")
+MARKER_READ_LIMIT = 64 * 1024 * 1024
 
 
 def check_base(task: Task, ctx: Context) -> str:
@@ -139,7 +142,7 @@ def _merge_base_into(
             work.agent_then_tests(
                 conflict_prompt(task.repo, pr.number, pr.branch, repo.base_branch, files)
             )
-            left = [f for f in files if _has_markers(tree.path / f)]
+            left = [f for f in files if _unresolved(tree.path, f)]
             if left:
                 raise TaskFailed(
                     "The agent left conflict markers in "
@@ -167,11 +170,23 @@ def _merge(tree: Worktree, base_sha: str, message: str, env: dict[str, str]) -> 
         return files
 
 
-def _has_markers(path: Path) -> bool:
+def _unresolved(root: Path, name: str) -> bool:
+    """Whether a file that was in conflict still is: markers in it, or anything but a regular
+    file in its place. The agent chose what lies there, so no link is followed, no pipe or
+    device opened, and no more than MARKER_READ_LIMIT bytes read."""
+    path = root / name
+    expected = os.path.normpath(os.path.join(os.path.realpath(root), os.path.dirname(name)))
+    if os.path.realpath(path.parent) != expected:
+        return True  # a link on the way would have the worker read elsewhere
     try:
-        text = path.read_text(errors="replace")
-    except (FileNotFoundError, IsADirectoryError):
-        return False
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False  # resolved by deleting it
+    if not stat.S_ISREG(info.st_mode):
+        return True
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        text = f.read(MARKER_READ_LIMIT).decode(errors="replace")
     return any(line.startswith(MARKERS) for line in text.splitlines())
 
 

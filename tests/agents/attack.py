@@ -283,6 +283,15 @@ def network(*targets: str) -> None:
     Path("calc.py").write_text(FIXED)
 
 
+def plant_fifos() -> None:
+    """Leave every file in conflict as a pipe no one writes to, for the worker to read."""
+    for path in Path(".").rglob("*"):
+        if ".git" not in path.parts and path.is_file() and "<<<<<<<" in read(path):
+            path.unlink()
+            os.mkfifo(path)
+            note(f"planted a pipe at {path}")
+
+
 MODES: dict[str, Callable[..., None]] = {
     "environ": environ,
     "redis": redis,
@@ -295,6 +304,7 @@ MODES: dict[str, Callable[..., None]] = {
     "bomb": bomb,
     "flood": flood,
     "network": network,
+    "plant-fifos": plant_fifos,
 }
 
 

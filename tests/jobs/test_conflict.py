@@ -3,10 +3,14 @@ has the agent resolve the conflicts and pushes a new commit."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 from app.tasks import Kind, State, Task
 from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import BRANCH, World
+from tests.jobs.test_sandbox import ATTACK
 from tests.jobs.test_waiting import commit_to_main
 
 
@@ -71,4 +75,17 @@ def test_conflicts_count_under_the_retry_cap_and_escalate(world: World) -> None:
     world.run(base_moved(world))
     assert world.store.escalated(p.REPO_ID, number)
     assert world.github.labels[number] == ["agent:needs-human"]
+    assert world.github.head_sha(BRANCH) == old_head
+
+
+def test_a_pipe_left_for_a_conflicted_file_does_not_stall_the_worker(world: World) -> None:
+    # The agent leaves the file in conflict as a pipe: reading it for markers would wait for a
+    # writer that never comes (a link to /dev/zero would read without end).
+    _, old_head = conflicting_base(world)
+    world.setenv("AGENT_COMMAND", shlex.join([sys.executable, str(ATTACK), "plant-fifos"]))
+    world.setenv("AGENT_SANDBOX", "bwrap")
+    world.run(base_moved(world))
+    (conflict,) = [r for r in world.store.recent() if r.task.kind is Kind.CONFLICT]
+    assert conflict.state is State.FAILED
+    assert conflict.error == "The agent left conflict markers in `calc.py`; nothing was pushed."
     assert world.github.head_sha(BRANCH) == old_head
