@@ -17,7 +17,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
-from app.metrics import count_delivery
+from app.metrics import count_delivery, event_label
 
 FLUSH_EVERY = 1.0
 SUMMARY_EVERY = 60.0
@@ -34,6 +34,7 @@ class Tally:
         self._since = time.monotonic()
 
     def add(self, event: str, outcome: str) -> None:
+        event = event_label(event)  # unsigned requests are counted too, under any header
         with self._lock:
             self._pending[event, outcome] += 1
             if outcome == "ignored":

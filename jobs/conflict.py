@@ -19,6 +19,7 @@ from jobs.fix_ci import escalate
 from jobs.git import GitError
 from jobs.lock import pull_request_lock
 from jobs.pipeline import Context, PullRequest, Repo, Run, prepare, read_pull, reported, status_for
+from jobs.status import StatusComment
 from jobs.workspace import Worktree
 
 # GitHub computes `mergeable` in the background after a push; it is null until then.
@@ -101,10 +102,10 @@ def resolve_conflict(task: Task, ctx: Context) -> str:
             try:
                 head, files = _merge_base_into(task, ctx, api, repo, pr)
             except TaskFailed as exc:
-                _record(ctx, task, pr.number, entry | {"changed": "—", "result": str(exc)})
+                _record(ctx, task, pr.number, status, entry | {"changed": "—", "result": str(exc)})
                 raise
         pushed = {"changed": f"merged {base}", "result": f"pushed {head[:7]}", "pushed": head}
-        _record(ctx, task, pr.number, entry | pushed)
+        _record(ctx, task, pr.number, status, entry | pushed)
         named = ", ".join(f"`{protected.printable(f)}`" for f in files) or "no files"
         status.update(
             f"🔀 Merged `{base}` into `{pr.branch}`, resolved the conflicts in {named} and "
@@ -113,7 +114,11 @@ def resolve_conflict(task: Task, ctx: Context) -> str:
         return f"pushed {head[:7]}"
 
 
-def _record(ctx: Context, task: Task, number: int, entry: dict[str, object]) -> None:
+def _record(
+    ctx: Context, task: Task, number: int, status: StatusComment, entry: dict[str, object]
+) -> None:
+    # Why an attempt failed can hold the agent's words; they reach the escalation table.
+    entry = {k: status.redactor.text(v) if isinstance(v, str) else v for k, v in entry.items()}
     ctx.store.add_attempt(task.repo_id, number, entry)
 
 
