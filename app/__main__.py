@@ -25,6 +25,7 @@ from app import logs
 from app.redis_conn import connect, embedded_redis
 from app.settings import Settings, SettingsError, load
 from app.store import Store
+from jobs.protected import printable
 
 log = logging.getLogger("forgehand")
 
@@ -331,7 +332,9 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
     rows = [("ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "UPDATED", "WHY")]
     for r in records:
         updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.updated))
-        why = r.error.replace("\n", " ")
+        # Why a task failed can carry a CI log's or an agent's words: no control characters
+        # reach the operator's terminal.
+        why = printable(r.error.replace("\n", " "))
         rows.append(
             (r.id, r.task.kind.value, r.task.repo, f"#{r.task.number}", r.state.value,
              str(r.attempt) if r.attempt else "-", updated,
@@ -352,7 +355,7 @@ def _plan(store: Store, repo: str) -> int:
     if not rows:
         print(f"(no tasks on {repo})")
         return 0
-    print(plan.text(rows))
+    print("\n".join(printable(line) for line in plan.text(rows).splitlines()))
     return 0
 
 

@@ -109,6 +109,21 @@ def test_tasks_show_each_ones_attempt_state_and_reason(
     assert row.split()[4:6] == ["escalated", "3"] and row.endswith("out of attempts")
 
 
+def test_a_reason_reaches_the_terminal_without_control_characters(
+    redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # A CI log's words in a reason must not rewrite the operator's screen.
+    store = Store(redis)
+    task = Task(Kind.CI, p.INSTALLATION, p.REPO_ID, p.REPO, 8, "ci", sha="1" * 40)
+    Dispatcher(store, job_timeout=60).enqueue(task, "test")
+    store.set_state(task.id, State.FAILED, "boom\x1b[2J\rall good")
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out and "boom\\x1b[2J\\rall good" in out
+
+
 @pytest.mark.parametrize("limit", ["0", "-2", "many"])
 def test_a_bad_limit_is_refused(
     limit: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
