@@ -23,6 +23,9 @@ from jobs.protected import printable
 from jobs.status import StatusComment
 
 MAX_GRAPH = 50  # issues read at most when looking for a dependency cycle
+# Blockers read from one issue's body at most: each costs a request of the installation's
+# rate limit, and anyone who writes an issue writes its body.
+MAX_BLOCKERS = 20
 GATE_TTL = 120  # seconds; one task at a time decides to take a slot under the cap
 LOOKS = 3  # looks again when a wake-up came while it decided
 
@@ -44,7 +47,7 @@ def blocked_by(api: Installation, repo: str, number: int, issue: dict[str, Any])
     for other in _dependencies(api, repo, number):
         blocker = _blocker(repo, other)
         found[blocker.url] = blocker
-    for n in blockers_in(issue.get("body"), number):
+    for n in blockers_in(issue.get("body"), number)[:MAX_BLOCKERS]:
         if any(b.number == n for b in found.values()):
             continue
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.fleet_state import FleetState
 from app.fleet_wake import wake, wake_stale
 from app.tasks import Cancel, State
+from jobs.waiting import MAX_BLOCKERS
 from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import World
@@ -85,6 +86,14 @@ def test_a_closed_blocker_or_a_missing_one_does_not_hold(world: World) -> None:
     world.github.add_issue(3, "Done already", state="closed")
     world.github.issues[7]["body"] += "\nDepends on #3\nBlocked by #404"
     assert world.run(world.issue_task()).state is State.DONE
+
+
+def test_an_issue_naming_many_blockers_costs_a_bounded_number_of_requests(
+    world: World,
+) -> None:
+    world.github.issues[7]["body"] += "".join(f"\nBlocked by #{n}" for n in range(1000, 1500))
+    assert world.run(world.issue_task()).state is State.DONE
+    assert len(world.github.requests("GET", r"/issues/1\d\d\d$")) == MAX_BLOCKERS
 
 
 def test_a_waiting_task_can_be_cancelled_and_leaves_the_queue(world: World) -> None:
