@@ -203,7 +203,7 @@ class Dispatcher:
     def cancel_task(self, task_id: str, reason: str) -> bool:
         """Cancel one task if it is queued, running or waiting, stopping its job; False if it
         was not."""
-        live = (State.QUEUED, State.RUNNING, State.WAITING)
+        live = [s for s in State if s.active]
         if not self.store.transition(task_id, live, State.CANCELLED, reason):
             return False
         self.store.audit(task_id, "cancelled", reason)

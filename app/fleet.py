@@ -121,13 +121,7 @@ def overlaps(pulls: Iterable[Pull]) -> dict[int, dict[int, frozenset[str]]]:
 def overlaps_of(pushed: Pull, others: Iterable[Pull]) -> dict[int, frozenset[str]]:
     """The files `pushed` shares with each other pull request (those it shares none with are
     left out): what a push needs checked, without the pairs it does not take part in."""
-    found: dict[int, frozenset[str]] = {}
-    for other in others:
-        if other.number != pushed.number:
-            common = pushed.files & other.files
-            if common:
-                found[other.number] = common
-    return found
+    return owners_of(pushed.files, (o for o in others if o.number != pushed.number))
 
 
 def merge_order(pulls: Iterable[Pull]) -> list[int]:
