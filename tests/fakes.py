@@ -13,7 +13,9 @@ from functools import cache
 from pathlib import Path
 
 import respx
+from rq import Queue, SimpleWorker
 
+from jobs.worker import ListenerFirstWorker
 from simulator.github import Call, GitHubSimulator, logs_host
 from simulator.sandbox import key_pair
 from tests import payloads as p
@@ -22,6 +24,16 @@ API = "https://github.test/api/v3"
 LOGS = "https://logs.github.test"
 SLUG = "forgehand"
 BOT_ID = 4242
+
+
+class BurstWorker(ListenerFirstWorker, SimpleWorker):
+    """RQ's in-process worker, stopping as forgehand's workers do: RQ's own order made each
+    burst wait out a minute now and then at its end (30 of the suite's 39 minutes)."""
+
+
+def work_burst(queue: Queue) -> None:
+    """Run every job on `queue` in this process, then return."""
+    BurstWorker([queue], connection=queue.connection).work(burst=True)
 
 
 @cache

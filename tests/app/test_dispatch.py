@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis import Redis
 from redis._parsers.encoders import Encoder
-from rq import Queue, Retry, SimpleWorker
+from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.serializers import DefaultSerializer
 
@@ -25,6 +25,7 @@ from app.dispatch import (
 )
 from app.store import Store
 from app.tasks import Kind, State, Task
+from tests import fakes
 from tests import payloads as p
 
 TASK = Task(Kind.ISSUE, p.INSTALLATION, p.REPO_ID, p.REPO, 7, "alice")
@@ -157,12 +158,12 @@ def test_a_real_rq_worker_runs_the_job_the_script_wrote(
     monkeypatch.setattr("app.dispatch.JOB_FUNCTION", f"{__name__}.ran")
     dispatcher = Dispatcher(Store(redis), 60)
     assert dispatcher.enqueue(TASK, "first").enqueued
-    SimpleWorker([Queue(QUEUE_NAME, connection=redis)], connection=redis).work(burst=True)
+    fakes.work_burst(Queue(QUEUE_NAME, connection=redis))
     job = Job.fetch(TASK.id, connection=redis)
     assert job.get_status() == JobStatus.FINISHED
     assert job.return_value() == f"{TASK.id} run 1"
     assert (job.timeout, job.retries_left, job.description) == (60, 3, f"issue {p.REPO}#7")
     # Finished, it is replaced by the next run, which the worker runs too.
     assert dispatcher.enqueue(TASK, "again").note == "queued run 2"
-    SimpleWorker([Queue(QUEUE_NAME, connection=redis)], connection=redis).work(burst=True)
+    fakes.work_burst(Queue(QUEUE_NAME, connection=redis))
     assert Job.fetch(TASK.id, connection=redis).return_value() == f"{TASK.id} run 2"

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
-from rq import SimpleWorker
 
 from app.dispatch import Dispatcher, queue_for
 from app.github import App
@@ -62,7 +61,7 @@ class World:
         assert self.dispatcher.enqueue(task, "test").enqueued
 
     def work(self) -> None:
-        SimpleWorker([queue_for(self.redis)], connection=self.redis).work(burst=True)
+        fakes.work_burst(queue_for(self.redis))
 
     def run(self, task: Task) -> TaskRecord:
         self.enqueue(task)
