@@ -360,7 +360,7 @@ class Gateway:
                 client.sendall(b"0\r\n\r\n")
             complete = True
         except (OSError, http.client.HTTPException):
-            pass
+            pass  # cut short: the client sees it cut, as the upstream cut it
         usage = reader.finish()
         if usage is not None:
             self.meter(api, usage)
