@@ -209,3 +209,34 @@ def _rows(day: str, fields: dict[str, str]) -> list[Row]:
         agent, _, kind = rest.partition("\t")
         groups.setdefault((repo, agent), {})[kind] = value
     return [Row(day, repo, agent, _spend(f)) for (repo, agent), f in groups.items()]
+
+
+def cost_cell(used: Spend) -> str:
+    """A task's cost in a table: `$0.42`, `-` before any call, `$0.42+?` with unknown ones."""
+    if not used.calls:
+        return "-"
+    return f"${used.cost:.2f}" + ("+?" if used.unknown else "")
+
+
+def usage_table(rows: list[Row]) -> list[str]:
+    """`forgehand usage` as text: a line per day, repository and agent, and the total."""
+    if not rows:
+        return ["(no model calls metered in that time)"]
+    table: list[tuple[str, ...]] = [
+        ("DAY", "REPO", "AGENT", "CALLS", "INPUT", "OUTPUT", "CACHED", "COST")
+    ]
+
+    def cells(used: Spend) -> tuple[str, ...]:
+        cached = used.cached + used.cache_write
+        return (str(used.calls), str(used.input), str(used.output), str(cached), cost_cell(used))
+
+    total = Spend()
+    for row in rows:
+        total += row.spend
+        table.append((row.day, row.repo, row.agent, *cells(row.spend)))
+    table.append(("total", "", "", *cells(total)))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    if total.unknown:
+        lines.append(f"+? : {total.unknown} calls of models without a known price (AGENT_PRICES)")
+    return lines

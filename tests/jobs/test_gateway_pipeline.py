@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from app import spend
+from app.__main__ import main
+from app.metrics import render
 from app.tasks import State
 from tests import fakes
 from tests.agents.models.openai_chat import OpenAIChat
@@ -44,22 +46,40 @@ def use_model_agent(world: World, calls: int, model_name: str = "gpt-4o") -> Non
 
 
 def test_a_command_agents_calls_are_metered_as_the_api_reported_them(
-    world: World, model: OpenAIChat
+    world: World, model: OpenAIChat, capsys: pytest.CaptureFixture[str], redis_url: str
 ) -> None:
-    world.setenv("AGENT_PRICES", "gpt-4o=10/20")
+    world.setenv("AGENT_PRICES", "gpt-4o=1000/2000")
     use_model_agent(world, calls=2)
     record = world.run(world.issue_task())
     assert record.state is State.DONE, record.error
     assert "return a + b" in fakes.show(world.origin, BRANCH, "calc.py")
     used = spend.task_spend(world.redis, record.id, record.run)
     assert (used.calls, used.input, used.output) == (2, 2 * PER_CALL[0], 2 * PER_CALL[1])
-    assert used.cost == pytest.approx((200 * 10 + 40 * 20) / 1e6)
-    assert used.unknown == 0
+    assert used.cost == pytest.approx((200 * 1000 + 40 * 2000) / 1e6)
+    assert used.unknown == 0 and used.label() == "$0.28 · 240 tokens"
     # Every call reached the model with the real key, asked for its streamed usage.
     assert all(r.headers.get("authorization") == f"Bearer {REAL}" for r in model.completions)
     (row,) = spend.by_day(world.redis, 1)
     assert (row.repo, row.agent, row.spend.calls) == (record.task.repo, "command", 2)
     assert spend.installation_day_cost(world.redis, record.task.installation_id) == used.cost
+    # Where people see it: the status comment, /metrics, `forgehand tasks` and `usage`.
+    assert any("Model use: $0.28 · 240 tokens" in b for b in world.github.comment_bodies(7))
+    text = render(world.redis).decode()
+    labels = f'agent="command",kind="input",repo="{record.task.repo}"'
+    assert f"forgehand_model_tokens_total{{{labels}}} 200.0" in text
+    assert (
+        f'forgehand_model_cost_usd_total{{agent="command",repo="{record.task.repo}"}} 0.28' in text
+    )
+    world.setenv("REDIS_URL", redis_url)
+    assert main(["tasks", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["usage"]["input_tokens"] == 200 and row["usage"]["cost_usd"] == 0.28
+    assert main(["usage", "--since", "7d"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[1:] == [record.task.repo, "command", "2", "200", "40", "0", "$0.28"]
+    assert main(["usage", "--json"]) == 0
+    (day,) = json.loads(capsys.readouterr().out)
+    assert (day["repo"], day["calls"], day["output_tokens"]) == (record.task.repo, 2, 40)
 
 
 def test_an_unknown_model_is_metered_by_tokens_and_says_its_cost_is_unknown(
