@@ -8,16 +8,19 @@ import base64
 import json
 import shlex
 import sys
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
-from app import spend
+from app import budget, spend
 from app.__main__ import main
+from app.dispatch import Dispatcher
 from app.metrics import render
 from app.tasks import State
+from jobs import day_budget
 from tests import fakes
 from tests.agents.models.openai_chat import OpenAIChat
 from tests.agents.models.server import FakeServer
@@ -175,3 +178,24 @@ def test_a_hostile_agent_gets_nothing_of_the_real_key(world: World) -> None:
     public = everything_public(world, record)
     for form in (REAL, base64.b64encode(REAL.encode()).decode()[:24], REAL.encode().hex()):
         assert form not in public
+
+
+def test_when_the_day_budget_is_reached_new_tasks_wait_for_the_next_utc_day(
+    world: World, model: OpenAIChat
+) -> None:
+    world.setenv("AGENT_PRICES", "gpt-4o=1000/1000")
+    world.setenv("MAX_COST_PER_DAY", "0.10")
+    use_model_agent(world, calls=1)
+    first = world.run(world.issue_task())
+    assert first.state is State.DONE, first.error  # it started under the cap; $0.12 now
+    world.github.add_issue(8, "Subtraction adds", "`sub(3, 2)` returns 5.")
+    second = world.run(world.issue_task(8))
+    assert second.state is State.WAITING
+    assert second.error == "daily budget reached ($0.12 of $0.10 today), resumes at 00:00 UTC"
+    assert len(model.completions) == 1  # its agent never ran
+    dispatcher = Dispatcher(world.store, 600)
+    assert day_budget.wake_due(world.store, dispatcher) == []  # not before midnight
+    tomorrow = budget.next_day(time.time()) + 1
+    assert day_budget.wake_due(world.store, dispatcher, tomorrow) == [second.id]
+    record = world.store.get(second.id)
+    assert record is not None and record.state is State.QUEUED
