@@ -145,6 +145,7 @@ def help_text(prefix: str) -> str:
             f"- `{prefix} <instructions>`: make that change on this pull request (or issue)",
             f"- `{prefix} stop`: cancel what is queued or running here",
             f"- `{prefix} retry`: forget failed attempts and try again",
+            f"- `{prefix} budget <USD>`: the model budget of each task here, up to the operator's",
         ]
     )
 

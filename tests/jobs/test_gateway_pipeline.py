@@ -19,9 +19,10 @@ from app import budget, spend
 from app.__main__ import main
 from app.dispatch import Dispatcher
 from app.metrics import render
-from app.tasks import State
+from app.tasks import Kind, State, Task
 from jobs import day_budget
 from tests import fakes
+from tests import payloads as p
 from tests.agents.models.openai_chat import OpenAIChat
 from tests.agents.models.server import FakeServer
 from tests.jobs.conftest import AGENT, BRANCH, World
@@ -199,3 +200,22 @@ def test_when_the_day_budget_is_reached_new_tasks_wait_for_the_next_utc_day(
     assert day_budget.wake_due(world.store, dispatcher, tomorrow) == [second.id]
     record = world.store.get(second.id)
     assert record is not None and record.state is State.QUEUED
+
+
+def test_agent_budget_raises_one_issues_cap_but_never_past_the_operators(
+    world: World, model: OpenAIChat
+) -> None:
+    world.setenv("AGENT_PRICES", "gpt-4o=1000/1000")  # $0.12 a call
+    world.setenv("MAX_COST_PER_TASK", "1")
+    world.github.config_text = "max_cost_per_task: 0.10\n"
+    use_model_agent(world, calls=3)
+    first = world.run(world.issue_task())
+    assert "of the $0.10 budget" in first.error  # the repository's lower cap
+    world.github.issue_comments[9300] = {"id": 9300, "body": "/agent budget 50",
+                                         "user": {"login": "alice"}}  # fmt: skip
+    asked = Task(Kind.COMMAND, p.INSTALLATION, p.REPO_ID, p.REPO, 7, "alice", comment_id=9300)
+    world.run(asked)
+    reply = world.github.comment_bodies(7)[-1]
+    assert "may now spend $1.00" in reply and "the operator's cap is the most" in reply
+    again = world.run(world.issue_task())
+    assert again.state is State.DONE, again.error  # three calls, $0.36, under $1
