@@ -307,6 +307,8 @@ class Gateway:
                 self.refused.append(refusal)
             return _send(client, 402, _json_type(), _error(api, 402, f"forgehand: {refusal}"))
         body, model, streamed = _prepare(api, rest, request.body)
+        # Gemini streams server-sent events only when asked (`alt=sse`); else one JSON array.
+        sse = streamed and (api != "gemini" or ("alt", "sse") in query)
         query = [(n, v) for n, v in query if n != "key"]
         path = urlsplit(upstream.base).path + rest + (f"?{urlencode(query)}" if query else "")
         headers = [(n, v) for n, v in request.headers
@@ -325,7 +327,7 @@ class Gateway:
             message = f"forgehand gateway: could not reach {host}: {type(exc).__name__}"
             return _send(client, 502, _json_type(), _error(api, 502, message))
         try:
-            return self._relay(client, response, UsageReader(api, model, streamed), api)
+            return self._relay(client, response, UsageReader(api, model, sse), api)
         finally:
             connection.close()
 

@@ -61,35 +61,44 @@ class UsageReader:
         self.streamed = streamed
         self._line = bytearray()
         self._large = False
+        self._start = b""  # how a line cut to its tail began (`data:` or not)
         self._fields: dict[str, Any] = {}
 
     def feed(self, data: bytes) -> None:
         if not self.streamed:
             self._keep(data)
             return
-        start = 0
-        while (end := data.find(b"\n", start)) >= 0:
-            self._keep(data[start:end])
-            self._end_line()
-            start = end + 1
-        self._keep(data[start:])
+        last = data.rfind(b"\n")
+        if last < 0:
+            self._keep(data)
+            return
+        # Only lines that carry a usage object are looked at one by one: most of a long
+        # answer passes with one search of each chunk.
+        head = bytes(self._line) + data[:last] if self._line else data[:last]
+        large, start = self._large, self._start
+        self._line.clear()
+        self._large = False
+        if USAGE_KEY.search(head):
+            for i, line in enumerate(head.split(b"\n")):
+                self._end_line(line, large and i == 0, start)
+        self._keep(data[last + 1 :])
 
     def _keep(self, data: bytes) -> None:
         self._line += data
         if len(self._line) > SMALL:
+            if not self._large:
+                self._start = bytes(self._line[:5])
             self._large = True
             del self._line[:-LARGE_TAIL]
 
-    def _end_line(self) -> None:
-        line, large = bytes(self._line), self._large
-        self._line.clear()
-        self._large = False
-        if self.api != "gemini" and not line.startswith(b"data:"):
+    def _end_line(self, line: bytes, cut: bool, start: bytes = b"") -> None:
+        """One whole line of a stream; `cut`: only its tail was kept, and it began `start`."""
+        if self.api != "gemini" and not (start if cut else line).startswith(b"data:"):
             # Anthropic and OpenAI send `event:` lines too; Gemini's SSE is data lines only.
             return
         text = line.removeprefix(b"data:").strip()
-        if text and text != b"[DONE]":
-            self._read(text, large)
+        if text and USAGE_KEY.search(text):
+            self._read(text, cut or len(text) > SMALL)
 
     def _read(self, text: bytes, large: bool) -> None:
         found = _usage_objects(text, large)
@@ -119,7 +128,8 @@ class UsageReader:
     def finish(self) -> Usage | None:
         if self._line:
             if self.streamed:
-                self._end_line()
+                self._end_line(bytes(self._line), self._large, self._start)
+                self._line.clear()
             else:
                 self._read(bytes(self._line), self._large)
                 self._line.clear()
