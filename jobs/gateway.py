@@ -28,7 +28,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from jobs.usage import Api, Usage, UsageReader
 
-CHUNK = 64 * 1024
+# An answer is read as it arrives, up to this much at once (what the socket holds already).
+CHUNK = 256 * 1024
 MAX_HEAD = 64 * 1024
 # A request body is read whole (its model and stream flag decide metering); a larger one gets
 # 413. Agents send their whole context each turn: a few megabytes at most.
@@ -143,12 +144,14 @@ class SecretFilter:
         return value
 
     def feed(self, data: bytes) -> bytes:
-        data = self._held + data
+        if self._held:
+            data = self._held + data
         for key in self.keys:
-            data = data.replace(key, b"[redacted]")
+            if key in data:
+                data = data.replace(key, b"[redacted]")
         keep = max((_partial(data, key) for key in self.keys), default=0)
         self._held = data[len(data) - keep :] if keep else b""
-        return data[: len(data) - keep]
+        return data[: len(data) - keep] if keep else data
 
     def flush(self) -> bytes:
         held, self._held = self._held, b""
@@ -157,9 +160,11 @@ class SecretFilter:
 
 def _partial(data: bytes, key: bytes) -> int:
     """How many bytes at the end of `data` begin `key`."""
-    for size in range(min(len(key) - 1, len(data)), 0, -1):
-        if data.endswith(key[:size]):
-            return size
+    at = data.find(key[:1], max(0, len(data) - len(key) + 1))
+    while at >= 0:
+        if key.startswith(data[at:]):
+            return len(data) - at
+        at = data.find(key[:1], at + 1)
     return 0
 
 
@@ -341,14 +346,11 @@ class Gateway:
     ) -> bool:  # fmt: skip
         """Pass the answer on as it comes, reading its usage and hiding the real keys."""
         secret = SecretFilter(self._filter_keys)
-        length = response.getheader("Content-Length")
+        # Always chunked: hiding a key changes the length, and the end of the answer is sent
+        # only once its usage is metered, so whoever sees the end sees the spend.
         headers = [(n, secret.text(v)) for n, v in response.getheaders()
                    if n.lower() not in HOP_HEADERS]  # fmt: skip
-        # Replacing a key changes the length; a body that names one is sent chunked.
-        chunked = length is None or bool(secret.keys)
-        headers.append(
-            ("Transfer-Encoding", "chunked") if chunked else ("Content-Length", f"{length}")
-        )
+        headers.append(("Transfer-Encoding", "chunked"))
         head = f"HTTP/1.1 {response.status} {response.reason}\r\n"
         head += "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
         client.sendall(head.encode("latin-1", "replace"))
@@ -356,16 +358,16 @@ class Gateway:
         try:
             while data := response.read1(CHUNK):
                 reader.feed(data)
-                _write(client, secret.feed(data), chunked)
-            _write(client, secret.flush(), chunked)
-            if chunked:
-                client.sendall(b"0\r\n\r\n")
+                _write(client, secret.feed(data))
             complete = True
         except (OSError, http.client.HTTPException):
             pass  # cut short: the client sees it cut, as the upstream cut it
         usage = reader.finish()
         if usage is not None:
             self.meter(api, usage)
+        if complete:
+            _write(client, secret.flush())
+            client.sendall(b"0\r\n\r\n")
         return complete
 
 
@@ -384,9 +386,19 @@ def _send(client: socket.socket, status: int, headers: list[tuple[str, str]], bo
     return True
 
 
-def _write(client: socket.socket, data: bytes, chunked: bool) -> None:
-    if data:
-        client.sendall(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+def _write(client: socket.socket, data: bytes) -> None:
+    """One chunk of a chunked body, its framing and data gathered in one call, not copied."""
+    if not data:
+        return
+    parts: list[memoryview] = [memoryview(b"%x\r\n" % len(data)), memoryview(data),
+                               memoryview(b"\r\n")]  # fmt: skip
+    while parts:
+        sent = client.sendmsg(parts)
+        while parts and sent >= len(parts[0]):
+            sent -= len(parts[0])
+            parts.pop(0)
+        if parts and sent:
+            parts[0] = parts[0][sent:]
 
 
 def _shut(sock: socket.socket) -> None:

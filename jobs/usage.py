@@ -8,8 +8,11 @@ Each vendor's own fields, streamed or not:
 - OpenAI Responses: `usage` of the response (JSON) or of `response.completed`'s response.
 - Gemini: `usageMetadata` of the body or of the stream's last chunk.
 
-The answer is never held whole: a line of a stream (or a body) is parsed when it is small; of
-a larger one only its last LARGE_TAIL bytes are kept, where these APIs put their usage.
+The answer is never held whole, nor scanned whole: these APIs report usage at a stream's start
+(Anthropic's `message_start`) and at its end (everything else, cumulative), so only the lines
+of its first WINDOW bytes are read as they pass, and of the rest only the last WINDOW bytes
+are kept, to be read at its end. A body is kept whole up to WINDOW, else its last WINDOW bytes,
+where its usage lies.
 """
 
 from __future__ import annotations
@@ -22,9 +25,7 @@ from typing import Any, Literal
 Api = Literal["anthropic", "openai", "gemini", "openrouter"]
 APIS: tuple[Api, ...] = ("anthropic", "openai", "gemini", "openrouter")
 
-# A line (or body) up to this size is parsed whole; of a larger one the last LARGE_TAIL bytes.
-SMALL = 256 * 1024
-LARGE_TAIL = 64 * 1024
+WINDOW = 64 * 1024
 USAGE_KEY = re.compile(rb'"(usage|usageMetadata)"\s*:\s*\{')
 
 
@@ -59,51 +60,41 @@ class UsageReader:
         self.api = api
         self.model = model
         self.streamed = streamed
-        self._line = bytearray()
-        self._large = False
-        self._start = b""  # how a line cut to its tail began (`data:` or not)
+        self._seen = 0
+        self._kept = bytearray()  # the stream's line in progress, then its tail; or the body
+        self._cut = False  # whether the start of what is kept was dropped
         self._fields: dict[str, Any] = {}
 
     def feed(self, data: bytes) -> None:
-        if not self.streamed:
-            self._keep(data)
-            return
-        last = data.rfind(b"\n")
-        if last < 0:
-            self._keep(data)
-            return
-        # Only lines that carry a usage object are looked at one by one: most of a long
-        # answer passes with one search of each chunk.
-        head = bytes(self._line) + data[:last] if self._line else data[:last]
-        large, start = self._large, self._start
-        self._line.clear()
-        self._large = False
-        if USAGE_KEY.search(head):
-            for i, line in enumerate(head.split(b"\n")):
-                self._end_line(line, large and i == 0, start)
-        self._keep(data[last + 1 :])
+        head = self.streamed and self._seen < WINDOW
+        self._seen += len(data)
+        self._kept += data
+        if head:
+            # The stream's first lines: each whole line that carries usage is read now.
+            last = self._kept.rfind(b"\n")
+            if last >= 0:
+                self._lines(bytes(self._kept[:last]), self._cut)
+                del self._kept[: last + 1]
+                self._cut = False
+        if len(self._kept) > WINDOW:
+            del self._kept[:-WINDOW]
+            self._cut = True
 
-    def _keep(self, data: bytes) -> None:
-        self._line += data
-        if len(self._line) > SMALL:
-            if not self._large:
-                self._start = bytes(self._line[:5])
-            self._large = True
-            del self._line[:-LARGE_TAIL]
-
-    def _end_line(self, line: bytes, cut: bool, start: bytes = b"") -> None:
-        """One whole line of a stream; `cut`: only its tail was kept, and it began `start`."""
-        if self.api != "gemini" and not (start if cut else line).startswith(b"data:"):
-            # Anthropic and OpenAI send `event:` lines too; Gemini's SSE is data lines only.
+    def _lines(self, text: bytes, cut: bool) -> None:
+        if not USAGE_KEY.search(text):
             return
-        text = line.removeprefix(b"data:").strip()
+        for i, line in enumerate(text.split(b"\n")):
+            if i == 0 and cut:
+                # The end of a line whose start was dropped: its last usage object, if any.
+                self._read(line, True)
+            elif self.api == "gemini" or line.startswith(b"data:"):
+                # Anthropic and OpenAI send `event:` lines too; Gemini's are data lines only.
+                self._read(line.removeprefix(b"data:").strip(), False)
+
+    def _read(self, text: bytes, cut: bool) -> None:
         if text and USAGE_KEY.search(text):
-            self._read(text, cut or len(text) > SMALL)
-
-    def _read(self, text: bytes, large: bool) -> None:
-        found = _usage_objects(text, large)
-        for value in found:
-            self._take(value)
+            for value in _usage_objects(text, cut):
+                self._take(value)
 
     def _take(self, value: dict[str, Any]) -> None:
         api = self.api
@@ -126,13 +117,11 @@ class UsageReader:
         self._fields |= {k: v for k, v in usage.items() if v is not None}
 
     def finish(self) -> Usage | None:
-        if self._line:
-            if self.streamed:
-                self._end_line(bytes(self._line), self._large, self._start)
-                self._line.clear()
-            else:
-                self._read(bytes(self._line), self._large)
-                self._line.clear()
+        if self.streamed:
+            self._lines(bytes(self._kept), self._cut)
+        else:
+            self._read(bytes(self._kept), self._cut)
+        self._kept.clear()
         if not self._fields:
             return None
         return _usage(self.api, self.model, self._fields)
@@ -170,10 +159,10 @@ def _usage(api: Api, model: str, f: dict[str, Any]) -> Usage:
     )
 
 
-def _usage_objects(text: bytes, large: bool) -> list[dict[str, Any]]:
+def _usage_objects(text: bytes, cut: bool) -> list[dict[str, Any]]:
     """The JSON objects that may carry usage: the whole value when it was kept whole, else
-    the last usage object found in its tail, with what model the tail names."""
-    if not large:
+    the last usage object found in what is left of it."""
+    if not cut:
         try:
             value = json.loads(text)
         except ValueError:

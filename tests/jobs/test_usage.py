@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 
 from jobs.prices import cost_of, parse_prices
-from jobs.usage import SMALL, Usage, UsageReader
+from jobs.usage import WINDOW, Usage, UsageReader
 
 
 def sse(*events: Mapping[str, object], named: bool = False) -> bytes:
@@ -61,7 +61,7 @@ def test_openrouter_reports_its_own_cost() -> None:
 
 
 def test_a_huge_responses_completed_event_is_read_from_its_tail() -> None:
-    text = "y" * (3 * SMALL)
+    text = "y" * (3 * WINDOW)
     done = {"type": "response.completed", "response": {"model": "gpt-5", "output": [
         {"type": "message", "content": [{"type": "output_text", "text": text}]}],
         "usage": {"input_tokens": 7, "output_tokens": 9000,
@@ -69,7 +69,7 @@ def test_a_huge_responses_completed_event_is_read_from_its_tail() -> None:
     reader = UsageReader("openai", "gpt-5", True)
     usage = read(reader, sse(done, named=True), 65536)
     assert usage == Usage("gpt-5", 7, 9000)
-    assert len(reader._line) == 0  # nothing held after the answer
+    assert len(reader._kept) == 0  # nothing held after the answer
 
 
 def test_gemini_as_server_sent_events_and_as_one_json_array() -> None:
@@ -98,3 +98,15 @@ def test_prices_come_from_the_override_or_the_table_or_are_unknown() -> None:
     for bad in ("a=1", "a", "=1/2", "a=x/2", "a=-1/2"):
         with pytest.raises(ValueError, match="model=IN/OUT"):
             parse_prices(bad)
+
+
+def test_a_long_stream_is_read_at_its_start_and_its_end_only() -> None:
+    start, *_, end = sse(
+        {"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 3}}},
+        {"type": "message_delta", "usage": {"output_tokens": 9}},
+        named=True,
+    ).partition(b"\n\n")  # fmt: skip
+    middle = sse(*[{"type": "content_block_delta", "delta": {"text": "x" * 100}}] * 2000)
+    stream = start + b"\n\n" + middle + end
+    assert len(middle) > 3 * WINDOW
+    assert read(UsageReader("anthropic", "m", True), stream, 4096) == Usage("m", 3, 9)
