@@ -25,7 +25,7 @@ from app.settings import Settings
 from app.store import Store
 from app.tasks import Task
 from jobs import agent, prompts, protected, report
-from jobs.errors import TaskFailed
+from jobs.errors import BudgetStopped, TaskFailed
 from jobs.gateway import Admit, Gateway, Meter, agent_variables, new_placeholder, upstreams
 from jobs.git import GitError
 from jobs.metering import TaskMeter
@@ -288,7 +288,7 @@ class Run:
                 if result.stopped.startswith("stopped")
                 else f"stopped: {result.stopped}"
             )
-            raise TaskFailed(f"The agent {said}.", result.tail)
+            raise BudgetStopped(f"The agent {said}.", result.tail)
         if result.killed == "timeout":
             raise TaskFailed(
                 f"The agent ran longer than {result.seconds:.0f}s and was stopped.", result.tail

@@ -219,3 +219,17 @@ def test_agent_budget_raises_one_issues_cap_but_never_past_the_operators(
     assert "may now spend $1.00" in reply and "the operator's cap is the most" in reply
     again = world.run(world.issue_task())
     assert again.state is State.DONE, again.error  # three calls, $0.36, under $1
+
+
+def test_a_ci_fix_past_its_budget_escalates_at_once(world: World, model: OpenAIChat) -> None:
+    use_model_agent(world, calls=1)
+    number = world.open_pull_request()
+    world.setenv("MAX_COST_PER_TASK", "0")
+    head = world.github.head_sha(BRANCH)
+    world.github.add_check_run(head, "tests")
+    record = world.run(world.ci_task(number, head))
+    assert record.state is State.ESCALATED
+    assert "stopped at $0.00 of the $0.00 budget" in record.error
+    # One attempt, not all three: trying again could not have helped.
+    assert len(world.store.attempts(p.REPO_ID, number)) == 1
+    assert world.store.escalated(p.REPO_ID, number)
