@@ -3,10 +3,13 @@ spend page by repository and day, and the pure pieces (labels, budgets)."""
 
 from __future__ import annotations
 
+import pytest
 from redis import Redis
 
 from app import budget, spend
 from app.dispatch import Dispatcher
+from app.repo_config import parse as parse_config
+from app.settings import SettingsError, parse
 from app.store import Store
 from tests import payloads as p
 from tests.app.test_dashboard import TASK, client
@@ -68,3 +71,23 @@ def test_the_dashboard_shows_a_tasks_spend_and_the_totals_by_repository_and_day(
     assert data["usage"]["cost_usd"] == 0.42 and data["usage"]["input_tokens"] == 1_000_000
     assert "<h2>By repository</h2>" in page and "<h2>By day (UTC)</h2>" in page
     assert f"<td>{p.REPO}</td><td>1</td><td>1.0M tokens</td>" in page and "$0.42" in page
+
+
+def test_the_operators_caps_and_prices_are_read_and_bad_ones_refused() -> None:
+    settings = parse({"MAX_COST_PER_TASK": "$2.50", "MAX_COST_PER_DAY": "40",
+                      "AGENT_PRICES": "local-model=0/0, gpt-4o=2.5/10"})  # fmt: skip
+    assert (settings.max_cost_per_task, settings.max_cost_per_day) == (2.5, 40.0)
+    assert settings.prices == {"local-model": (0.0, 0.0), "gpt-4o": (2.5, 10.0)}
+    assert parse({}).max_cost_per_task is None and parse({}).prices == {}
+    for name, bad in (("MAX_COST_PER_TASK", "-1"), ("MAX_COST_PER_DAY", "lots"),
+                      ("MAX_COST_PER_TASK", "nan"), ("AGENT_PRICES", "gpt-4o=2.5")):  # fmt: skip
+        with pytest.raises(SettingsError, match=name):
+            parse({name: bad})
+
+
+def test_a_repository_sets_its_caps_in_usd_and_a_bad_one_is_reported() -> None:
+    config, problems = parse_config("max_cost_per_task: 2\nmax_cost_per_day: 0.5\n")
+    assert (config.max_cost_per_task, config.max_cost_per_day, problems) == (2.0, 0.5, [])
+    config, problems = parse_config("max_cost_per_task: lots\n")
+    assert config.max_cost_per_task is None
+    assert problems and "max_cost_per_task" in problems[0] and "USD" in problems[0]
