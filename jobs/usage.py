@@ -61,23 +61,34 @@ class UsageReader:
         self.model = model
         self.streamed = streamed
         self._seen = 0
-        self._kept = bytearray()  # the stream's line in progress, then its tail; or the body
+        self._line = bytearray()  # the stream's line in progress, while its start is read
+        # Then the last pieces of the answer (or of a body), WINDOW bytes at least when it has
+        # them: kept by reference, never copied until the end.
+        self._tail: list[bytes] = []
+        self._tail_size = 0
         self._cut = False  # whether the start of what is kept was dropped
         self._fields: dict[str, Any] = {}
 
     def feed(self, data: bytes) -> None:
-        head = self.streamed and self._seen < WINDOW
-        self._seen += len(data)
-        self._kept += data
-        if head:
+        if self.streamed and self._seen < WINDOW:
             # The stream's first lines: each whole line that carries usage is read now.
-            last = self._kept.rfind(b"\n")
+            self._seen += len(data)
+            self._line += data
+            last = self._line.rfind(b"\n")
             if last >= 0:
-                self._lines(bytes(self._kept[:last]), self._cut)
-                del self._kept[: last + 1]
+                self._lines(bytes(self._line[:last]), self._cut)
+                del self._line[: last + 1]
                 self._cut = False
-        if len(self._kept) > WINDOW:
-            del self._kept[:-WINDOW]
+            if len(self._line) > WINDOW:
+                del self._line[:-WINDOW]
+                self._cut = True
+            return
+        self._seen += len(data)
+        self._tail.append(data)
+        self._tail_size += len(data)
+        while self._tail_size - len(self._tail[0]) >= WINDOW:
+            self._tail_size -= len(self._tail.pop(0))
+            self._line.clear()  # older still than what was dropped
             self._cut = True
 
     def _lines(self, text: bytes, cut: bool) -> None:
@@ -117,11 +128,13 @@ class UsageReader:
         self._fields |= {k: v for k, v in usage.items() if v is not None}
 
     def finish(self) -> Usage | None:
+        kept = bytes(self._line) + b"".join(self._tail)
+        self._line.clear()
+        self._tail.clear()
         if self.streamed:
-            self._lines(bytes(self._kept), self._cut)
+            self._lines(kept, self._cut)
         else:
-            self._read(bytes(self._kept), self._cut)
-        self._kept.clear()
+            self._read(kept, self._cut)
         if not self._fields:
             return None
         return _usage(self.api, self.model, self._fields)

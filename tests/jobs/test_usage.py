@@ -69,7 +69,7 @@ def test_a_huge_responses_completed_event_is_read_from_its_tail() -> None:
     reader = UsageReader("openai", "gpt-5", True)
     usage = read(reader, sse(done, named=True), 65536)
     assert usage == Usage("gpt-5", 7, 9000)
-    assert len(reader._kept) == 0  # nothing held after the answer
+    assert not reader._line and not reader._tail  # nothing held after the answer
 
 
 def test_gemini_as_server_sent_events_and_as_one_json_array() -> None:
