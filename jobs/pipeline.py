@@ -38,6 +38,7 @@ from jobs.workspace import Workspaces, Worktree
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 PUSH_TRIES = 3
+CHANGED_SHOWN = 50  # paths of an unfinished change listed in the log at most
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,7 @@ class Run:
                 if result.stopped.startswith("stopped")
                 else f"stopped: {result.stopped}"
             )
+            self._changed_so_far()
             raise BudgetStopped(f"The agent {said}.", result.tail)
         if result.killed == "timeout":
             raise TaskFailed(
@@ -304,6 +306,16 @@ class Run:
             reason = f"The agent exited with status {result.exit_code}"
             raise TaskFailed(f"{reason}: {said}" if said else f"{reason}.", result.tail)
         return result
+
+    def _changed_so_far(self) -> None:
+        """Put in the task's log what the agent had changed when its budget stopped it (its
+        work is not committed: the log is where it is kept)."""
+        status = self.tree.git(["status", "--porcelain", "--untracked-files=all"], check=False)
+        paths = status.splitlines()
+        shown = [protected.printable(line) for line in paths[:CHANGED_SHOWN]]
+        more = [f"… and {len(paths) - CHANGED_SHOWN} more"] if len(paths) > CHANGED_SHOWN else []
+        lines = [f"forgehand: the agent had changed {len(paths)} paths when it was stopped:"]
+        self.ctx.store.append_log(self.task.id, self.redactor.lines(lines + shown + more))
 
     def setup(self) -> None:
         if self.repo.config.setup:

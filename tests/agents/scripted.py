@@ -99,11 +99,11 @@ def main() -> int:
     elif mode == "model":
         # A command agent that asks its model, as a CLI would: a streamed Chat Completions
         # call to OPENAI_BASE_URL with OPENAI_API_KEY, through the proxy its environment names.
+        Path("calc.py").write_text(FIXED)
         for _ in range(args.calls):
             said = ask_model(prompt)
             if said is None:
                 return 1
-        Path("calc.py").write_text(FIXED)
         print("Fixed add() as the model said.")
     elif mode == "noop":
         print("Nothing needed changing.")

@@ -22,10 +22,16 @@ from app.store import Store, TaskRecord
 from app.tasks import Kind, Task
 from jobs import pipeline
 from jobs.entry import execute, worker_settings
-from jobs.worker import work
+from jobs.worker import StopsListeningFirst, work
 from jobs.workspace import Workspaces
 from tests import fakes
 from tests import payloads as p
+
+
+class InProcessWorker(StopsListeningFirst, SimpleWorker):
+    """RQ's worker that runs jobs in its own process; it stops listening at once, as
+    forgehand's do (RQ's own waits up to a minute at each test's end on a busy machine)."""
+
 
 AGENT = Path(__file__).resolve().parents[1] / "agents" / "scripted.py"
 BRANCH = "agent/issue-7-addition-subtracts"
@@ -62,7 +68,7 @@ class World:
         assert self.dispatcher.enqueue(task, "test").enqueued
 
     def work(self) -> None:
-        SimpleWorker([queue_for(self.redis)], connection=self.redis).work(burst=True)
+        InProcessWorker([queue_for(self.redis)], connection=self.redis).work(burst=True)
 
     def run(self, task: Task) -> TaskRecord:
         self.enqueue(task)

@@ -110,6 +110,9 @@ def test_a_task_past_its_budget_is_stopped_and_says_so(world: World, model: Open
     assert len(model.completions) == 1
     log = "\n".join(world.store.log_tail(record.id))
     assert "402" in log and "forgehand: stopped at $0.12 of the $0.10 budget" in log
+    # What it had changed is kept in the log.
+    assert "forgehand: the agent had changed 1 paths when it was stopped:" in log
+    assert " M calc.py" in log
     assert world.github.pulls == {}
 
 
