@@ -303,7 +303,9 @@ class Gateway:
                 "has ended)"
             )
             return _send(client, 401, _json_type(), _error(api, 401, message))
-        if not CALLS[api].fullmatch(rest):
+        # Escapes and dot segments are not in any model call's path; an upstream that decoded
+        # them could be walked to another of its endpoints.
+        if "%" in rest or "/." in rest or not CALLS[api].fullmatch(rest):
             message = f"forgehand gateway: only model calls pass, not {request.method} {rest[:100]}"
             return _send(client, 403, _json_type(), _error(api, 403, message))
         refusal = self.admit()

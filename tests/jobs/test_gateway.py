@@ -257,7 +257,10 @@ def test_only_model_calls_pass() -> None:
         files = post(url, "/openai/files", {}, auth)
         batches = post(url, "/openai/batches", {"input_file_id": "f"}, auth)
         nowhere = post(url, "/elsewhere/v1/messages", {}, auth)
+        paths = ("/openai/models/..%2Ffiles", "/openai/models/%2e%2e", "/openai/v1/../files")
+        walked = [post(url, path, {}, auth)[0] for path in paths]
     assert files[0] == batches[0] == 403 and nowhere[0] == 404
+    assert walked == [403, 403, 403]
     assert api.requests == []
 
 
