@@ -97,8 +97,8 @@ def _spend(fields: dict[str, str], prefix: str = "") -> Spend:
 
 
 @dataclass(frozen=True)
-class Call:
-    """One metered model call and where it is counted."""
+class Where:
+    """Where a task run's model calls are counted."""
 
     task_id: str
     run: int
@@ -106,17 +106,25 @@ class Call:
     installation: int
     repo: str
     agent: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """One metered model call."""
+
+    where: Where
     tokens: tuple[int, int, int, int]  # input, output, cached, cache_write
     cost: float | None  # None: unknown
 
 
 def record(redis: Redis, call: Call, at: float | None = None) -> None:
     day = day_of(time.time() if at is None else at)
-    task = _task_key(call.task_id, call.run)
-    group = f"{call.repo}\t{call.agent}"
+    where = call.where
+    task = _task_key(where.task_id, where.run)
+    group = f"{where.repo}\t{where.agent}"
     with redis.pipeline(transaction=True) as pipe:
         for prefix, key in (
-            ("", task), (f"attempt:{call.attempt}:", task), (f"{group}\t", _day_key(day)),
+            ("", task), (f"attempt:{where.attempt}:", task), (f"{group}\t", _day_key(day)),
             (f"{group}\t", TOTALS),
         ):  # fmt: skip
             for kind, amount in zip(KINDS, call.tokens, strict=True):
@@ -128,10 +136,10 @@ def record(redis: Redis, call: Call, at: float | None = None) -> None:
             else:
                 pipe.hincrbyfloat(key, prefix + "cost", call.cost)
         if call.cost is not None:
-            pipe.incrbyfloat(_installation_key(call.installation, day), call.cost)
+            pipe.incrbyfloat(_installation_key(where.installation, day), call.cost)
         pipe.expire(task, DAYS_KEPT * 86400)
         pipe.expire(_day_key(day), DAYS_KEPT * 86400)
-        pipe.expire(_installation_key(call.installation, day), 3 * 86400)
+        pipe.expire(_installation_key(where.installation, day), 3 * 86400)
         pipe.execute()
 
 

@@ -16,12 +16,7 @@ from jobs.usage import Api, Usage
 @dataclass
 class TaskMeter:
     redis: Redis
-    task_id: str
-    run: int
-    attempt: int
-    installation: int
-    repo: str
-    agent: str
+    where: spend.Where
     prices: Prices
     task_cap: float | None
     day_cap: float | None  # the operator's, for the installation's day
@@ -32,11 +27,12 @@ class TaskMeter:
     def admit(self) -> str | None:
         """Why a call may not start now, or None."""
         if self.task_cap is not None:
-            spent = spend.task_spend(self.redis, self.task_id, self.run).cost
+            spent = spend.task_spend(self.redis, self.where.task_id, self.where.run).cost
             if spent >= self.task_cap:
                 return budget.stopped(spent, self.task_cap)
+        where = self.where
         return day_refusal(
-            self.redis, self.installation, self.repo, self.day_cap, self.repo_day_cap
+            self.redis, where.installation, where.repo, self.day_cap, self.repo_day_cap
         )
 
     def record(self, api: Api, usage: Usage) -> None:
@@ -48,10 +44,7 @@ class TaskMeter:
                 "metered by tokens, their cost unknown (AGENT_PRICES can give one)"
             )
         tokens = (usage.input, usage.output, usage.cached, usage.cache_write)
-        call = spend.Call(
-            self.task_id, self.run, self.attempt, self.installation, self.repo, self.agent,
-            tokens, cost,
-        )  # fmt: skip
+        call = spend.Call(self.where, tokens, cost)
         spend.record(self.redis, call)
 
 

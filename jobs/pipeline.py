@@ -232,10 +232,12 @@ class Run:
         record = self.ctx.store.get(self.task.id)
         config, settings = self.repo.config, self.settings
         raised = spend.raised_cap(self.ctx.store.redis, self.task.repo_id, self.task.number)
+        where = spend.Where(
+            self.task.id, record.run if record else 0, record.attempt if record else 0,
+            self.task.installation_id, self.task.repo, config.agent or settings.agent,
+        )  # fmt: skip
         return TaskMeter(
-            self.ctx.store.redis, self.task.id, record.run if record else 0,
-            record.attempt if record else 0, self.task.installation_id, self.task.repo,
-            config.agent or settings.agent, settings.prices,
+            self.ctx.store.redis, where, settings.prices,
             task_cap=budget.task_cap(settings.max_cost_per_task, config.max_cost_per_task, raised),
             day_cap=settings.max_cost_per_day, repo_day_cap=config.max_cost_per_day,
             say=lambda line: self.ctx.store.append_log(self.task.id, [line]),

@@ -18,7 +18,8 @@ DAY = 1_765_000_000.0  # 2025-12-06 UTC
 
 
 def call(cost: float | None, repo: str = p.REPO, attempt: int = 0) -> spend.Call:
-    return spend.Call(TASK.id, 1, attempt, p.INSTALLATION, repo, "claude",
+    where = spend.Where(TASK.id, 1, attempt, p.INSTALLATION, repo, "claude")
+    return spend.Call(where,
                       (1_000_000, 200_000, 50_000, 0), cost)  # fmt: skip
 
 
