@@ -8,10 +8,11 @@ import time
 
 from app import budget
 from app.dispatch import Dispatcher
+from app.github import GitHubError
 from app.store import Store
 from app.tasks import Kind, State, Task
 from jobs.metering import day_refusal
-from jobs.pipeline import Context
+from jobs.pipeline import Context, status_for
 
 WAITING = "fh:budget:day-waiting"  # task ids, scored by when they may start again
 # The kinds that run an agent; the others (clean-ups, notices) make no model call.
@@ -29,6 +30,12 @@ def hold(ctx: Context, task: Task, now: float | None = None) -> str | None:
     store.redis.zadd(WAITING, {task.id: resume})
     if store.transition(task.id, (State.RUNNING,), State.WAITING, why):
         store.audit(task.id, "waiting", why)
+        try:
+            api = ctx.app.installation(task.installation_id)
+            status_for(api, ctx, task).update(f"⏸️ Waiting: {why}.")
+        except GitHubError as exc:
+            # Saying so is a courtesy: the task waits and starts again all the same.
+            store.audit(task.id, "status not updated", str(exc))
     return why
 
 

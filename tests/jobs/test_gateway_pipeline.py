@@ -197,6 +197,8 @@ def test_when_the_day_budget_is_reached_new_tasks_wait_for_the_next_utc_day(
     assert second.state is State.WAITING
     assert second.error == "daily budget reached ($0.12 of $0.10 today), resumes at 00:00 UTC"
     assert len(model.completions) == 1  # its agent never ran
+    said = world.github.comment_bodies(8)[-1]
+    assert "Waiting: daily budget reached ($0.12 of $0.10 today), resumes at 00:00 UTC" in said
     dispatcher = Dispatcher(world.store, 600)
     assert day_budget.wake_due(world.store, dispatcher) == []  # not before midnight
     tomorrow = budget.next_day(time.time()) + 1
