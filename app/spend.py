@@ -236,7 +236,8 @@ def usage_table(rows: list[Row]) -> list[str]:
 
     def cells(used: Spend) -> tuple[str, ...]:
         cached = used.cached + used.cache_write
-        return (str(used.calls), str(used.input), str(used.output), str(cached), cost_cell(used))
+        counts = (used.calls, used.input, used.output, cached)
+        return (*(f"{n:,}" for n in counts), cost_cell(used))
 
     total = Spend()
     for row in rows:
@@ -246,5 +247,6 @@ def usage_table(rows: list[Row]) -> list[str]:
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
     if total.unknown:
-        lines.append(f"+? : {total.unknown} calls of models without a known price (AGENT_PRICES)")
+        calls = f"{total.unknown} call" + ("s" if total.unknown != 1 else "")
+        lines.append(f"+?: and {calls} of models without a known price (AGENT_PRICES)")
     return lines
