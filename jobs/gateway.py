@@ -37,6 +37,7 @@ MAX_BODY = 32 * 1024 * 1024
 IDLE = 300.0  # seconds a kept-alive connection may wait for its next request
 UPSTREAM_TIMEOUT = 600.0  # seconds without a byte from the model API
 PLACEHOLDER_PREFIX = "fh-gw-"
+KEPT_CONNECTIONS = 8  # idle connections a gateway keeps to one upstream
 
 # Where each API's documented default lives; AGENT_ENV's base URL for it replaces it.
 DEFAULT_BASE: dict[Api, str] = {
@@ -223,6 +224,7 @@ class Gateway:
         self._filter_keys = [u.key for u in found.values()]
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._idle: dict[str, list[http.client.HTTPConnection]] = {}  # to each upstream
 
     # --- the loopback listener, for AGENT_SANDBOX=none ------------------------------------
 
@@ -246,6 +248,11 @@ class Gateway:
     def close(self) -> None:
         """From now on every call gets 401: its task has ended."""
         self._open = False
+        with self._lock:
+            idle = [c for kept in self._idle.values() for c in kept]
+            self._idle.clear()
+        for connection in idle:
+            connection.close()
         if self._listener is not None:
             _shut(self._listener)
             self._listener.close()
@@ -323,20 +330,60 @@ class Gateway:
         headers += [upstream.auth(), ("Accept-Encoding", "identity"),
                     ("Content-Length", str(len(body)))]  # fmt: skip
         try:
-            connection = _connect(upstream.base)
-            connection.putrequest(request.method, path, skip_host=False, skip_accept_encoding=True)
-            for name, value in headers:
-                connection.putheader(name, value)
-            connection.endheaders(body if body else None)
-            response = connection.getresponse()
+            connection, response = self._send_upstream(upstream.base, request.method, path,
+                                                       headers, body)  # fmt: skip
         except (OSError, http.client.HTTPException) as exc:
             host = urlsplit(upstream.base).netloc
             message = f"forgehand gateway: could not reach {host}: {type(exc).__name__}"
             return _send(client, 502, _json_type(), _error(api, 502, message))
+
+        def release(read_whole: bool) -> None:
+            # Before the agent sees the end: its next call may come at once.
+            if read_whole and not response.will_close:
+                response.close()  # read1 never marks an answer of known length as done
+                self._put_back(upstream.base, connection)
+            else:
+                connection.close()
+
         try:
-            return self._relay(client, response, UsageReader(api, model, sse), api)
-        finally:
+            return self._relay(client, response, UsageReader(api, model, sse), api, release)
+        except BaseException:
             connection.close()
+            raise
+
+    def _send_upstream(
+        self, base: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """The request sent and the answer's head read, on a kept connection to the upstream
+        when there is one (no new TLS handshake per call), else a new one. A kept connection
+        the upstream closed meanwhile fails before any answer: the request is sent again on a
+        new one, once."""
+        kept = self._take(base)
+        for connection in (kept, _connect(base)) if kept else (_connect(base),):
+            try:
+                connection.putrequest(method, path, skip_host=False, skip_accept_encoding=True)
+                for name, value in headers:
+                    connection.putheader(name, value)
+                connection.endheaders(body if body else None)
+                return connection, connection.getresponse()
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                if connection is not kept:
+                    raise
+        raise AssertionError("unreachable: the last try raises")
+
+    def _take(self, base: str) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(base)
+            return idle.pop() if idle else None
+
+    def _put_back(self, base: str, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(base, [])
+            if self._open and len(idle) < KEPT_CONNECTIONS:
+                idle.append(connection)
+                return
+        connection.close()
 
     def _valid(self, presented: str) -> bool:
         value = presented.removeprefix("Bearer ").removeprefix("bearer ").strip()
@@ -344,9 +391,10 @@ class Gateway:
 
     def _relay(
         self, client: socket.socket, response: http.client.HTTPResponse, reader: UsageReader,
-        api: Api,
+        api: Api, release: Callable[[bool], None],
     ) -> bool:  # fmt: skip
-        """Pass the answer on as it comes, reading its usage and hiding the real keys."""
+        """Pass the answer on as it comes, reading its usage and hiding the real keys;
+        `release` gets whether the upstream's answer was read whole, once it ends."""
         secret = SecretFilter(self._filter_keys)
         # Always chunked: hiding a key changes the length, and the end of the answer is sent
         # only once its usage is metered, so whoever sees the end sees the spend.
@@ -355,22 +403,26 @@ class Gateway:
         headers.append(("Transfer-Encoding", "chunked"))
         head = f"HTTP/1.1 {response.status} {response.reason}\r\n"
         head += "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
-        client.sendall(head.encode("latin-1", "replace"))
-        complete = False
+        read_whole = sent = False
         try:
+            client.sendall(head.encode("latin-1", "replace"))
             while data := response.read1(CHUNK):
                 reader.feed(data)
                 _write(client, secret.feed(data))
-            complete = True
-        except (OSError, http.client.HTTPException):
-            pass  # cut short: the client sees it cut, as the upstream cut it
+            read_whole = sent = True
+        except http.client.HTTPException:
+            pass  # cut short by the upstream: the agent sees it cut, as the upstream cut it
+        except OSError:
+            # The agent went away, or the upstream did: either way the answer is not whole.
+            pass
+        release(read_whole)
         usage = reader.finish()
         if usage is not None:
             self.meter(api, usage)
-        if complete:
+        if sent:
             _write(client, secret.flush())
             client.sendall(b"0\r\n\r\n")
-        return complete
+        return sent
 
 
 # --- HTTP plumbing --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ sandboxed path, through the bridge and the egress socket, is proven in test_gate
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -324,3 +325,45 @@ def test_the_agent_gets_placeholders_and_gateway_urls_and_no_real_key() -> None:
 def test_a_base_url_that_is_not_http_is_refused() -> None:
     with pytest.raises(ValueError, match="ANTHROPIC_BASE_URL"):
         upstreams({"ANTHROPIC_API_KEY": REAL, "ANTHROPIC_BASE_URL": "file:///etc"})
+
+
+class KeepAlive:
+    """An upstream that answers every request with a small JSON body and keeps the connection
+    open (or, `closing`, closes it once the answer is sent, without saying so); it counts the
+    connections it was given."""
+
+    def __init__(self, closing: bool) -> None:
+        self.closing = closing
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                self.connections += 1
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        body = b'{"model": "gpt-4o", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
+        with conn, contextlib.suppress(OSError):
+            while True:
+                read_request(conn)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+                if self.closing:
+                    return
+
+
+@pytest.mark.parametrize("closing", [False, True])
+def test_calls_reuse_a_connection_to_the_upstream_and_survive_its_closing(closing: bool) -> None:
+    upstream = KeepAlive(closing)
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": upstream.url}) as (gw, url, calls):
+        auth = {"Authorization": f"Bearer {gw.placeholder}"}
+        answers = [post(url, "/openai/chat/completions", {"model": "gpt-4o"}, auth)[0]
+                   for _ in range(3)]  # fmt: skip
+    assert answers == [200, 200, 200] and len(calls) == 3
+    assert upstream.connections == (3 if closing else 1)
+    upstream.listener.close()
