@@ -6,6 +6,7 @@ import argparse
 import errno
 import json
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -21,7 +22,7 @@ from types import FrameType
 
 from redis.exceptions import RedisError
 
-from app import logs
+from app import logs, spend
 from app.redis_conn import connect, embedded_redis
 from app.settings import Settings, SettingsError, load
 from app.store import Store
@@ -131,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     tasks = _command(
         sub, "tasks", "List tasks, newest first: id, kind, repository, issue/PR, state, "
-        "attempt, updated, and why a task failed or was escalated.",
+        "attempt, cost, updated, and why a task failed or was escalated.",
         "REDIS_URL, or a `forgehand dev` running in this directory.",
     )  # fmt: skip
     tasks.add_argument("--json", action="store_true", help="one JSON array")
@@ -139,6 +140,15 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=_positive, default=50, help="how many, newest first (default 50)"
     )
     tasks.add_argument("--plan", metavar="REPO", help="the fleet of one repository (owner/name)")
+    usage = _command(
+        sub, "usage", "Tokens and cost of the agents' model calls, by day, repository and "
+        "agent, as forgehand's gateway metered them.",
+        "REDIS_URL, or a `forgehand dev` running in this directory.",
+    )  # fmt: skip
+    usage.add_argument(
+        "--since", default="7d", help="how far back, in whole UTC days: 1d, 7d, 30d (default 7d)"
+    )
+    usage.add_argument("--json", action="store_true", help="one JSON array")
     return parser
 
 
@@ -312,7 +322,8 @@ def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _tasks(settings: Settings, args: argparse.Namespace) -> int:
+def _local_redis_url(settings: Settings) -> str:
+    """REDIS_URL, or the embedded Redis of a `forgehand dev` running in this directory."""
     url = settings.redis_url
     if url is None and DEV_REDIS_POINTER.is_file():
         url = DEV_REDIS_POINTER.read_text().strip()
@@ -320,24 +331,32 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
         raise SettingsError(
             "REDIS_URL is required (or run `forgehand dev` in this directory first)"
         )
+    return url
+
+
+def _tasks(settings: Settings, args: argparse.Namespace) -> int:
+    url = _local_redis_url(settings)
     try:
         if args.plan:
             return _plan(Store(connect(url)), args.plan)
-        records = Store(connect(url)).recent(args.limit)
+        redis = connect(url)
+        records = Store(redis).recent(args.limit)
+        spent = spend.tasks_spend(redis, [(r.id, r.run) for r in records])
     except RedisError as exc:
         raise SettingsError(f"Redis at {url} does not answer: {exc}") from None
     if args.json:
-        print(json.dumps([r.as_json() for r in records], indent=2))
+        out = [r.as_json() | {"usage": u.as_json()} for r, u in zip(records, spent, strict=True)]
+        print(json.dumps(out, indent=2))
         return 0
-    rows = [("ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "UPDATED", "WHY")]
-    for r in records:
+    rows = [("ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "COST", "UPDATED", "WHY")]
+    for r, used in zip(records, spent, strict=True):
         updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.updated))
         # Why a task failed can carry a CI log's or an agent's words: no control characters
         # reach the operator's terminal.
         why = printable(r.error.replace("\n", " "))
         rows.append(
             (r.id, r.task.kind.value, r.task.repo, f"#{r.task.number}", r.state.value,
-             str(r.attempt) if r.attempt else "-", updated,
+             str(r.attempt) if r.attempt else "-", spend.cost_cell(used), updated,
              why if len(why) <= 80 else why[:79] + "…")
         )  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -345,6 +364,26 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     if not records:
         print("(no tasks yet)")
+    return 0
+
+
+def _usage(settings: Settings, args: argparse.Namespace) -> int:
+    from app.redeliver import parse_duration
+
+    try:
+        days = max(1, math.ceil(parse_duration(args.since).total_seconds() / 86400))
+    except ValueError as exc:
+        raise SettingsError(f"--since: {exc}") from None
+    url = _local_redis_url(settings)
+    try:
+        rows = spend.by_day(connect(url), days)
+    except RedisError as exc:
+        raise SettingsError(f"Redis at {url} does not answer: {exc}") from None
+    if args.json:
+        out = [{"day": r.day, "repo": r.repo, "agent": r.agent} | r.spend.as_json() for r in rows]
+        print(json.dumps(out, indent=2))
+        return 0
+    print("\n".join(printable(line) for line in spend.usage_table(rows)))
     return 0
 
 
@@ -461,6 +500,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "worker": _worker,
     "dev": _dev,
     "tasks": _tasks,
+    "usage": _usage,
     "sandbox": _sandbox,
     "redeliver": _redeliver,
     "setup": _setup,

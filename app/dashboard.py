@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from app import dashboard_pages as pages
-from app import timeline
+from app import spend, timeline
 from app.dispatch import Dispatcher, queue_for
 from app.settings import Settings
 from app.store import Store
@@ -122,7 +122,13 @@ def _task_data(store: Store, settings: Settings, row: Row) -> dict[str, Any]:
         "error": row.error, "events": events,
         "steps": timeline.steps(events, web_base(settings.github_api_url), row.task.repo, end),
         "log": store.log_tail(row.id, 200),
+        "usage": _spent(store, row.id).as_json(),
     }  # fmt: skip
+
+
+def _spent(store: Store, task_id: str) -> spend.Spend:
+    record = store.get(task_id)
+    return spend.task_spend(store.redis, task_id, record.run) if record else spend.Spend()
 
 
 def task_view(store: Store, settings: Settings, task_id: str) -> str | None:
@@ -130,9 +136,11 @@ def task_view(store: Store, settings: Settings, task_id: str) -> str | None:
     if row is None:
         return None
     data = _task_data(store, settings, row)
+    used = _spent(store, task_id)
     return pages.task_html(
         row, data["steps"], data["log"], store.prompt(task_id), store.diff(task_id),
         web_base(settings.github_api_url), settings.max_attempts, form_token(settings),
+        used.label() if used.calls else "",
     )  # fmt: skip
 
 

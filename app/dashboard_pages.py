@@ -142,6 +142,7 @@ def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers
         for repo in chosen.repos
     )
     plans = f"<p class='plans'>Plans: {plans}</p>" if plans else ""
+    plans += "<p class='plans'><a href='/usage'>Model spend by repository and day</a></p>"
     rows = []
     for row in listing.rows:
         known = row.state if row.state in KNOWN_STATES else ""
@@ -219,7 +220,7 @@ def _action(task_id: str, verb: str, label: str, token: str, danger: bool = Fals
 
 
 def task_html(row: Row, steps: list[dict[str, Any]], log: list[str], prompt: str, diff: str,
-              web: str, max_attempts: int, token: str) -> str:  # fmt: skip
+              web: str, max_attempts: int, token: str, spent: str = "") -> str:  # fmt: skip
     now = time.time()
     buttons = []
     if row.state in CANCELLABLE:
@@ -237,6 +238,7 @@ def task_html(row: Row, steps: list[dict[str, Any]], log: list[str], prompt: str
         f"{state_badge(row.state, 'state')}"
         f"{' · attempt ' + tried if tried else ''} · took <span id='took'>{took(row, now)}"
         f"</span> {' '.join(buttons)}</p>{why}"
+        f"<p id='spend' class='muted'>Model use: {escape(spent or 'no model calls')}</p>"
         f"<h2>Timeline</h2><table id='timeline'>{steps_html(steps)}</table>"
         f"<h2>Agent output</h2><pre id='log'>{text_log}</pre>"
         "<h2>Change</h2>"

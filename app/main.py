@@ -25,6 +25,7 @@ from app.setup import routes as setup_routes
 from app.store import Store
 from app.tally import Tally, flush_forever
 from app.triggers import Facts
+from app.usage_page import usage_page
 from app.webhook import Intake, receive
 
 
@@ -75,6 +76,7 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
             Route("/tasks/{task_id}/cancel", dashboard.cancel, methods=["POST"]),
             Route("/tasks/{task_id}/retry", dashboard.retry, methods=["POST"]),
             Route("/plan/{owner}/{name}", plan_page, methods=["GET"]),
+            Route("/usage", usage_page, methods=["GET"]),
             *setup_routes(settings, Path(".env")),
         ],
     )

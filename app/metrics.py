@@ -19,6 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
 
+from app import spend
 from app.dispatch import queue_for
 from app.store import Store, text
 from app.triggers import HANDLED_EVENTS
@@ -92,6 +93,21 @@ class RedisCollector(Collector):
         depth = GaugeMetricFamily("forgehand_queue_depth", "Tasks waiting for a worker")
         depth.add_metric([], float(queue_for(self.redis).count))
         yield depth
+        tokens = CounterMetricFamily(
+            "forgehand_model_tokens", "Model tokens the agents used, through the gateway",
+            labels=["repo", "agent", "kind"],
+        )  # fmt: skip
+        cost = CounterMetricFamily(
+            "forgehand_model_cost_usd", "USD the agents' model calls of known price cost",
+            labels=["repo", "agent"],
+        )  # fmt: skip
+        for row in spend.totals(self.redis):
+            used = row.spend
+            for kind in spend.KINDS:
+                tokens.add_metric([row.repo, row.agent, kind], float(getattr(used, kind)))
+            cost.add_metric([row.repo, row.agent], used.cost)
+        yield tokens
+        yield cost
         workers = GaugeMetricFamily("forgehand_workers", "RQ workers alive")
         workers.add_metric([], float(Worker.count(connection=self.redis)))
         yield workers

@@ -36,6 +36,9 @@ class RepoConfig:
     allow_hosts: tuple[str, ...] = ()
     max_open_pull_requests: int = MAX_OPEN_PULL_REQUESTS
     overlap: str = "warn"
+    # USD; the lower of these and the operator's MAX_COST_PER_* applies (app/budget.py).
+    max_cost_per_task: float | None = None
+    max_cost_per_day: float | None = None
 
 
 KNOWN = {f.name for f in fields(RepoConfig)}
@@ -112,6 +115,12 @@ def _hosts(value: Any) -> tuple[str, ...]:
     return hosts
 
 
+def _dollars(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e12:
+        raise ValueError(f"must be an amount in USD such as 5 or 0.50, got {value!r}")
+    return float(value)
+
+
 def _overlap(value: Any) -> str:
     if value not in OVERLAP_MODES:
         raise ValueError(f"must be one of {', '.join(OVERLAP_MODES)}, got {value!r}")
@@ -140,4 +149,6 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "allow_hosts": _hosts,
     "max_open_pull_requests": _positive,
     "overlap": _overlap,
+    "max_cost_per_task": _dollars,
+    "max_cost_per_day": _dollars,
 }

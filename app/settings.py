@@ -10,6 +10,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from jobs.egress import Policy
+from jobs.prices import parse_prices
 
 AGENT_PRESETS = ("claude", "codex", "aider", "opencode", "gemini", "command")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -35,7 +36,7 @@ class Settings:
     agent_idle_timeout: int = 600
     agent_env: tuple[str, ...] = ()
     agent_sandbox: str = "bwrap"
-    # Empty: the preset's model API host (jobs/sandbox.py decides).
+    # Empty: nothing; the model API is reached through the gateway (jobs/gateway.py).
     agent_allow_hosts: tuple[str, ...] = ()
     # The files the worker's secrets came from, which the sandbox hides even where they lie
     # under a directory it shows.
@@ -55,6 +56,15 @@ class Settings:
     log_level: str = "info"
     log_format: str = "pretty"
     retention_days: int = 14
+    # The operator's caps in USD (None: no cap), per task and per installation per UTC day.
+    max_cost_per_task: float | None = None
+    max_cost_per_day: float | None = None
+    # AGENT_PRICES: (model, USD in, USD out per million tokens) over the price table.
+    agent_prices: tuple[tuple[str, float, float], ...] = ()
+
+    @property
+    def prices(self) -> dict[str, tuple[float, float]]:
+        return {model: (given, taken) for model, given, taken in self.agent_prices}
 
     @property
     def web_url(self) -> str:
@@ -153,6 +163,23 @@ def parse(source: Mapping[str, str]) -> Settings:
             f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}"
         )
 
+    def dollars(name: str) -> float | None:
+        raw = text(name)
+        if raw is None:
+            return None
+        try:
+            value = float(raw.removeprefix("$"))
+        except ValueError:
+            value = -1.0
+        if not value >= 0 or value == float("inf"):
+            raise SettingsError(f"{name} must be an amount in USD such as 5 or 0.50, got {raw!r}")
+        return value
+
+    try:
+        prices = parse_prices(text("AGENT_PRICES") or "")
+    except ValueError as exc:
+        raise SettingsError(f"AGENT_PRICES: {exc}") from None
+
     return Settings(
         app_id=app_id,
         private_key=_private_key(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
@@ -181,6 +208,9 @@ def parse(source: Mapping[str, str]) -> Settings:
         log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
         log_format=choice("LOG_FORMAT", "pretty", LOG_FORMATS),
         retention_days=whole("RETENTION_DAYS", 14),
+        max_cost_per_task=dollars("MAX_COST_PER_TASK"),
+        max_cost_per_day=dollars("MAX_COST_PER_DAY"),
+        agent_prices=tuple((m, i, o) for m, (i, o) in prices.items()),
     )
 
 

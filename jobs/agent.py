@@ -119,6 +119,7 @@ class AgentResult:
     tail: str  # the last lines of output as the dashboard shows them, for status comments
     lines: tuple[str, ...] = ()  # the same lines as printed, each up to RAW_LINE_LIMIT
     summary: str = ""  # the agent's final message, where its preset knows how to find it
+    stopped: str = ""  # why the model gateway refused its calls (its budget), if it did
 
     @property
     def ok(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from app import budget, spend
 from app.dispatch import Dispatcher, job_timeout
 from app.github import GitHubError, Installation, segment
 from app.tasks import Kind, Task
@@ -36,6 +37,8 @@ def run_command(task: Task, ctx: Context) -> str:
         return "stopped"
     if verb == "retry":
         return _retry(task, ctx, api, on_pr)
+    if verb == "budget":
+        return _budget(task, ctx, api, instructions)
     if verb in (None, "", "help"):
         _reply(api, task, report.help_text(prefix))
         return "help"
@@ -101,6 +104,29 @@ def _retry(task: Task, ctx: Context, api: Installation, on_pr: bool) -> str:
     reset = f"🔁 Attempts reset; looking at CI on `{pr.head_sha[:7]}` again.\n{report.RESET_MARKER}"
     _reply(api, task, reset)
     return "retry pull request"
+
+
+def _budget(task: Task, ctx: Context, api: Installation, instructions: str) -> str:
+    """`/agent budget <USD>`: this issue's or pull request's task cap, never past the
+    operator's MAX_COST_PER_TASK."""
+    words = instructions.split()
+    try:
+        asked = float(words[1].removeprefix("$")) if len(words) == 2 else -1.0
+    except ValueError:
+        asked = -1.0
+    prefix = ctx.settings.command_prefix
+    if not 0 <= asked < 1e12:
+        _reply(api, task, f"Say how many USD, e.g. `{prefix} budget 5`; nothing was changed.")
+        return "budget: not understood"
+    operator = ctx.settings.max_cost_per_task
+    granted = budget.lowest(asked, operator)
+    assert granted is not None
+    spend.raise_cap(ctx.store.redis, task.repo_id, task.number, granted)
+    said = f"💰 Each task here may now spend {budget.dollars(granted)} on model calls"
+    if operator is not None and asked > operator:
+        said += f" (asked {budget.dollars(asked)}; the operator's cap is the most)"
+    _reply(api, task, said + ".")
+    return f"budget {budget.dollars(granted)}"
 
 
 def _reply(api: Installation, task: Task, text: str) -> None:

@@ -16,7 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobs.gateway import Gateway
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
@@ -154,6 +157,21 @@ def refusal_line(host: str, port: int, reason: str) -> str:
     return f"forgehand: refused a connection to {host}:{port} ({reason}); {HINT}"
 
 
+def is_gateway_request(head: bytes, authority: str) -> bool:
+    """Whether a request head is meant for the model gateway: an origin-form request (only a
+    client that takes the bridge for the gateway itself sends one), or a proxy request for the
+    gateway's own authority inside the sandbox."""
+    parts = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+    if len(parts) != 3:
+        return False
+    method, target = parts[0], parts[1].lower()
+    if target.startswith("/"):
+        return True
+    if method == "CONNECT":
+        return target == authority
+    return target == f"http://{authority}" or target.startswith(f"http://{authority}/")
+
+
 class BadRequest(ValueError):
     pass
 
@@ -247,11 +265,19 @@ class EgressProxy:
     """
 
     def __init__(
-        self, socket_path: Path, policy: Policy, on_refused: Callable[[str], None]
+        self,
+        socket_path: Path,
+        policy: Policy,
+        on_refused: Callable[[str], None],
+        gateway: Gateway | None = None,
+        gateway_authority: str = "",
     ) -> None:
         self.socket_path = socket_path
         self.policy = policy
         self.on_refused = on_refused
+        # The model gateway, served on the same socket: the sandbox has one way out.
+        self.gateway = gateway
+        self.gateway_authority = gateway_authority
         self._lock = threading.Lock()
         self._closed = False
         self._sockets: set[socket.socket] = set()
@@ -394,6 +420,9 @@ class EgressProxy:
             buffer += chunk
         if end < 0 or end > MAX_HEAD:
             client.sendall(_response("400 Bad Request", "forgehand: request header too large"))
+            return None
+        if self.gateway is not None and is_gateway_request(buffer[:end], self.gateway_authority):
+            self.gateway.serve(client, buffer)
             return None
         try:
             request = parse_request(buffer[:end])

@@ -13,7 +13,7 @@ from app.metrics import count_task
 from app.settings import Settings, SettingsError, load
 from app.store import Store
 from app.tasks import Kind, State, Task
-from jobs import pipeline
+from jobs import day_budget, pipeline
 from jobs.closed import closed, fork_notice
 from jobs.commands import run_command
 from jobs.conflict import check_base, resolve_conflict
@@ -78,6 +78,9 @@ def execute(
     horse.parent.mkdir(parents=True, exist_ok=True)
     horse.write_text(str(os.getppid()))
     try:
+        waits = day_budget.hold(ctx, record.task)
+        if waits is not None:
+            return waits
         summary = HANDLERS[record.task.kind](record.task, ctx)
     except Escalated as exc:
         # It names the failing checks, which the repository's CI chose.

@@ -15,6 +15,11 @@ class TaskFailed(Exception):
         self.log = log
 
 
+class BudgetStopped(TaskFailed):
+    """The model gateway refused the agent's calls: its budget is spent. Trying again cannot
+    help, so a CI fix escalates at once instead of using its other attempts."""
+
+
 class Escalated(Exception):
     """The pull request is a human's now (out of attempts); the message says why."""
 

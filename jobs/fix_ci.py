@@ -8,7 +8,7 @@ from app.github import Installation
 from app.metrics import count_escalation
 from app.tasks import Task
 from jobs import ci, prompts, report
-from jobs.errors import Escalated, TaskFailed
+from jobs.errors import BudgetStopped, Escalated, TaskFailed
 from jobs.lock import pull_request_lock
 from jobs.pipeline import (
     Context,
@@ -128,6 +128,9 @@ def _attempt(
                 )
             except TaskFailed as exc:
                 _record(ctx, task, pr, status, entry | {"changed": "—", "result": str(exc)})
+                if isinstance(exc, BudgetStopped):
+                    escalate(task, ctx, api, repo, pr, names)
+                    raise Escalated(str(exc)) from None
                 continue
         if not change.head:
             said = change.result.complaint

@@ -19,7 +19,7 @@ from app.redeliver import redeliver
 from app.settings import Settings
 from app.store import Store
 from app.tasks import Kind, Task
-from jobs import ci
+from jobs import ci, day_budget
 
 INTERVAL = 300
 # The review states that start a task, as the REST API spells them (webhooks: lower case).
@@ -35,6 +35,9 @@ def housekeeping(settings: Settings, redis: Redis) -> bool:
     pruned = store.prune(time.time() - settings.retention_days * 86400)
     if pruned:
         log.info("pruned %d finished tasks older than %d days", pruned, settings.retention_days)
+    woken = day_budget.wake_due(store, Dispatcher(store, job_timeout(settings.agent_timeout)))
+    if woken:
+        log.info("a new UTC day: queued %s again", ", ".join(woken))
     if settings.app_id is None or settings.private_key is None:
         return True  # `dev` before the App is registered: nothing to ask GitHub
     app = App(settings, redis)

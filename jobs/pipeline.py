@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
+from app import budget, spend
 from app.github import App, GitHubError, Identity, Installation, segment
 from app.metrics import observe_agent
 from app.repo_config import PATH as CONFIG_PATH
@@ -24,8 +25,10 @@ from app.settings import Settings
 from app.store import Store
 from app.tasks import Task
 from jobs import agent, prompts, protected, report
-from jobs.errors import TaskFailed
+from jobs.errors import BudgetStopped, TaskFailed
+from jobs.gateway import Admit, Gateway, Meter, agent_variables, new_placeholder, upstreams
 from jobs.git import GitError
+from jobs.metering import TaskMeter
 from jobs.presets import PRESETS, Preset, write_home
 from jobs.progress import CheckRun, Heartbeat, dashboard_url
 from jobs.redact import Redactor, redactor_for
@@ -35,6 +38,7 @@ from jobs.workspace import Workspaces, Worktree
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 PUSH_TRIES = 3
+CHANGED_SHOWN = 50  # paths of an unfinished change listed in the log at most
 
 
 @dataclass(frozen=True)
@@ -124,40 +128,51 @@ def run_sandboxed(
     files: tuple[Path, ...],
     trusted: bool,
     preset: Preset | None,
-    agent_name: str,
     repository_allow: tuple[str, ...],
     log_path: Path,
     timeout: float,
     idle_timeout: float,
     on_output: Callable[[list[str]], None],
     on_refused: Callable[[str], None],
+    admit: Admit,
+    meter: Meter,
     pgid_file: Path | None = None,
 ) -> agent.AgentResult:
     """One process of a task's — the agent, `setup` or `test` — in the sandbox, with its
-    preset's config in its HOME, its output rendered for people and its final message read."""
-    if preset is not None:
-        env = preset.environment(env) | env
-        write_home(preset, tree.home, env)
-    allow = sandbox.allowed_hosts(agent_name, env)
-    with sandbox.jail(
-        tree.path, tree.home, tree.objects, allow, on_refused, repository_allow
-    ) as jail:
-        launch = jail.command(argv, env, files, trusted)
-        result = agent.run(
-            launch.argv,
-            workdir=tree.path,
-            prompt=prompt,
-            env=launch.env,
-            log_path=log_path,
-            timeout=timeout,
-            idle_timeout=idle_timeout,
-            on_output=on_output,
-            pgid_file=pgid_file,
-            preexec=launch.preexec,
-            render=preset.render if preset is not None else None,
-        )
+    preset's config in its HOME, its output rendered for people and its final message read.
+    Its model calls go through a gateway of its own: the model API keys in `env` are replaced
+    by the gateway's placeholder and each API's base URL by the gateway's."""
+    try:
+        found = upstreams(env)
+    except ValueError as exc:
+        raise agent.AgentConfigError(str(exc)) from None
+    placeholder = new_placeholder()
+    with Gateway(found, placeholder, admit, meter) as gateway:
+        env = agent_variables(env, found, sandbox.gateway_url(gateway), placeholder)
+        if preset is not None:
+            env = preset.environment(env) | env
+            write_home(preset, tree.home, env)
+        allow = sandbox.settings.agent_allow_hosts
+        with sandbox.jail(
+            tree.path, tree.home, tree.objects, allow, on_refused, repository_allow, gateway
+        ) as jail:
+            launch = jail.command(argv, env, files, trusted)
+            result = agent.run(
+                launch.argv,
+                workdir=tree.path,
+                prompt=prompt,
+                env=launch.env,
+                log_path=log_path,
+                timeout=timeout,
+                idle_timeout=idle_timeout,
+                on_output=on_output,
+                pgid_file=pgid_file,
+                preexec=launch.preexec,
+                render=preset.render if preset is not None else None,
+            )
+        stopped = gateway.refused[0] if gateway.refused else ""
     summary = preset.summary(result.lines, tree.home) if preset else result.tail
-    return replace(result, summary=summary.strip())
+    return replace(result, summary=summary.strip(), stopped=stopped)
 
 
 @dataclass
@@ -200,16 +215,32 @@ class Run:
         sandbox, store = self.ctx.sandbox, self.ctx.store
         if not sandbox.contained:
             store.audit(self.task.id, "unsandboxed", UNSAFE_WARNING)
-        name = self.repo.config.agent or self.settings.agent
+        meter = self.meter()
         return run_sandboxed(
             sandbox, self.tree, argv, prompt, self._env(),
-            files=files, trusted=trusted, preset=preset, agent_name=name,
-            repository_allow=self.repo.config.allow_hosts,
+            files=files, trusted=trusted, preset=preset,
+            repository_allow=self.repo.config.allow_hosts, admit=meter.admit, meter=meter.record,
             log_path=self.ctx.workspaces.log_path(self.task.id),
             timeout=timeout, idle_timeout=min(self.settings.agent_idle_timeout, timeout),
             on_output=self._output,
             on_refused=self._refused,
             pgid_file=pgid_file_for(self.ctx.workspaces, os.getpid()),
+        )  # fmt: skip
+
+    def meter(self) -> TaskMeter:
+        """The meter of this task's run and attempt as they stand, with its caps."""
+        record = self.ctx.store.get(self.task.id)
+        config, settings = self.repo.config, self.settings
+        raised = spend.raised_cap(self.ctx.store.redis, self.task.repo_id, self.task.number)
+        where = spend.Where(
+            self.task.id, record.run if record else 0, record.attempt if record else 0,
+            self.task.installation_id, self.task.repo, config.agent or settings.agent,
+        )  # fmt: skip
+        return TaskMeter(
+            self.ctx.store.redis, where, settings.prices,
+            task_cap=budget.task_cap(settings.max_cost_per_task, config.max_cost_per_task, raised),
+            day_cap=settings.max_cost_per_day, repo_day_cap=config.max_cost_per_day,
+            say=lambda line: self.ctx.store.append_log(self.task.id, [line]),
         )  # fmt: skip
 
     def _output(self, lines: list[str]) -> None:
@@ -252,6 +283,16 @@ class Run:
         except agent.AgentConfigError as exc:
             raise TaskFailed(str(exc)) from None
         observe_agent(self.ctx.store.redis, result.seconds)
+        if result.stopped:
+            # The budget's refusal reaches the CLI as an API error; whatever it did with it,
+            # the budget is the reason. What it had done is in its log.
+            said = (
+                result.stopped
+                if result.stopped.startswith("stopped")
+                else f"stopped: {result.stopped}"
+            )
+            self._changed_so_far()
+            raise BudgetStopped(f"The agent {said}.", result.tail)
         if result.killed == "timeout":
             raise TaskFailed(
                 f"The agent ran longer than {result.seconds:.0f}s and was stopped.", result.tail
@@ -267,6 +308,16 @@ class Run:
             reason = f"The agent exited with status {result.exit_code}"
             raise TaskFailed(f"{reason}: {said}" if said else f"{reason}.", result.tail)
         return result
+
+    def _changed_so_far(self) -> None:
+        """Put in the task's log what the agent had changed when its budget stopped it (its
+        work is not committed: the log is where it is kept)."""
+        status = self.tree.git(["status", "--porcelain", "--untracked-files=all"], check=False)
+        paths = status.splitlines()
+        shown = [protected.printable(line) for line in paths[:CHANGED_SHOWN]]
+        more = [f"… and {len(paths) - CHANGED_SHOWN} more"] if len(paths) > CHANGED_SHOWN else []
+        lines = [f"forgehand: the agent had changed {len(paths)} paths when it was stopped:"]
+        self.ctx.store.append_log(self.task.id, self.redactor.lines(lines + shown + more))
 
     def setup(self) -> None:
         if self.repo.config.setup:

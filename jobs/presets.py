@@ -2,7 +2,8 @@
 
 Each was proven by running the real CLI in the sandbox against a scripted model server
 (tests/agents/test_<name>_cli.py): its argv (fixed text; the task travels on stdin or in a
-file), the API key it needs, the model API it reaches, the config forgehand writes into the
+file), the API key it needs (which reaches it as the gateway's placeholder, with its base URL
+pointing at the gateway: jobs/gateway.py), the config forgehand writes into the
 task's private home (update checks, telemetry and non-essential traffic off), how one line of
 its output reads on the dashboard, and where its final message is.
 """
@@ -42,7 +43,6 @@ class Preset:
     name: str
     argv: tuple[str, ...]  # `{prompt_file}` and `{home}` (the agent's HOME) are substituted
     keys: tuple[str, ...]  # one of these must be named in AGENT_ENV and set
-    hosts: tuple[str, ...]  # the model API, reachable by default
     tested: str  # the CLI version it was proven with, as `--version` prints it
     install: str
     # Programs it looks for on PATH, each with how to install it: without them it would
@@ -164,7 +164,6 @@ CLAUDE = Preset(
     name="claude",
     argv=CLAUDE_ARGV,
     keys=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
-    hosts=("api.anthropic.com",),
     tested="2.1.332",
     install="npm install -g @anthropic-ai/claude-code@2.1.332",
     home_files=_claude_files,
@@ -260,7 +259,6 @@ CODEX = Preset(
     name="codex",
     argv=CODEX_ARGV,
     keys=("CODEX_API_KEY", "OPENAI_API_KEY"),
-    hosts=("api.openai.com",),
     tested="codex-cli 0.171.0",
     install="npm install -g @openai/codex@0.171.0",
     home_files=_codex_files,
@@ -326,7 +324,6 @@ AIDER = Preset(
     name="aider",
     argv=AIDER_ARGV,
     keys=("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY"),
-    hosts=("api.openai.com", "api.anthropic.com"),
     tested="aider 0.86.2",
     install="pip install aider-chat==0.86.2",
     home_files=_aider_files,
@@ -414,7 +411,6 @@ OPENCODE = Preset(
     name="opencode",
     argv=OPENCODE_ARGV,
     keys=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY"),
-    hosts=("api.anthropic.com", "api.openai.com"),
     tested="1.18.33",
     install="npm install -g opencode-ai@1.18.33",
     tools=(("rg", "apt-get install ripgrep"),),
@@ -497,7 +493,6 @@ GEMINI = Preset(
     argv=GEMINI_ARGV,
     # GOOGLE_API_KEY counts only for Vertex AI.
     keys=("GEMINI_API_KEY",),
-    hosts=("generativelanguage.googleapis.com",),
     tested="0.61.0",
     install="npm install -g @google/gemini-cli@0.61.0",
     home_files=_gemini_files,

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from app import spend
 from app.github import GitHubError, Installation
 from app.store import Store
 from app.tasks import Task
@@ -65,6 +66,13 @@ class Heartbeat:
             log.warning("progress not shown: %s", exc)
 
 
+def spend_line(store: Store, task_id: str) -> str:
+    """`Model use: $0.42 · 1.2M tokens` for the task's run so far; "" before its first call."""
+    record = store.get(task_id)
+    used = spend.task_spend(store.redis, task_id, record.run) if record else spend.Spend()
+    return f"Model use: {used.label()}" if used.calls else ""
+
+
 def dashboard_url(public_url: str, task_id: str) -> str:
     return f"{public_url}/tasks/{task_id}"
 
@@ -88,7 +96,10 @@ class CheckRun:
     def _output(self, title: str, summary: str = "", log: str = "") -> dict[str, str]:
         clean = self.redactor.text
         steps = report.steps_so_far(self.store.events(self.task.id))
-        return report.check_output(clean(title), clean(summary), clean(steps), self.url, clean(log))
+        spent = spend_line(self.store, self.task.id)
+        return report.check_output(
+            clean(title), clean(summary), clean(steps), self.url, clean(log), spent
+        )
 
     def start(self) -> None:
         try:

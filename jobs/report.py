@@ -31,11 +31,15 @@ def code_block(text: str) -> str:
     return f"{fence}\n{text}\n{fence}"
 
 
-def status_comment(task_id: str, headline: str, detail: str = "", log: str = "") -> str:
-    """The status comment's words; all but the marker may come from the agent."""
+def status_comment(
+    task_id: str, headline: str, detail: str = "", log: str = "", spent: str = ""
+) -> str:
+    """The status comment's words; all but the marker and `spent` may come from the agent."""
     parts = [MARKER.format(task=task_id), defuse(headline)]
     if detail:
         parts.append(defuse(detail))
+    if spent:
+        parts.append(spent)
     if log.strip():
         block = code_block(defuse("\n".join(log.strip().splitlines()[-EXCERPT_LINES:])))
         parts.append(f"<details><summary>Log excerpt</summary>\n\n{block}\n</details>")
@@ -141,6 +145,7 @@ def help_text(prefix: str) -> str:
             f"- `{prefix} <instructions>`: make that change on this pull request (or issue)",
             f"- `{prefix} stop`: cancel what is queued or running here",
             f"- `{prefix} retry`: forget failed attempts and try again",
+            f"- `{prefix} budget <USD>`: the model budget of each task here, up to the operator's",
         ]
     )
 
@@ -174,10 +179,14 @@ def steps_so_far(events: list[dict[str, Any]], limit: int = PROGRESS_STEPS) -> s
     return "\n".join(lines)
 
 
-def check_output(title: str, summary: str, steps: str, url: str, log: str = "") -> dict[str, str]:
-    """A check run's `output`: the headline, what the agent said, its steps and its log tail.
-    All but `url` may hold the agent's words (already redacted)."""
+def check_output(
+    title: str, summary: str, steps: str, url: str, log: str = "", spent: str = ""
+) -> dict[str, str]:
+    """A check run's `output`: the headline, what the agent said, its model use, its steps
+    and its log tail. All but `url` and `spent` may hold the agent's words (redacted)."""
     parts = [defuse(summary.strip())] if summary.strip() else []
+    if spent:
+        parts.append(spent)
     if steps:
         parts.append(f"**Steps so far**\n\n{steps}")
     parts.append(f"[The task on forgehand's dashboard]({url})")

@@ -6,8 +6,9 @@ the system directories read-only, their work tree and a private home writable, a
 /tmp, the repository's objects read-only, and nothing else of the machine: no worker process,
 no WORKSPACES_DIR beyond their own tree, no key file, no `.env`, no Redis. Their only way out
 is forgehand's egress proxy (jobs/egress.py), reached through a Unix socket and a bridge
-inside (jobs/bridge.py), which lets through only the allowed hosts. Everything they start
-dies with them: a pid namespace, die-with-parent and a new session.
+inside (jobs/bridge.py), which lets through only the allowed hosts, and the model gateway
+(jobs/gateway.py) on the same socket, which holds the model API keys they never see.
+Everything they start dies with them: a pid namespace, die-with-parent and a new session.
 
 The face is small: `Sandbox(settings)`, `check()` at worker start, and `jail(...)`, which
 turns one command into what to run.
@@ -33,12 +34,15 @@ from urllib.parse import urlsplit
 from app.settings import Settings
 from jobs.agent import AgentConfigError
 from jobs.egress import EgressProxy, Policy
-from jobs.presets import PRESETS
+from jobs.gateway import Gateway
 
 UID = GID = 1000
 USER = "agent"
 HOME = Path("/home/agent")
 BRIDGE_PORT = 3128
+# Inside the sandbox the gateway answers at the bridge's address, whether a CLI sends its
+# calls there directly or through the proxy.
+GATEWAY_AUTHORITY = f"127.0.0.1:{BRIDGE_PORT}"
 RUN = Path("/run/forgehand")
 BRIDGE = Path(__file__).with_name("bridge.py")
 
@@ -174,18 +178,11 @@ class Sandbox:
                 "(unsafe)"
             )
 
-    def allowed_hosts(self, agent: str, env: Mapping[str, str]) -> tuple[str, ...]:
-        """AGENT_ALLOW_HOSTS, or by default the preset's model API and the host of any base
-        URL passed to the agent (a local or proxied model server)."""
-        hosts = list(self.settings.agent_allow_hosts)
-        if not hosts:
-            hosts = list(PRESETS[agent].hosts if agent in PRESETS else ())
-            for name in self.settings.agent_env:
-                parts = urlsplit(env.get(name, ""))
-                if parts.scheme in ("http", "https") and parts.hostname:
-                    port = parts.port or (443 if parts.scheme == "https" else 80)
-                    hosts.append(f"{parts.hostname}:{port}")
-        return tuple(dict.fromkeys(hosts))
+    def gateway_url(self, gateway: Gateway) -> str:
+        """Where the agent reaches `gateway`: in the sandbox, the bridge's own address (it
+        and the egress proxy share the one socket out); uncontained, a loopback port of its
+        own."""
+        return f"http://{GATEWAY_AUTHORITY}" if self.contained else gateway.listen()
 
     def secrets(self) -> list[Path]:
         """Files that hold the worker's secrets."""
@@ -223,10 +220,11 @@ class Sandbox:
         allow: Sequence[str],
         on_refused: Callable[[str], None],
         repository_allow: Sequence[str] = (),
+        gateway: Gateway | None = None,
     ) -> Iterator[Jail]:
         """A jail for commands on one task's tree, with its egress proxy running: `allow` is
         the operator's list, `repository_allow` the repository's `allow_hosts`, which may add
-        public hosts only."""
+        public hosts only. The `gateway` is served on the proxy's socket (see gateway_url)."""
         with pids_cgroup() as group:
             if not self.contained:
                 yield Jail(self, work, home, objects, None, limits(group))
@@ -235,7 +233,7 @@ class Sandbox:
                 # A short path: a Unix socket's name is limited to about a hundred bytes.
                 socket_path = Path(scratch) / "egress.sock"
                 policy = Policy((*allow, *repository_allow), self.never(), tuple(allow))
-                with EgressProxy(socket_path, policy, on_refused):
+                with EgressProxy(socket_path, policy, on_refused, gateway, GATEWAY_AUTHORITY):
                     yield Jail(self, work, home, objects, socket_path, limits(group))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.github import GitHubError, Installation
 from app.store import Store
 from app.tasks import Task
+from jobs.progress import spend_line
 from jobs.redact import Redactor
 from jobs.report import status_comment
 
@@ -21,7 +22,8 @@ class StatusComment:
     def update(self, headline: str, detail: str = "", log: str = "") -> None:
         """Post or edit the comment; any part but the markers may hold the agent's words."""
         clean = self.redactor.text
-        words = status_comment(self.task.id, clean(headline), clean(detail), clean(log))
+        spent = spend_line(self.store, self.task.id)
+        words = status_comment(self.task.id, clean(headline), clean(detail), clean(log), spent)
         body = "\n".join([words, *self.markers])
         repo = f"/repos/{self.task.repo}"
         comment_id = self.store.status_comment(self.task.id)

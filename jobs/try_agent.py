@@ -19,6 +19,7 @@ from jobs import agent, prompts
 from jobs.pipeline import run_sandboxed
 from jobs.presets import PRESETS
 from jobs.sandbox import Sandbox
+from jobs.usage import Usage
 from jobs.workspace import Workspaces
 
 BUGGY = "def add(a, b):\n    return a - b\n"
@@ -39,6 +40,7 @@ class Trial:
     fixed: bool
     result: agent.AgentResult
     refused: tuple[str, ...]
+    calls: tuple[Usage, ...] = ()  # the model calls it made through the gateway
 
     @property
     def ok(self) -> bool:
@@ -56,6 +58,7 @@ def try_agent(settings: Settings, name: str, say: Callable[[str], None]) -> Tria
         origin = _origin(root)
         workspaces = Workspaces(root / "workspaces")
         refused: list[str] = []
+        calls: list[Usage] = []
         with workspaces.worktree(
             "try-agent", 1, f"file://{origin}", None, "agent/try", "main", new_branch=True
         ) as tree:
@@ -66,15 +69,16 @@ def try_agent(settings: Settings, name: str, say: Callable[[str], None]) -> Tria
             env = agent.agent_env(os.environ, settings.agent_env, IDENTITY)
             result = run_sandboxed(
                 sandbox, tree, argv, prompt, env,
-                files=(prompt_file,), trusted=True, preset=PRESETS.get(name), agent_name=name,
+                files=(prompt_file,), trusted=True, preset=PRESETS.get(name),
                 repository_allow=(), log_path=root / "agent.log",
+                admit=lambda: None, meter=lambda api, call: calls.append(call),
                 timeout=settings.agent_timeout,
                 idle_timeout=min(settings.agent_idle_timeout, settings.agent_timeout),
                 on_output=lambda lines: _each(say, lines), on_refused=refused.append,
             )  # fmt: skip
             source = (tree.path / "calc.py").read_text(errors="replace")
     fixed = "return a + b" in source or "return b + a" in source
-    return Trial(name, source != BUGGY, fixed, result, tuple(refused))
+    return Trial(name, source != BUGGY, fixed, result, tuple(refused), tuple(calls))
 
 
 def _each(say: Callable[[str], None], lines: list[str]) -> None:
@@ -114,6 +118,8 @@ def report(trial: Trial) -> list[str]:
     summary = [line for line in result.summary.splitlines() if line.strip()][-5:]
     lines += ["summary: " + (summary[0] if summary else "(no output)")]
     lines += [f"         {line}" for line in summary[1:]]
+    tokens = sum(call.tokens for call in trial.calls)
+    lines += [f"model:   {len(trial.calls)} calls through the gateway, {tokens} tokens"]
     lines += [f"refused: {line}" for line in trial.refused]
     lines.append("ok: the agent works here" if trial.ok else "not ok: see above")
     return lines

@@ -283,6 +283,52 @@ def network(*targets: str) -> None:
     Path("calc.py").write_text(FIXED)
 
 
+def model_key(direct: str) -> None:
+    """Everything an agent could try for the model API's real key: its environment and every
+    process's, the gateway's answers to its placeholder (through the proxy and straight to the
+    bridge), to forged keys and to paths beyond model calls, an upstream that echoes the
+    request's headers, and the model host itself; what it finds it writes out encoded too."""
+    import base64
+
+    found = [f"env: {json.dumps(dict(os.environ))}"]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            found.append(f"pid {proc.name} environ: {read(proc / 'environ')}")
+    base = os.environ.get("OPENAI_BASE_URL", "")
+    key = os.environ.get("OPENAI_API_KEY", "")
+    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    import urllib.error
+    import urllib.request
+
+    straight = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    proxied = urllib.request.build_opener()
+    tries = [(key, "/chat/completions"), ("sk-forged", "/chat/completions"), (key, "/files")]
+    for opener, how in ((proxied, "proxied"), (straight, "straight")):
+        for given, path in tries:
+            request = urllib.request.Request(base + path, data=body.encode(), headers={
+                "Authorization": f"Bearer {given}", "Content-Type": "application/json",
+                "X-Echo-Me": key})  # fmt: skip
+            try:
+                with opener.open(request, timeout=10) as answer:
+                    found.append(f"{how} {path} {answer.status}: {dict(answer.headers)} "
+                                 f"{answer.read().decode(errors='replace')}")  # fmt: skip
+            except urllib.error.HTTPError as exc:
+                found.append(f"{how} {path} {exc.code}: {exc.read().decode(errors='replace')}")
+            except OSError as exc:
+                found.append(f"{how} {path}: {exc}")
+    host, port = direct.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        found.append(f"direct {direct}: connected")
+    except OSError as exc:
+        found.append(f"direct {direct}: {exc}")
+    for line in found:
+        note(line)
+        note("b64 " + base64.b64encode(line.encode()).decode())
+        note("hex " + line.encode().hex())
+    Path("calc.py").write_text(FIXED)
+
+
 def plant_fifos() -> None:
     """Leave every file in conflict as a pipe no one writes to, for the worker to read."""
     for path in Path(".").rglob("*"):
@@ -305,6 +351,7 @@ MODES: dict[str, Callable[..., None]] = {
     "flood": flood,
     "network": network,
     "plant-fifos": plant_fifos,
+    "model-key": model_key,
 }
 
 

@@ -1,6 +1,6 @@
 """A stand-in coding agent for tests: reads its task on stdin, acts by the mode it is given.
 
-Usage: scripted.py MODE [--out FILE] [--mark DIR] [--origin PATH] [--say=TEXT]
+Usage: scripted.py MODE [--out FILE] [--mark DIR] [--origin PATH] [--say=TEXT] [--calls N]
 
 --say prints TEXT before the mode acts: what a hostile agent might show of what it found
 (`=` keeps a TEXT that starts with `-`, such as a PEM key, from reading as an option).
@@ -14,10 +14,31 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 FIXED = "def add(a, b):\n    return a + b\n"
 WRONG = "def add(a, b):\n    return a * b\n"
+
+
+def ask_model(prompt: str) -> str | None:
+    """One streamed call; its text, or None having printed the API's error."""
+    request = urllib.request.Request(
+        os.environ["OPENAI_BASE_URL"].rstrip("/") + "/chat/completions",
+        data=json.dumps({"model": os.environ.get("MODEL", "gpt-4o"), "stream": True,
+                         "messages": [{"role": "user", "content": prompt[:2000]}]}).encode(),
+        headers={"Authorization": f"Bearer {os.environ['OPENAI_API_KEY']}",
+                 "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            text: str = answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        print(f"error: the model API answered {exc.code}: {exc.read().decode()[:500]}", flush=True)
+        return None
+    print(f"model: {len(text)} bytes", flush=True)
+    return text
 
 
 def main() -> int:
@@ -27,6 +48,7 @@ def main() -> int:
     parser.add_argument("--mark")
     parser.add_argument("--origin")
     parser.add_argument("--say")
+    parser.add_argument("--calls", type=int, default=1)
     args = parser.parse_args()
     prompt = sys.stdin.read()
     if args.out:
@@ -74,6 +96,15 @@ def main() -> int:
             subprocess.run(["git", *step], cwd=human, check=True, env=env)
         Path("calc.py").write_text(Path("calc.py").read_text() + "# agent was here\n")
         print("changed calc.py while a human pushed")
+    elif mode == "model":
+        # A command agent that asks its model, as a CLI would: a streamed Chat Completions
+        # call to OPENAI_BASE_URL with OPENAI_API_KEY, through the proxy its environment names.
+        Path("calc.py").write_text(FIXED)
+        for _ in range(args.calls):
+            said = ask_model(prompt)
+            if said is None:
+                return 1
+        print("Fixed add() as the model said.")
     elif mode == "noop":
         print("Nothing needed changing.")
     elif mode == "fail":

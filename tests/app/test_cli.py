@@ -82,9 +82,11 @@ def test_tasks_lists_what_the_store_holds(
     assert main(["tasks"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == [
-        "ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "UPDATED", "WHY"
+        "ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "COST", "UPDATED", "WHY"
     ]  # fmt: skip
-    assert table[1].split()[:6] == [f"issue-{p.REPO_ID}-7", "issue", p.REPO, "#7", "queued", "-"]
+    assert table[1].split()[:7] == [
+        f"issue-{p.REPO_ID}-7", "issue", p.REPO, "#7", "queued", "-", "-"
+    ]  # fmt: skip
 
 
 def test_tasks_show_each_ones_attempt_state_and_reason(

@@ -5,6 +5,7 @@ issue to its pull request. Without them: how each preset reads its CLI's output.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -14,10 +15,12 @@ from typing import Any
 
 import pytest
 
+from app import spend
 from app.settings import parse
 from app.store import TaskRecord
 from jobs.presets import LAST_MESSAGE, PRESETS
 from jobs.try_agent import try_agent
+from jobs.workspace import Workspaces
 from tests import fakes
 from tests.agents.models.anthropic import FakeAnthropic
 from tests.agents.models.gemini import GeminiFake
@@ -36,21 +39,24 @@ class Case:
     env: dict[str, str]  # {url} and {base_url} are the fake's
 
 
+# The operator's real key, which only the gateway holds; the CLI gets a placeholder.
+KEY = "sk-real-operator-key-5f0c2a9e71"
+
 CASES = [
     Case("claude", "claude/node_modules/.bin/claude", FakeAnthropic,
-         {"ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": "{url}"}),
+         {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": "{url}"}),
     Case("codex",
          "codex/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
          OpenAIResponses,
-         {"CODEX_API_KEY": "sk-test", "OPENAI_BASE_URL": "{base_url}",
+         {"CODEX_API_KEY": KEY, "OPENAI_BASE_URL": "{base_url}",
           "CODEX_MODEL": "forgehand-fake"}),
     Case("aider", "aider/bin/aider", OpenAIChat,
-         {"OPENAI_API_KEY": "sk-test", "OPENAI_API_BASE": "{base_url}",
+         {"OPENAI_API_KEY": KEY, "OPENAI_API_BASE": "{base_url}",
           "AIDER_MODEL": "openai/gpt-4o"}),
     Case("opencode", "opencode/node_modules/.bin/opencode", OpenAIChat,
-         {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": "{base_url}"}),
+         {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": "{base_url}"}),
     Case("gemini", "gemini/node_modules/.bin/gemini", GeminiFake,
-         {"GEMINI_API_KEY": "gm-test", "GOOGLE_GEMINI_BASE_URL": "{url}"}),
+         {"GEMINI_API_KEY": KEY, "GOOGLE_GEMINI_BASE_URL": "{url}"}),
 ]  # fmt: skip
 
 
@@ -70,9 +76,10 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Case,
 def installed(
     chosen: Case, program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     serving: bool = True, delay: float = 0.0,
-) -> Iterator[dict[str, str]]:  # fmt: skip
+) -> Iterator[tuple[dict[str, str], Any]]:  # fmt: skip
     """The CLI on PATH, its fake model server running (or, not `serving`, stopped: its port
-    refuses connections; `delay` seconds a turn), its variables set; yields them."""
+    refuses connections; `delay` seconds a turn), its variables set; yields them and the
+    server."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / chosen.name).symlink_to(program)
@@ -83,31 +90,32 @@ def installed(
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
         if serving:
-            yield env
+            yield env, server
     if not serving:
-        yield env
+        yield env, server
 
 
 def issue_through_pipeline(
     case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     timeout: int, idle: int, serving: bool = True, delay: float = 0.0,
-) -> TaskRecord:  # fmt: skip
-    """A labelled issue's task, run by the real worker with the case's CLI, sandboxed."""
+) -> tuple[TaskRecord, Any]:  # fmt: skip
+    """A labelled issue's task, run by the real worker with the case's CLI, sandboxed; and
+    its model server."""
     chosen, program = case
-    with installed(chosen, program, tmp_path, monkeypatch, serving, delay) as env:
+    with installed(chosen, program, tmp_path, monkeypatch, serving, delay) as (env, server):
         world.setenv("AGENT", chosen.name)
         world.setenv("AGENT_ENV", ",".join(env))
         world.setenv("AGENT_SANDBOX", "bwrap")
         world.setenv("AGENT_TIMEOUT", str(timeout))
         world.setenv("AGENT_IDLE_TIMEOUT", str(idle))
-        return world.run(world.issue_task())
+        return world.run(world.issue_task()), server
 
 
 def test_try_agent_with_each_preset_fixes_the_bug_and_gives_its_summary(
     case: tuple[Case, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chosen, program = case
-    with installed(chosen, program, tmp_path, monkeypatch) as env:
+    with installed(chosen, program, tmp_path, monkeypatch) as (env, server):
         settings = parse({"AGENT": chosen.name, "AGENT_ENV": ",".join(env),
                           "AGENT_TIMEOUT": "120", "AGENT_IDLE_TIMEOUT": "60"})  # fmt: skip
         seen: list[str] = []
@@ -116,13 +124,17 @@ def test_try_agent_with_each_preset_fixes_the_bug_and_gives_its_summary(
     assert trial.result.ok, trial.result.tail
     assert FINAL in trial.result.summary
     assert trial.refused == ()
+    # Its calls went through the gateway, metered as the server reported them.
+    assert [(c.input + c.cached, c.output) for c in trial.calls] == server.reported
     assert not any(line.lstrip().startswith("{") for line in seen)  # readable, not raw JSON
 
 
 def test_each_preset_takes_a_labelled_issue_to_a_pull_request(
     case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record = issue_through_pipeline(case, world, tmp_path, monkeypatch, timeout=120, idle=600)
+    record, server = issue_through_pipeline(
+        case, world, tmp_path, monkeypatch, timeout=120, idle=600
+    )
     lines = world.store.log_tail(record.id)
     assert record.state.value == "done", record.error + "\n" + "\n".join(lines)
     assert "return a + b" in fakes.show(world.origin, BRANCH, "calc.py")
@@ -133,6 +145,29 @@ def test_each_preset_takes_a_labelled_issue_to_a_pull_request(
     # Nothing of the CLI's own state in the pushed tree: it lives in the private home.
     pushed = fakes.sh_git("ls-tree", "-r", "--name-only", BRANCH, cwd=world.origin).split()
     assert sorted(pushed) == sorted([".github/workflows/ci.yml", "README.md", "calc.py"])
+    # Through the gateway: the model got the real key on every call (the sandbox reaches no
+    # model host by itself), and the task's spend is what the model reported.
+    assert server.requests and all(KEY in json.dumps(r.headers) for r in server.requests)
+    used = spend.task_spend(world.redis, record.id, record.run)
+    reported = server.reported
+    assert used.calls == len(reported) > 0
+    assert (used.input + used.cached, used.output) == tuple(map(sum, zip(*reported, strict=True)))
+    # The real key is nowhere the agent could leave it: the pushed tree, the log.
+    public = [fakes.show(world.origin, BRANCH, f) for f in pushed] + lines
+    assert not any(KEY in text for text in public)
+    log = Workspaces(world.workspaces).log_path(record.id)
+    assert KEY not in log.read_text(errors="replace")
+
+
+def test_each_preset_is_stopped_by_its_budget(
+    case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.setenv("MAX_COST_PER_TASK", "0")
+    record, server = issue_through_pipeline(case, world, tmp_path, monkeypatch, 120, 60)
+    assert record.state.value == "failed"
+    assert "stopped at $0.00 of the $0.00 budget" in record.error, record.error
+    assert server.reported == []  # no call reached the model
+    assert world.github.pulls == {}
 
 
 def test_each_preset_finishes_with_a_slow_model_whose_turns_add_up_past_the_idle_limit(
@@ -140,7 +175,7 @@ def test_each_preset_finishes_with_a_slow_model_whose_turns_add_up_past_the_idle
 ) -> None:
     # Two turns or more of 6 s each pass the 12 s idle limit in all; a turn and the CLI's
     # silent start stay below it.
-    record = issue_through_pipeline(case, world, tmp_path, monkeypatch, 300, 12, delay=6)
+    record, _ = issue_through_pipeline(case, world, tmp_path, monkeypatch, 300, 12, delay=6)
     assert record.state.value == "done", record.error
     assert "return a + b" in fakes.show(world.origin, BRANCH, "calc.py")
 
@@ -148,7 +183,7 @@ def test_each_preset_finishes_with_a_slow_model_whose_turns_add_up_past_the_idle
 def test_each_preset_fails_on_its_own_when_the_model_api_is_unreachable(
     case: tuple[Case, Path], world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record = issue_through_pipeline(case, world, tmp_path, monkeypatch, 600, 300, serving=False)
+    record, _ = issue_through_pipeline(case, world, tmp_path, monkeypatch, 600, 300, serving=False)
     assert record.state.value == "failed"
     # The CLI gave up by itself, well inside forgehand's limits, and the reason says so: its
     # exit status, or (aider exits 0) its own error line, never a bare "no changes".

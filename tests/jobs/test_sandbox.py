@@ -312,15 +312,6 @@ def test_no_sandbox_is_written_on_the_tasks_timeline(world: World) -> None:
     assert warned and "AGENT_SANDBOX=none" in warned[0]["detail"]
 
 
-def test_default_hosts_are_the_presets_api_and_its_base_url() -> None:
-    box = sandbox.Sandbox(parse({"AGENT_ENV": "ANTHROPIC_BASE_URL,ANTHROPIC_API_KEY"}))
-    env = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:8080/v1", "ANTHROPIC_API_KEY": "k"}
-    assert box.allowed_hosts("claude", env) == ("api.anthropic.com", "127.0.0.1:8080")
-    assert box.allowed_hosts("command", {}) == ()
-    chosen = sandbox.Sandbox(parse({"AGENT_ALLOW_HOSTS": "models.example:8443"}))
-    assert chosen.allowed_hosts("claude", env) == ("models.example:8443",)
-
-
 def test_the_workers_own_services_are_never_allowed() -> None:
     box = sandbox.Sandbox(parse({"REDIS_URL": "redis://10.1.2.3:6380/0", "PORT": "3001"}))
     never = box.never()

@@ -338,6 +338,7 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 self._error(500, "api_error", "Internal server error")
                 return
             blocks, stop = fake.reply(body)
+            fake.report(_usage(body, 0)["input_tokens"], 10 * len(blocks))
             if body.get("stream"):
                 self._stream(body, blocks, stop)
             else:

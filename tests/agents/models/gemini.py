@@ -313,8 +313,10 @@ def _handler(fake: GeminiFake) -> type[BaseHTTPRequestHandler]:
                     self._json(500, error_body(500, "INTERNAL", "scripted failure"))
             elif action == "generateContent":
                 if not fake.wait_stopping(fake.delay):
+                    fake.report(tokens, 12)
                     self._json(200, response(reply_parts(body), tokens))
             else:
+                fake.report(tokens, 12)
                 self._sse(stream(reply_parts(body), tokens), fake)
 
         def _json(self, status: int, payload: Json) -> None:

@@ -344,6 +344,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         reply = answer(body)
         model = str(body.get("model") or "fake-model")
+        if not body.get("stream") or (body.get("stream_options") or {}).get("include_usage"):
+            self.owner.report(_USAGE["prompt_tokens"], _USAGE["completion_tokens"])
         if body.get("stream"):
             self._stream(
                 reply, model, bool((body.get("stream_options") or {}).get("include_usage"))

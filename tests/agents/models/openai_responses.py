@@ -404,6 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = body or {}
         reply = answer(request)
         model = str(request.get("model") or owner.models[0])
+        owner.report(_usage()["input_tokens"], _usage()["output_tokens"])
         if not request.get("stream"):
             self._json(200, _response(_ident("resp"), model, "completed", [_item_for(reply)]))
             return

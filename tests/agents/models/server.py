@@ -17,6 +17,12 @@ class FakeServer:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # The usage each answer reported, (input, output) tokens, as the real APIs report it.
+        self.reported: list[tuple[int, int]] = []
+
+    def report(self, given: int, taken: int) -> None:
+        with self._lock:
+            self.reported.append((given, taken))
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         raise NotImplementedError

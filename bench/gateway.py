@@ -1,0 +1,189 @@
+"""What the model gateway adds to a model call: latency per call, and a long streamed answer's
+throughput, each through the gateway and straight to the same upstream on loopback, rounds
+interleaved; prints a Markdown table of medians:
+
+    .venv/bin/python bench/gateway.py [--calls 300] [--rounds 7] [--megabytes 10]
+
+- latency: a small Chat Completions call (a JSON answer with usage), each on a connection of
+  its own as the gateway's clients and the gateway itself open them
+- throughput: a streamed answer of --megabytes in server-sent events of ~200 bytes, read
+  to its end, MB/s
+The upstream is a raw-socket server that writes pre-built answers, so that what is measured
+is the gateway's own cost (a Python http.server would dominate both sides); it and the client
+run in processes of their own, as the model API and the agent's CLI do, so that none of the
+three waits for another's interpreter lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import multiprocessing
+import platform
+import socket
+import statistics
+import threading
+import time
+from multiprocessing import Queue
+
+from jobs.gateway import Gateway, new_placeholder, upstreams
+
+SMALL = json.dumps({
+    "id": "x", "object": "chat.completion", "model": "gpt-4o",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 2},
+}).encode()  # fmt: skip
+
+
+def big_stream(megabytes: int) -> bytes:
+    event = {"choices": [{"index": 0, "delta": {"content": "lorem ipsum " * 12}}]}
+    line = b"data: " + json.dumps(event).encode() + b"\n\n"
+    body = line * (megabytes * 1_000_000 // len(line))
+    tail = {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 99}}
+    return body + b"data: " + json.dumps(tail).encode() + b"\n\ndata: [DONE]\n\n"
+
+
+class Upstream:
+    """Answers every request with `small` (JSON) or, when the body says `stream`, `stream`."""
+
+    def __init__(self, listener: socket.socket, small: bytes, stream: bytes) -> None:
+        self.small = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(small) + small
+        )
+        self.stream = stream
+        self.listener = listener
+
+    def serve_forever(self) -> None:
+        while True:
+            conn, _ = self.listener.accept()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            size = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < size:
+                body += conn.recv(65536)
+            if b'"stream": true' not in body:
+                conn.sendall(self.small)
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Connection: close\r\n\r\n")  # fmt: skip
+            view = memoryview(self.stream)
+            for start in range(0, len(view), 65536):
+                conn.sendall(view[start : start + 65536])
+
+
+def bare_relay(upstream: str) -> str:
+    """A relay that only copies bytes, each connection to the upstream: the ceiling of any
+    relay in Python on this machine, to judge the gateway's own cost against."""
+    host, port = upstream.removeprefix("http://").split(":")
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(262144):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        while True:
+            client, _ = listener.accept()
+            origin = socket.create_connection((host, int(port)))
+            threading.Thread(target=pipe, args=(client, origin), daemon=True).start()
+            threading.Thread(target=pipe, args=(origin, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def upstream_process(listener: socket.socket, megabytes: int) -> None:
+    Upstream(listener, SMALL, big_stream(megabytes)).serve_forever()
+
+
+def client_process(
+    results: Queue[tuple[str, float, int]], urls: tuple[str, str, str], key: str, calls: int,
+    rounds: int,
+) -> None:  # fmt: skip
+    """The calls, alternating straight, through the gateway and through the bare relay:
+    (which, seconds, bytes)."""
+    straight, gateway, relay = urls
+    for _ in range(calls):
+        results.put(("small straight", *call(straight, "", False)))
+        results.put(("small gateway", *call(gateway, key, False)))
+    for _ in range(rounds):
+        results.put(("stream straight", *call(straight, "", True)))
+        results.put(("stream gateway", *call(gateway, key, True)))
+        results.put(("stream relay", *call(relay, "", True)))
+
+
+def call(url: str, key: str, stream: bool) -> tuple[float, int]:
+    """Seconds to the whole answer, and its size."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"model": "gpt-4o", "stream": stream, "messages": []}).encode()
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.request("POST", "/openai/chat/completions" if key else "/chat/completions",
+                       body, {"Authorization": f"Bearer {key}",
+                              "Content-Type": "application/json"})  # fmt: skip
+    response = connection.getresponse()
+    size = 0
+    while chunk := response.read1(65536):
+        size += len(chunk)
+    connection.close()
+    return time.perf_counter() - started, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--megabytes", type=int, default=10)
+    args = parser.parse_args()
+    context = multiprocessing.get_context("fork")
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+    upstream_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    server = context.Process(target=upstream_process, args=(listener, args.megabytes))
+    server.start()
+    found = upstreams({"OPENAI_API_KEY": "sk-bench-0000000000", "OPENAI_BASE_URL": upstream_url})
+    metered: list[object] = []
+    placeholder = new_placeholder()
+    results: Queue[tuple[str, float, int]] = context.Queue()
+    with Gateway(found, placeholder, lambda: None, lambda a, u: metered.append(u)) as gateway:
+        urls = (upstream_url, gateway.listen(), bare_relay(upstream_url))
+        client = context.Process(
+            target=client_process, args=(results, urls, placeholder, args.calls, args.rounds)
+        )
+        client.start()
+        got = [results.get() for _ in range(2 * args.calls + 3 * args.rounds)]
+        client.join()
+    server.kill()
+    server.join()
+    assert len(metered) == args.calls + args.rounds, "every call through the gateway is metered"
+    direct = [s for name, s, _ in got if name == "small straight"]
+    through = [s for name, s, _ in got if name == "small gateway"]
+    rate_direct = [n / s / 1e6 for name, s, n in got if name == "stream straight"]
+    rate_through = [n / s / 1e6 for name, s, n in got if name == "stream gateway"]
+    rate_relay = statistics.median(n / s / 1e6 for name, s, n in got if name == "stream relay")
+    d, t = statistics.median(direct) * 1000, statistics.median(through) * 1000
+    rd, rt = statistics.median(rate_direct), statistics.median(rate_through)
+    print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print()
+    print("| measure | straight | through the gateway | ratio / added |")
+    print("|---|---|---|---|")
+    print(f"| small call, median ms ({args.calls} calls) | {d:.2f} | {t:.2f} | +{t - d:.2f} ms |")
+    print(f"| {args.megabytes} MB stream, median MB/s ({args.rounds} rounds) | {rd:.0f} | "
+          f"{rt:.0f} | {rt / rd:.2f}x |")  # fmt: skip
+    print(f"| the same through a bare Python relay, MB/s | {rd:.0f} | {rate_relay:.0f} | "
+          f"{rate_relay / rd:.2f}x |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
