@@ -1,0 +1,82 @@
+"""The hand-off under attack: the agent's `.git` and tree are the attacker's, and what forgehand
+takes from them must carry nothing from outside the task's repository nor reach a later task.
+Each test runs a hostile agent (tests/agents/attack.py) through the real pipeline, with real
+git and real bubblewrap."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from app.tasks import State
+from tests import fakes
+from tests.jobs.conftest import BRANCH, World
+from tests.jobs.test_sandbox import ATTACK, attack, hostile, why
+
+__all__ = ["hostile"]  # the fixture, used by name
+
+SECRET = "other-installation-private-4b7e1c"
+
+
+def other_mirror(world: World) -> tuple[Path, str]:
+    """Another installation's private repository, mirrored on this worker as forgehand
+    mirrors every repository: its path and its one commit."""
+    seed = world.tmp / "other-seed"
+    seed.mkdir()
+    fakes.sh_git("init", "-q", "-b", "main", cwd=seed)
+    (seed / "secret.txt").write_text(f"{SECRET}\n")
+    fakes.sh_git("add", "-A", cwd=seed)
+    fakes.sh_git("commit", "-qm", "private", cwd=seed)
+    mirror = world.workspaces / "mirrors" / "424242.git"
+    mirror.parent.mkdir(parents=True)
+    fakes.sh_git("clone", "-q", "--mirror", str(seed), str(mirror), cwd=world.tmp)
+    return mirror, fakes.sh_git("rev-parse", "HEAD", cwd=seed).strip()
+
+
+def pushed_objects(origin: Path) -> set[str]:
+    listed = fakes.sh_git("rev-list", "--objects", "--all", cwd=origin)
+    return {line.split()[0] for line in listed.splitlines() if line.strip()}
+
+
+def test_another_installations_history_never_reaches_the_push(hostile: World) -> None:
+    mirror, commit = other_mirror(hostile)
+    record = attack(hostile, "steal", str(mirror), commit)
+    assert commit not in pushed_objects(hostile.origin), why(hostile, record)
+    for branch in fakes.branches(hostile.origin):
+        log = fakes.sh_git("log", "--format=%H %P", branch, cwd=hostile.origin)
+        assert commit not in log
+    # Whatever the task made of it, nothing of the other repository is in origin at all.
+    packs = b"".join(p.read_bytes() for p in (hostile.origin / "objects").rglob("*") if p.is_file())
+    assert SECRET.encode() not in packs
+    assert record.state in (State.DONE, State.FAILED)
+
+
+def test_an_evil_merge_cannot_slip_a_protected_change_past(hostile: World) -> None:
+    record = attack(hostile, "protected", "merge")
+    assert record.state is State.FAILED, why(hostile, record)
+    assert "protected paths" in record.error
+    assert set(fakes.branches(hostile.origin)) == {"main"}
+
+
+def test_nothing_a_task_leaves_in_its_tree_reaches_the_next(hostile: World) -> None:
+    first = attack(hostile, "plant")
+    assert first.state is State.DONE, why(hostile, first)
+    kept = list((hostile.workspaces / "pool").rglob("work"))
+    assert kept, "the finished task's tree was not kept"
+    hostile.github.add_issue(8, "Another", "Look around.\ntargets: []\n")
+    hostile.setenv("AGENT_COMMAND", shlex.join([sys.executable, str(ATTACK), "inventory"]))
+    second = hostile.run(hostile.issue_task(8))
+    assert second.state is State.DONE, why(hostile, second)
+    (branch,) = (b for b in fakes.branches(hostile.origin) if b.startswith("agent/issue-8"))
+    seen = fakes.show(hostile.origin, branch, "findings.txt")
+    assert "inventory done" in seen
+    assert "leftover" not in seen, seen
+
+
+def test_a_sprawling_tree_fails_before_it_is_staged(hostile: World) -> None:
+    hostile.setenv("TREE_MAX_FILES", "500")
+    record = attack(hostile, "sprawl", "2000")
+    assert record.state is State.FAILED, why(hostile, record)
+    assert "500 files" in record.error
+    assert BRANCH not in fakes.branches(hostile.origin)
