@@ -37,6 +37,10 @@ class Settings:
     agent_sandbox: str = "bwrap"
     # Empty: the preset's model API host (jobs/sandbox.py decides).
     agent_allow_hosts: tuple[str, ...] = ()
+    # What the agent's tree may hold for forgehand to take it (jobs/tree_limits.py).
+    tree_max_files: int = 100_000
+    tree_max_path: int = 4096
+    tree_max_bytes: int = 2 * 1024**3
     # The files the worker's secrets came from, which the sandbox hides even where they lie
     # under a directory it shows.
     private_key_path: Path | None = None
@@ -167,6 +171,9 @@ def parse(source: Mapping[str, str]) -> Settings:
         agent_env=_list(text("AGENT_ENV")),
         agent_sandbox=choice("AGENT_SANDBOX", "bwrap", SANDBOXES),
         agent_allow_hosts=allow_hosts,
+        tree_max_files=whole("TREE_MAX_FILES", 100_000),
+        tree_max_path=whole("TREE_MAX_PATH", 4096),
+        tree_max_bytes=whole("TREE_MAX_BYTES", 2 * 1024**3),
         private_key_path=_key_path(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
         trigger_label=text("TRIGGER_LABEL") or "agent",
         branch_prefix=text("BRANCH_PREFIX") or "agent/",
