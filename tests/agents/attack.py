@@ -212,6 +212,15 @@ def protected(variant: str) -> None:
     note(f"protected variant {variant}: {git('status', '--short')}")
 
 
+def keep_ours() -> None:
+    """Resolve the conflicts, and quietly keep the branch's version of the workflow the base
+    changed (the merge had taken the base's)."""
+    path = ".github/workflows/ci.yml"
+    Path("calc.py").write_text(FIXED)
+    Path(path).write_text(git("show", f"HEAD:{path}") + "\n")
+    note(f"kept ours of {path}")
+
+
 def steal(mirror: str, commit: str) -> None:
     """Another installation's repository, mirrored on the same worker, by its path and a
     commit id: borrow its objects and make the task's history include that commit."""
@@ -378,6 +387,7 @@ MODES: dict[str, Callable[..., None]] = {
     "network": network,
     "plant-fifos": plant_fifos,
     "steal": steal,
+    "keep-ours": keep_ours,
     "plant": plant,
     "inventory": inventory,
     "sprawl": sprawl,

@@ -9,10 +9,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from app.tasks import State
+from app.tasks import Kind, State
 from tests import fakes
 from tests.jobs.conftest import BRANCH, World
+from tests.jobs.test_conflict import base_moved, conflicting_base
 from tests.jobs.test_sandbox import ATTACK, attack, hostile, why
+from tests.jobs.test_waiting import commit_to_main
 
 __all__ = ["hostile"]  # the fixture, used by name
 
@@ -80,3 +82,17 @@ def test_a_sprawling_tree_fails_before_it_is_staged(hostile: World) -> None:
     assert record.state is State.FAILED, why(hostile, record)
     assert "500 files" in record.error
     assert BRANCH not in fakes.branches(hostile.origin)
+
+
+def test_a_conflict_resolution_cannot_quietly_revert_the_bases_protected_change(
+    hostile: World,
+) -> None:
+    _, old_head = conflicting_base(hostile)
+    commit_to_main(hostile, ".github/workflows/ci.yml", "on: push\njobs: {lint: {}}\n")
+    hostile.setenv("AGENT_COMMAND", shlex.join([sys.executable, str(ATTACK), "keep-ours"]))
+    hostile.run(base_moved(hostile))
+    (conflict,) = [r for r in hostile.store.recent() if r.task.kind is Kind.CONFLICT]
+    assert conflict.state is State.FAILED, why(hostile, conflict)
+    assert "protected paths" in conflict.error
+    assert "ci.yml" in conflict.error
+    assert hostile.github.head_sha(BRANCH) == old_head
