@@ -6,9 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from app.hosts import hostname, is_loopback
 from jobs.egress import Policy
 
 AGENT_PRESETS = ("claude", "codex", "aider", "opencode", "gemini", "command")
@@ -150,6 +152,15 @@ def parse(source: Mapping[str, str]) -> Settings:
         if not public_url.startswith(("http://", "https://")):
             raise SettingsError(f"PUBLIC_URL must be an http(s) URL, got {public_url!r}")
         public_url = public_url.rstrip("/")
+        if not is_loopback(hostname(urlsplit(public_url).netloc)) and not text(
+            "DASHBOARD_PASSWORD"
+        ):
+            # Only this machine may see the dashboard without a password, and behind a
+            # reverse proxy every request comes from this machine.
+            raise SettingsError(
+                "DASHBOARD_PASSWORD is required when PUBLIC_URL is not a loopback address: "
+                "behind a reverse proxy every request looks local"
+            )
 
     redis_url = text("REDIS_URL")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
