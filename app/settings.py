@@ -43,6 +43,8 @@ class Settings:
     tree_max_files: int = 100_000
     tree_max_path: int = 4096
     tree_max_bytes: int = 2 * 1024**3
+    # The most disk the task's tree and the agent's home may take while it runs.
+    agent_max_disk: int = 10 * 1024**3
     # The files the worker's secrets came from, which the sandbox hides even where they lie
     # under a directory it shows.
     private_key_path: Path | None = None
@@ -185,6 +187,7 @@ def parse(source: Mapping[str, str]) -> Settings:
         tree_max_files=whole("TREE_MAX_FILES", 100_000),
         tree_max_path=whole("TREE_MAX_PATH", 4096),
         tree_max_bytes=whole("TREE_MAX_BYTES", 2 * 1024**3),
+        agent_max_disk=whole("AGENT_MAX_DISK", 10 * 1024**3),
         private_key_path=_key_path(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
         trigger_label=text("TRIGGER_LABEL") or "agent",
         branch_prefix=text("BRANCH_PREFIX") or "agent/",

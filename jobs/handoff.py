@@ -11,6 +11,7 @@ forgehand's git never opens the agent's `.git`, and follows nothing in the tree.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,12 +48,16 @@ def take(
         raise TaskFailed(f"The agent's tree has {reason}, so nothing was pushed.")
     bundle = tree.task_dir / "result.bundle"
     bundle.unlink(missing_ok=True)
+    # forgehand's index of the tree at the base, shown read-only: its stat data spares
+    # hashing every unchanged file again.
+    index = tree.task_dir / "pack.index"
+    shutil.copyfile(tree.gitdir / "index", index)
     env = {"PATH": os.environ.get("PATH") or os.defpath, **who}
     python = Path(getattr(sys, "_base_executable", sys.executable))
     argv = [str(python), "-I", "-S", str(PACK), str(tree.path), tree.base, str(tree.objects),
-            message, *EXCLUDES]  # fmt: skip
-    with sandbox.jail(tree.path, tree.home, tree.objects, (), _ignore) as jail:
-        launch = jail.command(argv, env, (PACK,))
+            str(index), message, *EXCLUDES]  # fmt: skip
+    with sandbox.offline(tree.path, tree.home, tree.objects) as jail:
+        launch = jail.command(argv, env, (PACK, index))
         with bundle.open("wb") as sink:
             out = bounded.run(
                 launch.argv, cwd=tree.path, env=launch.env, limit=limits.size,
@@ -71,20 +76,16 @@ def take(
     return receive(tree, bundle, limits)
 
 
-def _ignore(line: str) -> None:
-    """Packing reaches no network; anything it tried would be refused, and is not news."""
-
-
 def receive(tree: Worktree, bundle: Path, limits: Limits) -> str:
     """Check the bundle and fetch its one commit into forgehand's git directory."""
     prerequisites, refs = read_header(bundle)
-    if refs != [RESULT] or not set(prerequisites) <= {tree.base}:
+    if list(refs) != [RESULT] or not set(prerequisites) <= {tree.base}:
         raise TaskFailed("The agent's work came back malformed, so nothing was pushed.")
+    head = refs[RESULT]
     try:
-        tree.git(["update-ref", "-d", TAKEN])  # a kept tree's, from the task before
         fetch = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", str(bundle)]
         tree.git([*_config(FSCK), *fetch, f"+{RESULT}:{TAKEN}"])
-        head = tree.git(["rev-parse", "--verify", "--quiet", f"{TAKEN}^{{commit}}"]).strip()
+        # Checks too that `head` is a commit: an ancestor is one.
         tree.git(["merge-base", "--is-ancestor", tree.base, head])
     except GitError as exc:
         raise TaskFailed(f"The agent's work was refused ({exc}), so nothing was pushed.") from None
@@ -98,28 +99,33 @@ def receive(tree: Worktree, bundle: Path, limits: Limits) -> str:
     return head
 
 
-def read_header(bundle: Path) -> tuple[list[str], list[str]]:
-    """A v2 bundle's prerequisites and ref names, read with a cap (GitError if malformed)."""
+def read_header(bundle: Path) -> tuple[list[str], dict[str, str]]:
+    """A v2 bundle's prerequisites, and its refs by name, read with a cap."""
     with bundle.open("rb") as f:
         head = f.read(HEADER_LIMIT)
     end = head.find(b"\n\n")
     if not head.startswith(SIGNATURE) or end < 0:
         raise TaskFailed("The agent's work came back malformed, so nothing was pushed.")
-    prerequisites, refs = [], []
+    prerequisites: list[str] = []
+    refs: dict[str, str] = {}
     for line in head[len(SIGNATURE) : end].decode(errors="replace").splitlines():
-        if line.startswith("-"):
-            prerequisites.append(line[1:].split(" ", 1)[0])
+        sha, _, name = line.partition(" ")
+        if sha.startswith("-"):
+            prerequisites.append(sha[1:])
+        elif len(sha) == 40 and all(c in "0123456789abcdef" for c in sha) and name not in refs:
+            refs[name] = sha
         else:
-            refs.append(line.split(" ", 1)[-1])
+            raise TaskFailed("The agent's work came back malformed, so nothing was pushed.")
     return prerequisites, refs
 
 
 def gitlinks(tree: Worktree, head: str, limits: Limits) -> list[str]:
     """Paths where any commit from the base to `head` (merges against each parent) records a
-    gitlink: a nested repository, whose commit forgehand would reference but never check."""
+    gitlink: a nested repository, whose commit forgehand would reference but never check.
+    (forgehand's git ignores submodules in diffs by default, so this asks not to.)"""
     raw, cut = git_capped(
         ["--git-dir", str(tree.gitdir), "log", "-m", "--raw", "--no-renames", "--no-abbrev",
-         "-z", "--format=", f"{tree.base}..{head}"],
+         "--ignore-submodules=none", "-z", "--format=", f"{tree.base}..{head}"],
         tree.task_dir, limits.size,
     )  # fmt: skip
     if cut:

@@ -1,11 +1,13 @@
 """Runs INSIDE the sandbox once the agent has exited: turns its work into a git bundle on
 stdout, the only form in which it leaves. Standard library only (run with `python -I -S`).
 
-    pack.py WORK BASE OBJECTS MESSAGE [EXCLUDE...]
+    pack.py WORK BASE OBJECTS INDEX MESSAGE [EXCLUDE...]
 
 The agent's commits are taken from its `.git` when they build on BASE, and the tree as it left
 it is committed on top; the bundle holds what BASE lacks of that commit, under one ref,
-refs/forgehand/result. Nothing is printed when the work changes nothing.
+refs/forgehand/result. Nothing is printed when the work changes nothing. INDEX, a copy of
+forgehand's index of the tree at the base, lets staging hash only the files whose size or
+time changed rather than every file.
 
 Whatever this reads — the agent's `.git`, its config, alternates, links in the tree — is read
 here, where only the task's own repository (OBJECTS, read-only) and its tree are visible; the
@@ -15,6 +17,7 @@ worker's git (jobs/handoff.py) reads only the bundle, and checks it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,9 @@ HARDENING = (
     ("core.fsmonitor", "false"),
     ("core.untrackedCache", "false"),
     ("core.splitIndex", "false"),
+    # The index was written outside the sandbox, where the tree's owner and device differ;
+    # size and whole-second times (ctime, which nothing can set, included) still count.
+    ("core.checkStat", "minimal"),
     ("submodule.recurse", "false"),
     ("gc.auto", "0"),
     ("maintenance.auto", "false"),
@@ -74,19 +80,22 @@ def agent_head(work: Path, env: dict[str, str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    work, base, objects, message = Path(argv[1]), argv[2], argv[3], argv[4]
+    work, base, objects, index, message = Path(argv[1]), argv[2], argv[3], argv[4], argv[5]
     scratch = Path(tempfile.mkdtemp(prefix="pack-"))
     gitdir = scratch / "git"
     env = environment({})
-    run(["init", "--quiet", "--bare", "--template=", str(gitdir)], env)
+    # What `git init --bare` writes, without a process for it.
+    for folder in ("objects/info", "refs/heads", "info"):
+        (gitdir / folder).mkdir(parents=True)
+    (gitdir / "HEAD").write_text("ref: refs/heads/main\n")
+    (gitdir / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = true\n")
     borrowed = [objects]
     agent_objects = work / ".git" / "objects"
     if agent_objects.is_dir():
         borrowed.append(str(agent_objects))
-    (gitdir / "objects" / "info").mkdir(parents=True, exist_ok=True)
     (gitdir / "objects" / "info" / "alternates").write_text("\n".join(borrowed) + "\n")
-    (gitdir / "info").mkdir(exist_ok=True)
-    (gitdir / "info" / "exclude").write_text("".join(f"{x}\n" for x in argv[5:]))
+    (gitdir / "info" / "exclude").write_text("".join(f"{x}\n" for x in argv[6:]))
+    shutil.copyfile(index, scratch / "index")
     env |= {
         "GIT_DIR": str(gitdir),
         "GIT_WORK_TREE": str(work),
@@ -100,9 +109,11 @@ def main(argv: list[str]) -> int:
             env=env, capture_output=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         # Commits that do not build on the base are dropped; their tree still counts.
-        if built_on_base.returncode == 0 and run(["cat-file", "-t", head], env) == "commit":
+        if built_on_base.returncode == 0:
             start = head
-    run(["read-tree", start], env)
+    # --reset keeps the stat data of entries that are the same in `start`, and drops a
+    # conflict's stages.
+    run(["read-tree", "--reset", start], env)
     run(["add", "--all", "."], env | {"GIT_DIR": str(gitdir)})
     tree = run(["write-tree"], env)
     result = start

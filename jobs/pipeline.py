@@ -159,6 +159,13 @@ def run_sandboxed(
             pgid_file=pgid_file,
             preexec=launch.preexec,
             render=preset.render if preset is not None else None,
+            disk=agent.DiskCap((tree.path, tree.home), sandbox.settings.agent_max_disk),
+        )
+    if result.killed == "disk":
+        raise TaskFailed(
+            f"The files of the task's tree and the agent's home passed "
+            f"{sandbox.settings.agent_max_disk} bytes (AGENT_MAX_DISK), so it was stopped.",
+            result.tail,
         )
     summary = preset.summary(result.lines, tree.home) if preset else result.tail
     return replace(result, summary=summary.strip())
@@ -313,7 +320,7 @@ class Run:
         tree = self.tree
         head = self.take(message)
         tree.git(["update-ref", "HEAD", head])
-        tree.git(["read-tree", head])
+        tree.git(["read-tree", "--reset", head])  # unchanged entries keep their stat data
         diff, cut = git_capped(
             ["--git-dir", str(tree.gitdir), "diff", "--no-ext-diff", "--no-textconv",
              f"{tree.base}..{head}"],
@@ -350,8 +357,10 @@ class Run:
         with `commits`, each commit between them on its own; both sides of a rename,
         NUL-separated so that no name is quoted or split."""
         where = ["--git-dir", str(self.tree.gitdir)]
-        whole = ["diff", "--no-renames", "--name-only", "-z", since, head]
-        each = ["log", "-c", "--no-renames", "--name-only", "-z", "--format=", f"{since}..{head}"]
+        # A gitlink is a change too (jobs/git.py has diffs ignore submodules).
+        flags = ["--no-renames", "--ignore-submodules=none", "--name-only", "-z"]
+        whole = ["diff", *flags, since, head]
+        each = ["log", "-c", *flags, "--format=", f"{since}..{head}"]
         names: set[str] = set()
         for args in (whole, each) if commits else (whole,):
             out, cut = git_capped([*where, *args], self.tree.task_dir, DIFF_LIMIT)

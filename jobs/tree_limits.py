@@ -5,6 +5,7 @@ and sizes alone, following no link, stopping at the first limit passed."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +50,24 @@ def over(root: Path, limits: Limits) -> str | None:
             if size > limits.size:
                 return f"more than {limits.size} bytes (TREE_MAX_BYTES)"
     return None
+
+
+def disk_used(roots: Sequence[Path], stop_at: int) -> int:
+    """Bytes of disk the files under `roots` take (blocks, so sparse files count as what
+    they cost), following no link; counting stops once past `stop_at`."""
+    used = 0
+    stack = [os.fsencode(r) for r in roots]
+    while stack and used <= stop_at:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+            except OSError:
+                continue
+            used += info.st_blocks * 512
+    return used

@@ -17,6 +17,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job
+from rq.worker import BaseWorker
 
 from app.dispatch import queue_for
 from app.redis_conn import connect
@@ -37,7 +38,20 @@ GRACE = 15
 MAINTENANCE = 30
 
 
-class ForgehandWorker(Worker):
+class PromptUnsubscribe(BaseWorker):
+    """A worker that stops listening for commands at once when it stops."""
+
+    def unsubscribe(self) -> None:
+        # RQ unsubscribes first and then stops the listening thread, which redis-py 8 joins
+        # without a limit: a thread that loops between the two waits up to a minute for a
+        # subscription that never comes back (seen as a worker, `dev` or the sandbox taking
+        # a minute to stop). Stopped first, the thread leaves at the unsubscribe's reply.
+        if self.pubsub_thread is not None:
+            self.pubsub_thread.stop(timeout=0)
+        super().unsubscribe()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
+
+
+class ForgehandWorker(PromptUnsubscribe, Worker):
     """An RQ worker that also stops the agent of a stopped job and cleans up after it.
 
     Agents run in process groups of their own (so a timeout kills all of an agent's
@@ -55,15 +69,6 @@ class ForgehandWorker(Worker):
         if self.horse_pid:
             kill_recorded(pgid_file_for(self.workspaces, self.horse_pid))
         super().kill_horse(sig)
-
-    def unsubscribe(self) -> None:
-        # RQ unsubscribes first and then stops the listening thread, which redis-py 8 joins
-        # without a limit: a thread that loops between the two waits up to a minute for a
-        # subscription that never comes back (seen as a worker, `dev` or the sandbox taking
-        # a minute to stop). Stopped first, the thread leaves at the unsubscribe's reply.
-        if self.pubsub_thread is not None:
-            self.pubsub_thread.stop(timeout=0)
-        super().unsubscribe()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # RQ leaves it untyped

@@ -258,6 +258,29 @@ def plant() -> None:
     note("planted")
 
 
+def nest() -> None:
+    """A repository of its own inside the tree, which `git add` would record as a gitlink."""
+    sub = Path(".github/workflows/vendor")
+    sub.mkdir()
+    git("init", "-q", str(sub))
+    (sub / "x").write_text("x\n")
+    git("-C", str(sub), "add", "x")
+    git("-C", str(sub), "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "x")
+    Path("calc.py").write_text(FIXED)
+    note("nested")
+
+
+def fill(megabytes: str) -> None:
+    """Write files until the disk is full, then stay."""
+    Path("calc.py").write_text(FIXED)
+    block = b"x" * (1 << 20)
+    Path("filler").mkdir(exist_ok=True)
+    for i in range(int(megabytes)):
+        (Path("filler") / f"{i}.bin").write_bytes(block)
+    note(f"wrote {megabytes} MiB")
+    time.sleep(30)
+
+
 def inventory() -> None:
     """What the tree holds besides what git tracks: a later task's view of its tree."""
     tracked = set(git("ls-files", "-z").split("\0"))
@@ -390,6 +413,8 @@ MODES: dict[str, Callable[..., None]] = {
     "keep-ours": keep_ours,
     "plant": plant,
     "inventory": inventory,
+    "nest": nest,
+    "fill": fill,
     "sprawl": sprawl,
 }
 

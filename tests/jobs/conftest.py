@@ -22,13 +22,17 @@ from app.store import Store, TaskRecord
 from app.tasks import Kind, Task
 from jobs import pipeline
 from jobs.entry import execute, worker_settings
-from jobs.worker import work
+from jobs.worker import PromptUnsubscribe, work
 from jobs.workspace import Workspaces
 from tests import fakes
 from tests import payloads as p
 
 AGENT = Path(__file__).resolve().parents[1] / "agents" / "scripted.py"
 BRANCH = "agent/issue-7-addition-subtracts"
+
+
+class BurstWorker(PromptUnsubscribe, SimpleWorker):
+    """The worker tests run jobs in, in their own process; it stops as forgehand's does."""
 
 
 @dataclass
@@ -62,7 +66,7 @@ class World:
         assert self.dispatcher.enqueue(task, "test").enqueued
 
     def work(self) -> None:
-        SimpleWorker([queue_for(self.redis)], connection=self.redis).work(burst=True)
+        BurstWorker([queue_for(self.redis)], connection=self.redis).work(burst=True)
 
     def run(self, task: Task) -> TaskRecord:
         self.enqueue(task)
