@@ -49,9 +49,11 @@ def take(
     bundle = tree.task_dir / "result.bundle"
     bundle.unlink(missing_ok=True)
     # forgehand's index of the tree at the base, shown read-only: its stat data spares
-    # hashing every unchanged file again.
+    # hashing every unchanged file again. Copied with its time, which tells git which
+    # entries are racily clean (written in the index's second) and must be compared by
+    # content: the agent may have rewritten one in that second at the same size.
     index = tree.task_dir / "pack.index"
-    shutil.copyfile(tree.gitdir / "index", index)
+    shutil.copy2(tree.gitdir / "index", index)
     env = {"PATH": os.environ.get("PATH") or os.defpath, **who}
     python = Path(getattr(sys, "_base_executable", sys.executable))
     argv = [str(python), "-I", "-S", str(PACK), str(tree.path), tree.base, str(tree.objects),

@@ -6,8 +6,8 @@ stdout, the only form in which it leaves. Standard library only (run with `pytho
 The agent's commits are taken from its `.git` when they build on BASE, and the tree as it left
 it is committed on top; the bundle holds what BASE lacks of that commit, under one ref,
 refs/forgehand/result. Nothing is printed when the work changes nothing. INDEX, a copy of
-forgehand's index of the tree at the base, lets staging hash only the files whose size or
-time changed rather than every file.
+forgehand's index of the tree at the base (in a conflict task, of the merge), lets staging
+hash only the files whose size or time changed rather than every file.
 
 Whatever this reads — the agent's `.git`, its config, alternates, links in the tree — is read
 here, where only the task's own repository (OBJECTS, read-only) and its tree are visible; the
@@ -111,9 +111,10 @@ def main(argv: list[str]) -> int:
         # Commits that do not build on the base are dropped; their tree still counts.
         if built_on_base.returncode == 0:
             start = head
-    # --reset keeps the stat data of entries that are the same in `start`, and drops a
-    # conflict's stages.
-    run(["read-tree", "--reset", start], env)
+    # INDEX holds the base (or a merge of it, in conflict); on the agent's own commits,
+    # --reset keeps the stat data of entries that are the same in `start`.
+    if start != base:
+        run(["read-tree", "--reset", start], env)
     run(["add", "--all", "."], env | {"GIT_DIR": str(gitdir)})
     tree = run(["write-tree"], env)
     result = start

@@ -319,8 +319,9 @@ class Run:
         tree on top, handed over as data; return the commits made since the base."""
         tree = self.tree
         head = self.take(message)
+        # The index stays at the base, which the tree still matches but for the agent's
+        # changes: the next task's checkout of this tree rewrites only those.
         tree.git(["update-ref", "HEAD", head])
-        tree.git(["read-tree", "--reset", head])  # unchanged entries keep their stat data
         diff, cut = git_capped(
             ["--git-dir", str(tree.gitdir), "diff", "--no-ext-diff", "--no-textconv",
              f"{tree.base}..{head}"],
@@ -385,6 +386,7 @@ class Run:
             self.ctx.store.audit(self.task.id, "rebase", f"{branch} moved while the agent worked")
             tree.git(["fetch", "--quiet", url, f"refs/heads/{branch}"], token=api.token())
             theirs = tree.git(["rev-parse", "FETCH_HEAD"]).strip()
+            tree.git(["read-tree", "--reset", "HEAD"])  # commit() left it at the base
             try:
                 tree.git(["rebase", "--quiet", theirs], env=self._env())
             except GitError:

@@ -209,11 +209,10 @@ class Workspaces:
         it; then remove the task's directory."""
         owner = _owner(task_dir)
         if keep and owner is not None:
-            # Files written in the same second as the index are "racily clean" and would be
-            # hashed again by the next task's reset; refreshed now, outside the lock, they
-            # are not.
-            where = ["--git-dir", str(task_dir / "git"), "--work-tree", str(task_dir / "work")]
-            git([*where, "update-index", "-q", "--refresh"], task_dir, check=False)
+            # The index is not refreshed here: files written in the second it was written are
+            # "racily clean", and git compares their contents, not their times, at the next
+            # checkout; a refresh now would vouch for a file the agent rewrote in that second
+            # at the same size, and the next task would find the agent's version.
             with self._locked(owner.repo_id):
                 self._keep(owner.repo_id, task_dir)
         _remove(task_dir)

@@ -254,6 +254,12 @@ def plant() -> None:
         f.write(f"[core]\n\tfsmonitor = {(nested / 'payload.sh').resolve()}\n")
     Path("build").mkdir(exist_ok=True)
     Path("build/.git").write_text("gitdir: /nowhere\n")
+    # A tracked file rewritten at the same size, its time put back: only its contents and
+    # its change time (which no one can set) say it changed.
+    readme = Path("README.md")
+    before = readme.stat()
+    readme.write_text(readme.read_text().replace("calc", "pwnd"))
+    os.utime(readme, ns=(before.st_atime_ns, before.st_mtime_ns))
     Path("calc.py").write_text(FIXED)
     note("planted")
 
@@ -284,6 +290,14 @@ def fill(megabytes: str) -> None:
 def inventory() -> None:
     """What the tree holds besides what git tracks: a later task's view of its tree."""
     tracked = set(git("ls-files", "-z").split("\0"))
+    for name in sorted(tracked - {""}):
+        if (
+            Path(name).read_bytes()
+            != subprocess.run(
+                ["git", "cat-file", "blob", f"HEAD:{name}"], capture_output=True
+            ).stdout
+        ):
+            note(f"leftover: {name} differs from HEAD")
     for root, dirs, files in os.walk("."):
         if root == ".":
             dirs[:] = [d for d in dirs if d != ".git"]
