@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
         borrowed.append(str(agent_objects))
     (gitdir / "objects" / "info" / "alternates").write_text("\n".join(borrowed) + "\n")
     (gitdir / "info" / "exclude").write_text("".join(f"{x}\n" for x in argv[6:]))
-    shutil.copyfile(index, scratch / "index")
+    shutil.copy2(index, scratch / "index")  # with its time: see jobs/handoff.py
     env |= {
         "GIT_DIR": str(gitdir),
         "GIT_WORK_TREE": str(work),
