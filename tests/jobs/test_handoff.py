@@ -70,6 +70,17 @@ def test_an_evil_merge_cannot_slip_a_protected_change_past(hostile: World) -> No
     assert set(fakes.branches(hostile.origin)) == {"main"}
 
 
+def test_a_resolution_that_keeps_the_bases_protected_change_is_pushed(world: World) -> None:
+    _, old_head = conflicting_base(world)
+    workflow = "on: push\njobs: {lint: {}}\n"
+    commit_to_main(world, ".github/workflows/ci.yml", workflow)
+    world.run(base_moved(world))
+    (conflict,) = [r for r in world.store.recent() if r.task.kind is Kind.CONFLICT]
+    assert conflict.state is State.DONE, conflict.error
+    assert world.github.head_sha(BRANCH) != old_head
+    assert fakes.show(world.origin, BRANCH, ".github/workflows/ci.yml") == workflow
+
+
 def test_a_nested_repository_is_refused_not_pushed_as_a_gitlink(hostile: World) -> None:
     record = attack(hostile, "nest")
     assert record.state is State.FAILED, why(hostile, record)
