@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.git import GitError, git
+from jobs.git import GitError, git, git_capped
 
 # Agents' own bookkeeping files that must never be committed.
 EXCLUDES = (".aider*",)
@@ -310,8 +310,13 @@ def _clean(tree: Worktree) -> bool:
     except OSError:
         return False
     tree.git(["clean", "--quiet", "-ffdx"], check=False)
-    left = tree.git(["status", "--porcelain", "-z", "--ignored", "--untracked-files=all"])
-    return not left
+    where = ["--git-dir", str(tree.gitdir), "--work-tree", str(tree.path)]
+    # Read with a cap: whatever is left, a byte of it is enough to refuse the tree.
+    left, cut = git_capped(
+        [*where, "status", "--porcelain", "-z", "--ignored", "--untracked-files=all"],
+        tree.path, 1,
+    )  # fmt: skip
+    return not left and not cut
 
 
 def _remove_nested_git(root: Path) -> None:
