@@ -12,12 +12,14 @@ from redis import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app import dashboard
 from app.dispatch import Dispatcher, job_timeout
+from app.hosts import HostCheck
 from app.metrics import render
 from app.plan_page import plan_page
 from app.settings import Settings
@@ -67,6 +69,9 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
 
     app = Starlette(
         lifespan=lifespan,
+        middleware=[
+            Middleware(HostCheck, public_url=settings.public_url, exempt=settings.webhook_path)
+        ],
         routes=[
             Route(settings.webhook_path, receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),

@@ -6,9 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from app.hosts import hostname, is_loopback
 from jobs.egress import Policy
 from jobs.prices import parse_prices
 
@@ -38,6 +40,12 @@ class Settings:
     agent_sandbox: str = "bwrap"
     # Empty: nothing; the model API is reached through the gateway (jobs/gateway.py).
     agent_allow_hosts: tuple[str, ...] = ()
+    # What the agent's tree may hold for forgehand to take it (jobs/tree_limits.py).
+    tree_max_files: int = 100_000
+    tree_max_path: int = 4096
+    tree_max_bytes: int = 2 * 1024**3
+    # The most disk the task's tree and the agent's home may take while it runs.
+    agent_max_disk: int = 10 * 1024**3
     # The files the worker's secrets came from, which the sandbox hides even where they lie
     # under a directory it shows.
     private_key_path: Path | None = None
@@ -156,6 +164,15 @@ def parse(source: Mapping[str, str]) -> Settings:
         if not public_url.startswith(("http://", "https://")):
             raise SettingsError(f"PUBLIC_URL must be an http(s) URL, got {public_url!r}")
         public_url = public_url.rstrip("/")
+        if not is_loopback(hostname(urlsplit(public_url).netloc)) and not text(
+            "DASHBOARD_PASSWORD"
+        ):
+            # Only this machine may see the dashboard without a password, and behind a
+            # reverse proxy every request comes from this machine.
+            raise SettingsError(
+                "DASHBOARD_PASSWORD is required when PUBLIC_URL is not a loopback address: "
+                "behind a reverse proxy every request looks local"
+            )
 
     redis_url = text("REDIS_URL")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -194,6 +211,10 @@ def parse(source: Mapping[str, str]) -> Settings:
         agent_env=_list(text("AGENT_ENV")),
         agent_sandbox=choice("AGENT_SANDBOX", "bwrap", SANDBOXES),
         agent_allow_hosts=allow_hosts,
+        tree_max_files=whole("TREE_MAX_FILES", 100_000),
+        tree_max_path=whole("TREE_MAX_PATH", 4096),
+        tree_max_bytes=whole("TREE_MAX_BYTES", 2 * 1024**3),
+        agent_max_disk=whole("AGENT_MAX_DISK", 10 * 1024**3),
         private_key_path=_key_path(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
         trigger_label=text("TRIGGER_LABEL") or "agent",
         branch_prefix=text("BRANCH_PREFIX") or "agent/",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.presets import PRESETS
+from jobs.tree_limits import disk_used
 
 # What an agent may inherit from the worker's environment besides AGENT_ENV names.
 BASE_ENV = (
@@ -54,6 +55,19 @@ COMPLAINT = re.compile(
     r"unable|missing|invalid",
     re.IGNORECASE,
 )
+
+
+# How often, at least, the disk the agent's files take is counted (see DiskCap).
+DISK_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class DiskCap:
+    """The most disk the files under `paths` (the task's tree and the agent's home) may take;
+    past it the agent is stopped, as at a timeout."""
+
+    paths: tuple[Path, ...]
+    limit: int
 
 
 class AgentConfigError(ValueError):
@@ -155,8 +169,10 @@ def run(
     tail_lines: int = 60,
     preexec: Callable[[], None] | None = None,
     render: Callable[[str], str | None] | None = None,
+    disk: DiskCap | None = None,
 ) -> AgentResult:
-    """Run one agent process to its end, or until a timeout kills its whole process group."""
+    """Run one agent process to its end, or until a timeout (or passing `disk`) kills its
+    whole process group."""
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -180,7 +196,7 @@ def run(
     try:
         return _supervise(
             proc, workdir, prompt, log_path, timeout, idle_timeout, on_output, started, tail_lines,
-            render,
+            render, disk,
         )  # fmt: skip
     finally:
         _kill_group(proc.pid, signal.SIGKILL)
@@ -199,6 +215,7 @@ def _supervise(
     started: float,
     tail_lines: int,
     render: Callable[[str], str | None] | None,
+    disk: DiskCap | None = None,
 ) -> AgentResult:
     assert proc.stdin is not None and proc.stdout is not None
     stdin, stdout = proc.stdin, proc.stdout
@@ -268,12 +285,18 @@ def _supervise(
     killed: str | None = None
     last_flush = time.monotonic()
     tree = tree_mark(workdir)
+    next_disk = time.monotonic()
     while proc.poll() is None:
         now = time.monotonic()
         with lock:
             idle = now - last_output[0]
         if now - started > timeout:
             killed = "timeout"
+        elif disk is not None and now >= next_disk:
+            if disk_used(disk.paths, disk.limit) > disk.limit:
+                killed = "disk"
+            # Counting costs a walk of the tree: at most a twentieth of the time.
+            next_disk = time.monotonic() + max(DISK_EVERY, 20 * (time.monotonic() - now))
         elif idle > idle_timeout:
             # Silent is not stuck while the work tree keeps changing; the tree is walked only
             # here, at most once per idle period.

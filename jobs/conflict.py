@@ -154,7 +154,10 @@ def _merge_base_into(
                     + ", ".join(f"`{protected.printable(f)}`" for f in left)
                     + "; nothing was pushed."
                 )
-            tree.git(["add", "--all"])
+            # The resolution is the tree the agent left, handed over as data; the merge
+            # commit is forgehand's, on the branch and the base.
+            resolved = work.take(message)
+            tree.git(["read-tree", f"{resolved}^{{tree}}"])
             tree.git(["commit", "--quiet", "--no-verify", "--no-edit"], env=env)
         _check_resolution(work, tree.base, base_sha)
         work.push(api)
@@ -197,16 +200,17 @@ def _unresolved(root: Path, name: str) -> bool:
 
 def _check_resolution(work: Run, branch_head: str, base_sha: str) -> None:
     """The merge may bring in the base's changes to protected paths (they are the base's);
-    what differs from both sides — the agent's resolution — may not touch them."""
+    the resolution may neither change a protected path itself (what differs from both sides)
+    nor keep the branch's version of one the base changed (a quiet revert)."""
     globs = work.repo.config.protected_paths
     if not globs:
         return
-
-    def differs(since: str) -> set[str]:
-        out = work.tree.git(["diff", "--no-renames", "-z", "--name-only", since, "HEAD"])
-        return {n for n in out.split("\0") if n}
-
-    hit = protected.violations(sorted(differs(branch_head) & differs(base_sha)), globs)
+    tree = work.tree
+    fork = tree.git(["merge-base", branch_head, base_sha]).strip()
+    not_theirs = work.changed_names(base_sha, "HEAD", commits=False)
+    ours = work.changed_names(branch_head, "HEAD", commits=False)
+    theirs_changed = work.changed_names(fork, base_sha, commits=False)
+    hit = protected.violations(sorted(not_theirs & (ours | theirs_changed)), globs)
     if hit:
         raise TaskFailed(
             "Resolving the conflicts changed protected paths, so nothing was pushed: "

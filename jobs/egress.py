@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import selectors
 import socket
 import threading
@@ -72,10 +73,47 @@ def _ip(text: str) -> IPAddress | None:
         ip = ipaddress.ip_address(text)
     except ValueError:
         return None
-    # ::ffff:127.0.0.1 reaches 127.0.0.1, so it must compare equal to it.
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
+    # ::ffff:127.0.0.1 reaches 127.0.0.1, and a NAT64 or 6to4 form reaches the IPv4 address
+    # inside it: each is judged as that address.
+    if isinstance(ip, ipaddress.IPv6Address):
+        return embedded_ipv4(ip) or ip
     return ip
+
+
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, local use
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries: IPv4-mapped, IPv4-compatible (::a.b.c.d), 6to4
+    (2002::/16) or NAT64 (64:ff9b::/96, and 64:ff9b:1::/48 as RFC 6052 lays out a /48)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    packed = ip.packed
+    if ip in NAT64 or (packed[:12] == bytes(12) and int(ip) > 1):
+        return ipaddress.IPv4Address(packed[12:])
+    if ip in NAT64_LOCAL:
+        return ipaddress.IPv4Address(packed[6:8] + packed[9:11])  # octet 8 is reserved
+    return None
+
+
+def own_addresses() -> frozenset[IPAddress]:
+    """The addresses of this machine's interfaces (Linux's /proc; empty elsewhere): a public
+    one reaches the worker's own services as loopback does."""
+    found: set[IPAddress] = set()
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/net/fib_trie").read_text().splitlines()
+        for before, line in itertools.pairwise(lines):
+            if line.strip() == "/32 host LOCAL":
+                with contextlib.suppress(ValueError):
+                    found.add(ipaddress.IPv4Address(before.strip().removeprefix("|-- ")))
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+            with contextlib.suppress(ValueError, IndexError):
+                found.add(ipaddress.IPv6Address(bytes.fromhex(line.split()[0])))
+    return frozenset(found)
 
 
 def _norm(host: str) -> str:
@@ -131,7 +169,8 @@ class Policy:
         not. With no addresses only the name is checked, which needs no DNS lookup."""
         name = _norm(host)
         ips = [ip for ip in (_ip(a) for a in (name, *addresses)) if ip is not None]
-        local = next((ip for ip in ips if _is_local(ip)), None)
+        mine = own_addresses() if any(not _is_local(ip) for ip in ips) else frozenset()
+        local = next((ip for ip in ips if _is_local(ip) or ip in mine), None)
         if any((target, port) in self._never for target in {name, *map(str, ips)}):
             return OWN_SERVICE
         # The worker's services may listen on every address of the machine (0.0.0.0): their

@@ -14,6 +14,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from jobs import bounded
+
 GIT_TIMEOUT = 600
 
 # Given through GIT_CONFIG_* (the command line's level), so a repository's own config, which
@@ -105,3 +107,14 @@ def git(
         message = f"git {' '.join(args[:2])} failed: {(result.stderr or result.stdout).strip()}"
         raise GitError(message.replace(token, "***") if token else message)
     return result.stdout
+
+
+def git_capped(args: Sequence[str], cwd: Path, limit: int) -> tuple[str, bool]:
+    """A git command's output, at most `limit` bytes of it, and whether it was cut there: for
+    output whose size the agent decides (a diff, a log of its commits)."""
+    out = bounded.run(["git", *args], cwd=cwd, env=base_env(), limit=limit, timeout=GIT_TIMEOUT)
+    if out.timed_out:
+        raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT:.0f}s")
+    if not out.cut and out.returncode != 0:
+        raise GitError(f"git {' '.join(args[:2])} failed: {out.stderr.strip()}")
+    return out.stdout.decode(errors="replace"), out.cut

@@ -24,21 +24,26 @@ from app.repo_config import parse as parse_config
 from app.settings import Settings
 from app.store import Store
 from app.tasks import Task
-from jobs import agent, prompts, protected, report
+from jobs import agent, handoff, prompts, protected, report
 from jobs.errors import BudgetStopped, TaskFailed
 from jobs.gateway import Admit, Gateway, Meter, agent_variables, new_placeholder, upstreams
-from jobs.git import GitError
+from jobs.git import GitError, git_capped
 from jobs.metering import TaskMeter
 from jobs.presets import PRESETS, Preset, write_home
 from jobs.progress import CheckRun, Heartbeat, dashboard_url
 from jobs.redact import Redactor, redactor_for
 from jobs.sandbox import UNSAFE_WARNING, Sandbox
 from jobs.status import StatusComment
+from jobs.tree_limits import Limits
 from jobs.workspace import Workspaces, Worktree
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 PUSH_TRIES = 3
 CHANGED_SHOWN = 50  # paths of an unfinished change listed in the log at most
+CHANGED_LISTING_LIMIT = 1024 * 1024
+# What the task page shows of the change, and how many of its commits the report lists.
+DIFF_LIMIT = 16 * 1024 * 1024
+MAX_COMMITS_LISTED = 100
 
 
 @dataclass(frozen=True)
@@ -169,8 +174,15 @@ def run_sandboxed(
                 pgid_file=pgid_file,
                 preexec=launch.preexec,
                 render=preset.render if preset is not None else None,
+                disk=agent.DiskCap((tree.path, tree.home), sandbox.settings.agent_max_disk),
             )
         stopped = gateway.refused[0] if gateway.refused else ""
+    if result.killed == "disk":
+        raise TaskFailed(
+            f"The files of the task's tree and the agent's home passed "
+            f"{sandbox.settings.agent_max_disk} bytes (AGENT_MAX_DISK), so it was stopped.",
+            result.tail,
+        )
     summary = preset.summary(result.lines, tree.home) if preset else result.tail
     return replace(result, summary=summary.strip(), stopped=stopped)
 
@@ -195,13 +207,7 @@ class Run:
         return redactor_for(self.settings, self.ctx.app.token(self.task.installation_id))
 
     def _env(self) -> dict[str, str]:
-        who = {
-            "GIT_AUTHOR_NAME": self.identity.login,
-            "GIT_AUTHOR_EMAIL": self.identity.email,
-            "GIT_COMMITTER_NAME": self.identity.login,
-            "GIT_COMMITTER_EMAIL": self.identity.email,
-        }
-        return agent.agent_env(os.environ, self.settings.agent_env, who)
+        return agent.agent_env(os.environ, self.settings.agent_env, self.who())
 
     def _process(
         self,
@@ -312,11 +318,18 @@ class Run:
     def _changed_so_far(self) -> None:
         """Put in the task's log what the agent had changed when its budget stopped it (its
         work is not committed: the log is where it is kept)."""
-        status = self.tree.git(["status", "--porcelain", "--untracked-files=all"], check=False)
-        paths = status.splitlines()
+        tree = self.tree
+        # The agent decides how many paths there are: their listing is read with a cap.
+        status, cut = git_capped(
+            ["--git-dir", str(tree.gitdir), "--work-tree", str(tree.path),
+             "status", "--porcelain", "--untracked-files=all"],
+            tree.task_dir, CHANGED_LISTING_LIMIT,
+        )  # fmt: skip
+        paths = status.splitlines()[:-1] if cut else status.splitlines()
         shown = [protected.printable(line) for line in paths[:CHANGED_SHOWN]]
         more = [f"… and {len(paths) - CHANGED_SHOWN} more"] if len(paths) > CHANGED_SHOWN else []
-        lines = [f"forgehand: the agent had changed {len(paths)} paths when it was stopped:"]
+        count = f"more than {len(paths)}" if cut else str(len(paths))
+        lines = [f"forgehand: the agent had changed {count} paths when it was stopped:"]
         self.ctx.store.append_log(self.task.id, self.redactor.lines(lines + shown + more))
 
     def setup(self) -> None:
@@ -345,56 +358,76 @@ class Run:
             )
         return result
 
+    def who(self) -> dict[str, str]:
+        """The App's identity, which forgehand's commits carry."""
+        return {
+            "GIT_AUTHOR_NAME": self.identity.login,
+            "GIT_AUTHOR_EMAIL": self.identity.email,
+            "GIT_COMMITTER_NAME": self.identity.login,
+            "GIT_COMMITTER_EMAIL": self.identity.email,
+        }
+
+    def take(self, message: str) -> str:
+        """The agent's work as a commit in forgehand's git directory (jobs/handoff.py); the
+        base when it changed nothing."""
+        limits = Limits.of(self.settings)
+        return handoff.take(self.ctx.sandbox, self.tree, message, self.who(), limits)
+
     def commit(self, message: str) -> list[str]:
-        """Commit the agent's work from forgehand's own git directory; return the commits made
-        since the base. Commits the agent made in its own `.git` are fetched as objects (no
-        hook or config of its repository runs) and kept when they build on the base; the
-        work tree as the agent left it is committed on top."""
+        """Take the agent's work onto the branch: its commits that build on the base and its
+        tree on top, handed over as data; return the commits made since the base."""
         tree = self.tree
-        agent_git = str(tree.path / ".git")
-        ref = "refs/forgehand/agent"
-        tree.git(["update-ref", "-d", ref])  # a kept tree's, from the task before
-        tree.git(["fetch", "--quiet", "--no-tags", agent_git, f"+HEAD:{ref}"], check=False)
-        head = tree.git(["rev-parse", "--verify", "--quiet", ref], check=False).strip()
-        if head and head != tree.base and self._descends(head):
-            tree.git(["reset", "--quiet", "--soft", head])
-        tree.git(["add", "--all"])
-        if tree.git(["status", "--porcelain", "--untracked-files=no"]).strip():
-            tree.git(["commit", "--quiet", "--no-verify", "-m", message], env=self._env())
-        try:
-            diff = tree.git(["diff", "--no-ext-diff", "--no-textconv", f"{tree.base}..HEAD"])
-        except UnicodeDecodeError:
-            diff = "(the change is not UTF-8 text, so it is not shown)"
+        head = self.take(message)
+        # The index stays at the base, which the tree still matches but for the agent's
+        # changes: the next task's checkout of this tree rewrites only those.
+        tree.git(["update-ref", "HEAD", head])
+        diff, cut = git_capped(
+            ["--git-dir", str(tree.gitdir), "diff", "--no-ext-diff", "--no-textconv",
+             f"{tree.base}..{head}"],
+            tree.task_dir, DIFF_LIMIT,
+        )  # fmt: skip
+        if cut:
+            diff += f"\n(the diff is longer than {DIFF_LIMIT} bytes; the rest is not shown)"
         self.ctx.store.set_diff(self.task.id, self.redactor.text(diff))
-        log = tree.git(["log", "--format=%h %s", f"{tree.base}..HEAD"])
+        log, _ = git_capped(
+            ["--git-dir", str(tree.gitdir), "log", f"--max-count={MAX_COMMITS_LISTED}",
+             "--format=%h %s", f"{tree.base}..{head}"],
+            tree.task_dir, DIFF_LIMIT,
+        )  # fmt: skip
         return [line for line in log.splitlines() if line.strip()]
 
-    def _descends(self, head: str) -> bool:
-        """Whether `head` has the base as an ancestor (the agent built on it)."""
-        try:
-            self.tree.git(["merge-base", "--is-ancestor", self.tree.base, head])
-        except GitError:
-            return False
-        return True
-
     def check_protected(self, base: str | None = None) -> None:
-        """Refuse the push if any commit since `base` touches a protected path."""
+        """Refuse the push if the change since `base` touches a protected path by any route:
+        the whole change from the base, and every commit on the way, a merge included where
+        it differs from all its parents (a file added then removed still counts)."""
         globs = self.repo.config.protected_paths
         if not globs:
             return
         since = base or self.tree.base
-        # Every commit on its own (a file added then removed still counts), both sides of a
-        # rename, NUL-separated so that no name is quoted or split.
-        names = self.tree.git(
-            ["log", "-z", "--no-renames", "--name-only", "--format=", f"{since}..HEAD"]
-        ).split("\0")
-        hit = protected.violations(names, globs)
+        hit = protected.violations(self.changed_names(since, "HEAD"), globs)
         if hit:
             raise TaskFailed(
                 "The agent changed protected paths, so nothing was pushed: "
                 + ", ".join(f"`{protected.printable(f)}`" for f in hit)
                 + ". Set `protected_paths` in .github/forgehand.yml to allow them."
             )
+
+    def changed_names(self, since: str, head: str, commits: bool = True) -> set[str]:
+        """Every path the change from `since` to `head` touches: the two trees compared and,
+        with `commits`, each commit between them on its own; both sides of a rename,
+        NUL-separated so that no name is quoted or split."""
+        where = ["--git-dir", str(self.tree.gitdir)]
+        # A gitlink is a change too (jobs/git.py has diffs ignore submodules).
+        flags = ["--no-renames", "--ignore-submodules=none", "--name-only", "-z"]
+        whole = ["diff", *flags, since, head]
+        each = ["log", "-c", *flags, "--format=", f"{since}..{head}"]
+        names: set[str] = set()
+        for args in (whole, each) if commits else (whole,):
+            out, cut = git_capped([*where, *args], self.tree.task_dir, DIFF_LIMIT)
+            if cut:
+                raise TaskFailed("The change is too large to check, so nothing was pushed.")
+            names |= {n for n in out.split("\0") if n}
+        return names
 
     def push(self, api: Installation) -> None:
         """Push without force; if someone pushed to the branch meanwhile, replay the work on
@@ -412,6 +445,7 @@ class Run:
             self.ctx.store.audit(self.task.id, "rebase", f"{branch} moved while the agent worked")
             tree.git(["fetch", "--quiet", url, f"refs/heads/{branch}"], token=api.token())
             theirs = tree.git(["rev-parse", "FETCH_HEAD"]).strip()
+            tree.git(["read-tree", "--reset", "HEAD"])  # commit() left it at the base
             try:
                 tree.git(["rebase", "--quiet", theirs], env=self._env())
             except GitError:

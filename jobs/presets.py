@@ -20,6 +20,8 @@ from typing import Any
 
 # Where a preset that writes its final message to a file puts it, under the agent's HOME.
 LAST_MESSAGE = ".forgehand-last-message"
+# How much of a file in the agent's home the worker reads for the agent's final message.
+SUMMARY_LIMIT = 1024 * 1024
 
 
 def _no_files(env: Mapping[str, str]) -> dict[str, str]:
@@ -70,6 +72,16 @@ def _own(path: Path, home: Path) -> bool:
     """Whether `path` is a file of the agent's HOME itself, not a link out of it: the worker
     reads it with its own rights after the agent has gone."""
     return path.is_file() and path.resolve().is_relative_to(home.resolve())
+
+
+def _read(path: Path, end: bool = False) -> str:
+    """At most SUMMARY_LIMIT bytes of a file the agent wrote, its start or its `end`: a
+    transcript or message file may be of any size."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as file:
+        if end:
+            file.seek(max(0, os.fstat(fd).st_size - SUMMARY_LIMIT))
+        return file.read(SUMMARY_LIMIT).decode(errors="replace")
 
 
 def _first_line(text: str, width: int = 200) -> str:
@@ -141,7 +153,7 @@ def _claude_summary(lines: Sequence[str], home: Path) -> str:
     # A result line longer than the runner keeps: the session's transcript has it whole.
     found = [p for p in home.glob(".claude/projects/*/*.jsonl") if _own(p, home)]
     transcripts = sorted(found, key=lambda p: p.stat().st_mtime)
-    for line in reversed(transcripts[-1].read_text().splitlines() if transcripts else []):
+    for line in reversed(_read(transcripts[-1], end=True).splitlines() if transcripts else []):
         event = _event(line)
         if event is not None and event.get("type") == "assistant":
             blocks = (event.get("message") or {}).get("content") or []
@@ -239,7 +251,7 @@ def _codex_render(line: str) -> str | None:
 def _codex_summary(lines: Sequence[str], home: Path) -> str:
     last = home / LAST_MESSAGE
     if _own(last, home):
-        return last.read_text(errors="replace")
+        return _read(last)
     for line in reversed(lines):
         item = (_event(line) or {}).get("item") or {}
         if item.get("type") == "agent_message":

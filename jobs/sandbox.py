@@ -56,6 +56,8 @@ HIDDEN_SYSTEM = (
 # Processes the sandbox's user may have at once, the largest file it may write (bytes).
 MAX_PROCESSES = 4096
 MAX_FILE_SIZE = 4 * 1024**3
+# Bytes each of the sandbox's private /tmp, /var/tmp and /run may hold (they live in memory).
+TMPFS_SIZE = 1024**3
 CGROUP = Path("/sys/fs/cgroup")
 
 UNSAFE_WARNING = (
@@ -236,6 +238,12 @@ class Sandbox:
                 with EgressProxy(socket_path, policy, on_refused, gateway, GATEWAY_AUTHORITY):
                     yield Jail(self, work, home, objects, socket_path, limits(group))
 
+    @contextmanager
+    def offline(self, work: Path, home: Path, objects: Path) -> Iterator[Jail]:
+        """A jail with no way out at all, for forgehand's own steps on the agent's work."""
+        with pids_cgroup() as group:
+            yield Jail(self, work, home, objects, None, limits(group))
+
 
 @dataclass(frozen=True)
 class Jail:
@@ -258,25 +266,26 @@ class Jail:
         becomes the agent's HOME as it sees it. A `trusted` command —
         a preset, or the operator's AGENT_COMMAND — also gets its program's installation and
         the files its arguments name shown read-only; a repository's own command sees only
-        what every sandbox sees, so it cannot name its way to the worker's files."""
+        what every sandbox sees, so it cannot name its way to the worker's files. In an
+        offline jail (no proxy socket) the command has no way out at all."""
         program = _find(argv[0], env.get("PATH", os.defpath))
         if program is None:
             raise AgentConfigError(f"agent program not found: {argv[0]}")
-        if self.socket is None or self.sandbox.bwrap is None:
+        if not self.sandbox.contained or self.sandbox.bwrap is None:
             self.home.mkdir(exist_ok=True)
             mine = [a.replace("{home}", str(self.home)) for a in argv]
             return Launch(mine, dict(env) | {"HOME": str(self.home)}, self.preexec)
-        proxy = f"http://127.0.0.1:{BRIDGE_PORT}"
-        inside = dict(env) | {
+        proxy = f"http://127.0.0.1:{BRIDGE_PORT}" if self.socket is not None else None
+        names = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+        inside = {k: v for k, v in env.items() if k.upper() not in names} | {
             "HOME": str(HOME),
             "USER": USER,
             "LOGNAME": USER,
             "TMPDIR": "/tmp",
-            **{name: proxy for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")},
-            **{name.lower(): proxy for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")},
         }
-        inside.pop("NO_PROXY", None)
-        inside.pop("no_proxy", None)
+        if proxy is not None:
+            inside |= {name: proxy for name in names[:3]}
+            inside |= {name.lower(): proxy for name in names[:3]}
         # The bridge needs only the standard library: the interpreter a virtualenv was made
         # from starts faster than the virtualenv's own, which must find its base first.
         python = Path(getattr(sys, "_base_executable", sys.executable))
@@ -308,22 +317,27 @@ class Jail:
             *_hide(self.sandbox.hidden(), [Path(d) for d in SYSTEM]),
             "--ro-bind", str(identity / "passwd"), "/etc/passwd",
             "--ro-bind", str(identity / "group"), "/etc/group",
-            "--tmpfs", "/tmp",
-            "--tmpfs", "/var/tmp",
-            "--tmpfs", "/run",
+            # In memory: capped, so that they cannot fill it.
+            "--size", str(TMPFS_SIZE), "--tmpfs", "/tmp",
+            "--size", str(TMPFS_SIZE), "--tmpfs", "/var/tmp",
+            "--size", str(TMPFS_SIZE), "--tmpfs", "/run",
             "--bind", str(self.home), str(HOME),
             "--ro-bind", str(self.objects), str(self.objects),
             "--bind", str(self.work), str(self.work),
             *bind,
             *_hide(self.sandbox.secrets(), roots),
-            "--ro-bind", str(self.socket), str(RUN / "egress.sock"),
-            "--ro-bind", str(BRIDGE), str(RUN / "bridge.py"),
             "--chdir", str(self.work),
-            "--",
-            str(python), "-I", "-S", str(RUN / "bridge.py"),
-            str(BRIDGE_PORT), str(RUN / "egress.sock"), "--",
-            str(run), *(a.replace("{home}", str(HOME)) for a in argv[1:]),
         ]  # fmt: skip
+        if self.socket is not None:
+            full[-2:-2] = [
+                "--ro-bind", str(self.socket), str(RUN / "egress.sock"),
+                "--ro-bind", str(BRIDGE), str(RUN / "bridge.py"),
+            ]  # fmt: skip
+            full += [str(python), "-I", "-S", str(RUN / "bridge.py"),
+                     str(BRIDGE_PORT), str(RUN / "egress.sock"), "--"]  # fmt: skip
+        else:
+            full.append("--")
+        full += [str(run), *(a.replace("{home}", str(HOME)) for a in argv[1:])]
         return Launch(full, inside, self.preexec)
 
 

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.git import GitError, git
+from jobs.git import GitError, git, git_capped
 
 # Agents' own bookkeeping files that must never be committed.
 EXCLUDES = (".aider*",)
@@ -166,15 +166,13 @@ class Workspaces:
             reused = self._take_pooled(repo_id, tree)
             if not reused:
                 tree.path.mkdir()
-                git(["init", "--bare", "--quiet", "--template=", str(tree.gitdir)], task_dir)
-                _borrow_objects(tree.gitdir, tree.objects)
-                (tree.gitdir / "info").mkdir(exist_ok=True)
-                (tree.gitdir / "info" / "exclude").write_text("\n".join(EXCLUDES) + "\n")
-            tree.git(["update-ref", f"refs/heads/{branch}", base])
-            tree.git(["symbolic-ref", "HEAD", f"refs/heads/{branch}"])
-            tree.git(["reset", "--quiet", "--hard", base])
-            if reused:
-                tree.git(["clean", "--quiet", "-ffdx"])
+            _checkout(tree, task_dir)
+            if reused and not _clean(tree):
+                # What cannot be made clean is not reused.
+                _remove(tree.path)
+                _remove(tree.gitdir)
+                tree.path.mkdir()
+                _checkout(tree, task_dir)
             _agent_repository(tree, identity)
             tree.home.mkdir()
             yield tree
@@ -185,7 +183,9 @@ class Workspaces:
             self._discard(task_dir, keep=finished)
 
     def _take_pooled(self, repo_id: int, tree: Worktree) -> bool:
-        """Move a kept tree of this repository into the task; False when there is none."""
+        """Move a kept tree of this repository into the task; False when there is none. Of
+        its git directory only the index is kept (what makes the next checkout cheap): its
+        objects and refs were the task before's."""
         claimed = tree.task_dir / "kept"
         for slot in sorted((self.pool / str(repo_id)).glob("*")):
             try:
@@ -193,7 +193,8 @@ class Workspaces:
             except OSError:
                 continue
             try:
-                os.rename(claimed / "git", tree.gitdir)
+                tree.gitdir.mkdir()
+                os.rename(claimed / "git" / "index", tree.gitdir / "index")
                 os.rename(claimed / "work", tree.path)
                 return True
             except OSError:
@@ -208,11 +209,10 @@ class Workspaces:
         it; then remove the task's directory."""
         owner = _owner(task_dir)
         if keep and owner is not None:
-            # Files written in the same second as the index are "racily clean" and would be
-            # hashed again by the next task's reset; refreshed now, outside the lock, they
-            # are not.
-            where = ["--git-dir", str(task_dir / "git"), "--work-tree", str(task_dir / "work")]
-            git([*where, "update-index", "-q", "--refresh"], task_dir, check=False)
+            # The index is not refreshed here: files written in the second it was written are
+            # "racily clean", and git compares their contents, not their times, at the next
+            # checkout; a refresh now would vouch for a file the agent rewrote in that second
+            # at the same size, and the next task would find the agent's version.
             with self._locked(owner.repo_id):
                 self._keep(owner.repo_id, task_dir)
         _remove(task_dir)
@@ -288,6 +288,48 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
     else:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _checkout(tree: Worktree, task_dir: Path) -> None:
+    """forgehand's git directory for the tree, new, and the tree at the base on its branch."""
+    git(["init", "--bare", "--quiet", "--template=", str(tree.gitdir)], task_dir)
+    _borrow_objects(tree.gitdir, tree.objects)
+    (tree.gitdir / "info").mkdir(exist_ok=True)
+    (tree.gitdir / "info" / "exclude").write_text("\n".join(EXCLUDES) + "\n")
+    tree.git(["update-ref", f"refs/heads/{tree.branch}", tree.base])
+    tree.git(["symbolic-ref", "HEAD", f"refs/heads/{tree.branch}"])
+    tree.git(["reset", "--quiet", "--hard", tree.base])
+
+
+def _clean(tree: Worktree) -> bool:
+    """Make a kept tree hold exactly the base: no repository anywhere in it (git looks into
+    none, so neither `clean` nor `status` sees one inside a tracked directory), nothing
+    untracked or ignored. False when that could not be done."""
+    try:
+        _remove_nested_git(tree.path)
+    except OSError:
+        return False
+    tree.git(["clean", "--quiet", "-ffdx"], check=False)
+    where = ["--git-dir", str(tree.gitdir), "--work-tree", str(tree.path)]
+    # Read with a cap: whatever is left, a byte of it is enough to refuse the tree.
+    left, cut = git_capped(
+        [*where, "status", "--porcelain", "-z", "--ignored", "--untracked-files=all"],
+        tree.path, 1,
+    )  # fmt: skip
+    return not left and not cut
+
+
+def _remove_nested_git(root: Path) -> None:
+    """Remove every entry named `.git` (in any case) below `root`, following no link."""
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.casefold() == ".git":
+                    _remove(Path(entry.path))
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
 
 
 def _borrow_objects(gitdir: Path, objects: Path) -> None:

@@ -188,6 +188,16 @@ def protected(variant: str) -> None:
         git("commit", "-qm", "add")
         (workflows / "evil.yml").unlink()
         git("commit", "-qam", "remove")
+    elif variant == "merge":
+        # A merge whose tree holds a change neither parent has: `git log` lists no files
+        # for a merge unless asked to.
+        git("checkout", "-qb", "side")
+        git("commit", "-qam", "fix")
+        git("checkout", "-q", "-")
+        git("merge", "-q", "--no-ff", "--no-commit", "side")
+        (workflows / "ci.yml").write_text("on: push\njobs: {evil: {}}\n")
+        git("add", "-A")
+        git("commit", "-qm", "Merge side")
     elif variant == "replace":
         (workflows / "ci.yml").write_text("on: push\njobs: {}\n")
         git("commit", "-qam", "workflow")
@@ -200,6 +210,114 @@ def protected(variant: str) -> None:
         git("replace", real, innocent)  # `git log` here now shows the innocent one
         git("reset", "-q", "--hard")  # and so do the files: only the objects say otherwise
     note(f"protected variant {variant}: {git('status', '--short')}")
+
+
+def keep_ours() -> None:
+    """Resolve the conflicts, and quietly keep the branch's version of the workflow the base
+    changed (the merge had taken the base's)."""
+    path = ".github/workflows/ci.yml"
+    Path("calc.py").write_text(FIXED)
+    Path(path).write_text(git("show", f"HEAD:{path}") + "\n")
+    note(f"kept ours of {path}")
+
+
+def steal(mirror: str, commit: str) -> None:
+    """Another installation's repository, mirrored on the same worker, by its path and a
+    commit id: borrow its objects and make the task's history include that commit."""
+    with (Path(".git") / "objects" / "info" / "alternates").open("a") as f:
+        f.write(f"{mirror}/objects\n")
+    head = git("rev-parse", "HEAD")
+    tree = git("rev-parse", "HEAD^{tree}")
+    body = (
+        f"tree {tree}\nparent {head}\nparent {commit}\n"
+        "author a <a@example.com> 1700000000 +0000\n"
+        "committer a <a@example.com> 1700000000 +0000\n\nMerge\n"
+    )
+    made = subprocess.run(
+        ["git", "hash-object", "--literally", "-t", "commit", "-w", "--stdin"],
+        input=body, capture_output=True, text=True,
+    )  # fmt: skip
+    merge = made.stdout.strip()
+    note(f"merge {merge}: {made.stderr.strip()}")
+    git("update-ref", "HEAD", merge)
+    Path("calc.py").write_text(FIXED)
+
+
+def plant() -> None:
+    """Leave things for the next task in this tree, where git does not look: a repository
+    inside a tracked directory, whose config runs a program when git is used there."""
+    nested = Path(".github/.git")
+    git("init", "-q", str(nested.parent))
+    (nested / "payload.sh").write_text("#!/bin/sh\necho planted-code-ran >> ../planted.txt\n")
+    (nested / "payload.sh").chmod(0o755)
+    with (nested / "config").open("a") as f:
+        f.write(f"[core]\n\tfsmonitor = {(nested / 'payload.sh').resolve()}\n")
+    Path("build").mkdir(exist_ok=True)
+    Path("build/.git").write_text("gitdir: /nowhere\n")
+    # A tracked file rewritten at the same size, its time put back: only its contents and
+    # its change time (which no one can set) say it changed.
+    readme = Path("README.md")
+    before = readme.stat()
+    readme.write_text(readme.read_text().replace("calc", "pwnd"))
+    os.utime(readme, ns=(before.st_atime_ns, before.st_mtime_ns))
+    Path("calc.py").write_text(FIXED)
+    note("planted")
+
+
+def nest() -> None:
+    """A repository of its own inside the tree, which `git add` would record as a gitlink."""
+    sub = Path(".github/workflows/vendor")
+    sub.mkdir()
+    git("init", "-q", str(sub))
+    (sub / "x").write_text("x\n")
+    git("-C", str(sub), "add", "x")
+    git("-C", str(sub), "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "x")
+    Path("calc.py").write_text(FIXED)
+    note("nested")
+
+
+def fill(megabytes: str) -> None:
+    """Write files until the disk is full, then stay."""
+    Path("calc.py").write_text(FIXED)
+    block = b"x" * (1 << 20)
+    Path("filler").mkdir(exist_ok=True)
+    for i in range(int(megabytes)):
+        (Path("filler") / f"{i}.bin").write_bytes(block)
+    note(f"wrote {megabytes} MiB")
+    time.sleep(30)
+
+
+def inventory() -> None:
+    """What the tree holds besides what git tracks: a later task's view of its tree."""
+    tracked = set(git("ls-files", "-z").split("\0"))
+    for name in sorted(tracked - {""}):
+        if (
+            Path(name).read_bytes()
+            != subprocess.run(
+                ["git", "cat-file", "blob", f"HEAD:{name}"], capture_output=True
+            ).stdout
+        ):
+            note(f"leftover: {name} differs from HEAD")
+    for root, dirs, files in os.walk("."):
+        if root == ".":
+            dirs[:] = [d for d in dirs if d != ".git"]
+        for name in [*dirs, *files]:
+            path = os.path.normpath(os.path.join(root, name))
+            if name == ".git" or (name in files and path not in tracked):
+                note(f"leftover: {path}")
+    Path("calc.py").write_text(FIXED)
+    note("inventory done")
+
+
+def sprawl(count: str) -> None:
+    """Many empty files with long names."""
+    base = Path("sprawl")
+    for i in range(int(count)):
+        folder = base / f"{i // 1000:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:08d}-{'x' * 200}").touch()
+    Path("calc.py").write_text(FIXED)
+    note(f"made {count} files")
 
 
 def daemon(tag: str) -> None:
@@ -352,6 +470,13 @@ MODES: dict[str, Callable[..., None]] = {
     "network": network,
     "plant-fifos": plant_fifos,
     "model-key": model_key,
+    "steal": steal,
+    "keep-ours": keep_ours,
+    "plant": plant,
+    "inventory": inventory,
+    "nest": nest,
+    "fill": fill,
+    "sprawl": sprawl,
 }
 
 

@@ -17,6 +17,7 @@ from app.task_rows import Filters, Selection, Summary, select
 from app.tasks import Kind, State, Task
 from app.timeline import Part, durations, parts
 from tests import payloads as p
+from tests.fakes import LOCAL_URL
 
 LOCAL = ("127.0.0.1", 50000)
 TASK = Task(Kind.ISSUE, p.INSTALLATION, p.REPO_ID, p.REPO, 7, "alice")
@@ -24,7 +25,7 @@ TASK = Task(Kind.ISSUE, p.INSTALLATION, p.REPO_ID, p.REPO, 7, "alice")
 
 def client(redis: Redis, client: tuple[str, int] = LOCAL, **env: str) -> TestClient:
     settings = parse({"WEBHOOK_SECRET": p.SECRET, **env})
-    return TestClient(create_app(settings, redis), client=client)
+    return TestClient(create_app(settings, redis), client=client, base_url=LOCAL_URL)
 
 
 @pytest.fixture
@@ -309,8 +310,10 @@ def test_a_proxied_post_from_the_dashboard_s_own_page_is_accepted(
     redis: Redis, queued: Store
 ) -> None:
     proxied = {"Origin": "https://forge.example.com", "X-Forwarded-Host": "forge.example.com",
-               "Sec-Fetch-Site": "same-origin"}  # fmt: skip
-    with client(redis) as c:
+               "Sec-Fetch-Site": "same-origin",
+               "Authorization": "Basic " + base64.b64encode(b"admin:sesame").decode()}  # fmt: skip
+    public = {"PUBLIC_URL": "https://forge.example.com", "DASHBOARD_PASSWORD": "sesame"}
+    with client(redis, LOCAL, **public) as c:
         done = c.post(f"/tasks/{TASK.id}/cancel", headers=proxied, data={"csrf": token()},
                       follow_redirects=False)  # fmt: skip
     assert done.status_code == 303
@@ -323,3 +326,35 @@ def test_filter_values_and_waiting_reasons_are_escaped(redis: Redis, queued: Sto
         page = c.get(f"/tasks/{TASK.id}").text
     assert "<script>x" not in index and "'><b>" not in index
     assert "<p class='muted' id='why'>waiting: for &lt;b&gt;#3&lt;/b&gt; to finish</p>" in page
+
+
+@pytest.mark.parametrize("path", ["/", f"/tasks/{TASK.id}", "/healthz", "/metrics", "/nowhere"])
+def test_a_foreign_host_name_gets_421_even_from_this_machine(
+    redis: Redis, queued: Store, path: str
+) -> None:
+    # A page whose name was rebound to 127.0.0.1 reaches the port from the operator's own
+    # browser; its requests carry its name.
+    with client(redis) as c:
+        assert c.get(path, headers={"Host": "rebound.example.com"}).status_code == 421
+        assert c.get(path, headers={"Host": "rebound.example.com:3000"}).status_code == 421
+        assert c.get(path, headers={"Host": ""}).status_code == 421
+        for name in ("localhost:3000", "127.0.0.1", "[::1]:3000", "app.localhost"):
+            assert c.get(path, headers={"Host": name}).status_code != 421, name
+
+
+def test_a_foreign_host_cannot_cancel(redis: Redis, queued: Store) -> None:
+    with client(redis) as c:
+        refused = c.post(f"/tasks/{TASK.id}/cancel", headers={"Host": "rebound.example.com"},
+                         data={"csrf": token()}, follow_redirects=False)  # fmt: skip
+    assert refused.status_code == 421
+    record = queued.get(TASK.id)
+    assert record is not None and record.state is State.QUEUED
+
+
+def test_the_public_url_s_host_is_answered_and_the_webhook_is_exempt(redis: Redis) -> None:
+    public = {"PUBLIC_URL": "https://forge.example.com", "DASHBOARD_PASSWORD": "sesame"}
+    with client(redis, LOCAL, **public) as c:
+        assert c.get("/healthz", headers={"Host": "forge.example.com"}).status_code == 200
+        assert c.get("/healthz", headers={"Host": "other.example.com"}).status_code == 421
+        hook = c.post("/api/github/webhooks", headers={"Host": "other.example.com"}, content=b"{}")
+        assert hook.status_code != 421

@@ -16,6 +16,7 @@ from app.settings import parse
 from app.store import Store
 from app.tasks import Kind, State, Task
 from tests import payloads as p
+from tests.fakes import LOCAL_URL
 
 
 def fleet(redis: Redis) -> None:
@@ -69,9 +70,9 @@ def test_tasks_plan_prints_the_table(
 def test_plan_page_escapes_and_links(redis: Redis) -> None:
     fleet(redis)
     app = create_app(parse({"WEBHOOK_SECRET": p.SECRET}), redis)
-    with TestClient(app, client=("127.0.0.1", 5000)) as client:
+    with TestClient(app, client=("127.0.0.1", 5000), base_url=LOCAL_URL) as client:
         page = client.get(f"/plan/{p.REPO}").text
-    with TestClient(app, client=("203.0.113.9", 4000)) as client:
+    with TestClient(app, client=("203.0.113.9", 4000), base_url=LOCAL_URL) as client:
         assert client.get(f"/plan/{p.REPO}").status_code == 403  # as the dashboard
     assert "agent/issue-8-&lt;b&gt;" in page and "<b>" not in page
     assert f'<a href="https://github.com/{p.REPO}/pull/21">#21</a>' in page

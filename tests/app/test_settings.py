@@ -85,5 +85,14 @@ def test_web_url_is_where_people_reach_the_web_process() -> None:
     assert parse({"HOST": "0.0.0.0", "PORT": "8080"}).web_url == "http://127.0.0.1:8080"
     assert parse({"HOST": "::1"}).web_url == "http://[::1]:3000"
     assert parse({"PORT": "65535"}).port == 65535
-    public = parse({"PUBLIC_URL": "https://forge.example.com/", "PORT": "8080"})
+    public = parse({"PUBLIC_URL": "https://forge.example.com/", "PORT": "8080",
+                    "DASHBOARD_PASSWORD": "sesame"})  # fmt: skip
     assert public.web_url == "https://forge.example.com"
+
+
+def test_a_public_url_that_is_not_loopback_requires_a_dashboard_password() -> None:
+    # Behind a reverse proxy on this machine every request comes from loopback.
+    with pytest.raises(SettingsError, match="DASHBOARD_PASSWORD is required"):
+        parse({"PUBLIC_URL": "https://forge.example.com"})
+    assert parse({"PUBLIC_URL": "http://localhost:3000"}).dashboard_password is None
+    assert parse({"PUBLIC_URL": "http://[::1]:3000"}).public_url == "http://[::1]:3000"

@@ -18,6 +18,7 @@ from app.settings import load, parse
 from app.setup import MANIFEST_FILE, setup_app, unreachable
 from tests import fakes
 from tests import payloads as p
+from tests.fakes import LOCAL_URL
 
 CONVERSION = {
     "id": 31337, "slug": "my-forgehand", "html_url": "https://github.com/apps/my-forgehand",
@@ -82,11 +83,11 @@ def test_callback_without_our_state_is_refused(tmp_path: Path) -> None:
 
 def test_setup_is_closed_once_the_app_is_configured(redis: Redis) -> None:
     settings = parse({"WEBHOOK_SECRET": "s", "APP_ID": "1", "PRIVATE_KEY": fakes.app_key()[0]})
-    with TestClient(create_app(settings, redis)) as c:
+    with TestClient(create_app(settings, redis), base_url=LOCAL_URL) as c:
         assert c.get("/setup").status_code == 404
         assert c.get("/setup/callback?code=x&state=y").status_code == 404
     unconfigured = parse({"WEBHOOK_SECRET": p.SECRET})
-    with TestClient(create_app(unconfigured, redis)) as c:
+    with TestClient(create_app(unconfigured, redis), base_url=LOCAL_URL) as c:
         assert c.get("/setup").status_code == 200
 
 

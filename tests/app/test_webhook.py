@@ -20,13 +20,14 @@ from app.triggers import Facts, early_decision
 from app.webhook import Intake
 from simulator.sandbox import free_port
 from tests import payloads as p
+from tests.fakes import LOCAL_URL
 
 PATH = "/api/github/webhooks"
 
 
 def make_client(redis: Redis, secret: str = p.SECRET) -> TestClient:
     settings = parse({"WEBHOOK_SECRET": secret, "APP_ID": str(p.APP_ID)})
-    return TestClient(create_app(settings, redis))
+    return TestClient(create_app(settings, redis), base_url=LOCAL_URL)
 
 
 @pytest.fixture

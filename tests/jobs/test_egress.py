@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import stat
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from jobs import egress
 from jobs.egress import (
     MAX_CONNECTIONS,
     NOT_ALLOWED,
@@ -468,3 +470,36 @@ def test_the_bridge_needs_its_arguments() -> None:
         timeout=30,
     )
     assert run.returncode == 2 and run.stderr.startswith("usage:")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "64:ff9b::7f00:1",  # NAT64, well-known prefix
+        "64:ff9b:1:7f00:0:100::",  # NAT64, local-use /48
+        "2002:7f00:1::",  # 6to4
+        "::127.0.0.1",  # IPv4-compatible
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "64:ff9b::a00:7",  # 10.0.0.7, a private address
+        "2002:c0a8:101::1",  # 192.168.1.1
+    ],
+)
+def test_ipv4_inside_ipv6_is_judged_as_that_ipv4(host: str) -> None:
+    policy = Policy(("*",), frozenset({("127.0.0.1", 6379)}))
+    reason = policy.decide(host, 443, [host])
+    assert reason is not None and "local or private" in reason, reason
+    assert policy.decide(host, 6379, [host]) in (OWN_SERVICE, reason)
+    assert Policy(("*",)).decide("64:ff9b::808:808", 443, ["64:ff9b::808:808"]) is None
+
+
+def test_the_workers_own_interface_addresses_count_as_local(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert ipaddress.ip_address("127.0.0.1") in egress.own_addresses()
+    public = "8.8.4.4"  # as if the worker's interface had this public address
+    monkeypatch.setattr(egress, "own_addresses", lambda: frozenset({ipaddress.ip_address(public)}))
+    policy = Policy(("*",), frozenset({("127.0.0.1", 3000)}))
+    reason = policy.decide("worker.example.com", 443, [public])
+    assert reason is not None and "local or private" in reason
+    assert policy.decide("worker.example.com", 3000, [public]) == OWN_SERVICE
+    assert policy.decide("example.com", 443, ["93.184.216.34"]) is None

@@ -18,7 +18,7 @@ import pytest
 from app import spend
 from app.settings import parse
 from app.store import TaskRecord
-from jobs.presets import LAST_MESSAGE, PRESETS
+from jobs.presets import LAST_MESSAGE, PRESETS, SUMMARY_LIMIT
 from jobs.try_agent import try_agent
 from jobs.workspace import Workspaces
 from tests import fakes
@@ -263,6 +263,20 @@ def test_a_final_message_file_that_links_out_of_home_is_not_read(tmp_path: Path)
     (tmp_path / "secret").write_text("the worker's secret")
     (home / LAST_MESSAGE).symlink_to(tmp_path / "secret")
     assert "secret" not in PRESETS["codex"].summary(CODEX_RUN, home)
+
+
+def test_final_message_files_of_any_size_are_read_with_a_cap(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    with (home / LAST_MESSAGE).open("wb") as f:
+        f.truncate(8 * SUMMARY_LIMIT)  # sparse: a huge file that costs no disk
+    assert len(PRESETS["codex"].summary([], home)) == SUMMARY_LIMIT
+    transcript = home / ".claude" / "projects" / "p" / "s.jsonl"
+    transcript.parent.mkdir(parents=True)
+    said = {"type": "assistant", "message": {"content": [{"type": "text", "text": FINAL}]}}
+    with transcript.open("wb") as f:
+        f.write(b"x" * (4 * SUMMARY_LIMIT) + b"\n" + json.dumps(said).encode() + b"\n")
+    assert PRESETS["claude"].summary([], home) == FINAL
 
 
 def test_claude_never_reads_the_repositorys_own_settings() -> None:

@@ -55,6 +55,9 @@ def test_a_kept_worktree_comes_back_clean_on_the_new_base(tmp_path: Path, origin
         (tree.path / "stray.txt").write_text("left behind\n")
         subprocess.run(["rm", "-rf", str(tree.path / ".git")], check=True)
         (tree.path / ".git").symlink_to(elsewhere)
+        # Where git never looks: a repository inside a tracked directory.
+        git(["init", "-q", str(tree.path / ".github")], tmp_path)
+        tree.git(["update-ref", "refs/forgehand/agent", "HEAD"])
     push_a_new_file(tmp_path, origin)
     with ws.worktree("t-2", 1, url, None, "agent/b", "main", new_branch=True) as tree:
         assert tree.path.resolve() != first  # moved into the new task's directory
@@ -66,6 +69,9 @@ def test_a_kept_worktree_comes_back_clean_on_the_new_base(tmp_path: Path, origin
         assert (tree.path / "calc.py").read_text() == original.read_text()
         assert not (tree.path / ".git").is_symlink()
         assert git(["rev-parse", "HEAD"], tree.path).strip() == tree.base
+        assert not (tree.path / ".github" / ".git").exists()
+        refs = tree.git(["for-each-ref", "--format=%(refname)"]).split()
+        assert refs == ["refs/heads/agent/b"]  # the last task's git directory is not kept
     assert list(elsewhere.iterdir()) == []
     assert len(list((tmp_path / "ws" / "pool" / "1").iterdir())) == 1
 
