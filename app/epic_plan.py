@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 FILE_NAME = "forgehand-plan.yml"
+# The first line of the plan comment on an epic: what tells its edits from other comments'.
+COMMENT_MARKER = "<!-- forgehand:plan -->"
 MAX_BYTES = 64 * 1024  # a plan of 8 rows is a few kilobytes
 PLAN_MAX_ISSUES = 8  # rows a plan may have unless the repository's config says otherwise
 SIZES = {"S": 1, "M": 2, "L": 3}  # weights for the critical path

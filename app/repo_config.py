@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from app.epic_plan import PLAN_MAX_ISSUES
 from app.fleet import MAX_OPEN_PULL_REQUESTS, OVERLAP_MODES
 from app.settings import AGENT_PRESETS
 from jobs.egress import Policy
@@ -36,6 +37,7 @@ class RepoConfig:
     allow_hosts: tuple[str, ...] = ()
     max_open_pull_requests: int = MAX_OPEN_PULL_REQUESTS
     overlap: str = "warn"
+    plan_max_issues: int = PLAN_MAX_ISSUES
 
 
 KNOWN = {f.name for f in fields(RepoConfig)}
@@ -140,4 +142,5 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "allow_hosts": _hosts,
     "max_open_pull_requests": _positive,
     "overlap": _overlap,
+    "plan_max_issues": _positive,
 }

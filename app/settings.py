@@ -42,6 +42,7 @@ class Settings:
     private_key_path: Path | None = None
     env_file: Path | None = None
     trigger_label: str = "agent"
+    plan_label: str = "agent:plan"
     branch_prefix: str = "agent/"
     max_attempts: int = 3
     escalation_label: str = "agent:needs-human"
@@ -169,6 +170,7 @@ def parse(source: Mapping[str, str]) -> Settings:
         agent_allow_hosts=allow_hosts,
         private_key_path=_key_path(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
         trigger_label=text("TRIGGER_LABEL") or "agent",
+        plan_label=text("PLAN_LABEL") or "agent:plan",
         branch_prefix=text("BRANCH_PREFIX") or "agent/",
         max_attempts=whole("MAX_ATTEMPTS", 3),
         escalation_label=text("ESCALATION_LABEL") or "agent:needs-human",
