@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from app.epic_plan import Checked, Row, owned
+from app.epic_plan import COMMENT_MARKER, Checked, Row, owned
 from jobs.protected import printable
 
-MARKER = "<!-- forgehand:plan -->"
+MARKER = COMMENT_MARKER
 YAML_MARKER = "<!-- forgehand:plan-yaml -->"
 MAX_FILES_SHOWN = 6
 _YAML_BLOCK = re.compile(
