@@ -292,13 +292,15 @@ def _file(
         state.filed(task.repo_id, task.number, row.key, numbers[row.key], ids[row.key])
         made[row.key] = numbers[row.key]
     fallback = False
-    for key, number in made.items():
+    for key in made:
         fallback |= not _link(api, f"/repos/{task.repo}/issues/{task.number}/sub_issues",
                               {"sub_issue_id": ids[key]})  # fmt: skip
-        for dep in checked.plan.row(key).depends_on:
-            if dep in ids:
+    for row in checked.plan.rows:
+        # New rows, and rows filed before whose blocker was filed only now (it had failed).
+        for dep in row.depends_on:
+            if row.key in numbers and dep in ids and (row.key in made or dep in made):
                 fallback |= not _link(
-                    api, f"/repos/{task.repo}/issues/{number}/dependencies/blocked_by",
+                    api, f"/repos/{task.repo}/issues/{numbers[row.key]}/dependencies/blocked_by",
                     {"issue_id": ids[dep]},
                 )  # fmt: skip
     notes = list(epic.notes)
