@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -356,3 +357,37 @@ def _start(api: Installation, ctx: Context, task: Task, made: dict[str, int]) ->
         api.post(f"/repos/{task.repo}/issues/{number}/labels", labels)
         work = Task(Kind.ISSUE, task.installation_id, task.repo_id, task.repo, number, task.sender)
         dispatcher.enqueue(work, f"row `{key}` of #{task.number}'s plan, approved by {task.sender}")
+
+
+# --- the epic follows its fleet -------------------------------------------------------------
+
+
+def follow(api: Installation, ctx: Context, task: Task, issue: int, step: dict[str, Any]) -> None:
+    """One of an epic's issues moved on (its pull request opened, merged, closed or was
+    escalated): record it, and bring the epic's plan comment up to date. Issues of no plan are
+    left alone; a failure here never fails the task that moved on."""
+    state = EpicState(ctx.store.redis)
+    epic = state.epic_of(task.repo_id, issue)
+    if epic is None:
+        return
+    state.progressed(task.repo_id, epic, issue, step)
+    try:
+        with state.lock(task.repo_id, epic):
+            known = state.get(task.repo_id, epic)
+            if known is None or not known.comment:
+                return
+            path = f"/repos/{task.repo}/issues/comments/{known.comment}"
+            body = str(api.get(path).get("body") or "")
+            found = extract_yaml(body) if body.startswith(MARKER) else None
+            if found is None:
+                return
+            try:
+                # Checked when it was approved; its size is no question any more.
+                checked: Checked | None = check(parse(found, max_issues=10**6), known.files, {})
+            except PlanError:
+                checked = None
+            new = _render(ctx, replace(task, number=epic), found, checked, [], known)
+            if new != body:
+                api.patch(path, {"body": new})
+    except GitHubError as exc:
+        ctx.store.audit(task.id, "plan comment not updated", str(exc))

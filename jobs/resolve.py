@@ -6,7 +6,7 @@ from typing import Any
 
 from app.github import GitHubError, Installation
 from app.tasks import Task
-from jobs import fleet, overlap, prompts, report, waiting
+from jobs import fleet, overlap, planning, prompts, report, waiting
 from jobs.errors import TaskFailed
 from jobs.pipeline import Context, Run, branch_name, config_problems, prepare, reported, status_for
 from jobs.progress import Heartbeat
@@ -78,6 +78,9 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
         number = int(pr["number"])
         waiting.opened(ctx, task)
         fleet.opened(api, ctx, task, number, tree.branch, changed)
+        files = sorted(status.redactor.text(f) for f in changed[0])
+        planning.follow(api, ctx, task, task.number, {"pull": number, "state": "open",
+                                                      "changed": files})  # fmt: skip
         ctx.store.audit(task.id, "pull request", f"#{number} opened")
         ctx.store.add_app_pull_request(
             task.repo_id, number, task.number, task.repo, task.installation_id

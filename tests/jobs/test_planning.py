@@ -11,6 +11,7 @@ from app.epic_state import EpicState
 from app.tasks import Kind, State, Task
 from jobs.entry import execute
 from jobs.epic_comment import MARKER, extract_yaml
+from jobs.planning import follow
 from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import World
@@ -247,3 +248,32 @@ def test_without_sub_issues_and_dependencies_a_task_list_stands_in(world: World)
     assert "Depends on #8" in gh.issues[10]["body"]
     assert "no sub-issue or issue-dependency API" in gh.comment_bodies(7)[-1]
     assert "no sub-issue or issue-dependency API" in plan_comment(world)[1]
+
+
+def test_the_plan_comment_follows_its_fleet_to_the_end(world: World) -> None:
+    planned(world)
+    execute_alone(world, approve_task())
+    ctx = world.context()
+    api = ctx.app.installation(p.INSTALLATION)
+    follow(api, ctx, world.issue_task(8), 8, {"pull": 20, "state": "open", "changed": ["calc.py"]})
+    body = plan_comment(world)[1]
+    assert "| [ ] | `fix-add` | #8 | #20 | open | `calc.py`; as predicted |" in body
+    follow(api, ctx, world.issue_task(8), 8, {"state": "merged"})
+    follow(api, ctx, world.issue_task(9), 9, {"pull": 21, "state": "merged",
+                                              "changed": ["calc.py"]})  # fmt: skip
+    assert "Every row's pull request is merged" not in plan_comment(world)[1]
+    follow(api, ctx, world.issue_task(10), 10, {"pull": 22, "state": "merged",
+                                                "changed": ["README.md", "calc.py"]})  # fmt: skip
+    body = plan_comment(world)[1]
+    assert (
+        "| [x] | `docs` | #10 | #22 | merged | `README.md`, `calc.py`; not predicted: `calc.py` |"
+        in body
+    )
+    assert (
+        "✅ Every row's pull request is merged. Predicted collisions that happened: 1 of 1; "
+        "collisions nobody predicted: 2." in body  # docs with fix-add, and with three
+    )
+    # An issue of no plan changes no comment.
+    edits = len(world.github.requests("PATCH"))
+    follow(api, ctx, world.issue_task(7), 7, {"state": "merged"})
+    assert len(world.github.requests("PATCH")) == edits
