@@ -343,7 +343,8 @@ def _critical_path(plan: Plan, waves: Mapping[str, int]) -> tuple[str, ...]:
         best[key] = (before[0] + SIZES[row.size], (*before[1], key))
     if not best:
         return ()
-    return max(best.values(), key=lambda b: b[0])[1]
+    # Of equal work, the longer chain: it has more hand-offs to wait for.
+    return max(best.values(), key=lambda b: (b[0], len(b[1])))[1]
 
 
 def order(plan: Plan) -> list[Row]:

@@ -30,6 +30,7 @@ class Epic:
     ids: dict[str, int] = field(default_factory=dict)  # row key → issue id (for links)
     notes: tuple[str, ...] = ()  # said under the table once filed (GHES stand-ins)
     progress: dict[int, dict[str, Any]] = field(default_factory=dict)  # issue → pull/state/changed
+    plan: str = ""  # the plan's YAML as last checked (redacted), for the plan page
 
 
 class EpicState:
@@ -47,19 +48,27 @@ class EpicState:
             filed=dict(json.loads(fields.get("filed", "{}"))),
             ids=dict(json.loads(fields.get("ids", "{}"))),
             notes=tuple(json.loads(fields.get("notes", "[]"))),
+            plan=fields.get("plan", ""),
             progress={int(k[9:]): json.loads(v) for k, v in fields.items()
                       if k.startswith("progress:")},
         )  # fmt: skip
 
-    def planned(self, repo_id: int, epic: int, comment: int, files: list[str]) -> None:
-        """A plan comment was posted (or edited) for the epic, from a tree with these files."""
-        self.redis.hset(
-            _key(repo_id, epic),
-            mapping={"comment": comment, "files": json.dumps(sorted(files)[:MAX_FILES_KEPT])},
-        )
+    def planned(self, repo_id: int, epic: int, comment: int, files: list[str], plan: str) -> None:
+        """A plan comment was posted for the epic, from a tree with these files."""
+        kept = json.dumps(sorted(files)[:MAX_FILES_KEPT])
+        with self.redis.pipeline() as pipe:
+            pipe.hset(
+                _key(repo_id, epic), mapping={"comment": comment, "files": kept, "plan": plan}
+            )
+            pipe.sadd(f"fh:epics:{repo_id}", str(epic))
+            pipe.execute()
 
-    def set_comment(self, repo_id: int, epic: int, comment: int) -> None:
-        self.redis.hset(_key(repo_id, epic), "comment", comment)
+    def set_plan(self, repo_id: int, epic: int, plan: str) -> None:
+        """The plan as the comment now says (a person edited it)."""
+        self.redis.hset(_key(repo_id, epic), "plan", plan)
+
+    def epics(self, repo_id: int) -> list[int]:
+        return sorted(int(e) for e in self.redis.smembers(f"fh:epics:{repo_id}"))
 
     def filed(self, repo_id: int, epic: int, key: str, number: int, issue_id: int) -> None:
         """One row is filed: recorded at once, so that no later approval files it again."""

@@ -89,7 +89,7 @@ def plan_epic(task: Task, ctx: Context) -> str:
             known = state.get(task.repo_id, task.number) or Epic(0)
             body = _render(ctx, task, text, checked, [], known)
             comment = _post_or_edit(api, task, known.comment, body)
-            state.planned(task.repo_id, task.number, comment, files)
+            state.planned(task.repo_id, task.number, comment, files, text)
         waves = max(checked.waves.values(), default=0)
         pairs = len(checked.shared) + sum(len(v) for v in checked.pull_collisions.values())
         status.update(
@@ -223,6 +223,7 @@ def recheck(task: Task, ctx: Context) -> str:
         text, checked, problems = _read_comment(api, ctx, task, repo, epic, redactor)
         body = _render(ctx, task, text, checked, problems, epic)
         api.patch(f"/repos/{task.repo}/issues/comments/{epic.comment}", {"body": body})
+        state.set_plan(task.repo_id, task.number, text)
     return "edited plan is valid" if checked is not None else "edited plan is not valid"
 
 
@@ -250,6 +251,7 @@ def approve(task: Task, ctx: Context) -> str:
             _reply(api, task, f"The plan cannot be filed as it stands ({why}); nothing was "
                               "filed. The plan comment says what to fix.")  # fmt: skip
             return "plan not valid"
+        state.set_plan(task.repo_id, task.number, text)
         filed, failed, notes = _file(api, ctx, task, repo, checked, epic, state)
         epic = state.get(task.repo_id, task.number) or epic
         body = _render(ctx, task, text, checked, [], epic)

@@ -148,3 +148,11 @@ def test_reasons_are_capped() -> None:
     with pytest.raises(PlanError) as caught:
         parse("summary: x\nissues:\n" + rows, max_issues=100)
     assert str(caught.value).splitlines()[-1] == "… and 20 more"
+
+
+def test_of_equal_work_the_critical_path_is_the_longer_chain() -> None:
+    text = "summary: x\nissues:\n" + "".join(
+        f"- {{key: {k}, title: t, files: [{k}], size: {s}, depends_on: {d}}}\n"
+        for k, s, d in (("c", "M", "[]"), ("a", "S", "[]"), ("b", "S", "[a]"))
+    )
+    assert check(parse(text), [], {}).critical_path == ("a", "b")
