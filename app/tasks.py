@@ -23,6 +23,11 @@ class Kind(StrEnum):
     PLAN_EDIT = "plan-edit"  # a person edited the plan comment: check it again
     APPROVE = "approve"  # `/agent approve` on an epic: file its plan as issues
 
+    @property
+    def on_issue(self) -> bool:
+        """Whether its number is an issue's (else a pull request's, or none)."""
+        return self in (Kind.ISSUE, Kind.PLAN, Kind.PLAN_EDIT, Kind.APPROVE)
+
 
 class State(StrEnum):
     QUEUED = "queued"

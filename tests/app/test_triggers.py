@@ -372,6 +372,7 @@ def test_a_malformed_payload_is_left_to_the_full_decision() -> None:
 def test_the_plan_label_makes_a_planning_task() -> None:
     task = only_task(decide("issues", p.issues(label="agent:plan"), FACTS))
     assert (task.kind, task.id, task.sender) == (Kind.PLAN, f"plan-{p.REPO_ID}-7-0", "alice")
+    assert task.kind.on_issue and not Kind.CI.on_issue
     named = Facts(plan_label="epic")
     assert only_task(decide("issues", p.issues(label="epic"), named)).kind is Kind.PLAN
     assert decide("issues", p.issues(label="agent:plan"), named).ignored == (

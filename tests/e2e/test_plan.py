@@ -10,7 +10,7 @@ from pathlib import Path
 from app.settings import parse
 from simulator import fleet
 from simulator.github import git_out
-from simulator.plan_story import EPIC, PlanStory
+from simulator.plan_story import EPIC, EPIC_BODY, EPIC_TITLE, PlanStory
 from simulator.sandbox import Stack, run
 from tests.e2e.test_loop import ROOT
 
@@ -60,3 +60,27 @@ def test_the_plan_sandbox_narrates_the_story(tmp_path: Path) -> None:
                  "as sub-issues of #2", "as the plan predicted", "Every row's pull request is "
                  "merged"):  # fmt: skip
         assert line in told, told
+
+
+def test_a_person_edits_the_plan_and_a_reader_cannot_approve_it(tmp_path: Path) -> None:
+    with Stack(parse({}), tmp_path / "sandbox", FLEET_AGENT, fleet.FILES) as stack:
+        sim = stack.sim
+        story = PlanStory(sim, lambda _task_id: None, lambda _text: None, 120)
+        sim.open_issue(EPIC, EPIC_TITLE, EPIC_BODY)
+        sim.label_issue(EPIC, "agent:plan")
+        body = story.wait(story.plan_comment, "the plan comment")
+        (cid,) = [c for c, v in sim.sim.comments.items() if v["body"] == body]
+        # Someone who may only read asks to approve: told once, nothing filed.
+        sim.sim.permissions["mallory"] = "read"
+        sim.comment(EPIC, "/agent approve", by="mallory")
+        refused = "@mallory: only people with write access may approve a plan; nothing was filed."
+        story.wait(lambda: refused in sim.sim.comment_bodies(EPIC), "the one-line refusal")
+        # carol edits the YAML in the comment: the table follows, and the edit is what is filed.
+        sim.edit_comment(cid, body.replace("title: Document the project", "title: Document calc"))
+        story.wait(lambda: "| `docs` | Document calc |" in (story.plan_comment() or ""),
+                   "the table to show the edit")  # fmt: skip
+        sim.comment(EPIC, "/agent approve")
+        story.wait(lambda: len(sim.sim.sub_issues.get(EPIC, [])) == 3, "three sub-issues")
+        titles = sorted(sim.sim.issues[n]["title"] for n in sim.sim.sub_issues[EPIC])
+        assert titles == ["Document calc", "add() should take three numbers", "add() subtracts"]
+        assert len(sim.sim.issues) == 5  # #1, the epic, and its three rows: none for mallory
