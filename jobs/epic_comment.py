@@ -133,15 +133,18 @@ def render(
             lines += ["", "Critical path: " + " → ".join(f"`{k}`" for k in checked.critical_path)
                       + f" ({weights}; S=1, M=2, L=3)."]  # fmt: skip
         if checked.shared or checked.pull_collisions:
-            lines.append(
+            lines += [
+                "",
                 "Rows predicted to collide change the same files: the fleet flags their pull "
-                "requests' overlap and resolves conflicts as they merge."
-            )
+                "requests' overlap and resolves conflicts as they merge.",
+            ]
         for reason in checked.blocking + wrong:
-            lines.append(f"⚠️ {cell(reason)}: fix it before approving.")
+            lines += ["", f"⚠️ {cell(reason)}: fix it before approving."]
     if progress:
         lines += ["", *checklist(checked, progress)]
-    lines += ["", *(f"Note: {note}" for note in notes)]
+    for note in notes:
+        lines += ["", f"Note: {note}"]
+    lines.append("")
     lines += [*_how_to_go_on(prefix, bool(filed)), "", YAML_MARKER]
     mark = fence(yaml_text)
     lines += [f"{mark}yaml", yaml_text.rstrip("\n"), mark]
