@@ -94,6 +94,15 @@ def planning_prompt(work: Path) -> str:
     return prompts.plan_prompt(epic)
 
 
+def planning_prompt_for(tmp_path: Path) -> str:
+    """The planning prompt for the scratch repository `repository()` makes (calc.py)."""
+    epic = prompts.Epic(
+        repo="octo/calc", number=1, title="Make calc usable", body="add() is wrong; no docs.",
+        comments=[], guidance="", files=["calc.py"], pulls={}, max_issues=8,
+    )  # fmt: skip
+    return prompts.plan_prompt(epic)
+
+
 def read_back_plan(work: Path) -> None:
     """The plan the CLI wrote, read as forgehand reads it, is the model's plan."""
     plan = parse_plan(read_plan(work))
