@@ -44,7 +44,8 @@ def cell(text: str) -> str:
 
 
 def code(name: str) -> str:
-    shown = printable(name).replace("`", "'")
+    """A file name as inline code in a table cell (GitHub splits cells at `|` even there)."""
+    shown = printable(name).replace("`", "'").replace("|", "\\|")
     return f"`{shown}`"
 
 

@@ -23,6 +23,7 @@ from app.tasks import Kind, State, Task
 from jobs import prompts
 from jobs.epic_comment import MARKER, Progress, code, extract_yaml, render
 from jobs.errors import TaskFailed
+from jobs.overlap import post_or_edit
 from jobs.pipeline import Context, Repo, Run, check_sender, prepare, reported, status_for
 from jobs.progress import Heartbeat
 from jobs.redact import Redactor, redactor_for
@@ -88,7 +89,7 @@ def plan_epic(task: Task, ctx: Context) -> str:
         with state.lock(task.repo_id, task.number):
             known = state.get(task.repo_id, task.number) or Epic(0)
             body = _render(ctx, task, text, checked, [], known)
-            comment = _post_or_edit(api, task, known.comment, body)
+            comment = post_or_edit(api, task.repo, task.number, known.comment or None, body)
             state.planned(task.repo_id, task.number, comment, files, text)
         waves = max(checked.waves.values(), default=0)
         pairs = len(checked.shared) + sum(len(v) for v in checked.pull_collisions.values())
@@ -176,18 +177,6 @@ def _progress(ctx: Context, repo_id: int, epic: Epic) -> dict[str, Progress]:
     return found
 
 
-def _post_or_edit(api: Installation, task: Task, comment: int, body: str) -> int:
-    if comment:
-        try:
-            api.patch(f"/repos/{task.repo}/issues/comments/{comment}", {"body": body})
-            return comment
-        except GitHubError as exc:
-            if exc.status != 404:
-                raise  # deleted by someone: a new one below
-    created = api.post(f"/repos/{task.repo}/issues/{task.number}/comments", {"body": body})
-    return int(created["id"])
-
-
 def _reply(api: Installation, task: Task, text: str) -> None:
     api.post(f"/repos/{task.repo}/issues/{task.number}/comments", {"body": text})
 
@@ -197,7 +186,13 @@ def _read_comment(
 ) -> tuple[str, Checked | None, list[str]]:
     """The plan as the comment now says: its YAML (redacted: whoever edited it may have pasted
     a secret), the plan worked out, or why it is not a plan."""
-    comment = api.get(f"/repos/{task.repo}/issues/comments/{epic.comment}")
+    try:
+        comment = api.get(f"/repos/{task.repo}/issues/comments/{epic.comment}")
+    except GitHubError as exc:
+        if exc.status != 404:
+            raise
+        prefix = ctx.settings.command_prefix
+        return "", None, [f"the plan comment was deleted; `{prefix} plan` makes a new one"]
     body = str(comment.get("body") or "")
     found = extract_yaml(body) if body.startswith(MARKER) else None
     if found is None:

@@ -300,10 +300,7 @@ def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout) -> int:
     from app import plan
     from simulator import fleet
 
-    agent = None if "AGENT" in os.environ else [
-        sys.executable, str(Path(__file__).with_name("demo_agent.py")), "fleet"
-    ]  # fmt: skip
-    with Stack(settings, root, agent, fleet.FILES) as stack:
+    with Stack(settings, root, _fleet_agent(), fleet.FILES) as stack:
         sim = stack.sim
         narrator = Narrator(sim, stack.store, out)
         narrator.say(f"simulated GitHub at {sim.server.api_url}; repository {sim.repo}")
@@ -334,10 +331,7 @@ def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool =
     from simulator import fleet
     from simulator.plan_story import EPIC, PlanStory
 
-    agent = None if "AGENT" in os.environ else [
-        sys.executable, str(Path(__file__).with_name("demo_agent.py")), "fleet"
-    ]  # fmt: skip
-    with Stack(settings, root, agent, fleet.FILES) as stack:
+    with Stack(settings, root, _fleet_agent(), fleet.FILES) as stack:
         sim = stack.sim
         narrator = Narrator(sim, stack.store, out)
         narrator.say(f"simulated GitHub at {sim.server.api_url}; repository {sim.repo}")
@@ -365,6 +359,12 @@ def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool =
         if keep:
             _serve_until_interrupted(narrator, f"{dashboard}/plan/{sim.repo}")
     return 0
+
+
+def _fleet_agent() -> list[str] | None:
+    """The demo agent in its fleet mode, unless AGENT names a real one."""
+    demo = str(Path(__file__).with_name("demo_agent.py"))
+    return None if "AGENT" in os.environ else [sys.executable, demo, "fleet"]
 
 
 def wait_healthy(url: str) -> None:

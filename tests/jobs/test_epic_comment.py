@@ -7,6 +7,7 @@ from jobs.epic_comment import (
     MARKER,
     Progress,
     cell,
+    code,
     collisions_seen,
     extract_yaml,
     fence,
@@ -47,6 +48,10 @@ def test_backticks_in_the_yaml_cannot_end_its_fence() -> None:
     assert fence(text) == "````"
     body = render(text, check(parse(text), FILES, {}))
     assert extract_yaml(body) == text.rstrip("\n")
+
+
+def test_file_names_cannot_split_a_cell() -> None:
+    assert code("a|b`c") == "`a\\|b'c`"
 
 
 def test_cells_are_text_not_markup() -> None:

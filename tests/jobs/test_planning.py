@@ -211,6 +211,17 @@ def test_approval_without_write_access_is_answered_once_and_files_nothing(world:
     assert len(gh.issues) == 1
 
 
+def test_approval_after_the_plan_comment_was_deleted_says_so(world: World) -> None:
+    cid, _body = planned(world)
+    del world.github.comments[cid]
+    assert execute_alone(world, approve_task()) == "plan not valid"
+    assert (
+        "the plan comment was deleted; `/agent plan` makes a new one"
+        in (world.github.comment_bodies(7)[-1])
+    )
+    assert len(world.github.issues) == 1
+
+
 def test_approval_before_any_plan_says_how_to_get_one(world: World) -> None:
     assert execute_alone(world, approve_task()) == "no plan"
     assert world.github.comment_bodies(7) == [
