@@ -306,7 +306,12 @@ def _file(
         _task_list(api, task, numbers)
         notes = [GHES_NOTE]
         state.set_notes(task.repo_id, task.number, notes)
-    _start(api, ctx, task, made)
+    # The rows filed now, and any filed before whose start was cut short (an outage between
+    # filing and labelling): an issue with a task of its own is never started twice.
+    waiting = {
+        k: n for k, n in numbers.items() if ctx.store.get(f"issue-{task.repo_id}-{n}") is None
+    }
+    _start(api, ctx, task, waiting)
     return made, failed, notes
 
 

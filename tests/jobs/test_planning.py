@@ -7,7 +7,10 @@ import shlex
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.epic_state import EpicState
+from app.github import GitHubError
 from app.tasks import Kind, State, Task
 from jobs.entry import execute
 from jobs.epic_comment import MARKER, extract_yaml
@@ -288,3 +291,19 @@ def test_the_plan_comment_follows_its_fleet_to_the_end(world: World) -> None:
     edits = len(world.github.requests("PATCH"))
     follow(api, ctx, world.issue_task(7), 7, {"state": "merged"})
     assert len(world.github.requests("PATCH")) == edits
+
+
+def test_rows_filed_but_never_started_are_started_by_the_next_approval(world: World) -> None:
+    planned(world)
+    gh = world.github
+    # Labelling the second issue fails after the first was labelled and started: an outage.
+    gh.failures[f"POST /repos/{p.REPO}/issues/9/labels"] = [502, 502, 502, 502]
+    with pytest.raises(GitHubError):  # an outage: RQ runs the job again, later
+        execute_alone(world, approve_task())
+    assert len(gh.issues) == 4 and world.store.get(f"issue-{p.REPO_ID}-9") is None
+    assert execute_alone(world, approve_task(comment_id=2)) == "filed 0"
+    assert len(gh.issues) == 4
+    for n in (8, 9, 10):
+        record = world.store.get(f"issue-{p.REPO_ID}-{n}")
+        assert record is not None and record.state is State.QUEUED
+    assert gh.labels[9] == ["agent"]
