@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -393,3 +395,13 @@ def follow(api: Installation, ctx: Context, task: Task, issue: int, step: dict[s
                 api.patch(path, {"body": new})
     except GitHubError as exc:
         ctx.store.audit(task.id, "plan comment not updated", str(exc))
+
+
+@contextmanager
+def failing(api: Installation, ctx: Context, task: Task) -> Iterator[None]:
+    """An epic's issue task that fails shows as failed in the epic's checklist."""
+    try:
+        yield
+    except TaskFailed:
+        follow(api, ctx, task, task.number, {"state": "failed"})
+        raise

@@ -16,7 +16,7 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
     api, repo = prepare(task, ctx)
     repo_path = f"/repos/{task.repo}"
     status = status_for(api, ctx, task)
-    with reported(status, ctx, task):
+    with reported(status, ctx, task), planning.failing(api, ctx, task):
         api.post(f"{repo_path}/issues/{task.number}/reactions", {"content": "eyes"})
         existing = open_pull_request(api, ctx, task)
         if existing is not None:
@@ -26,6 +26,8 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
         if issue.get("state") != "open":
             raise TaskFailed("The issue was closed before work started.")
         waits = waiting.hold(api, ctx, task, repo, issue, status)
+        # An epic's checklist shows the row waiting, or running, as its task now is.
+        planning.follow(api, ctx, task, task.number, {"state": None})
         if waits is not None:
             return waits
         problems = config_problems(repo)

@@ -307,3 +307,21 @@ def test_rows_filed_but_never_started_are_started_by_the_next_approval(world: Wo
         record = world.store.get(f"issue-{p.REPO_ID}-{n}")
         assert record is not None and record.state is State.QUEUED
     assert gh.labels[9] == ["agent"]
+
+
+def test_the_checklist_shows_rows_waiting_and_failing(world: World) -> None:
+    planned(world)
+    execute_alone(world, approve_task())
+    world.use_agent("noop")  # changes nothing: the issue tasks fail
+    world.work()
+    body = plan_comment(world)[1]
+    assert "| [ ] | `fix-add` | #8 | — | failed | — |" in body
+    assert "| [ ] | `three` | #9 | — | failed | — |" in body
+    assert "| [ ] | `docs` | #10 | — | waiting | — |" in body  # blocked by #8, still open
+    # Tried again, it is running, then its pull request is open: the failure is forgotten.
+    world.use_agent("fix")
+    assert world.run(world.issue_task(8)).state is State.DONE
+    assert (
+        "| [ ] | `fix-add` | #8 | #11 | open | `calc.py`; as predicted |"
+        in (plan_comment(world)[1])
+    )
