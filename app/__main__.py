@@ -91,9 +91,10 @@ def _parser() -> argparse.ArgumentParser:
         "real agent instead of the demo one; REDIS_URL to use your Redis.",
     )  # fmt: skip
     sandbox.add_argument(
-        "--scenario", choices=("fix", "escalate", "fleet"), default="fix",
+        "--scenario", choices=("fix", "escalate", "fleet", "plan"), default="fix",
         help="fix: the demo agent fixes the bug (default); escalate: it cannot, and gives up; "
-        "fleet: four issues at once through dependencies, an overlap and a conflict",
+        "fleet: four issues at once through dependencies, an overlap and a conflict; plan: an "
+        "epic split by the agent into a plan, approved, filed as sub-issues and run to merge",
     )  # fmt: skip
     sandbox.add_argument(
         "--dir", type=Path,

@@ -79,7 +79,7 @@ def target_link(web: str, row: Row) -> str:
     task = row.task
     if not task.number:
         return escape(task.repo)
-    kind = "issues" if task.kind is Kind.ISSUE else "pull"
+    kind = "issues" if task.kind.on_issue else "pull"
     url = f"{web}/{task.repo}/{kind}/{task.number}"
     return f'<a href="{escape(url)}">{escape(task.repo)}#{task.number}</a>'
 

@@ -52,6 +52,7 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
     store = Store(redis)
     facts = Facts(
         trigger_label=settings.trigger_label,
+        plan_label=settings.plan_label,
         branch_prefix=settings.branch_prefix,
         command_prefix=settings.command_prefix,
         escalation_label=settings.escalation_label,

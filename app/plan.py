@@ -66,6 +66,11 @@ def read(store: Store, repo: str, limit: int = 1000) -> list[Row]:
     return rows(tasks, fleet.pulls(repo_id), fleet.depends(repo_id))
 
 
+def repo_id_of(store: Store, repo: str, limit: int = 1000) -> int | None:
+    """The id of `repo` (owner/name), as its tasks recorded it."""
+    return next((r.task.repo_id for r in store.recent(limit) if r.task.repo == repo), None)
+
+
 def numbers(values: tuple[int, ...]) -> str:
     return ", ".join(f"#{n}" for n in values) or "—"
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from app.epic_plan import PLAN_MAX_ISSUES
 from app.fleet import MAX_OPEN_PULL_REQUESTS, OVERLAP_MODES
 from app.settings import AGENT_PRESETS
 from jobs.egress import Policy
@@ -39,6 +40,7 @@ class RepoConfig:
     # USD; the lower of these and the operator's MAX_COST_PER_* applies (app/budget.py).
     max_cost_per_task: float | None = None
     max_cost_per_day: float | None = None
+    plan_max_issues: int = PLAN_MAX_ISSUES
 
 
 KNOWN = {f.name for f in fields(RepoConfig)}
@@ -151,4 +153,5 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "overlap": _overlap,
     "max_cost_per_task": _dollars,
     "max_cost_per_day": _dollars,
+    "plan_max_issues": _positive,
 }

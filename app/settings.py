@@ -51,6 +51,7 @@ class Settings:
     private_key_path: Path | None = None
     env_file: Path | None = None
     trigger_label: str = "agent"
+    plan_label: str = "agent:plan"
     branch_prefix: str = "agent/"
     max_attempts: int = 3
     escalation_label: str = "agent:needs-human"
@@ -217,6 +218,7 @@ def parse(source: Mapping[str, str]) -> Settings:
         agent_max_disk=whole("AGENT_MAX_DISK", 10 * 1024**3),
         private_key_path=_key_path(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
         trigger_label=text("TRIGGER_LABEL") or "agent",
+        plan_label=text("PLAN_LABEL") or "agent:plan",
         branch_prefix=text("BRANCH_PREFIX") or "agent/",
         max_attempts=whole("MAX_ATTEMPTS", 3),
         escalation_label=text("ESCALATION_LABEL") or "agent:needs-human",

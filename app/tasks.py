@@ -19,6 +19,14 @@ class Kind(StrEnum):
     FORK = "fork"  # a pull request from a fork asked for work: say once that it cannot
     BASE = "base"  # the base branch moved: find agent pull requests that no longer merge
     CONFLICT = "conflict"  # merge the base into one of them and resolve the conflicts
+    PLAN = "plan"  # an epic: the agent proposes a plan, posted for a person to approve
+    PLAN_EDIT = "plan-edit"  # a person edited the plan comment: check it again
+    APPROVE = "approve"  # `/agent approve` on an epic: file its plan as issues
+
+    @property
+    def on_issue(self) -> bool:
+        """Whether its number is an issue's (else a pull request's, or none)."""
+        return self in (Kind.ISSUE, Kind.PLAN, Kind.PLAN_EDIT, Kind.APPROVE)
 
 
 class State(StrEnum):
@@ -73,6 +81,15 @@ class Task:
             case Kind.CONFLICT:
                 # One per pull request and base commit: the base moving again is new work.
                 return f"conflict-{self.repo_id}-{self.number}-{self.sha}"
+            case Kind.PLAN:
+                # Each `/agent plan` comment is new work (0: the label); so is each approval.
+                return f"plan-{self.repo_id}-{self.number}-{self.comment_id}"
+            case Kind.PLAN_EDIT:
+                # Keyed by what the comment now says: an edit made while the last one is being
+                # checked is checked after it, not dropped as a duplicate.
+                return f"plan-edit-{self.repo_id}-{self.number}-{self.sha}"
+            case Kind.APPROVE:
+                return f"approve-{self.repo_id}-{self.number}-{self.comment_id}"
 
     def to_fields(self) -> dict[str, str]:
         # Not asdict(): it deep-copies, and this runs for every queued task.

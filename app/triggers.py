@@ -6,11 +6,13 @@ opened? which bots may trigger?) are read by the caller and passed in.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from app.epic_plan import COMMENT_MARKER
 from app.tasks import Action, Cancel, InstallationChange, Kind, ResetAttempts, Task, Wake
 
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
@@ -32,6 +34,7 @@ class Facts:
     """What the decision needs beyond the payload."""
 
     trigger_label: str = "agent"
+    plan_label: str = "agent:plan"
     branch_prefix: str = "agent/"
     command_prefix: str = "/agent"
     escalation_label: str = "agent:needs-human"
@@ -217,6 +220,8 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
     number = _get(payload, "issue.number", int)
     if action == "labeled":
         label = _get(payload, "label.name", str)
+        if label == facts.plan_label and label != facts.trigger_label:
+            return _plan_task(payload, facts, number)
         if label != facts.trigger_label:
             return ignore(f"label {label} is not {facts.trigger_label}")
         if _opt(payload, "issue.pull_request", dict) is not None:
@@ -238,20 +243,67 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
     return ignore(f"issues.{action} is not a trigger")
 
 
+def _plan_task(payload: Payload, facts: Facts, number: int, comment_id: int = 0) -> Decision:
+    """An epic asks for a plan: by its label, or by a `/agent plan` comment."""
+    if _opt(payload, "issue.pull_request", dict) is not None:
+        return ignore("plans are made for issues, not pull requests")
+    if _get(payload, "issue.state", str) != "open":
+        return ignore("issue is not open")
+    blocked = _sender_block(payload, facts)
+    if blocked:
+        return ignore(blocked)
+    sender = _get(payload, "sender.login", str)
+    return _task(payload, facts, Kind.PLAN, number, sender, comment_id=comment_id)
+
+
+def _plan_edited(payload: Payload, facts: Facts) -> Decision:
+    """A person edited the App's plan comment: its YAML is checked again. Who may is the
+    worker's question (write access); the App's own edits come back here too and are not."""
+    body = _get(payload, "comment.body", str)
+    if not body.startswith(COMMENT_MARKER):
+        return ignore("issue_comment.edited is not a trigger")
+    if _opt(payload, "issue.pull_request", dict) is not None:
+        return ignore("plans are made for issues, not pull requests")
+    blocked = _sender_block(payload, facts)
+    if blocked:
+        return ignore(blocked)
+    author = _opt(payload, "comment.user.login", str)
+    if facts.app_slug and author != f"{facts.app_slug}[bot]":
+        return ignore("the comment is not the App's plan")
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return _task(
+        payload, facts, Kind.PLAN_EDIT, _get(payload, "issue.number", int),
+        _get(payload, "sender.login", str), sha=digest, comment_id=_get(payload, "comment.id", int),
+    )  # fmt: skip
+
+
 def _issue_comment(payload: Payload, facts: Facts) -> Decision:
     action = _get(payload, "action", str)
+    if action == "edited":
+        return _plan_edited(payload, facts)
     if action != "created":
         return ignore(f"issue_comment.{action} is not a trigger")
     body = _get(payload, "comment.body", str)
     verb = command_verb(body, facts.command_prefix)
     if verb is None:
         return ignore(f"comment is not a {facts.command_prefix} command")
+    number = _get(payload, "issue.number", int)
+    on_issue = _opt(payload, "issue.pull_request", dict) is None
+    if on_issue and verb == "approve":
+        # Anyone may ask; the worker checks write access and answers in one line.
+        blocked = _sender_block(payload, facts)
+        if blocked:
+            return ignore(blocked)
+        sender = _get(payload, "sender.login", str)
+        comment_id = _get(payload, "comment.id", int)
+        return _task(payload, facts, Kind.APPROVE, number, sender, comment_id=comment_id)
     blocked = _sender_block(payload, facts) or _association_block(
         payload, "comment.author_association"
     )
     if blocked:
         return ignore(blocked)
-    number = _get(payload, "issue.number", int)
+    if on_issue and verb == "plan":
+        return _plan_task(payload, facts, number, _get(payload, "comment.id", int))
     if _opt(payload, "issue.pull_request", dict) is not None:
         if not facts.app_pull_request:
             return ignore("pull request was not opened by the App")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from app.fleet_state import FleetState
 from app.github import GitHubError, segment
 from app.tasks import Task
-from jobs import fleet
+from jobs import fleet, planning
 from jobs.pipeline import Context, prepare, read_pull
 
 FORK_NOTICE = (
@@ -16,10 +17,16 @@ FORK_NOTICE = (
 def closed(task: Task, ctx: Context) -> str:
     api, _repo = prepare(task, ctx, check=False)
     pr = read_pull(api, task, task.number)
+    # What it changed in the end (pushes after it opened included), before it is forgotten.
+    last = [p for p in FleetState(ctx.store.redis).pulls(task.repo_id) if p.number == pr.number]
     fleet.closed(api, ctx, task)
     issue = ctx.store.issue_for_pull_request(task.repo_id, task.number)
     if issue is not None:
         ctx.store.audit(f"issue-{task.repo_id}-{issue}", "pull request closed", f"#{task.number}")
+        step: dict[str, object] = {"pull": pr.number, "state": "merged" if pr.merged else "closed"}
+        if last:
+            step["changed"] = sorted(last[0].files)
+        planning.follow(api, ctx, task, issue, step)
     if not pr.merged:
         return "closed without merging; branch kept"
     if pr.fork or not pr.branch.startswith(ctx.settings.branch_prefix):

@@ -19,6 +19,7 @@ from jobs.commands import run_command
 from jobs.conflict import check_base, resolve_conflict
 from jobs.errors import Escalated, TaskFailed, permanent_reason
 from jobs.fix_ci import fix_ci
+from jobs.planning import approve, plan_epic, recheck
 from jobs.redact import redactor_for
 from jobs.resolve import resolve_issue
 from jobs.review import address_review
@@ -33,6 +34,9 @@ HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
     Kind.FORK: fork_notice,
     Kind.BASE: check_base,
     Kind.CONFLICT: resolve_conflict,
+    Kind.PLAN: plan_epic,
+    Kind.PLAN_EDIT: recheck,
+    Kind.APPROVE: approve,
 }
 
 

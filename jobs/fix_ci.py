@@ -7,7 +7,7 @@ from dataclasses import replace
 from app.github import Installation
 from app.metrics import count_escalation
 from app.tasks import Task
-from jobs import ci, prompts, report
+from jobs import ci, planning, prompts, report
 from jobs.errors import BudgetStopped, Escalated, TaskFailed
 from jobs.lock import pull_request_lock
 from jobs.pipeline import (
@@ -179,3 +179,5 @@ def escalate(
     api.post(f"/repos/{task.repo}/issues/{pr.number}/labels", {"labels": [label]})
     ctx.store.set_escalated(task.repo_id, pr.number)
     count_escalation(ctx.store.redis)
+    if issue is not None:
+        planning.follow(api, ctx, task, issue, {"pull": pr.number, "state": "escalated"})

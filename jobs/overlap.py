@@ -88,13 +88,14 @@ def update_comments(api: Installation, state: FleetState, repo: str, repo_id: in
         digest = hashlib.sha256(body.encode()).hexdigest()
         if known is not None and known[1] == digest:
             continue
-        comment_id = _post_or_edit(api, repo, pull.number, known[0] if known else None, body)
+        comment_id = post_or_edit(api, repo, pull.number, known[0] if known else None, body)
         state.set_overlap_comment(repo_id, pull.number, comment_id, digest)
         changed.append(pull.number)
     return changed
 
 
-def _post_or_edit(api: Installation, repo: str, number: int, known: int | None, body: str) -> int:
+def post_or_edit(api: Installation, repo: str, number: int, known: int | None, body: str) -> int:
+    """Edit comment `known` on #number, or post it anew (none yet, or deleted); its id."""
     if known is not None:
         try:
             api.patch(f"/repos/{repo}/issues/comments/{known}", {"body": body})

@@ -6,7 +6,7 @@ from typing import Any
 
 from app.github import GitHubError, Installation
 from app.tasks import Task
-from jobs import fleet, overlap, prompts, report, waiting
+from jobs import fleet, overlap, planning, prompts, report, waiting
 from jobs.errors import TaskFailed
 from jobs.pipeline import Context, Run, branch_name, config_problems, prepare, reported, status_for
 from jobs.progress import Heartbeat
@@ -16,7 +16,7 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
     api, repo = prepare(task, ctx)
     repo_path = f"/repos/{task.repo}"
     status = status_for(api, ctx, task)
-    with reported(status, ctx, task):
+    with reported(status, ctx, task), planning.failing(api, ctx, task):
         api.post(f"{repo_path}/issues/{task.number}/reactions", {"content": "eyes"})
         existing = open_pull_request(api, ctx, task)
         if existing is not None:
@@ -26,6 +26,8 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
         if issue.get("state") != "open":
             raise TaskFailed("The issue was closed before work started.")
         waits = waiting.hold(api, ctx, task, repo, issue, status)
+        # An epic's checklist shows the row waiting, or running, as its task now is.
+        planning.follow(api, ctx, task, task.number, {"state": None})
         if waits is not None:
             return waits
         problems = config_problems(repo)
@@ -78,6 +80,9 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
         number = int(pr["number"])
         waiting.opened(ctx, task)
         fleet.opened(api, ctx, task, number, tree.branch, changed)
+        files = sorted(status.redactor.text(f) for f in changed[0])
+        planning.follow(api, ctx, task, task.number, {"pull": number, "state": "open",
+                                                      "changed": files})  # fmt: skip
         ctx.store.audit(task.id, "pull request", f"#{number} opened")
         ctx.store.add_app_pull_request(
             task.repo_id, number, task.number, task.repo, task.installation_id

@@ -4,7 +4,8 @@ Modes:
   careful  fixes only what the issue names; a CI failure then shows it the rest, which it fixes;
            a review makes it document add()
   hopeless changes something every time but never fixes anything (to show escalation)
-  fleet    the fleet scenario's issues, each by its title; and merge conflicts in calc.py
+  fleet    the fleet scenario's issues, each by its title; and merge conflicts in calc.py;
+           asked for a plan (the plan scenario's epic), writes forgehand-plan.yml
 """
 
 from __future__ import annotations
@@ -43,13 +44,39 @@ def main() -> int:
 
 
 FLEET_ADD = "def add(a, b, c=0):\n    return a + b + c  # add\n"
+# The plan scenario's plan: `docs` waits for `fix-add`; `fix-add` and `three` both own calc.py.
+PLAN = """\
+summary: >-
+  Fix add() and give it a third number as two rows (both change calc.py, so they are predicted
+  to collide), and document the project once add() adds.
+issues:
+  - key: fix-add
+    title: add() subtracts
+    body: "`add(2, 3)` returns -1 instead of 5."
+    files: [calc.py]
+    size: S
+  - key: three
+    title: add() should take three numbers
+    body: "`add` in `calc.py` should accept a third number."
+    files: [calc.py]
+    size: M
+  - key: docs
+    title: Document the project
+    body: README.md says nothing about what calc does.
+    files: [README.md]
+    depends_on: [fix-add]
+    size: S
+"""
 
 
 def fleet(task: str) -> int:
     """One change per issue of the fleet scenario, picked by words of its title."""
     time.sleep(0.3)
     calc = Path("calc.py")
-    if "merge conflicts" in task:
+    if "forgehand-plan.yml" in task:
+        Path("forgehand-plan.yml").write_text(PLAN)
+        print("demo agent: split the epic into three rows", flush=True)
+    elif "merge conflicts" in task:
         # Both sides meant something: three numbers (one side), added correctly (the other).
         conflict = re.compile(r"^<<<<<<< .*?^>>>>>>> [^\n]*\n", re.M | re.S)
         calc.write_text(conflict.sub(FLEET_ADD, calc.read_text(), count=1))

@@ -81,6 +81,7 @@ class GitHubSimulator:
     deleted_refs: list[str] = field(default_factory=list)
     issue_comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     blocked_by: dict[int, list[int]] = field(default_factory=dict)  # issue dependencies
+    sub_issues: dict[int, list[int]] = field(default_factory=dict)  # parent → children
 
     @property
     def origin(self) -> Path:
@@ -313,12 +314,62 @@ def _add_blocked_by(
     gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]
 ) -> httpx.Response:
     """GitHub names the blocking issue by its id, not its number."""
-    wanted = int(json.loads(request.content)["issue_id"])
-    found = [n for n in gh.issues if shapes.issue(gh.issues[n], gh.repository())["id"] == wanted]
-    if int(m["n"]) not in gh.issues or not found:
+    found = _issue_number(gh, int(json.loads(request.content)["issue_id"]))
+    if int(m["n"]) not in gh.issues or found is None:
         return _json({"message": "Not Found"}, 404)
-    gh.blocked_by.setdefault(int(m["n"]), []).append(found[0])
+    gh.blocked_by.setdefault(int(m["n"]), []).append(found)
     return _json(shapes.issue(gh.issues[int(m["n"])], gh.repository()), 201)
+
+
+def _issue_number(gh: GitHubSimulator, issue_id: int) -> int | None:
+    """The number of the issue with this id (GitHub links issues by id, not number)."""
+    repo = gh.repository()
+    return next((n for n in gh.issues if shapes.issue(gh.issues[n], repo)["id"] == issue_id), None)
+
+
+def _new_issue(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    data = json.loads(request.content)
+    title = data.get("title")
+    if not isinstance(title, str) or not title.strip() or len(title) > 256:
+        return _unprocessable(["title must be a non-empty string of at most 256 characters"])
+    number = max([*gh.issues, *gh.pulls, 0]) + 1
+    gh.issues[number] = {
+        "number": number, "title": title, "body": data.get("body") or "", "state": "open",
+        "user": {"login": f"{gh.slug}[bot]", "type": "Bot"},
+        "labels": [{"name": n} for n in data.get("labels") or []],
+    }  # fmt: skip
+    gh.emit("issues", {"action": "opened", "number": number})
+    return _json(shapes.issue(gh.issues[number], gh.repository()), 201)
+
+
+def _edit_issue(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    issue = gh.issues.get(int(m["n"]))
+    if issue is None:
+        return _json({"message": "Not Found"}, 404)
+    data = json.loads(request.content)
+    for key in ("title", "body", "state"):
+        if key in data:
+            issue[key] = data[key]
+    return _json(shapes.issue(issue, gh.repository()))
+
+
+def _sub_issues(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    if int(m["n"]) not in gh.issues:
+        return _json({"message": "Not Found"}, 404)
+    children = [gh.issues[c] for c in gh.sub_issues.get(int(m["n"]), [])]
+    return _json([shapes.issue(c, gh.repository()) for c in children])
+
+
+def _add_sub_issue(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    """As GitHub: the child named by its id; a child has one parent; answers the parent."""
+    parent = int(m["n"])
+    child = _issue_number(gh, int(json.loads(request.content)["sub_issue_id"]))
+    if parent not in gh.issues or child is None:
+        return _json({"message": "Not Found"}, 404)
+    if any(child in kids for kids in gh.sub_issues.values()) or child == parent:
+        return _unprocessable(["An issue may only have one parent"])
+    gh.sub_issues.setdefault(parent, []).append(child)
+    return _json(shapes.issue(gh.issues[parent], gh.repository()), 201)
 
 
 def _new_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -332,10 +383,14 @@ def _new_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) 
 
 def _list_comments(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     number = int(m["n"])
-    ids = [cid for cid, c in gh.comments.items() if c["issue"] == number]
+    views = {cid: gh.comment_view(cid) for cid, c in gh.comments.items() if c["issue"] == number}
+    for cid, c in gh.issue_comments.items():
+        if c.get("issue") == number:
+            views[cid] = shapes.comment(cid, c["body"], c["user"]["login"])
+    ids = sorted(views)
     page = int(request.url.params.get("page", "1"))
     size = int(request.url.params.get("per_page", "30"))
-    return _json([gh.comment_view(cid) for cid in ids[(page - 1) * size : page * size]])
+    return _json([views[cid] for cid in ids[(page - 1) * size : page * size]])
 
 
 def _edit_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -586,6 +641,8 @@ def _reply(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> htt
 
 def _get_comment(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     comment = gh.issue_comments.get(int(m["id"]))
+    if comment is None and int(m["id"]) in gh.comments:
+        return _json(gh.comment_view(int(m["id"])))
     if comment is None:
         return _json({"message": "Not Found"}, 404)
     return _json(shapes.comment(comment["id"], comment["body"], comment["user"]["login"]))
@@ -646,6 +703,10 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", REPO_RE + r"/collaborators/(?P<user>[^/]+)/permission", _permission),
     ("POST", REPO_RE + r"/issues/(?P<n>\d+)/reactions", _reaction),
     ("GET", REPO_RE + r"/issues/(?P<n>\d+)", _issue),
+    ("POST", REPO_RE + r"/issues", _new_issue),
+    ("PATCH", REPO_RE + r"/issues/(?P<n>\d+)", _edit_issue),
+    ("GET", REPO_RE + r"/issues/(?P<n>\d+)/sub_issues", _sub_issues),
+    ("POST", REPO_RE + r"/issues/(?P<n>\d+)/sub_issues", _add_sub_issue),
     ("GET", REPO_RE + r"/issues/(?P<n>\d+)/dependencies/blocked_by", _blocked_by),
     ("POST", REPO_RE + r"/issues/(?P<n>\d+)/dependencies/blocked_by", _add_blocked_by),
     ("POST", REPO_RE + r"/issues/(?P<n>\d+)/comments", _new_comment),

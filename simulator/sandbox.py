@@ -228,6 +228,8 @@ def run(
 ) -> int:
     if scenario == "fleet":
         return run_fleet(settings, root, out)
+    if scenario == "plan":
+        return run_plan(settings, root, out, keep)
     demo = "hopeless" if scenario == "escalate" else "careful"
     # A real agent when AGENT is set; the demo agent otherwise.
     # By its file, not `-m`: the sandbox shows the agent its script, not forgehand's code.
@@ -298,10 +300,7 @@ def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout) -> int:
     from app import plan
     from simulator import fleet
 
-    agent = None if "AGENT" in os.environ else [
-        sys.executable, str(Path(__file__).with_name("demo_agent.py")), "fleet"
-    ]  # fmt: skip
-    with Stack(settings, root, agent, fleet.FILES) as stack:
+    with Stack(settings, root, _fleet_agent(), fleet.FILES) as stack:
         sim = stack.sim
         narrator = Narrator(sim, stack.store, out)
         narrator.say(f"simulated GitHub at {sim.server.api_url}; repository {sim.repo}")
@@ -325,6 +324,47 @@ def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout) -> int:
             print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
         print(f"\n  git --git-dir {sim.origin} log --all --oneline --graph", file=out, flush=True)
     return 0
+
+
+def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool = False) -> int:
+    """An epic → a plan → approved → three sub-issues → pull requests → merged."""
+    from simulator import fleet
+    from simulator.plan_story import EPIC, PlanStory
+
+    with Stack(settings, root, _fleet_agent(), fleet.FILES) as stack:
+        sim = stack.sim
+        narrator = Narrator(sim, stack.store, out)
+        narrator.say(f"simulated GitHub at {sim.server.api_url}; repository {sim.repo}")
+        dashboard = f"http://127.0.0.1:{stack.port}"
+        narrator.say(f"dashboard: {dashboard}/ and the plan: {dashboard}/plan/{sim.repo}")
+
+        def state_of(task_id: str) -> str | None:
+            narrator.look()
+            record = stack.store.get(task_id)
+            return record.state.value if record else None
+
+        story = PlanStory(sim, state_of, narrator.say, limit(settings))
+        try:
+            played = story.play(sim.repo_id)
+        except (TimeoutError, AssertionError) as exc:
+            narrator.say(f"stopped: {exc}")
+            return 1
+        narrator.look()
+        print(f"\nThe plan comment on #{EPIC} as it ended:\n", file=out)
+        print(played["plan"], file=out)
+        print("\nTasks:", file=out)
+        for record in reversed(stack.store.recent(50)):
+            print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
+        print(f"\n  git --git-dir {sim.origin} log --all --oneline --graph", file=out, flush=True)
+        if keep:
+            _serve_until_interrupted(narrator, f"{dashboard}/plan/{sim.repo}")
+    return 0
+
+
+def _fleet_agent() -> list[str] | None:
+    """The demo agent in its fleet mode, unless AGENT names a real one."""
+    demo = str(Path(__file__).with_name("demo_agent.py"))
+    return None if "AGENT" in os.environ else [sys.executable, demo, "fleet"]
 
 
 def wait_healthy(url: str) -> None:

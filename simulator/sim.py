@@ -136,11 +136,21 @@ class Simulation:
             "id": comment_id,
             "body": body,
             "user": {"login": by},
+            "issue": number,
         }
         comment = shapes.comment(comment_id, body, by) | {"author_association": "OWNER"}
         payload = {"action": "created", "issue": self._issue(number), "comment": comment}
         self.deliver("issue_comment", payload, by)
         return comment_id
+
+    def edit_comment(self, comment_id: int, body: str, by: str = "carol") -> None:
+        """A person edits one of the App's comments (people with write access may)."""
+        comment = self.sim.comments[comment_id]
+        before, comment["body"] = comment["body"], body
+        view = self.sim.comment_view(comment_id) | {"author_association": "NONE"}
+        payload = {"action": "edited", "issue": self._issue(comment["issue"]), "comment": view,
+                   "changes": {"body": {"from": before}}}  # fmt: skip
+        self.deliver("issue_comment", payload, by)
 
     def review(
         self, number: int, body: str, comments: list[tuple[str, int, str]], by: str = "carol"
@@ -235,6 +245,9 @@ class Simulation:
             if data["action"] == "edited":
                 payload["changes"] = {"body": {"from": data["from"]}}
             self.deliver("issue_comment", payload, bot)
+        elif event == "issues":
+            payload = {"action": data["action"], "issue": self._issue(data["number"])}
+            self.deliver("issues", payload, bot)
         elif event == "pull_request":
             pull = pull_view(self.sim, data["number"])
             payload = {"action": data["action"], "number": data["number"], "pull_request": pull}

@@ -456,6 +456,22 @@ def plant_fifos() -> None:
             note(f"planted a pipe at {path}")
 
 
+def plan_trap(kind: str, target: str = "") -> None:
+    """Leave forgehand-plan.yml as something the worker must not read: a link to one of its
+    files, a pipe no one writes to, a directory, or more than it should read."""
+    plan = Path("forgehand-plan.yml")
+    if kind == "link":
+        plan.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(plan)
+    elif kind == "huge":
+        with plan.open("w") as f:
+            f.write("summary: " + "x" * (8 * 1024 * 1024) + "\n")
+    elif kind == "dir":
+        plan.mkdir()
+    note(f"left forgehand-plan.yml as a {kind}")
+
+
 MODES: dict[str, Callable[..., None]] = {
     "environ": environ,
     "redis": redis,
@@ -477,6 +493,7 @@ MODES: dict[str, Callable[..., None]] = {
     "nest": nest,
     "fill": fill,
     "sprawl": sprawl,
+    "plan-trap": plan_trap,
 }
 
 

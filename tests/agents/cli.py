@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
+from app.epic_plan import check
+from app.epic_plan import parse as parse_plan
 from app.settings import parse
+from jobs import prompts
+from jobs.planning import read_plan
 from jobs.sandbox import Sandbox, SandboxUnavailable
 
 BROKEN = "def add(a, b):\n    return a - b\n"
@@ -60,3 +64,47 @@ def events(lines: Iterable[str]) -> list[dict[str, Any]]:
         if isinstance(event, dict):
             found.append(event)
     return found
+
+
+# What the scripted model writes when it is asked to plan: forgehand must read it back whole.
+PLAN_FILE = """\
+summary: Fix add() first, then document it.
+issues:
+  - key: fix-add
+    title: add() subtracts
+    body: Make add() return a + b.
+    files: [calc.py]
+    size: S
+  - key: docs
+    title: Document add()
+    body: A README that says what add() does.
+    files: [README.md]
+    depends_on: [fix-add]
+    size: S
+"""
+
+
+def planning_prompt(work: Path) -> str:
+    """forgehand's planning prompt for the scratch repository's epic."""
+    epic = prompts.Epic(
+        repo="octo/calc", number=1, title="Make calc usable", body="add() is wrong; no docs.",
+        comments=[], guidance="", files=sorted(p.name for p in work.iterdir() if p.is_file()),
+        pulls={}, max_issues=8,
+    )  # fmt: skip
+    return prompts.plan_prompt(epic)
+
+
+def planning_prompt_for(tmp_path: Path) -> str:
+    """The planning prompt for the scratch repository `repository()` makes (calc.py)."""
+    epic = prompts.Epic(
+        repo="octo/calc", number=1, title="Make calc usable", body="add() is wrong; no docs.",
+        comments=[], guidance="", files=["calc.py"], pulls={}, max_issues=8,
+    )  # fmt: skip
+    return prompts.plan_prompt(epic)
+
+
+def read_back_plan(work: Path) -> None:
+    """The plan the CLI wrote, read as forgehand reads it, is the model's plan."""
+    plan = parse_plan(read_plan(work))
+    assert [r.key for r in plan.rows] == ["fix-add", "docs"]
+    assert check(plan, ["calc.py"], {}).waves == {"fix-add": 1, "docs": 2}

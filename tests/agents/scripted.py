@@ -20,6 +20,27 @@ from pathlib import Path
 
 FIXED = "def add(a, b):\n    return a + b\n"
 WRONG = "def add(a, b):\n    return a * b\n"
+# What a planning agent writes: three rows, `docs` after `fix-add`, `three` colliding with it.
+PLAN = """\
+summary: Fix add() first; the third argument and the docs build on calc.py in turn.
+issues:
+  - key: fix-add
+    title: add() subtracts
+    body: Make add() return a + b.
+    files: [calc.py]
+    size: S
+  - key: three
+    title: add() takes three numbers
+    body: Give add() an optional third argument.
+    files: [calc.py]
+    size: M
+  - key: docs
+    title: Document add()
+    body: Say in README.md what add() does.
+    files: [README.md, docs/usage.md]
+    depends_on: [fix-add]
+    size: S
+"""
 
 
 def ask_model(prompt: str) -> str | None:
@@ -105,6 +126,13 @@ def main() -> int:
             if said is None:
                 return 1
         print("Fixed add() as the model said.")
+    elif mode in ("plan", "bad-plan", "no-plan"):
+        # A planner that also edits code: forgehand must discard that and push nothing.
+        Path("calc.py").write_text(WRONG)
+        if mode != "no-plan":
+            text = PLAN if mode == "plan" else PLAN.replace("size: M", "size: XXL", 1)
+            Path("forgehand-plan.yml").write_text(text)
+        print("Planned three rows." if mode == "plan" else "I could not decide.")
     elif mode == "noop":
         print("Nothing needed changing.")
     elif mode == "fail":

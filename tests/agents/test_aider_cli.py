@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs import agent
-from tests.agents.cli import contained, installed, repository
+from tests.agents.cli import (
+    PLAN_FILE,
+    contained,
+    installed,
+    planning_prompt_for,
+    read_back_plan,
+    repository,
+)
 from tests.agents.models.openai_chat import BROKEN, FINAL, FIXED, Mode, OpenAIChat
 
 VERSION = "0.86.2"
@@ -82,7 +89,7 @@ class Run:
     refused: list[str]
 
 
-def run_aider(tmp_path: Path, port: int, key: str | None) -> Run:
+def run_aider(tmp_path: Path, port: int, key: str | None, prompt: str = PROMPT) -> Run:
     program = python()
     box = contained()
     work, home, objects = tmp_path / "work", tmp_path / "home", tmp_path / "objects"
@@ -91,7 +98,7 @@ def run_aider(tmp_path: Path, port: int, key: str | None) -> Run:
     objects.mkdir()
     write_home(home)
     prompt_file = tmp_path / "prompt.md"
-    prompt_file.write_text(PROMPT)
+    prompt_file.write_text(prompt)
     extra = {
         "OPENAI_API_BASE": f"http://127.0.0.1:{port}/v1",
         "AIDER_MODEL": "openai/gpt-4o",
@@ -171,3 +178,12 @@ def test_aider_version(tmp_path: Path) -> None:
     )
     # "__main__.py 0.86.2" when run as `python -m aider`, "aider 0.86.2" as the script.
     assert out.stdout.split()[-1] == VERSION
+
+
+def test_aider_writes_a_plan(tmp_path: Path) -> None:
+    python()
+    with OpenAIChat(api_key=KEY, write=("forgehand-plan.yml", PLAN_FILE)) as fake:
+        run = run_aider(tmp_path, fake.port, KEY, prompt=planning_prompt_for(tmp_path))
+    assert run.result.exit_code == 0, run.output
+    read_back_plan(run.work)
+    assert run.refused == []

@@ -24,7 +24,16 @@ import pytest
 
 from jobs import agent
 from jobs.sandbox import Sandbox
-from tests.agents.cli import BROKEN, contained, events, installed, repository
+from tests.agents.cli import (
+    BROKEN,
+    PLAN_FILE,
+    contained,
+    events,
+    installed,
+    planning_prompt,
+    read_back_plan,
+    repository,
+)
 from tests.agents.models.anthropic import FINAL_TEXT, FakeAnthropic
 
 PROMPT = "Fix the bug in calc.py: add() must return the sum of its arguments."
@@ -114,6 +123,7 @@ def run_claude(
     url: str,
     extra: Mapping[str, str],
     timeout: float = 120,
+    prompt: str = PROMPT,
 ) -> Run:
     work, home, objects = scratch / "work", scratch / "home", scratch / "objects"
     env = agent.agent_env({"PATH": "/usr/bin:/bin"}, (), {"ANTHROPIC_BASE_URL": url, **extra})
@@ -125,7 +135,7 @@ def run_claude(
         result = agent.run(
             launch.argv,
             workdir=work,
-            prompt=PROMPT,
+            prompt=prompt,
             env=launch.env,
             log_path=scratch / "log",
             timeout=timeout,
@@ -240,3 +250,13 @@ def test_claude_waits_for_a_slow_model(claude: Path, sandbox: Sandbox, scratch: 
     assert seconds >= 3
     assert run.final()["result"] == FINAL_TEXT
     assert (run.work / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+
+
+def test_claude_writes_a_plan(claude: Path, sandbox: Sandbox, scratch: Path) -> None:
+    argv = [str(claude), *ARGV]
+    with FakeAnthropic(file="forgehand-plan.yml", content=PLAN_FILE) as api:
+        run = run_claude(sandbox, scratch, argv, api.url, {"ANTHROPIC_API_KEY": KEY},
+                         prompt=planning_prompt(scratch / "work"))  # fmt: skip
+    assert run.result.exit_code == 0, "\n".join(run.lines[-20:])
+    read_back_plan(run.work)
+    assert run.refused == []

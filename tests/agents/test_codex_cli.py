@@ -27,7 +27,15 @@ import pytest
 
 from jobs import agent
 from jobs.sandbox import Sandbox
-from tests.agents.cli import contained, events, installed, repository
+from tests.agents.cli import (
+    PLAN_FILE,
+    contained,
+    events,
+    installed,
+    planning_prompt,
+    read_back_plan,
+    repository,
+)
 from tests.agents.models.openai_responses import BROKEN, FINAL, FIXED, OpenAIResponses
 
 PROMPT = "Fix the bug in calc.py: add() must return the sum of its arguments."
@@ -149,6 +157,7 @@ def run_codex(
     extra: Mapping[str, str],
     timeout: float = 120,
     idle_timeout: float | None = None,
+    prompt: str = PROMPT,
 ) -> Run:
     work, home, objects = scratch / "work", scratch / "home", scratch / "objects"
     (home / ".codex").mkdir(exist_ok=True)
@@ -162,7 +171,7 @@ def run_codex(
         result = agent.run(
             launch.argv,
             workdir=work,
-            prompt=PROMPT,
+            prompt=prompt,
             env=launch.env,
             log_path=scratch / "log",
             timeout=timeout,
@@ -260,3 +269,12 @@ def test_hung_api_is_left_to_the_idle_watchdog(
     assert run.result.killed == "idle", run.result.tail
     assert len(turns) == 1
     assert [e.get("type") for e in run.events()][-1] == "turn.started"
+
+
+def test_writes_a_plan(codex: Path, sandbox: Sandbox, scratch: Path) -> None:
+    with OpenAIResponses(write=("forgehand-plan.yml", PLAN_FILE)) as fake:
+        run = run_codex(codex, sandbox, scratch, fake.base_url, {"CODEX_API_KEY": KEY},
+                        prompt=planning_prompt(scratch / "work"))  # fmt: skip
+    assert run.result.exit_code == 0 and run.result.killed is None, run.result.tail
+    read_back_plan(run.work)
+    assert run.refused == []

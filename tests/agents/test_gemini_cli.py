@@ -20,7 +20,15 @@ import pytest
 
 from jobs import agent
 from jobs.sandbox import Sandbox
-from tests.agents.cli import contained, events, installed, repository
+from tests.agents.cli import (
+    PLAN_FILE,
+    contained,
+    events,
+    installed,
+    planning_prompt,
+    read_back_plan,
+    repository,
+)
 from tests.agents.models.gemini import FINAL_TEXT, GeminiFake, Mode, free_port
 
 VERSION = "0.61.0"
@@ -92,6 +100,7 @@ def run_gemini(
     args: tuple[str, ...] = ARGS,
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
+    prompt: str = PROMPT,
 ) -> Run:
     work, home, objects = scratch / "work", scratch / "home", scratch / "objects"
     home.mkdir(exist_ok=True)
@@ -109,7 +118,7 @@ def run_gemini(
         result = agent.run(
             launch.argv,
             workdir=work,
-            prompt=PROMPT,
+            prompt=prompt,
             env=launch.env,
             log_path=log,
             timeout=timeout,
@@ -318,3 +327,12 @@ def test_fake_failure_modes() -> None:
     with GeminiFake(delay=0.5) as fake:
         assert post(fake.url + url, {"contents": []})[0] == 200
     assert time.monotonic() - started >= 0.5
+
+
+def test_gemini_writes_a_plan(sandbox: Sandbox, program: Path, scratch: Path) -> None:
+    with GeminiFake(write=("forgehand-plan.yml", PLAN_FILE)) as fake:
+        run = run_gemini(sandbox, program, scratch, fake.port,
+                         prompt=planning_prompt(scratch / "work"))  # fmt: skip
+    assert run.result.exit_code == 0, run.output
+    read_back_plan(run.work)
+    assert run.refused == []

@@ -25,7 +25,15 @@ from typing import Any
 import pytest
 
 from jobs import agent
-from tests.agents.cli import contained, events, installed, repository
+from tests.agents.cli import (
+    PLAN_FILE,
+    contained,
+    events,
+    installed,
+    planning_prompt_for,
+    read_back_plan,
+    repository,
+)
 from tests.agents.models.openai_chat import BROKEN, FINAL, FIXED, Mode, OpenAIChat
 
 VERSION = "1.18.33"
@@ -126,7 +134,10 @@ class Run:
         return "".join(text)
 
 
-def run_opencode(tmp_path: Path, port: int, key: str | None, timeout_ms: int | None = None) -> Run:
+def run_opencode(
+    tmp_path: Path, port: int, key: str | None, timeout_ms: int | None = None,
+    prompt: str = PROMPT,
+) -> Run:  # fmt: skip
     opencode = program()
     box = contained()
     work, home, objects = tmp_path / "work", tmp_path / "home", tmp_path / "objects"
@@ -144,7 +155,7 @@ def run_opencode(tmp_path: Path, port: int, key: str | None, timeout_ms: int | N
         result = agent.run(
             launch.argv,
             workdir=work,
-            prompt=PROMPT,
+            prompt=prompt,
             env=launch.env,
             log_path=tmp_path / "opencode.log",
             timeout=300,
@@ -212,3 +223,13 @@ def test_opencode_version(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert out.stdout.strip() == VERSION
+
+
+def test_opencode_writes_a_plan(tmp_path: Path) -> None:
+    program()
+    with OpenAIChat(api_key=KEY, write=("forgehand-plan.yml", PLAN_FILE)) as fake:
+        prompt = planning_prompt_for(tmp_path)
+        run = run_opencode(tmp_path, fake.port, KEY, prompt=prompt)
+    assert run.result.exit_code == 0, run.output
+    read_back_plan(run.work)
+    assert run.refused == []

@@ -9,6 +9,7 @@ from starlette.testclient import TestClient
 from app import plan
 from app.__main__ import main
 from app.dispatch import Dispatcher
+from app.epic_state import EpicState
 from app.fleet import Pull
 from app.fleet_state import FleetState
 from app.main import create_app
@@ -16,6 +17,7 @@ from app.settings import parse
 from app.store import Store
 from app.tasks import Kind, State, Task
 from tests import payloads as p
+from tests.app.test_epic_plan import PLAN
 from tests.fakes import LOCAL_URL
 
 
@@ -77,3 +79,28 @@ def test_plan_page_escapes_and_links(redis: Redis) -> None:
     assert "agent/issue-8-&lt;b&gt;" in page and "<b>" not in page
     assert f'<a href="https://github.com/{p.REPO}/pull/21">#21</a>' in page
     assert f'<a href="https://github.com/{p.REPO}/issues/7">#7</a>' in page
+
+
+def test_the_plan_page_shows_each_epic_with_its_rows(redis: Redis) -> None:
+    fleet(redis)
+    state = EpicState(redis)
+    text = PLAN.replace("Document the project", "Document <b>it</b>")
+    state.planned(p.REPO_ID, 5, 900, ["calc.py", "test_calc.py", "README.md"], text)
+    state.filed(p.REPO_ID, 5, "fix-add", 7, 10007)
+    state.progressed(p.REPO_ID, 5, 7, {"pull": 20, "state": "merged", "changed": ["calc.py"]})
+    state.filed(p.REPO_ID, 5, "docs", 9, 10009)
+    app = create_app(parse({"WEBHOOK_SECRET": p.SECRET}), redis)
+    with TestClient(app, client=("127.0.0.1", 5000)) as client:
+        page = client.get(f"/plan/{p.REPO}").text
+    epic = page.split("<h2 id='epic-5'>", 1)[1]
+    assert f'Epic <a href="https://github.com/{p.REPO}/issues/5">#5</a>' in epic
+    assert "Split the calculator work." in epic and "Critical path: fix-add → docs" in epic
+    assert "Document &lt;b&gt;it&lt;/b&gt;" in epic and "<b>it" not in epic
+    fix_add = epic.split("<code>fix-add</code>", 1)[1].split("</tr>", 1)[0]
+    assert "<td>three</td><td>1</td>" in fix_add
+    assert '/issues/7">#7</a>' in fix_add and '/pull/20">#20</a>' in fix_add
+    assert "merged" in fix_add
+    docs = epic.split("<code>docs</code>", 1)[1].split("</tr>", 1)[0]
+    assert "waiting" in docs and "<td>fix-add</td>" in docs  # its task's state: waiting for #7
+    three = epic.split("<code>three</code>", 1)[1].split("</tr>", 1)[0]
+    assert "not filed" in three

@@ -21,3 +21,11 @@ def test_bad_fleet_settings_are_named_and_fall_back() -> None:
         "`max_open_pull_requests`: must be a whole number of at least 1, got 0",
         "`overlap`: must be one of warn, serialize, got 'block'",
     ]
+
+
+def test_plan_max_issues_defaults_to_eight_and_is_read() -> None:
+    assert RepoConfig().plan_max_issues == 8
+    assert parse("plan_max_issues: 3\n") == (RepoConfig(plan_max_issues=3), [])
+    config, problems = parse("plan_max_issues: none\n")
+    assert config.plan_max_issues == 8
+    assert problems == ["`plan_max_issues`: must be a whole number of at least 1, got 'none'"]

@@ -25,6 +25,7 @@ def test_defaults_follow_the_spec() -> None:
     )
     assert (s.host, s.port, s.log_level, s.log_format) == ("127.0.0.1", 3000, "info", "pretty")
     assert s.workspaces_dir == Path("./.forgehand/workspaces")
+    assert (s.plan_label, parse({"PLAN_LABEL": "epic"}).plan_label) == ("agent:plan", "epic")
 
 
 def test_inline_key_accepts_literal_newlines() -> None:

@@ -364,3 +364,62 @@ def test_a_malformed_payload_is_left_to_the_full_decision() -> None:
     assert starts_nothing("issues", payload, LOOSE) is None
     with pytest.raises(PayloadError):
         decide("issues", payload, FACTS)
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def test_the_plan_label_makes_a_planning_task() -> None:
+    task = only_task(decide("issues", p.issues(label="agent:plan"), FACTS))
+    assert (task.kind, task.id, task.sender) == (Kind.PLAN, f"plan-{p.REPO_ID}-7-0", "alice")
+    assert task.kind.on_issue and not Kind.CI.on_issue
+    named = Facts(plan_label="epic")
+    assert only_task(decide("issues", p.issues(label="epic"), named)).kind is Kind.PLAN
+    assert decide("issues", p.issues(label="agent:plan"), named).ignored == (
+        "label agent:plan is not agent"
+    )
+
+
+def test_plan_and_approve_comments_on_any_issue() -> None:
+    plan = only_task(
+        decide("issue_comment", p.comment("/agent plan smaller rows", labels=()), FACTS)
+    )
+    assert (plan.kind, plan.id) == (Kind.PLAN, f"plan-{p.REPO_ID}-7-9001")
+    approve = only_task(decide("issue_comment", p.comment("/agent approve", labels=()), FACTS))
+    assert (approve.kind, approve.id) == (Kind.APPROVE, f"approve-{p.REPO_ID}-7-9001")
+
+
+def test_anyone_may_ask_to_approve_but_only_members_to_plan() -> None:
+    # The worker answers an approval without write access in one line; a plan costs an agent.
+    stranger = p.comment("/agent approve", association="NONE", labels=())
+    assert only_task(decide("issue_comment", stranger, FACTS)).kind is Kind.APPROVE
+    stranger = p.comment("/agent plan", association="NONE", labels=())
+    assert "author_association NONE" in (decide("issue_comment", stranger, FACTS).ignored or "")
+    bot = p.comment("/agent approve", labels=(), sender="forgehand[bot]", sender_type="Bot")
+    assert decide("issue_comment", bot, FACTS).ignored == "sent by the App itself"
+
+
+def plan_edited(body: str = "<!-- forgehand:plan -->\nx", author: str = "forgehand[bot]",
+                **kw: Any) -> dict[str, Any]:  # fmt: skip
+    payload = p.comment(body, labels=(), **kw) | {"action": "edited"}
+    payload["comment"]["user"] = p.user(author, "Bot" if author.endswith("]") else "User")
+    return payload
+
+
+def test_a_person_editing_the_plan_comment_has_it_checked_again() -> None:
+    task = only_task(decide("issue_comment", plan_edited(), FACTS))
+    assert (task.kind, task.comment_id, task.sender) == (Kind.PLAN_EDIT, 9001, "alice")
+    again = only_task(decide("issue_comment", plan_edited("<!-- forgehand:plan -->\ny"), FACTS))
+    assert again.id != task.id  # each version of the comment is its own check
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (plan_edited(sender="forgehand[bot]", sender_type="Bot"), "sent by the App itself"),
+        (plan_edited(author="mallory"), "the comment is not the App's plan"),
+        (plan_edited("just a comment"), "issue_comment.edited is not a trigger"),
+    ],
+)
+def test_edits_that_start_nothing(payload: dict[str, Any], reason: str) -> None:
+    assert decide("issue_comment", payload, FACTS).ignored == reason

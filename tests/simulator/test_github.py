@@ -40,7 +40,8 @@ MODELS: dict[str, Any] = {
     "_issue": m.Issue, "_new_comment": m.IssueComment, "_list_comments": list[m.IssueComment],
     "_edit_comment": m.IssueComment, "_new_pull": m.PullRequest,
     "_new_check_run": m.CheckRun, "_update_check_run": m.CheckRun,
-    "_blocked_by": list[m.Issue], "_add_blocked_by": m.Issue,
+    "_blocked_by": list[m.Issue], "_add_blocked_by": m.Issue, "_new_issue": m.Issue,
+    "_edit_issue": m.Issue, "_sub_issues": list[m.Issue], "_add_sub_issue": m.Issue,
     "_pulls": list[m.PullRequestSimple],
     "_check_runs": m.ReposOwnerRepoCommitsRefCheckRunsGetResponse200,
     "_status": m.CombinedCommitStatus, "_annotations": list[m.CheckAnnotation],
@@ -117,6 +118,35 @@ def test_issue_dependency_answers(gh: fakes.FakeGitHub) -> None:
     valid(m.Issue, blocker)
     assert (blocker["number"], blocker["state"]) == (3, "open")
     assert gh.blocked_by == {7: [3]}
+
+
+def test_issue_creation_and_sub_issue_answers(gh: fakes.FakeGitHub) -> None:
+    made = call(gh, "POST", f"{REPO}/issues", {"title": "Row", "body": "Part of #7"})
+    valid(m.Issue, made)
+    assert (made["number"], made["state"], gh.issues[made["number"]]["body"]) == (
+        8, "open", "Part of #7",
+    )  # fmt: skip
+    assert call(gh, "GET", f"{REPO}/issues/7/sub_issues") == []
+    parent = call(gh, "POST", f"{REPO}/issues/7/sub_issues", {"sub_issue_id": made["id"]})
+    assert parent["number"] == 7
+    (child,) = call(gh, "GET", f"{REPO}/issues/7/sub_issues")
+    assert child["number"] == 8 and gh.sub_issues == {7: [8]}
+    edited = call(gh, "PATCH", f"{REPO}/issues/7", {"body": "- [ ] #8"})
+    assert edited["body"] == "- [ ] #8"
+
+
+def test_what_github_refuses_when_filing_issues(gh: fakes.FakeGitHub) -> None:
+    def status(method: str, path: str, body: Any) -> int:
+        request = httpx.Request(method, f"{fakes.API}{path}", content=json.dumps(body).encode(),
+                                headers={"authorization": "token ghs_test"})  # fmt: skip
+        return gh.handle(request).status_code
+
+    assert status("POST", f"{REPO}/issues", {"title": ""}) == 422
+    assert status("POST", f"{REPO}/issues", {"title": "x" * 257}) == 422
+    made = call(gh, "POST", f"{REPO}/issues", {"title": "Row"})
+    call(gh, "POST", f"{REPO}/issues/7/sub_issues", {"sub_issue_id": made["id"]})
+    assert status("POST", f"{REPO}/issues/7/sub_issues", {"sub_issue_id": made["id"]}) == 422
+    assert status("POST", f"{REPO}/issues/7/sub_issues", {"sub_issue_id": 1}) == 404
 
 
 def test_pull_request_answers(gh: fakes.FakeGitHub) -> None:

@@ -81,6 +81,9 @@ class FakeAnthropic(FakeServer):
     delay: float = 0.0
     mode: Mode = "script"
     file: str = "calc.py"
+    # Set: the model writes `file` whole with this text (a new file: a plan), by a write tool
+    # or the shell, instead of fixing calc.py.
+    content: str | None = None
     final_text: str = FINAL_TEXT
     requests: list[Request] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
@@ -132,8 +135,12 @@ class FakeAnthropic(FakeServer):
     def plan(self, body: Mapping[str, Any], tools: Sequence[Mapping[str, Any]]) -> Action | None:
         """The next tool call, from the conversation so far; None when done (or stuck)."""
         path = self.target(body)
-        ways = [a for a in (_edit(tools, path), _write(tools, path), _shell(tools, path)) if a]
-        ways += [a for a in (_patch(tools, path),) if a]
+        if self.content is not None:
+            ways = [a for a in (_write(tools, path, self.content),
+                                _shell(tools, path, self.content)) if a]  # fmt: skip
+        else:
+            ways = [a for a in (_edit(tools, path), _write(tools, path), _shell(tools, path)) if a]
+            ways += [a for a in (_patch(tools, path),) if a]
         read = _read(tools, path)
         history = _history(body.get("messages") or ())
         if not history:
@@ -218,17 +225,19 @@ def _edit(tools: Sequence[Mapping[str, Any]], path: str) -> Action | None:
     return None
 
 
-def _write(tools: Sequence[Mapping[str, Any]], path: str) -> Action | None:
+def _write(tools: Sequence[Mapping[str, Any]], path: str, text: str = FIXED_FILE) -> Action | None:
     for tool in tools:
         props = _props(tool)
         where, content = _key(props, PATH_KEYS), _key(props, CONTENT_KEYS)
         if where and content and not _key(props, OLD_KEYS):
-            return Action("write", str(tool["name"]), {where: path, content: FIXED_FILE})
+            return Action("write", str(tool["name"]), {where: path, content: text})
     return None
 
 
-def _shell(tools: Sequence[Mapping[str, Any]], path: str) -> Action | None:
+def _shell(tools: Sequence[Mapping[str, Any]], path: str, text: str | None = None) -> Action | None:
     script = f"sed -i 's/{BROKEN}/{FIXED}/' {shlex.quote(path)}"
+    if text is not None:
+        script = f"printf %s {shlex.quote(text)} > {shlex.quote(path)}"
     for tool in tools:
         props = _props(tool)
         key = _key(props, COMMAND_KEYS)

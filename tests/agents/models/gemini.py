@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import socket
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -102,20 +103,30 @@ def _path_key(props: dict[str, Any]) -> str | None:
     return None
 
 
-def choose_tool(decls: list[Json], workdir: str | None) -> ToolCall | None:
-    """A call that fixes calc.py with one of the offered tools, or None if none fits."""
-    target = f"{workdir.rstrip('/')}/{TARGET}" if workdir else TARGET
+def choose_tool(
+    decls: list[Json], workdir: str | None, new_file: tuple[str, str] | None = None
+) -> ToolCall | None:
+    """A call that fixes calc.py (or writes `new_file`, (path, text)) with one of the offered
+    tools, or None if none fits."""
+    name_, text, script = TARGET, FIXED_FILE, SHELL_FIX
+    if new_file is not None:
+        name_, text = new_file
+        script = f"printf %s {shlex.quote(text)} > {shlex.quote(name_)}"
+    target = f"{workdir.rstrip('/')}/{name_}" if workdir else name_
     edit = write = shell = None
     for decl in decls:
         props, _ = _schema(decl)
         name = str(decl.get("name", ""))
         path = _path_key(props)
-        if path and {"old_string", "new_string"} <= props.keys() and edit is None:
+        fits_edit = path is not None and {"old_string", "new_string"} <= props.keys()
+        if path and fits_edit and edit is None and new_file is None:
             edit = ToolCall(name, {path: target, "old_string": OLD, "new_string": NEW})
+        elif fits_edit:
+            continue
         elif path and "content" in props and write is None:
-            write = ToolCall(name, {path: target, "content": FIXED_FILE})
+            write = ToolCall(name, {path: target, "content": text})
         elif "command" in props and shell is None:
-            shell = ToolCall(name, {"command": SHELL_FIX})
+            shell = ToolCall(name, {"command": script})
     chosen = edit or write or shell
     if chosen is None:
         return None
@@ -192,7 +203,7 @@ def sample(schema: Any) -> Any:
     return "scripted answer"
 
 
-def reply_parts(body: Any) -> list[Json]:
+def reply_parts(body: Any, new_file: tuple[str, str] | None = None) -> list[Json]:
     """The scripted model's answer to one generateContent request."""
     config = body.get("generationConfig") if isinstance(body, dict) else None
     if isinstance(config, dict) and config.get("responseMimeType") == "application/json":
@@ -204,7 +215,7 @@ def reply_parts(body: Any) -> list[Json]:
     if decls and (not tried or last_call_failed(body)):
         # The first turn, or the last tool failed: the next way not yet tried.
         left = [d for d in decls if d.get("name") not in tried]
-        call = choose_tool(left, workdir_of(body))
+        call = choose_tool(left, workdir_of(body), new_file)
         if call is not None:
             return [{"functionCall": {"name": call.name, "args": call.args}}]
     return [{"text": FINAL_TEXT}]
@@ -247,7 +258,11 @@ def error_body(code: int, status: str, message: str) -> Json:
 class GeminiFake(FakeServer):
     """The fake API server; a context manager that serves on 127.0.0.1 on a free port."""
 
-    def __init__(self, *, mode: Mode = "ok", delay: float = 0.0) -> None:
+    def __init__(
+        self, *, mode: Mode = "ok", delay: float = 0.0, write: tuple[str, str] | None = None
+    ) -> None:
+        # (path, text): the model writes that new file (a plan) instead of fixing calc.py.
+        self.write = write
         self.mode: Mode = mode
         self.delay = delay
         self.requests: list[Recorded] = []
@@ -314,10 +329,10 @@ def _handler(fake: GeminiFake) -> type[BaseHTTPRequestHandler]:
             elif action == "generateContent":
                 if not fake.wait_stopping(fake.delay):
                     fake.report(tokens, 12)
-                    self._json(200, response(reply_parts(body), tokens))
+                    self._json(200, response(reply_parts(body, fake.write), tokens))
             else:
                 fake.report(tokens, 12)
-                self._sse(stream(reply_parts(body), tokens), fake)
+                self._sse(stream(reply_parts(body, fake.write), tokens), fake)
 
         def _json(self, status: int, payload: Json) -> None:
             data = json.dumps(payload).encode()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -81,7 +82,10 @@ class OpenAIChat(FakeServer):
         models: Sequence[str] = ("gpt-4o", "gpt-4o-mini", "fake-model"),
         chunk_size: int = 12,
         api_key: str | None = None,
+        write: tuple[str, str] | None = None,
     ) -> None:
+        # (path, text): the model writes that new file (a plan) instead of fixing calc.py.
+        self.write = write
         self.api_key = api_key
         self.delay = delay
         self.mode: Mode = mode
@@ -134,7 +138,7 @@ class Reply:
         return "tool_calls" if self.tool_calls else "stop"
 
 
-def answer(body: Mapping[str, Any]) -> Reply:
+def answer(body: Mapping[str, Any], write: tuple[str, str] | None = None) -> Reply:
     """What the scripted model says to one chat request."""
     messages: list[Json] = [m for m in body.get("messages", []) if isinstance(m, dict)]
     system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
@@ -144,14 +148,14 @@ def answer(body: Mapping[str, Any]) -> Reply:
         return Reply(TITLE)  # opencode names its session with a separate request
     tools: list[Json] = [t for t in body.get("tools") or [] if isinstance(t, dict)]
     if not tools:
-        return Reply(_edit_text(system))
+        return Reply(_edit_text(system, write))
     tried = _tried(messages)
     if tried and not _failed(messages[-1]):
         return Reply(FINAL)
     if tried and messages[-1].get("role") != "tool":
         return Reply(FINAL)  # a new user turn after the work was done
     names = [name for name, _ in tried]
-    for call in _candidates(tools, _workdir(system)):
+    for call in _candidates(tools, _workdir(system), write):
         if call["function"]["name"] not in names:
             return Reply(None, (call,))
     return Reply("I could not edit calc.py with the tools offered.")
@@ -203,9 +207,18 @@ def _pick(properties: Mapping[str, Any], *words: str) -> str | None:
     return None
 
 
-def _candidates(tools: Sequence[Json], workdir: str | None) -> Iterator[Json]:
-    """Tool calls that would fix calc.py, best first: edit, patch, write, shell."""
-    path = f"{workdir.rstrip('/')}/{FILE}" if workdir else FILE
+def _candidates(
+    tools: Sequence[Json], workdir: str | None, write: tuple[str, str] | None = None
+) -> Iterator[Json]:
+    """Tool calls that would fix calc.py (or write `write`), best first: edit, patch, write,
+    shell."""
+    name_, fixed, patch, shell = FILE, FIXED, PATCH, SHELL_COMMAND
+    if write is not None:
+        name_, fixed = write
+        added = "".join(f"+{line}\n" for line in fixed.splitlines())
+        patch = f"*** Begin Patch\n*** Add File: {name_}\n{added}*** End Patch\n"
+        shell = f"printf %s {shlex.quote(fixed)} > {shlex.quote(name_)}"
+    path = f"{workdir.rstrip('/')}/{name_}" if workdir else name_
     found: dict[str, list[Json]] = {"edit": [], "patch": [], "write": [], "shell": []}
     for tool in tools:
         name, properties, required = _properties(tool)
@@ -214,14 +227,14 @@ def _candidates(tools: Sequence[Json], workdir: str | None) -> Iterator[Json]:
         new = _pick(properties, "new")
         where = _pick(properties, "file_path", "filepath", "path", "file")
         arguments: Json
-        if old and new and where:
+        if old and new and where and write is None:
             arguments = {where: path, old: "    return a - b", new: "    return a + b"}
             kind = "edit"
         elif "patch" in lowered and (text := _pick(properties, "patch", "input", "diff")):
-            arguments = {text: PATCH}
+            arguments = {text: patch}
             kind = "patch"
         elif where and (content := _pick(properties, "content", "text")) and "write" in lowered:
-            arguments = {where: path, content: FIXED}
+            arguments = {where: path, content: fixed}
             kind = "write"
         elif (command := _pick(properties, "command", "cmd")) and (
             lowered in ("bash", "shell", "sh", "exec", "run_shell_command")
@@ -230,7 +243,7 @@ def _candidates(tools: Sequence[Json], workdir: str | None) -> Iterator[Json]:
         ):
             spec = properties[command]
             is_list = isinstance(spec, dict) and spec.get("type") == "array"
-            arguments = {command: ["bash", "-lc", SHELL_COMMAND] if is_list else SHELL_COMMAND}
+            arguments = {command: ["bash", "-lc", shell] if is_list else shell}
             if description := _pick(properties, "description"):
                 arguments[description] = "Fix add() in calc.py"
             kind = "shell"
@@ -259,8 +272,15 @@ def _filler(spec: Any) -> Any:
     )
 
 
-def _edit_text(system: str) -> str:
+def _edit_text(system: str, write: tuple[str, str] | None = None) -> str:
     """An aider-style answer in the edit format its system prompt describes."""
+    if write is not None:
+        path, text = write
+        if "<<<<<<< SEARCH" in system:  # a new file: nothing to search for
+            edit = f"{path}\n```yaml\n<<<<<<< SEARCH\n=======\n{text}>>>>>>> REPLACE\n```\n"
+        else:
+            edit = f"{path}\n```yaml\n{text}```\n"
+        return f"Here is the plan.\n\n{edit}\nWrote the plan."
     if "<<<<<<< SEARCH" in system:
         edit = (
             f"{FILE}\n```python\n<<<<<<< SEARCH\n    return a - b\n=======\n"
@@ -342,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             self._json(400, _error("expected a JSON body", "invalid_request_error"))
             return
-        reply = answer(body)
+        reply = answer(body, self.owner.write)
         model = str(body.get("model") or "fake-model")
         if not body.get("stream") or (body.get("stream_options") or {}).get("include_usage"):
             self.owner.report(_USAGE["prompt_tokens"], _USAGE["completion_tokens"])

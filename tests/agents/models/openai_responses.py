@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -83,7 +84,10 @@ class OpenAIResponses(FakeServer):
         mode: Mode = "ok",
         models: Sequence[str] = ("forgehand-fake",),
         chunk_size: int = 12,
+        write: tuple[str, str] | None = None,
     ) -> None:
+        # (path, text): the model writes that new file (a plan) instead of fixing calc.py.
+        self.write = write
         self.delay = delay
         self.mode: Mode = mode
         self.models = tuple(models)
@@ -127,7 +131,7 @@ class Call:
     namespace: str | None = None
 
 
-def answer(body: Mapping[str, Any]) -> Call | str:
+def answer(body: Mapping[str, Any], write: tuple[str, str] | None = None) -> Call | str:
     """What the scripted model says to one request: a tool call, or its final text."""
     items: list[Json] = [i for i in _input_items(body.get("input")) if isinstance(i, dict)]
     tools = offered_tools(body)
@@ -135,7 +139,7 @@ def answer(body: Mapping[str, Any]) -> Call | str:
     outputs = [i for i in items if i.get("type") in OUTPUT_TYPES]
     if outputs and not _failed(outputs[-1]):
         return FINAL
-    for call in candidates(tools):
+    for call in candidates(tools, write):
         if call.name not in tried:
             return call
     if outputs:
@@ -163,8 +167,16 @@ def offered_tools(body: Mapping[str, Any]) -> list[tuple[str | None, Json]]:
     return found
 
 
-def candidates(tools: Sequence[tuple[str | None, Json]]) -> Iterator[Call]:
-    """The calls that would fix calc.py with these tools, best first."""
+def candidates(
+    tools: Sequence[tuple[str | None, Json]], write: tuple[str, str] | None = None
+) -> Iterator[Call]:
+    """The calls that would fix calc.py with these tools (or write `write`), best first."""
+    patch, shell = PATCH, SHELL_COMMAND
+    if write is not None:
+        path, text = write
+        added = "".join(f"+{line}\n" for line in text.splitlines())
+        patch = f"*** Begin Patch\n*** Add File: {path}\n{added}*** End Patch\n"
+        shell = f"printf %s {shlex.quote(text)} > {shlex.quote(path)}"
     by_rank: list[tuple[int, Call]] = []
     for namespace, tool in tools:
         name = str(tool.get("name") or "")
@@ -173,18 +185,18 @@ def candidates(tools: Sequence[tuple[str | None, Json]]) -> Iterator[Call]:
         ns = None if namespace in (None, "functions") else namespace
         props = _properties(tool)
         if kind == "custom" and name == "apply_patch":
-            by_rank.append((0, Call(name, "custom_tool_call", PATCH, ns)))
+            by_rank.append((0, Call(name, "custom_tool_call", patch, ns)))
         elif kind == "function" and name == "apply_patch" and "input" in props:
-            by_rank.append((0, Call(name, "function_call", _args(input=PATCH), ns)))
+            by_rank.append((0, Call(name, "function_call", _args(input=patch), ns)))
         elif kind == "function" and _is_array(props.get("command")):
-            argv = ["bash", "-lc", SHELL_COMMAND]
+            argv = ["bash", "-lc", shell]
             by_rank.append((1, Call(name, "function_call", _args(command=argv), ns)))
         elif kind == "function" and _is_string(props.get("cmd")):
-            by_rank.append((2, Call(name, "function_call", _args(cmd=SHELL_COMMAND), ns)))
+            by_rank.append((2, Call(name, "function_call", _args(cmd=shell), ns)))
         elif kind == "function" and name in ("shell", "bash") and _is_string(props.get("command")):
-            by_rank.append((2, Call(name, "function_call", _args(command=SHELL_COMMAND), ns)))
+            by_rank.append((2, Call(name, "function_call", _args(command=shell), ns)))
         elif kind == "custom" and name == "exec":
-            script = f"text(await tools.apply_patch({json.dumps(PATCH)}));\n"
+            script = f"text(await tools.apply_patch({json.dumps(patch)}));\n"
             by_rank.append((3, Call(name, "custom_tool_call", script, ns)))
     by_rank.sort(key=lambda pair: pair[0])
     for _, call in by_rank:
@@ -402,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(500, {"error": error})
             return
         request = body or {}
-        reply = answer(request)
+        reply = answer(request, owner.write)
         model = str(request.get("model") or owner.models[0])
         owner.report(_usage()["input_tokens"], _usage()["output_tokens"])
         if not request.get("stream"):
