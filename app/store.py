@@ -124,6 +124,7 @@ class Store:
             "created": str(created if created is not None else now),
             "updated": str(now),
             "error": "",
+            "result": "",
         }
         pipe.hset(task_key(task.id), mapping=fields)
         pipe.hsetnx(task_key(task.id), "attempt", "0")
@@ -139,6 +140,18 @@ class Store:
             task_key(task_id), mapping={"state": state.value, "updated": str(now), "error": error}
         )
         target.zadd(TASKS_INDEX, {task_id: now})
+
+    def set_result(self, task_id: str, result: str) -> None:
+        """What a finished task did, in a few words ("pushed abc1234", "no change")."""
+        self.redis.hset(task_key(task_id), "result", result)
+
+    def set_check_run(self, task_id: str, run_id: int) -> None:
+        """The task's `forgehand` check run, so that a later task can say what became of it."""
+        self.redis.hset(task_key(task_id), "check_run", str(run_id))
+
+    def check_run(self, task_id: str) -> int | None:
+        value = self.redis.hget(task_key(task_id), "check_run")
+        return int(value) if isinstance(value, bytes) and value.isdigit() else None
 
     def set_attempt(self, task_id: str, attempt: int) -> None:
         """The CI-fix attempt on its pull request this task is making (1 for the first)."""
@@ -212,7 +225,11 @@ class Store:
         base = f"fh:pr:{repo_id}:{number}"
         if sha and self.redis.sismember(f"{base}:failed", sha):
             return False
-        self.redis.delete(f"{base}:attempts", f"{base}:escalated", f"{base}:failed")
+        with self.redis.pipeline() as pipe:
+            pipe.delete(f"{base}:attempts", f"{base}:escalated", f"{base}:failed")
+            if sha:
+                pipe.hset(f"{base}:ci", sha, "passed")
+            pipe.execute()
         return True
 
     def tracked(self, repo_id: int, number: int) -> bool:
@@ -232,8 +249,21 @@ class Store:
             pipe.set(f"{base}:tracked", "1")
             pipe.execute()
 
-    def mark_failed(self, repo_id: int, number: int, sha: str) -> None:
-        self.redis.sadd(f"fh:pr:{repo_id}:{number}:failed", sha)
+    def mark_failed(self, repo_id: int, number: int, sha: str, words: str = "failed") -> None:
+        """CI failed on `sha`; `words` say how ("failed (unit, lint)"), for people."""
+        with self.redis.pipeline() as pipe:
+            pipe.sadd(f"fh:pr:{repo_id}:{number}:failed", sha)
+            pipe.hset(f"fh:pr:{repo_id}:{number}:ci", sha, words)
+            pipe.execute()
+
+    def known_failed(self, repo_id: int, number: int, sha: str) -> bool:
+        return bool(self.redis.sismember(f"fh:pr:{repo_id}:{number}:failed", sha))
+
+    def ci_results(self, repo_id: int, number: int) -> dict[str, str]:
+        """What forgehand learnt of CI on the pull request's commits: SHA → "passed",
+        "failed (unit, lint)". Kept past a reset: they are facts about commits."""
+        raw = self.redis.hgetall(f"fh:pr:{repo_id}:{number}:ci")
+        return {text(k): text(v) for k, v in raw.items()}
 
     def escalated(self, repo_id: int, number: int) -> bool:
         return bool(self.redis.exists(f"fh:pr:{repo_id}:{number}:escalated"))

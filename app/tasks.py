@@ -19,6 +19,7 @@ class Kind(StrEnum):
     FORK = "fork"  # a pull request from a fork asked for work: say once that it cannot
     BASE = "base"  # the base branch moved: find agent pull requests that no longer merge
     CONFLICT = "conflict"  # merge the base into one of them and resolve the conflicts
+    RERUN = "rerun"  # "Re-run" pressed on a `forgehand` check run: retry its task
 
 
 class State(StrEnum):
@@ -50,6 +51,7 @@ class Task:
     branch: str = ""
     review_id: int = 0
     comment_id: int = 0
+    check_run_id: int = 0
 
     @property
     def id(self) -> str:
@@ -73,6 +75,8 @@ class Task:
             case Kind.CONFLICT:
                 # One per pull request and base commit: the base moving again is new work.
                 return f"conflict-{self.repo_id}-{self.number}-{self.sha}"
+            case Kind.RERUN:
+                return f"rerun-{self.repo_id}-{self.check_run_id}"
 
     def to_fields(self) -> dict[str, str]:
         # Not asdict(): it deep-copies, and this runs for every queued task.
@@ -91,6 +95,7 @@ class Task:
             branch=fields.get("branch", ""),
             review_id=int(fields.get("review_id", "0")),
             comment_id=int(fields.get("comment_id", "0")),
+            check_run_id=int(fields.get("check_run_id", "0")),
         )
 
 

@@ -408,6 +408,8 @@ def _green(payload: Payload, facts: Facts) -> Decision:
 
 def _check_run(payload: Payload, facts: Facts) -> Decision:
     action = _get(payload, "action", str)
+    if action == "rerequested":
+        return _rerun(payload, facts)
     if action != "completed":
         return ignore(f"check_run.{action} is not a trigger")
     conclusion = _opt(payload, "check_run.conclusion", str)
@@ -422,6 +424,23 @@ def _check_run(payload: Payload, facts: Facts) -> Decision:
         _opt(payload, "check_run.check_suite.head_branch", str),
         _opt(payload, "check_run.pull_requests", list) or [],
     )
+
+
+def _rerun(payload: Payload, facts: Facts) -> Decision:
+    """ "Re-run" on forgehand's own check run: its task is retried, as `/agent retry` would,
+    once the worker has checked the sender's write access."""
+    if _get(payload, "check_run.app.id", int) != facts.app_id:
+        return ignore("a check run of another App is re-run by that App")
+    blocked = _sender_block(payload, facts)
+    if blocked:
+        return ignore(blocked)
+    run_id = _get(payload, "check_run.id", int)
+    prs = _opt(payload, "check_run.pull_requests", list) or []
+    numbers = [pr.get("number") for pr in prs if isinstance(pr, Mapping)]
+    number = next((n for n in numbers if isinstance(n, int)), 0)
+    sender = _get(payload, "sender.login", str)
+    sha = _get(payload, "check_run.head_sha", str)
+    return _task(payload, facts, Kind.RERUN, number, sender, sha=sha, check_run_id=run_id)
 
 
 def _status(payload: Payload, facts: Facts) -> Decision:

@@ -20,6 +20,7 @@ from jobs.conflict import check_base, resolve_conflict
 from jobs.errors import Escalated, TaskFailed, permanent_reason
 from jobs.fix_ci import fix_ci
 from jobs.redact import redactor_for
+from jobs.rerun import rerun
 from jobs.resolve import resolve_issue
 from jobs.review import address_review
 from jobs.workspace import Workspaces
@@ -33,6 +34,7 @@ HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
     Kind.FORK: fork_notice,
     Kind.BASE: check_base,
     Kind.CONFLICT: resolve_conflict,
+    Kind.RERUN: rerun,
 }
 
 
@@ -121,5 +123,7 @@ def _finish(
 ) -> None:
     # A task cancelled while it ran stays cancelled, whatever the pipeline reached.
     if store.transition(task.id, frm, state, "" if state is State.DONE else detail):
+        if state is State.DONE:
+            store.set_result(task.id, detail)
         store.audit(task.id, state.value, detail)
         count_task(store.redis, task.kind.value, state.value)

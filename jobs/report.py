@@ -174,6 +174,19 @@ def steps_so_far(events: list[dict[str, Any]], limit: int = PROGRESS_STEPS) -> s
     return "\n".join(lines)
 
 
+def never_green_on_red(conclusion: str, title: str, ci: str) -> tuple[str, str]:
+    """A check run's conclusion and title given what is known of CI on its commit (`ci`:
+    "failed (unit, lint)", "pending", …): never green on a commit whose CI is red."""
+    if conclusion == "success" and ci.startswith("failed"):
+        return "neutral", f"{title} · CI on this commit: {ci}"
+    return conclusion, title
+
+
+def fix_title(pushed: str, attempt: int, limit: int, ci: str) -> str:
+    """A CI-fix attempt's check-run title: what it pushed and what CI said of it."""
+    return f"Fix pushed as {pushed[:7]} (attempt {attempt} of {limit}); CI on it: {ci}"
+
+
 def check_output(title: str, summary: str, steps: str, url: str, log: str = "") -> dict[str, str]:
     """A check run's `output`: the headline, what the agent said, its steps and its log tail.
     All but `url` may hold the agent's words (already redacted)."""

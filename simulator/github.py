@@ -503,6 +503,15 @@ def _new_check_run(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]
     return _json(shapes.check_run(run, shapes.app(gh.app_id, gh.slug)), 201)
 
 
+def _get_check_run(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    wanted = int(m["id"])
+    run = next((r for runs in gh.check_runs.values() for r in runs if r["id"] == wanted), None)
+    if run is None:
+        return _json({"message": "Not Found"}, 404)
+    owner = run.get("app") or {"id": 15368, "slug": "github-actions"}
+    return _json(shapes.check_run(run, shapes.app(owner["id"], owner["slug"])))
+
+
 def _update_check_run(
     gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]
 ) -> httpx.Response:
@@ -657,6 +666,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", REPO_RE + r"/commits/(?P<sha>[0-9a-f]+)/status", _status),
     ("GET", REPO_RE + r"/check-runs/(?P<id>\d+)/annotations", _annotations),
     ("POST", REPO_RE + r"/check-runs", _new_check_run),
+    ("GET", REPO_RE + r"/check-runs/(?P<id>\d+)", _get_check_run),
     ("PATCH", REPO_RE + r"/check-runs/(?P<id>\d+)", _update_check_run),
     ("GET", REPO_RE + r"/actions/jobs/(?P<id>\d+)/logs", _job_logs),
     ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews", _reviews),

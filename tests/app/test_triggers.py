@@ -264,6 +264,32 @@ def test_check_run_created_is_not_a_trigger() -> None:
     assert decide("check_run", payload, FACTS).ignored == "check_run.created is not a trigger"
 
 
+def rerequested(app: int = p.APP_ID, sender: str = "alice", kind: str = "User") -> dict[str, Any]:
+    payload = p.check_run(app=app, run_id=55) | {"action": "rerequested"}
+    return payload | {"sender": {"login": sender, "type": kind}}
+
+
+def test_rerun_on_the_apps_check_run_is_a_rerun_task() -> None:
+    task = only_task(decide("check_run", rerequested(), FACTS))
+    assert (task.kind, task.number, task.sender, task.check_run_id) == (Kind.RERUN, 12, "alice", 55)
+    assert task.sha == "c" * 40
+    assert task.id == f"rerun-{p.REPO_ID}-55"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (rerequested(app=15368), "a check run of another App is re-run by that App"),
+        (rerequested(sender="forgehand[bot]", kind="Bot"), "sent by the App itself"),
+        (rerequested(sender="renovate[bot]", kind="Bot"), "not in allowed_bots"),
+    ],
+)
+def test_reruns_that_start_nothing(payload: dict[str, Any], reason: str) -> None:
+    decision = decide("check_run", payload, FACTS)
+    assert decision.actions == ()
+    assert reason in (decision.ignored or "")
+
+
 # --- installations and the rest -----------------------------------------------------------
 
 
