@@ -180,6 +180,21 @@ class Simulation:
                 self.deliver("issues", {"action": "closed", "issue": self._issue(int(fixed))}, by)
         return commit
 
+    def rerun_check(self, run_id: int, by: str = "carol") -> None:
+        """Press "Re-run" on a check run: GitHub tells the App that made it."""
+        sha, run = next(
+            (sha, r) for sha, runs in self.sim.check_runs.items() for r in runs if r["id"] == run_id
+        )
+        owner = run["app"]
+        views = [
+            pull_view(self.sim, n) for n, pr in self.sim.pulls.items() if pr["state"] == "open"
+        ]
+        pulls = [v for v in views if v["head"]["sha"] == sha]
+        view = shapes.check_run(run, shapes.app(owner["id"], owner["slug"])) | {
+            "pull_requests": [_pull_ref(p) for p in pulls]
+        }
+        self.deliver("check_run", {"action": "rerequested", "check_run": view}, by)
+
     def _issue(self, number: int) -> dict[str, Any]:
         repo = self.sim.repository()
         if number in self.sim.pulls:

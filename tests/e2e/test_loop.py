@@ -74,7 +74,9 @@ def test_labelled_issue_to_green_pull_request_through_a_ci_fix(careful: Stack) -
     # The CI fix showed itself as a `forgehand` check run; GitHub told the App of it (as it
     # does), and that started nothing.
     ours = [r for runs in sim.sim.check_runs.values() for r in runs if r["name"] == "forgehand"]
-    assert [(r["status"], r["conclusion"]) for r in ours] == [("completed", "success")]
+    # On the commit whose CI failed it is never green: neutral, saying what it pushed.
+    assert [(r["status"], r["conclusion"]) for r in ours] == [("completed", "neutral")]
+    assert ours[0]["output"]["title"].startswith("Fix pushed as ")
     assert (
         ours[0]["details_url"] == f"http://127.0.0.1:{careful.port}/tasks/{ours[0]['external_id']}"
     )
@@ -134,6 +136,14 @@ def test_hopeless_agent_escalates_after_max_attempts(tmp_path: Path) -> None:
         # Silence afterwards: CI on the last push fails, and nothing more is pushed.
         time.sleep(2)
         assert len([s for s in branch_log(stack, branch) if s.startswith("Fix CI")]) == 3
+        # "Re-run" on that check run is `/agent retry`: the label goes, one more round runs.
+        sim.rerun_check(check["id"])
+        sim.wait(lambda: "agent:needs-human" not in sim.sim.labels.get(number, []), 60, "reset")
+        sim.wait(
+            lambda: sum(s.startswith("Fix CI") for s in branch_log(stack, branch)) == 4,
+            90,
+            "a fourth fix after Re-run",
+        )
 
 
 def test_stop_command_mid_run(tmp_path: Path) -> None:
