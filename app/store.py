@@ -52,6 +52,7 @@ def target_key(repo_id: int, number: int) -> str:
 
 
 TASKS_INDEX = "fh:tasks"
+ITEMS_KEY = "fh:items"
 
 
 @dataclass(frozen=True)
@@ -445,6 +446,21 @@ class Store:
     def installation_for(self, repo_id: int) -> int | None:
         value = self.redis.hget("fh:repos", str(repo_id))
         return int(value) if value is not None else None
+
+    # --- what the dashboard shows of an issue or pull request ------------------------------------
+
+    def note_item(self, repo_id: int, number: int, title: str, pull: bool) -> None:
+        """An issue's or pull request's title, as a worker last read it."""
+        data = json.dumps({"title": title[:300], "pull": pull})
+        self.redis.hset(ITEMS_KEY, f"{repo_id}:{number}", data)
+
+    def items(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+        """The titles (and whether each is a pull request) of the given issues and pull
+        requests, where a worker noted them."""
+        if not keys:
+            return {}
+        raw = self.redis.hmget(ITEMS_KEY, [f"{r}:{n}" for r, n in keys])
+        return {key: json.loads(value) for key, value in zip(keys, raw, strict=True) if value}
 
     # --- what the task page shows of a run: the agent's last prompt, the change ----------------
 

@@ -378,12 +378,13 @@ def _check_suite(payload: Payload, facts: Facts) -> Decision:
     if action != "completed":
         return ignore(f"check_suite.{action} is not a trigger")
     conclusion = _opt(payload, "check_suite.conclusion", str)
+    # Before green is believed: forgehand's own check passing says nothing of CI.
+    if facts.app_id is not None and _opt(payload, "check_suite.app.id", int) == facts.app_id:
+        return ignore("check suite of the App itself")
     if conclusion == "success":
         return _green(payload, facts)
     if conclusion not in FAILING_CONCLUSIONS:
         return ignore(f"check suite concluded {conclusion}")
-    if facts.app_id is not None and _opt(payload, "check_suite.app.id", int) == facts.app_id:
-        return ignore("check suite of the App itself")
     return _suite_task(payload, facts)
 
 

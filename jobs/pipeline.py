@@ -484,7 +484,20 @@ def prepare(task: Task, ctx: Context, check: bool = True) -> tuple[Installation,
         if exc.permanent:
             raise TaskFailed(str(exc)) from exc
         raise
+    if task.number:
+        note_title(api, ctx, task)
     return api, repo
+
+
+def note_title(api: Installation, ctx: Context, task: Task) -> None:
+    """Keep the issue's or pull request's title for the dashboard, which never asks GitHub."""
+    try:
+        data = api.get(f"/repos/{task.repo}/issues/{task.number}")
+    except GitHubError as exc:
+        ctx.store.audit(task.id, "title not read", str(exc))
+        return
+    title = redactor_for(ctx.settings, api.token()).text(str(data.get("title") or ""))
+    ctx.store.note_item(task.repo_id, task.number, title, "pull_request" in data)
 
 
 def status_for(api: Installation, ctx: Context, task: Task) -> StatusComment:

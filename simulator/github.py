@@ -295,11 +295,25 @@ def _reaction(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> 
     return _json(reaction, 201)
 
 
+def issue_view(gh: GitHubSimulator, number: int) -> dict[str, Any] | None:
+    """An issue as GitHub's issues API shows it; a pull request is one too, marked as such."""
+    repo = gh.repository()
+    if number in gh.pulls:
+        pull = pull_view(gh, number)
+        view = shapes.issue({"number": number, "title": pull["title"],
+                             "user": {"login": pull["user"]["login"]}}, repo)  # fmt: skip
+        view["pull_request"] = {
+            "url": pull["url"], "html_url": pull["html_url"], "diff_url": pull["diff_url"],
+            "patch_url": pull["patch_url"], "merged_at": None,
+        }  # fmt: skip
+        return view
+    issue = gh.issues.get(number)
+    return shapes.issue(issue, repo) if issue is not None else None
+
+
 def _issue(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    issue = gh.issues.get(int(m["n"]))
-    if issue is None:
-        return _json({"message": "Not Found"}, 404)
-    return _json(shapes.issue(issue, gh.repository()))
+    view = issue_view(gh, int(m["n"]))
+    return _json(view) if view is not None else _json({"message": "Not Found"}, 404)
 
 
 def _blocked_by(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:

@@ -22,7 +22,7 @@ import httpx
 
 from simulator import shapes
 from simulator.ci import run_checks
-from simulator.github import GitHubSimulator, git_out, merge, pull_view
+from simulator.github import GitHubSimulator, git_out, issue_view, merge, pull_view
 from simulator.server import Server
 
 ACTIONS_APP_ID = 15368  # GitHub Actions' own App id on github.com
@@ -196,17 +196,10 @@ class Simulation:
         self.deliver("check_run", {"action": "rerequested", "check_run": view}, by)
 
     def _issue(self, number: int) -> dict[str, Any]:
-        repo = self.sim.repository()
-        if number in self.sim.pulls:
-            pull = pull_view(self.sim, number)
-            view = shapes.issue({"number": number, "title": pull["title"],
-                                 "user": {"login": pull["user"]["login"]}}, repo)  # fmt: skip
-            view["pull_request"] = {
-                "url": pull["url"], "html_url": pull["html_url"], "diff_url": pull["diff_url"],
-                "patch_url": pull["patch_url"], "merged_at": None,
-            }  # fmt: skip
-            return view
-        return shapes.issue(self.sim.issues[number], repo)
+        view = issue_view(self.sim, number)
+        if view is None:
+            raise KeyError(f"no issue #{number}")
+        return view
 
     # --- webhooks -----------------------------------------------------------------------------
 

@@ -259,6 +259,11 @@ def test_ci_events_that_start_nothing(event: str, payload: dict[str, Any], reaso
     assert reason in (decision.ignored or "")
 
 
+def test_the_apps_own_green_suite_resets_nothing() -> None:
+    decision = decide("check_suite", p.check_suite("success", app=p.APP_ID), FACTS)
+    assert decision.actions == () and decision.ignored == "check suite of the App itself"
+
+
 def test_check_run_created_is_not_a_trigger() -> None:
     payload = p.check_run() | {"action": "created"}
     assert decide("check_run", payload, FACTS).ignored == "check_run.created is not a trigger"
