@@ -17,8 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis import Redis
 
 from app.settings import parse
+from simulator import sandbox
 from simulator.github import git_out
 from simulator.sandbox import SLACK, Stack, limit
 from tests.jobs.conftest import gone
@@ -277,6 +279,74 @@ def test_sandbox_keep_serves_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
     out = "".join(lines) + rest
     assert proc.returncode == 1, out  # the run itself failed: its agent is missing
     assert "stopping" in rest and "Traceback" not in out
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_sigterm_stops_the_sandbox_and_all_it_started_and_your_redis_is_untouched(
+    tmp_path: Path, redis: Redis, redis_url: str
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if k != "AGENT_ENV"}
+    env = clean | {"AGENT": "command", "AGENT_COMMAND": "no-such-agent", "PYTHONPATH": str(ROOT),
+                   "REDIS_URL": redis_url}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "sandbox", "--keep", "--dir", str(tmp_path / "sb")],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        started = descendants(proc.pid)
+        assert len(started) >= 3, started  # Redis, the web process, the worker
+        proc.send_signal(signal.SIGTERM)  # as a service manager or `kill` stops it
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = "".join(lines) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "stopped by signal SIGTERM" in rest and "Traceback" not in out
+    deadline = time.monotonic() + 10
+    while any(not gone(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(gone(pid) for pid in started), [p for p in started if not gone(p)]
+    # The Redis REDIS_URL names got nothing: no task, no job a worker of yours would run.
+    assert "REDIS_URL is not used: the sandbox starts a Redis of its own." in out
+    assert redis.dbsize() == 0
+
+
+def test_a_stack_that_fails_to_start_stops_what_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never_healthy(url: str, web: object = None) -> None:
+        raise RuntimeError("forgehand web did not answer")
+
+    monkeypatch.setattr(sandbox, "wait_healthy", never_healthy)
+    stack = stack_for(tmp_path, [*DEMO, "careful"])
+    with pytest.raises(RuntimeError, match="did not answer"):
+        stack.__enter__()
+    assert stack.web is not None and stack.worker is not None
+    assert stack.web.poll() is not None and stack.worker.poll() is not None
 
 
 def test_the_sandboxs_limit_follows_the_agents_timeout() -> None:
