@@ -47,6 +47,10 @@ def events_key(task_id: str) -> str:
     return f"fh:task:{task_id}:events"
 
 
+def bases_key(repo_id: int) -> str:
+    return f"fh:pr_bases:{repo_id}"
+
+
 def target_key(repo_id: int, number: int) -> str:
     return f"fh:target:{repo_id}:{number}"
 
@@ -339,9 +343,11 @@ class Store:
         return bool(self.redis.sismember("fh:app_prs", f"{repo_id}:{number}"))
 
     def add_app_pull_request(
-        self, repo_id: int, number: int, issue: int, repo: str, installation: int
+        self, repo_id: int, number: int, issue: int, repo: str, installation: int, base: str = ""
     ) -> None:
         with self.redis.pipeline() as pipe:
+            if base:
+                pipe.hset(bases_key(repo_id), str(number), base)
             pipe.sadd("fh:app_prs", f"{repo_id}:{number}")
             pipe.hset(f"fh:pr:{repo_id}:{number}:meta",
                       mapping={"repo": repo, "installation": installation})  # fmt: skip
@@ -368,6 +374,20 @@ class Store:
 
     def forget_app_pull_request(self, repo_id: int, number: int) -> None:
         self.redis.srem("fh:app_prs", f"{repo_id}:{number}")
+        self.redis.hdel(bases_key(repo_id), str(number))
+
+    def note_base(self, repo_id: int, number: int, base: str) -> None:
+        """The branch an open agent pull request merges into."""
+        self.redis.hset(bases_key(repo_id), str(number), base)
+
+    def closed_pull_request(self, repo_id: int, number: int) -> None:
+        """A closed agent pull request targets no branch any more."""
+        self.redis.hdel(bases_key(repo_id), str(number))
+
+    def read_agent_bases(self, pipe: Pipeline, repo_id: int) -> None:
+        """Queue the read of the base branches of the repository's open agent pull requests
+        on the caller's pipeline (a push is decided with it)."""
+        pipe.hvals(bases_key(repo_id))
 
     def pull_request_for_issue(self, repo_id: int, issue: int) -> int | None:
         value = self.redis.hget("fh:issue_pr", f"{repo_id}:{issue}")

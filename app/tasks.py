@@ -20,6 +20,7 @@ class Kind(StrEnum):
     BASE = "base"  # the base branch moved: find agent pull requests that no longer merge
     CONFLICT = "conflict"  # merge the base into one of them and resolve the conflicts
     RERUN = "rerun"  # "Re-run" pressed on a `forgehand` check run: retry its task
+    SYNC = "sync"  # someone (or the App) pushed to an agent pull request: its files changed
 
 
 class State(StrEnum):
@@ -77,6 +78,8 @@ class Task:
                 return f"conflict-{self.repo_id}-{self.number}-{self.sha}"
             case Kind.RERUN:
                 return f"rerun-{self.repo_id}-{self.check_run_id}"
+            case Kind.SYNC:
+                return f"sync-{self.repo_id}-{self.number}-{self.sha}"
 
     def to_fields(self) -> dict[str, str]:
         # Not asdict(): it deep-copies, and this runs for every queued task.

@@ -45,6 +45,9 @@ class Facts:
     # Whether the delivery's repository belongs to its installation, as installation events
     # told us; None when they never did (the App was installed before this Redis knew it).
     repo_installed: bool | None = None
+    # The base branches of the repository's open agent pull requests, for a push; None when
+    # not read (the payload-only question), so that no push is turned away for it.
+    agent_bases: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,9 @@ def early_decision(event: str, payload: Payload, facts: Facts) -> Decision | Non
     most the full decision can make.
     """
     loosest = replace(
-        facts, app_slug=None, allowed_bots=None, app_pull_request=True, repo_installed=None
-    )
+        facts, app_slug=None, allowed_bots=None, app_pull_request=True, repo_installed=None,
+        agent_bases=None,
+    )  # fmt: skip
     try:
         return decide(event, payload, loosest)
     except PayloadError:
@@ -232,9 +236,10 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
         if label != facts.trigger_label:
             return ignore(f"label {label} is not {facts.trigger_label}")
         return Decision(actions=(_cancel(payload, number, "trigger label removed"),))
-    if action == "closed":
-        wake = Wake(_get(payload, "repository.id", int), f"#{number} closed")
-        return Decision(actions=(_cancel(payload, number, "issue closed"), wake))
+    if action in ("closed", "deleted", "transferred"):
+        # Deleted or moved to another repository: its work here ends, as when it closes.
+        wake = Wake(_get(payload, "repository.id", int), f"#{number} {action}")
+        return Decision(actions=(_cancel(payload, number, f"issue {action}"), wake))
     return ignore(f"issues.{action} is not a trigger")
 
 
@@ -295,7 +300,7 @@ def _fork_notice(payload: Payload, facts: Facts) -> Decision:
 
 def _pull_request(payload: Payload, facts: Facts) -> Decision:
     action = _get(payload, "action", str)
-    if action not in ("closed", "unlabeled", "opened", "reopened"):
+    if action not in ("closed", "unlabeled", "opened", "reopened", "synchronize"):
         return ignore(f"pull_request.{action} is not a trigger")
     not_ours = _own_branch(payload, "pull_request", facts)
     if not_ours == FORK and action in ("opened", "reopened"):
@@ -303,6 +308,13 @@ def _pull_request(payload: Payload, facts: Facts) -> Decision:
     if not_ours:
         return ignore(not_ours)
     number = _get(payload, "pull_request.number", int)
+    if action == "synchronize":
+        # Whoever pushed, the App included: the files it changes may now overlap others'.
+        # Bookkeeping, not agent work, so no sender is turned away.
+        sha = _get(payload, "pull_request.head.sha", str)
+        if not SHA.fullmatch(sha):
+            raise PayloadError(f"payload has no commit SHA (got {sha[:50]!r})")
+        return _pr_task(payload, facts, Kind.SYNC, sha=sha)
     if action == "unlabeled":
         label = _get(payload, "label.name", str)
         if label != facts.escalation_label:
@@ -469,6 +481,8 @@ def _push(payload: Payload, facts: Facts) -> Decision:
     # another base, which the worker reads (a push there is not seen: a known limit).
     if branch != _get(payload, "repository.default_branch", str):
         return ignore(f"push to {branch}, not the default branch")
+    if facts.agent_bases is not None and branch not in facts.agent_bases:
+        return ignore(f"no open agent pull request targets {branch}")
     after = _get(payload, "after", str)
     if not SHA.fullmatch(after):
         raise PayloadError(f"payload has no commit SHA (got {after[:50]!r})")

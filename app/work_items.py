@@ -69,7 +69,7 @@ def kind_of(item: Item) -> str:
     return "pull request" if item.pull else "issue"
 
 
-PULL_KINDS = frozenset({Kind.CI, Kind.REVIEW, Kind.CLOSED, Kind.FORK, Kind.CONFLICT})
+PULL_KINDS = frozenset({Kind.CI, Kind.REVIEW, Kind.CLOSED, Kind.FORK, Kind.CONFLICT, Kind.SYNC})
 
 
 def is_pull(row: Row) -> bool:
@@ -118,6 +118,7 @@ def what(row: Row) -> str:
         Kind.BASE: f"check agent pull requests after the base moved to {sha}",
         Kind.CONFLICT: f"merge the base ({sha}) and resolve conflicts",
         Kind.RERUN: f"Re-run pressed by {task.sender}",
+        Kind.SYNC: f"see which files {sha} changes",
     }.get(task.kind, task.kind.value)
 
 

@@ -17,6 +17,7 @@ def closed(task: Task, ctx: Context) -> str:
     api, _repo = prepare(task, ctx, check=False)
     pr = read_pull(api, task, task.number)
     fleet.closed(api, ctx, task)
+    ctx.store.closed_pull_request(task.repo_id, task.number)
     issue = ctx.store.issue_for_pull_request(task.repo_id, task.number)
     if issue is not None:
         ctx.store.audit(f"issue-{task.repo_id}-{issue}", "pull request closed", f"#{task.number}")

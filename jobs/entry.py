@@ -13,7 +13,7 @@ from app.metrics import count_task
 from app.settings import Settings, SettingsError, load
 from app.store import Store
 from app.tasks import Kind, State, Task
-from jobs import pipeline
+from jobs import fleet, pipeline
 from jobs.closed import closed, fork_notice
 from jobs.commands import run_command
 from jobs.conflict import check_base, resolve_conflict
@@ -35,6 +35,7 @@ HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
     Kind.BASE: check_base,
     Kind.CONFLICT: resolve_conflict,
     Kind.RERUN: rerun,
+    Kind.SYNC: fleet.pushed,
 }
 
 

@@ -298,7 +298,9 @@ def _reaction(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> 
 def issue_view(gh: GitHubSimulator, number: int) -> dict[str, Any] | None:
     """An issue as GitHub's issues API shows it; a pull request is one too, marked as such."""
     repo = gh.repository()
-    if number in gh.pulls:
+    # On GitHub an issue and a pull request never share a number; tests' fakes may, and
+    # then the issue is what they mean.
+    if number in gh.pulls and number not in gh.issues:
         pull = pull_view(gh, number)
         view = shapes.issue({"number": number, "title": pull["title"],
                              "user": {"login": pull["user"]["login"]}}, repo)  # fmt: skip
@@ -436,6 +438,33 @@ def _pulls(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> htt
         if pr["state"] == "open" and (not ref or pr["head"] == ref)
     ]
     return _json(found)
+
+
+def _pull_files(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    """The files a pull request changes, from the merge base of its base and head, as GitHub
+    lists them (a patch each), 100 a page."""
+    pull = gh.pulls.get(int(m["n"]))
+    if pull is None:
+        return _json({"message": "Not Found"}, 404)
+    span = f"{pull['base']}...{pull['head']}"
+    out = git_out("diff", "--no-renames", "--name-status", "-z", span, cwd=gh.origin)
+    parts = [x for x in out.split("\0") if x]
+    statuses = {"A": "added", "D": "removed", "M": "modified"}
+    entries = []
+    for status, name in zip(parts[::2], parts[1::2], strict=True):
+        patch = git_out("diff", "--no-renames", span, "--", name, cwd=gh.origin)
+        hunks = patch[patch.find("@@") :] if "@@" in patch else ""
+        base = f"https://github.test/{gh.repo}"
+        entries.append({
+            "sha": "0" * 40, "filename": name, "status": statuses.get(status, "modified"),
+            "additions": 0, "deletions": 0, "changes": 0, "patch": hunks,
+            "blob_url": f"{base}/blob/{pull['head']}/{name}",
+            "raw_url": f"{base}/raw/{pull['head']}/{name}",
+            "contents_url": f"{base}/contents/{name}",
+        })  # fmt: skip
+    page = int(request.url.params.get("page", "1"))
+    size = int(request.url.params.get("per_page", "30"))
+    return _json(entries[(page - 1) * size : page * size])
 
 
 def _check_runs(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -692,5 +721,6 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", REPO_RE + r"/issues/(?P<n>\d+)/labels/(?P<name>[^/]+)", _remove_label),
     ("DELETE", REPO_RE + r"/git/refs/heads/(?P<ref>.+)", _delete_ref),
     ("GET", REPO_RE + r"/pulls/(?P<n>\d+)", _pull),
+    ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/files", _pull_files),
     ("POST", REPO_RE + r"/pulls/(?P<n>\d+)/requested_reviewers", _reviewers),
 ]

@@ -78,6 +78,26 @@ def test_closing_an_issue_wakes_the_tasks_waiting_in_its_repository() -> None:
     assert len(decide("issues", p.issues(action="unlabeled"), FACTS).actions) == 1
 
 
+@pytest.mark.parametrize("action", ["deleted", "transferred"])
+def test_a_deleted_or_transferred_issue_cancels_like_a_closed_one(action: str) -> None:
+    decision = decide("issues", p.issues(action=action), FACTS)
+    assert decision.actions == (
+        Cancel(p.REPO_ID, 7, f"issue {action}"),
+        Wake(p.REPO_ID, f"#7 {action}"),
+    )
+
+
+@pytest.mark.parametrize("sender", [("forgehand[bot]", "Bot"), ("carol", "User")])
+def test_any_push_to_an_agent_pull_request_rechecks_its_files(sender: tuple[str, str]) -> None:
+    sync = p.pr_closed(sender=sender[0], sender_type=sender[1]) | {"action": "synchronize"}
+    task = only_task(decide("pull_request", sync, FACTS))
+    assert (task.kind, task.number, task.sha) == (Kind.SYNC, 12, "a" * 40)
+    assert task.id == f"sync-{p.REPO_ID}-12-{'a' * 40}"
+    fork = p.pr_closed() | {"action": "synchronize"}
+    fork["pull_request"] = p.pull_request(head_repo=999)
+    assert decide("pull_request", fork, FACTS).ignored == "pull request from a fork"
+
+
 def test_unlabelling_another_label_cancels_nothing() -> None:
     assert decide("issues", p.issues(action="unlabeled", label="bug"), FACTS).actions == ()
 

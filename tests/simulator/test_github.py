@@ -47,7 +47,8 @@ MODELS: dict[str, Any] = {
     "_job_logs": None, "_reviews": list[m.PullRequestReview], "_review": m.PullRequestReview,
     "_review_comments": list[m.ReviewComment], "_reply": m.PullRequestReviewComment,
     "_get_comment": m.IssueComment, "_add_labels": list[m.Label], "_remove_label": list[m.Label],
-    "_delete_ref": None, "_pull": m.PullRequest, "_reviewers": m.PullRequestSimple,
+    "_delete_ref": None, "_pull": m.PullRequest,
+    "_pull_files": list[m.DiffEntry], "_reviewers": m.PullRequestSimple,
 }  # fmt: skip
 
 
