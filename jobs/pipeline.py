@@ -356,6 +356,9 @@ class Run:
                 tree.git(["push", "--quiet", url, f"HEAD:refs/heads/{branch}"], token=api.token())
                 return
             except GitError as exc:
+                missing = permission_refused(str(exc))
+                if missing:
+                    raise TaskFailed(missing) from None
                 if not any(word in str(exc) for word in ("rejected", "fetch first", "non-fast")):
                     raise TaskFailed(f"Pushing {branch} failed: {exc}") from None
             self.ctx.store.audit(self.task.id, "rebase", f"{branch} moved while the agent worked")
@@ -371,6 +374,28 @@ class Run:
                 ) from None
             self.check_protected(theirs)
         raise TaskFailed(f"Pushing {branch} was rejected {PUSH_TRIES} times; nothing was forced.")
+
+
+_WORKFLOW_REFUSAL = re.compile(
+    r"create or update workflow `([^`]*)` without `workflows` permission"
+)
+
+
+def permission_refused(error: str) -> str:
+    """Why GitHub refused a push for a permission the App lacks, with what to change; "" when
+    it refused for something else."""
+    found = _WORKFLOW_REFUSAL.search(error)
+    if not found:
+        return ""
+    path = protected.printable(found[1])[:200]
+    return (
+        f"GitHub refused the push: the change touches the workflow `{path}`, and the App has "
+        "no `workflows` permission, which GitHub requires for any change under "
+        '.github/workflows/. To allow it, give the App "Workflows: Read and write" in its '
+        "settings (Permissions & events), accept the new permission on the installation, then "
+        f"retry; or keep `.github/workflows/**` in `protected_paths` so such changes are never "
+        "pushed. Nothing was pushed."
+    )
 
 
 @contextmanager

@@ -89,6 +89,14 @@ class GitHubSimulator:
     def head_sha(self, ref: str) -> str:
         return git_out("rev-parse", f"refs/heads/{ref}", cwd=self.origin).strip()
 
+    def guard_workflows(self) -> None:
+        """Refuse pushes that change `.github/workflows/`, as GitHub refuses them from an App
+        without the `workflows` permission (the only pushes here are the App's)."""
+        hook = self.origin / "hooks" / "pre-receive"
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(WORKFLOW_GUARD)
+        hook.chmod(0o755)
+
     def add_pull(self, number: int, ref: str, *, issue: int = 7, fork: bool = False) -> None:
         self.pulls[number] = {
             "number": number,
@@ -212,6 +220,21 @@ class GitHubSimulator:
         except jwt.PyJWTError:
             return False
         return str(claims.get("iss")) == str(self.app_id)
+
+
+ZERO = "0" * 40
+WORKFLOW_GUARD = f"""#!/bin/sh
+while read old new ref; do
+  [ "$new" = {ZERO} ] && continue
+  if [ "$old" = {ZERO} ]; then range="$new --not --all"; else range="$old..$new"; fi
+  file=$(git log --format= --name-only $range -- .github/workflows/ | head -n 1)
+  if [ -n "$file" ]; then
+    printf 'refusing to allow a GitHub App to create or update workflow `%s` ' "$file" >&2
+    printf 'without `workflows` permission\\n' >&2
+    exit 1
+  fi
+done
+"""
 
 
 def _kept(headers: httpx.Headers) -> dict[str, str]:

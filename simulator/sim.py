@@ -85,6 +85,8 @@ class Simulation:
             logs_url=placeholder_logs,
         )
         self.sim.permissions = {"carol": "admin", "alice": "write"}
+        if shapes.PERMISSIONS.get("workflows") != "write":
+            self.sim.guard_workflows()
         self.server = Server(self.sim)
         # Logs live on "another host", as on GitHub: the App must not send its token there.
         self.sim.logs_url = f"http://localhost:{self.server.port}/_logs"
