@@ -139,6 +139,10 @@ def run_sandboxed(
         env = preset.environment(env) | env
         write_home(preset, tree.home, env)
     allow = sandbox.allowed_hosts(agent_name, env)
+    if preset is not None:
+        # Folded into the config just written, under forgehand's safety settings: passed on,
+        # they would take precedence over it.
+        env = {k: v for k, v in env.items() if k not in preset.config_vars}
     with sandbox.jail(
         tree.path, tree.home, tree.objects, allow, on_refused, repository_allow
     ) as jail:

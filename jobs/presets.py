@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # Where a preset that writes its final message to a file puts it, under the agent's HOME.
 LAST_MESSAGE = ".forgehand-last-message"
@@ -27,6 +29,10 @@ def _no_files(env: Mapping[str, str]) -> dict[str, str]:
 
 def _no_env(env: Mapping[str, str]) -> dict[str, str]:
     return {}
+
+
+def _no_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    return ()
 
 
 def _as_is(line: str) -> str | None:
@@ -56,6 +62,20 @@ class Preset:
     render: Callable[[str], str | None] = field(default=_as_is)
     # Its final message, from its last lines of output and its HOME (outside the sandbox).
     summary: Callable[[Sequence[str], Path], str] = field(default=_last_lines)
+    # Variables in which the operator gives the CLI's own configuration (a provider of their
+    # choosing): forgehand folds them into the config it writes, under its safety settings,
+    # and does not pass them on; given one, the key check is the configuration's to make.
+    config_vars: tuple[str, ...] = ()
+    # The hosts that configuration sends the agent to (a provider's base URL).
+    config_hosts: Callable[[Mapping[str, str]], tuple[str, ...]] = field(default=_no_hosts)
+
+    def operator_config(self, env: Mapping[str, str]) -> bool:
+        """Whether the operator gave the CLI's own configuration; ValueError when it cannot
+        be read, saying why."""
+        if not any(env.get(name) for name in self.config_vars):
+            return False
+        self.home_files(env)
+        return True
 
 
 def _event(line: str) -> dict[str, Any] | None:
@@ -338,12 +358,66 @@ AIDER = Preset(
 # --- opencode -------------------------------------------------------------------------------
 
 
+# What no configuration of the operator's changes: no self-update, no sharing of sessions.
+OPENCODE_SAFETY: dict[str, Any] = {"autoupdate": False, "share": "disabled"}
+OPENCODE_CONFIG_VARS = ("OPENCODE_CONFIG", "OPENCODE_CONFIG_CONTENT")
+
+
+def _json_object(what: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{what} is not JSON ({exc}); forgehand reads it as JSON") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    return value
+
+
+def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`, objects merged key by key, as OpenCode merges its configs."""
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        both = isinstance(below, Mapping) and isinstance(value, Mapping)
+        out[key] = merged(below, value) if both else value  # type: ignore[arg-type]
+    return out
+
+
+def opencode_operator_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """The operator's OpenCode configuration: the file OPENCODE_CONFIG names, then
+    OPENCODE_CONFIG_CONTENT on top, as OpenCode layers them. ValueError says what is wrong."""
+    config: dict[str, Any] = {}
+    path = env.get("OPENCODE_CONFIG")
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ValueError(f"OPENCODE_CONFIG {path} cannot be read: {exc.strerror}") from None
+        config = merged(config, _json_object(f"OPENCODE_CONFIG {path}", text))
+    content = env.get("OPENCODE_CONFIG_CONTENT")
+    if content:
+        config = merged(config, _json_object("OPENCODE_CONFIG_CONTENT", content))
+    return config
+
+
+def _opencode_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The hosts of the providers' base URLs in the operator's configuration (`{env:NAME}`
+    read from the agent's environment)."""
+    hosts = []
+    for provider in (opencode_operator_config(env).get("provider") or {}).values():
+        options = provider.get("options") if isinstance(provider, Mapping) else None
+        url = str((options or {}).get("baseURL") or "")
+        named = re.fullmatch(r"\{env:(\w+)\}", url)
+        parts = urlsplit(env.get(named[1], "") if named else url)
+        if parts.scheme in ("http", "https") and parts.hostname:
+            hosts.append(
+                f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+            )
+    return tuple(hosts)
+
+
 def _opencode_files(env: Mapping[str, str]) -> dict[str, str]:
-    config: dict[str, Any] = {
-        "$schema": "https://opencode.ai/config.json",
-        "autoupdate": False,
-        "share": "disabled",
-    }
+    config: dict[str, Any] = {"$schema": "https://opencode.ai/config.json", **OPENCODE_SAFETY}
     if env.get("OPENAI_API_KEY"):
         # An OpenAI-compatible provider of forgehand's: the key and base URL from the
         # environment, a bounded wait for each answer.
@@ -364,6 +438,8 @@ def _opencode_files(env: Mapping[str, str]) -> dict[str, str]:
                 }
             },
         }  # fmt: skip
+    # The operator's own provider and settings, then forgehand's safety settings over them.
+    config = merged(merged(config, opencode_operator_config(env)), OPENCODE_SAFETY)
     # Without these it runs `npm install @opencode-ai/plugin` in its config directory.
     lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": "*"}}}}
     return {
@@ -422,6 +498,8 @@ OPENCODE = Preset(
     environment=_opencode_env,
     render=_opencode_render,
     summary=_opencode_summary,
+    config_vars=OPENCODE_CONFIG_VARS,
+    config_hosts=_opencode_hosts,
 )
 
 

@@ -179,7 +179,10 @@ class Sandbox:
         URL passed to the agent (a local or proxied model server)."""
         hosts = list(self.settings.agent_allow_hosts)
         if not hosts:
-            hosts = list(PRESETS[agent].hosts if agent in PRESETS else ())
+            preset = PRESETS.get(agent)
+            hosts = list(preset.hosts if preset is not None else ())
+            if preset is not None and preset.operator_config(env):
+                hosts += preset.config_hosts(env)  # the operator's own provider
             for name in self.settings.agent_env:
                 parts = urlsplit(env.get(name, ""))
                 if parts.scheme in ("http", "https") and parts.hostname:

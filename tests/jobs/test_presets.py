@@ -5,6 +5,7 @@ issue to its pull request. Without them: how each preset reads its CLI's output.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -16,7 +17,8 @@ import pytest
 
 from app.settings import parse
 from app.store import TaskRecord
-from jobs.presets import LAST_MESSAGE, PRESETS
+from jobs.agent import AgentConfigError, check_keys
+from jobs.presets import LAST_MESSAGE, PRESETS, write_home
 from jobs.try_agent import try_agent
 from tests import fakes
 from tests.agents.models.anthropic import FakeAnthropic
@@ -234,3 +236,87 @@ def test_claude_never_reads_the_repositorys_own_settings() -> None:
     argv = PRESETS["claude"].argv
     assert argv[argv.index("--setting-sources") + 1] == "user"
     assert "--strict-mcp-config" in argv
+
+
+# --- the operator's own configuration of a CLI ----------------------------------------------
+
+
+def mine(base_url: str) -> str:
+    """An OpenCode configuration with a provider of the operator's, as OpenCode documents it."""
+    return json.dumps({
+        "model": "mine/gpt-4o",
+        "provider": {
+            "mine": {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "mine",
+                "options": {"baseURL": base_url, "apiKey": "{env:MY_PROVIDER_KEY}"},
+                "models": {"gpt-4o": {"name": "gpt-4o", "tool_call": True}},
+            }
+        },
+        "autoupdate": True,  # what forgehand's safety settings overrule
+        "share": "auto",
+    })  # fmt: skip
+
+
+def test_opencode_runs_with_the_operators_own_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OPENCODE_CONFIG_CONTENT naming a custom provider, as OpenCode documents it, and no key
+    of the four the preset knows: try-agent runs the real CLI with it, sandboxed."""
+    root = os.environ.get("FORGEHAND_AGENTS_DIR")
+    program = Path(root or "/nonexistent") / "opencode/node_modules/.bin/opencode"
+    if not program.exists():
+        pytest.skip("opencode is not installed under FORGEHAND_AGENTS_DIR")
+    chosen = Case("opencode", str(program), OpenAIChat, {})
+    with (
+        installed(chosen, program, tmp_path, monkeypatch) as _env,
+        OpenAIChat(api_key="sk-mine") as fake,
+    ):
+        monkeypatch.setenv("OPENCODE_CONFIG_CONTENT", mine(fake.base_url))
+        monkeypatch.setenv("MY_PROVIDER_KEY", "sk-mine")
+        for name in PRESETS["opencode"].keys:
+            monkeypatch.delenv(name, raising=False)
+        names = "OPENCODE_CONFIG_CONTENT,MY_PROVIDER_KEY"
+        settings = parse({"AGENT": "opencode", "AGENT_ENV": names,
+                          "AGENT_TIMEOUT": "120", "AGENT_IDLE_TIMEOUT": "60"})  # fmt: skip
+        seen: list[str] = []
+        trial = try_agent(settings, "opencode", seen.append)
+        asked = list(fake.completions)
+    assert trial.fixed, "\n".join(seen)
+    assert trial.refused == ()  # the provider's host was let through, nothing else tried
+    assert asked and all(c.headers.get("authorization") == "Bearer sk-mine" for c in asked)
+
+
+def opencode_home(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    write_home(PRESETS["opencode"], home, env)
+    return dict(json.loads((home / ".config/opencode/opencode.json").read_text()))
+
+
+def test_the_operators_opencode_config_is_merged_under_forgehands_safety(tmp_path: Path) -> None:
+    given = tmp_path / "opencode.json"
+    given.write_text(json.dumps({"model": "file/m", "provider": {"file": {"name": "f"}}}))
+    content = mine("https://llm.example.com:8443/v1")
+    config = opencode_home(tmp_path, {"OPENCODE_CONFIG": str(given),
+                                      "OPENCODE_CONFIG_CONTENT": content})  # fmt: skip
+    assert config["model"] == "mine/gpt-4o"  # the inline config over the file, as OpenCode does
+    assert set(config["provider"]) == {"file", "mine"}
+    assert (config["autoupdate"], config["share"]) == (False, "disabled")  # forgehand's word
+    hosts = PRESETS["opencode"].config_hosts({"OPENCODE_CONFIG_CONTENT": content})
+    assert hosts == ("llm.example.com:8443",)
+
+
+def test_a_bad_opencode_config_is_one_clear_line_and_stands_in_for_the_key() -> None:
+    passthrough = ("OPENCODE_CONFIG_CONTENT",)
+    with pytest.raises(AgentConfigError) as bad:
+        check_keys("opencode", passthrough, {"OPENCODE_CONFIG_CONTENT": "{not json"})
+    assert str(bad.value).startswith(
+        "the opencode agent's configuration: OPENCODE_CONFIG_CONTENT is not JSON"
+    )
+    with pytest.raises(AgentConfigError, match="cannot be read"):
+        check_keys("opencode", ("OPENCODE_CONFIG",), {"OPENCODE_CONFIG": "/nonexistent.json"})
+    # A readable one is the operator's word on the provider and its key.
+    check_keys("opencode", passthrough, {"OPENCODE_CONFIG_CONTENT": '{"model": "mine/m"}'})
+    with pytest.raises(AgentConfigError, match="AGENT_ENV lacks"):
+        check_keys("opencode", (), {"OPENCODE_CONFIG_CONTENT": '{"model": "mine/m"}'})
