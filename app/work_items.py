@@ -92,6 +92,9 @@ def outcome(row: Row, ci: dict[str, str]) -> str:
             sha = pushed[1][:7]
             lead = "fix pushed as" if row.task.kind is Kind.CI else "pushed"
             return f"{lead} {sha} — CI on it: {ci_words(pushed[1], ci)}"
+        opened = re.match(r"(opened|linked) #(\d+)$", row.result)
+        if opened:
+            return f"{opened[1]} pull request #{opened[2]}"
         return row.result or "done"
     if row.state == "failed":
         if "ran longer than" in row.error:
@@ -99,9 +102,13 @@ def outcome(row: Row, ci: dict[str, str]) -> str:
         if "judged stuck" in row.error:
             return f"stopped: no output — {row.error}"
         return f"failed: {row.error}" if row.error else "failed"
-    if row.state in ("cancelled", "escalated", "waiting"):
-        words = {"escalated": "handed to a human"}.get(row.state, row.state)
-        return f"{words}: {row.error}" if row.error else words
+    if row.state == "escalated":
+        # "escalated after 3 failed attempts: …" reads "handed to a human after 3 …".
+        said = row.error.removeprefix("escalated ")
+        joint = " " if said.startswith("after ") else ": "
+        return f"handed to a human{joint}{said}" if said else "handed to a human"
+    if row.state in ("cancelled", "waiting"):
+        return f"{row.state}: {row.error}" if row.error else row.state
     return row.state
 
 

@@ -121,8 +121,8 @@ def escalation_comment(
             "|---|---|---|---|---|",
             rows,
             "",
-            f"forgehand ignores CI failures here until someone comments `{prefix} retry` or "
-            f"removes the `{label}` label.",
+            f"forgehand ignores CI failures here until someone comments `{prefix} retry`, "
+            f"presses Re-run on its `forgehand` check, or removes the `{label}` label.",
             "",
             f"cc {who}" if who else "",
         ]

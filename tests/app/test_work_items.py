@@ -37,6 +37,10 @@ def test_outcomes_read_as_what_happened() -> None:
     assert outcome(row(LAST, "escalated", "out of attempts"), {}) == (
         "handed to a human: out of attempts"
     )
+    assert outcome(row(LAST, "escalated", "escalated after 3 failed attempts: x"), {}) == (
+        "handed to a human after 3 failed attempts: x"
+    )
+    assert outcome(row(ISSUE, "done", result="opened #12"), {}) == "opened pull request #12"
 
 
 def test_tasks_group_into_issues_and_pull_requests_newest_first() -> None:
