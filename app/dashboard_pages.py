@@ -27,7 +27,8 @@ th{background:var(--soft)}a{color:var(--blue)}.muted{color:var(--muted)}
 pre{background:#0d1117;color:#e6edf3;padding:1rem;overflow:auto;max-height:32rem;
 white-space:pre-wrap}code{background:var(--soft);padding:0 .2rem;border-radius:4px}
 .state{font-weight:600;white-space:nowrap;color:var(--muted)}
-.queued,.waiting{color:var(--amber)}.running{color:var(--blue)}.done{color:var(--green)}
+.queued,.waiting{color:var(--amber)}.running{color:var(--blue)}
+.done,.merged{color:var(--green)}
 .state.failed,.state.escalated{color:#fff;background:var(--red);padding:.1rem .45rem;
 border-radius:1rem}.state.escalated{background:var(--amber);color:#fff}
 tr.failed td{background:var(--red-bg)}tr.escalated td{background:var(--amber-bg)}
@@ -45,6 +46,8 @@ font-weight:600}.id{font-size:.8rem}
 
 # States people see styled: the rest (one a newer worker wrote) is shown plainly.
 KNOWN_STATES = ("queued", "running", "waiting", "done", "failed", "escalated", "cancelled")
+# A piece of work's states beyond its tasks': what became of a pull request.
+WORK_STATES = ("merged", "closed")
 MARKS = {"failed": "✖ failed", "escalated": "⚠ escalated"}
 CANCELLABLE = frozenset({"queued", "running", "waiting"})
 RETRYABLE = frozenset({"failed", "escalated", "cancelled"})
@@ -59,7 +62,7 @@ def page(title: str, body: str, refresh: bool = False) -> str:
 
 
 def state_badge(state: str, element_id: str = "") -> str:
-    known = state if state in KNOWN_STATES else ""
+    known = state if state in (*KNOWN_STATES, *WORK_STATES) else ""
     id_attr = f" id='{element_id}'" if element_id else ""
     label = MARKS.get(state, state)
     return f"<span{id_attr} class='state {known}'>{escape(label)}</span>"

@@ -44,19 +44,50 @@ class Item:
         return max(r.updated for r in self.rows)
 
     @property
+    def work(self) -> list[Row]:
+        """Its tasks that did work people asked for: bookkeeping left out, unless that is all."""
+        done = [r for r in self.rows if r.task.kind not in BOOKKEEPING]
+        return done or self.rows
+
+    @property
     def state(self) -> str:
-        """What the work is doing now: the liveliest live task, else how the last ended."""
-        states = {r.state for r in self.rows}
+        """What the work is doing now: the liveliest live task, else how the last ended (a
+        pull request: merged or closed, once it is)."""
+        states = {r.state for r in self.work}
         for live in LIVE_ORDER:
             if live in states:
                 return live
         if self.escalated:
             return "escalated"
-        return self.rows[-1].state
+        last = self.work[-1]
+        if last.task.kind is Kind.CLOSED and last.state == "done":
+            return "merged" if last.result.startswith("merged") else "closed"
+        return last.state
 
     @property
     def outcome(self) -> str:
-        return outcome(self.rows[-1], self.ci)
+        return outcome(self.work[-1], self.ci)
+
+    @property
+    def next_step(self) -> str:
+        """What a person does next, if anything."""
+        state = self.state
+        if state in LIVE_ORDER:
+            return "nothing yet: forgehand is on it" if state != "waiting" else (
+                "nothing: it starts by itself when what it waits for is done")  # fmt: skip
+        if state == "escalated":
+            return "a human takes over: see the ways out"
+        if state == "failed":
+            return "read why, fix the cause, then Retry the task"
+        if state == "cancelled":
+            return "nothing, or Retry the task"
+        if not self.number or state in ("merged", "closed"):
+            return "nothing"
+        if self.pull:
+            return "review it on GitHub and merge it (or comment /agent … for changes)"
+        if self.linked:
+            return f"review pull request #{self.linked}"
+        return "nothing"
 
     @property
     def path(self) -> str:
@@ -69,6 +100,8 @@ def kind_of(item: Item) -> str:
     return "pull request" if item.pull else "issue"
 
 
+# Tasks that keep forgehand's books (the files a push changed), not work people asked for.
+BOOKKEEPING = frozenset({Kind.SYNC})
 PULL_KINDS = frozenset({Kind.CI, Kind.REVIEW, Kind.CLOSED, Kind.FORK, Kind.CONFLICT, Kind.SYNC})
 
 

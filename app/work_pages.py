@@ -24,7 +24,7 @@ def _name(item: Item) -> str:
 
 
 def _tries(item: Item, max_attempts: int) -> str:
-    tasks = f"{len(item.rows)} task{'s' * (len(item.rows) != 1)}"
+    tasks = f"{len(item.work)} task{'s' * (len(item.work) != 1)}"
     if item.attempts:
         return f"{tasks} · {len(item.attempts)}/{max_attempts} CI fixes"
     return tasks
@@ -41,9 +41,10 @@ def items_html(items: list[Item], web: str, depth: int, workers: int, max_attemp
             f"<td>{escape(item.title) or '<span class=muted>—</span>'}</td>"
             f"<td>{state_badge(item.state)}</td><td>{_tries(item, max_attempts)}</td>"
             f"<td>{linked(item.outcome[:200], web, item.repo)}</td>"
+            f"<td>{escape(item.next_step)}</td>"
             f"<td class='muted'>{ago(item.updated, now)}</td></tr>"
         )
-    table = "".join(rows) or "<tr><td colspan='7' class='muted'>No work yet.</td></tr>"
+    table = "".join(rows) or "<tr><td colspan='8' class='muted'>No work yet.</td></tr>"
     repos = sorted({i.repo for i in items})
     plans = " · ".join(f"<a href='/plan/{escape(r)}'>{escape(r)}</a>" for r in repos)
     body = (
@@ -52,7 +53,8 @@ def items_html(items: list[Item], web: str, depth: int, workers: int, max_attemp
         "<a href='/tasks'>every task</a>"
         + (f" · plans: {plans}" if plans else "")
         + "</p><table id='items'><tr><th>Repository</th><th>Issue / PR</th><th>Title</th>"
-        f"<th>State</th><th>Attempts</th><th>Last outcome</th><th>Updated</th></tr>{table}"
+        f"<th>State</th><th>Attempts</th><th>Last outcome</th><th>Next</th><th>Updated</th>"
+        f"</tr>{table}"
         "</table>"
     )
     live = any(r.active for i in items for r in i.rows)
@@ -122,6 +124,7 @@ def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
         f"{': ' + escape(item.title) if item.title else ''}</h1>"
         f"<p>{escape(kind_of(item))} · {there}{link} · {state_badge(item.state, 'state')}</p>"
         f"<p id='outcome'>Last outcome: {linked(item.outcome, web, item.repo)}</p>"
+        f"<p id='next'>Next: {escape(item.next_step)}</p>"
     )
     fixes = ""
     if item.escalated:

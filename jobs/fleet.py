@@ -42,8 +42,7 @@ def pushed(task: Task, ctx: Context) -> str:
     issue = ctx.store.issue_for_pull_request(task.repo_id, task.number) or 0
     created = known.created if known is not None else time.time()
     changed = pull_files(api, task.repo, task.number)
-    _record(api, ctx, task, task.number, issue, created, pr["head"]["ref"], changed)
-    return f"#{task.number} changes {len(changed[0])} files"
+    return _record(api, ctx, task, task.number, issue, created, pr["head"]["ref"], changed)
 
 
 # GitHub lists at most 3000 files of a pull request, 100 a page.
@@ -78,17 +77,20 @@ def _record(
     created: float,
     branch: str,
     changed: tuple[frozenset[str], frozenset[str]],
-) -> None:
+) -> str:
+    """Record the pull request's files, say whom it overlaps; return that in a few words."""
     # The agent named the files: they reach comments and the plan only redacted.
     clean = redactor_for(ctx.settings, api.token()).text
     files, interface = (frozenset(clean(f) for f in names) for names in changed)
     pull = Pull(number, issue, created, files, interface, branch)
     state = FleetState(ctx.store.redis)
     found, _fleet = overlap.check_push(state, task.repo_id, pull)
-    if found.shared:
-        shared = ", ".join(f"#{n}" for n in sorted(found.shared))
+    shared = ", ".join(f"#{n}" for n in sorted(found.shared))
+    if shared:
         ctx.store.audit(task.id, "overlap", f"#{number} shares files with {shared}")
     _comment(api, ctx, task, state)
+    count = len(files)
+    return f"{count} file{'s' * (count != 1)} changed; overlaps {shared or 'none'}"
 
 
 def closed(api: Installation, ctx: Context, task: Task) -> None:

@@ -53,6 +53,26 @@ def test_tasks_group_into_issues_and_pull_requests_newest_first() -> None:
     assert items[2].state == "running"
 
 
+CLOSED = Task(Kind.CLOSED, p.INSTALLATION, p.REPO_ID, p.REPO, 12, "carol")
+SYNC = Task(Kind.SYNC, p.INSTALLATION, p.REPO_ID, p.REPO, 12, "carol", sha="e5" * 20)
+
+
+def test_an_item_says_what_became_of_it_and_what_to_do_next() -> None:
+    pushed = row(FIRST, "done", result="pushed b2b2b2b", at=1.0)
+    (fixed,) = group([pushed, row(SYNC, "done", result="1 file changed; overlaps none", at=2.0)])
+    fixed.pull = True
+    # Bookkeeping after a push is not the outcome, nor a task anyone asked for.
+    assert fixed.outcome.startswith("fix pushed as b2b2b2b") and len(fixed.work) == 1
+    assert fixed.next_step.startswith("review it on GitHub and merge it")
+    (merged,) = group([row(FIRST, "done", at=1.0), row(CLOSED, "done", result="merged; x", at=2)])
+    assert (merged.state, merged.next_step) == ("merged", "nothing")
+    (failed,) = group([row(ISSUE, "failed", "agent program not found")])
+    assert failed.next_step == "read why, fix the cause, then Retry the task"
+    (issue,) = group([row(ISSUE, "done", result="opened #12")])
+    issue.linked = 12
+    assert issue.next_step == "review pull request #12"
+
+
 def escalated_world(redis: Redis) -> Store:
     """What a worker leaves after an issue's pull request ran out of CI-fix attempts."""
     store = Store(redis)

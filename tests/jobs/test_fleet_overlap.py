@@ -112,6 +112,9 @@ def test_a_push_to_an_agent_pull_request_rechecks_its_overlaps(world: World) -> 
     push_change(world, branch, "calc.py", "def add(a, b):\n    return b + a\n")
     record = world.run(sync(world, 30, branch))
     assert record.state is State.DONE, record.error
+    assert world.redis.hget(f"fh:task:{record.id}", "result") == (
+        f"2 files changed; overlaps #{first}".encode()
+    )
     (on_first,) = overlap_comments(world, first)
     assert "- #30: `calc.py`" in on_first
     pulls = {pull.number: pull for pull in FleetState(world.redis).pulls(p.REPO_ID)}
