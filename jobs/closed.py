@@ -16,7 +16,7 @@ FORK_NOTICE = (
 def closed(task: Task, ctx: Context) -> str:
     api, _repo = prepare(task, ctx, check=False)
     pr = read_pull(api, task, task.number)
-    fleet.closed(api, ctx, task)
+    fleet.closed(api, ctx, task, pr.merged)
     ctx.store.closed_pull_request(task.repo_id, task.number)
     issue = ctx.store.issue_for_pull_request(task.repo_id, task.number)
     if issue is not None:

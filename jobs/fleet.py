@@ -93,10 +93,10 @@ def _record(
     return f"{count} file{'s' * (count != 1)} changed; overlaps {shared or 'none'}"
 
 
-def closed(api: Installation, ctx: Context, task: Task) -> None:
+def closed(api: Installation, ctx: Context, task: Task, merged: bool) -> None:
     """A pull request closed: it owns no files any more; the others' comments say so."""
     state = FleetState(ctx.store.redis)
-    state.forget(task.repo_id, task.number)
+    state.close(task.repo_id, task.number, merged)
     state.forget_overlap_comment(task.repo_id, task.number)
     _comment(api, ctx, task, state)
 
