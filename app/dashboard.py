@@ -103,9 +103,12 @@ def index_view(store: Store, settings: Settings, filters: Filters, page: int) ->
     found = listing(redis, filters, page)
     keys = list({(r.task.repo_id, r.task.number) for r in found.rows if r.task.number})
     titles = {k: str(v.get("title") or "") for k, v in store.items(keys).items()}
+    # What CI said of what they pushed, for the rows that pushed something.
+    pushed = {(r.task.repo_id, r.task.number) for r in found.rows if r.result.startswith("pushed")}
+    ci = {key: store.ci_results(*key) for key in pushed if key[1]}
     return pages.index_html(
         found, filters, web_base(settings.github_api_url), queue_for(redis).count,
-        Worker.count(connection=redis), settings.max_attempts, titles,
+        Worker.count(connection=redis), settings.max_attempts, titles, ci,
     )  # fmt: skip
 
 

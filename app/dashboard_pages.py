@@ -27,8 +27,8 @@ th{background:var(--soft)}a{color:var(--blue)}.muted{color:var(--muted)}
 pre{background:#0d1117;color:#e6edf3;padding:1rem;overflow:auto;max-height:32rem;
 white-space:pre-wrap}code{background:var(--soft);padding:0 .2rem;border-radius:4px}
 .state{font-weight:600;white-space:nowrap;color:var(--muted)}
-.queued,.waiting{color:var(--amber)}.running{color:var(--blue)}
-.done,.merged{color:var(--green)}
+.state.queued,.state.waiting{color:var(--amber)}.state.running{color:var(--blue)}
+.state.done,.state.merged{color:var(--green)}
 .state.failed,.state.escalated{color:#fff;background:var(--red);padding:.1rem .45rem;
 border-radius:1rem}.state.escalated{background:var(--amber);color:#fff}
 tr.failed td{background:var(--red-bg)}tr.escalated td{background:var(--amber-bg)}
@@ -139,7 +139,7 @@ def _select(name: str, label: str, chosen: str, options: list[str]) -> str:
 
 def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers: int,
                max_attempts: int, titles: dict[tuple[int, int], str] | None = None,
-               ) -> str:  # fmt: skip
+               ci: dict[tuple[int, int], dict[str, str]] | None = None) -> str:  # fmt: skip
     chosen, now = listing.selection, time.time()
     total = sum(chosen.totals.values())
     chips = [f"<a href='{escape(_query(filters, state=''))}'"
@@ -168,7 +168,8 @@ def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers
     rows = []
     for row in listing.rows:
         known = row.state if row.state in KNOWN_STATES else ""
-        title = (titles or {}).get((row.task.repo_id, row.task.number), "")
+        key = (row.task.repo_id, row.task.number)
+        title, said = (titles or {}).get(key, ""), (ci or {}).get(key, {})
         rows.append(
             f"<tr class='{known}'><td><a href='/tasks/{escape(row.id)}'>"
             f"{escape(what(row))}</a></td>"
@@ -176,7 +177,7 @@ def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers
             f"{' ' + escape(title[:80]) if title else ''}</td>"
             f"<td>{state_badge(row.state)}</td><td>{attempt(row, max_attempts)}</td>"
             f"<td>{took(row, now)}</td><td class='muted'>{ago(row.updated, now)}</td>"
-            f"<td class='muted'>{escape(outcome(row, {})[:160])}</td></tr>"
+            f"<td class='muted'>{escape(outcome(row, said)[:160])}</td></tr>"
         )
     empty = "No tasks yet." if not total else "No task matches these filters."
     table = "".join(rows) or f"<tr><td colspan='8' class='muted'>{empty}</td></tr>"

@@ -23,6 +23,13 @@ def _name(item: Item) -> str:
     return f"{'PR' if item.pull else 'issue'} #{item.number}"
 
 
+def _next(item: Item) -> str:
+    """The next step; the ways out of an escalation are a click away."""
+    if item.state == "escalated":
+        return f"a human takes over: see <a href='{escape(item.path)}#way-out'>the ways out</a>"
+    return escape(item.next_step)
+
+
 def _tries(item: Item, max_attempts: int) -> str:
     tasks = f"{len(item.work)} task{'s' * (len(item.work) != 1)}"
     if item.attempts:
@@ -41,7 +48,7 @@ def items_html(items: list[Item], web: str, depth: int, workers: int, max_attemp
             f"<td>{escape(item.title) or '<span class=muted>—</span>'}</td>"
             f"<td>{state_badge(item.state)}</td><td>{_tries(item, max_attempts)}</td>"
             f"<td>{linked(item.outcome[:200], web, item.repo)}</td>"
-            f"<td>{escape(item.next_step)}</td>"
+            f"<td>{_next(item)}</td>"
             f"<td class='muted'>{ago(item.updated, now)}</td></tr>"
         )
     table = "".join(rows) or "<tr><td colspan='8' class='muted'>No work yet.</td></tr>"

@@ -110,7 +110,12 @@ def test_the_main_view_lists_issues_and_pull_requests(redis: Redis) -> None:
     escalated_world(redis)
     with client(redis) as c:
         page = c.get("/").text
+        tasks = c.get("/tasks").text
+    # The task list names each task by what it did, and what CI said of what it pushed.
+    assert f"<a href='/tasks/{FIRST.id}'>fix CI failing on a1a1a1a</a>" in tasks
+    assert "fix pushed as b2b2b2b — CI on it: failed (unit)" in tasks
     assert "<table id='items'>" in page
+    assert "see <a href='/work/" in page  # the ways out, one click away
     assert f"<a href='/work/{p.REPO}/12'>PR #12</a>" in page
     assert f"<a href='/work/{p.REPO}/7'>issue #7</a>" in page
     assert "Addition &lt;b&gt;subtracts&lt;/b&gt;" in page and "<b>subtracts" not in page
