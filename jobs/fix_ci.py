@@ -23,6 +23,7 @@ from jobs.pipeline import (
     status_for,
 )
 from jobs.progress import CheckRun, checked, retitle
+from jobs.redact import redactor_for
 from jobs.status import StatusComment
 
 # How long a fix waits for the commit's other checks to finish, and how often it looks.
@@ -55,11 +56,12 @@ def fix_ci(task: Task, ctx: Context) -> str:
         failures = ci.failures(api, task.repo, runs, statuses)
         if not failures:
             return "no failing checks on the head any more"
-        found = ci.verdict(runs, statuses)
-        ctx.store.mark_failed(task.repo_id, number, task.sha, found.words)
+        # The check names are the repository's: redacted before the dashboard shows them.
+        words = redactor_for(ctx.settings, api.token()).text(ci.verdict(runs, statuses).words)
+        ctx.store.mark_failed(task.repo_id, number, task.sha, words)
         if not ctx.store.tracked(task.repo_id, number):
             _rebuild(task, ctx, api, pr)
-        _retitle_fixes(task, ctx, api, repo, number, found.words)
+        _retitle_fixes(task, ctx, api, repo, number, words)
         with checked(check_run_for(api, ctx, task, task.sha)) as check:
             return _attempt(task, ctx, api, repo, pr, failures, check)
 
@@ -94,7 +96,8 @@ def _retitle_fixes(
     for entry in ctx.store.attempts(task.repo_id, number):
         if entry.get("pushed") == task.sha and entry.get("task"):
             title = report.fix_title(task.sha, int(entry.get("attempt") or 0), limit, words)
-            retitle(api, ctx.store, str(entry["task"]), task.repo, title)
+            redactor = redactor_for(ctx.settings, api.token())
+            retitle(api, ctx.store, str(entry["task"]), task.repo, title, redactor)
 
 
 def _green(api: Installation, repo: str, sha: str) -> bool:

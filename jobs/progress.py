@@ -145,16 +145,18 @@ class CheckRun:
             log.warning("check run not updated: %s", exc, extra={"task": self.task.id})
 
 
-def retitle(api: Installation, store: Store, task_id: str, repo: str, title: str) -> None:
+def retitle(
+    api: Installation, store: Store, task_id: str, repo: str, title: str, redactor: Redactor
+) -> None:
     """Give a finished task's check run a new title (what became of its work since), its
-    summary kept."""
+    summary kept. The title may name the repository's checks: it is redacted."""
     run_id = store.check_run(task_id)
     if run_id is None:
         return
     try:
         run = api.get(f"/repos/{repo}/check-runs/{run_id}")
         summary = (run.get("output") or {}).get("summary") or ""
-        output = {"title": report.defuse(title)[:200], "summary": summary}
+        output = {"title": report.defuse(redactor.text(title))[:200], "summary": summary}
         api.patch(f"/repos/{repo}/check-runs/{run_id}", {"output": output})
     except GitHubError as exc:
         log.warning("check run %s not retitled: %s", run_id, exc, extra={"task": task_id})

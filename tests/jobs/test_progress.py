@@ -204,3 +204,18 @@ def test_a_check_run_is_never_green_on_a_commit_whose_ci_is_red(world: World) ->
     assert world.redis.hget(f"fh:task:{task.id}", "result") == b"pushed " + (
         world.github.head_sha(BRANCH)[:7].encode()
     )
+
+
+def test_check_names_the_repository_chose_are_redacted_where_forgehand_repeats_them(
+    world: World,
+) -> None:
+    number = world.open_pull_request()
+    world.use_agent("tweak")
+    for _ in range(2):  # a fix, then CI failing on the fix too: the first run is retitled
+        head = world.github.head_sha(BRANCH)
+        world.github.add_check_run(head, f"tests {TOKEN_LIKE}")
+        world.run(world.ci_task(number, head))
+    titles = [run["output"]["title"] for run in own_runs(world)]
+    assert any("CI on it: failed" in t for t in titles), titles
+    assert TOKEN_LIKE not in str(titles) + str(check_bodies(world))
+    assert TOKEN_LIKE not in str(world.store.ci_results(p.REPO_ID, number))
