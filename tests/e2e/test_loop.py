@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 import pytest
@@ -257,12 +259,16 @@ def test_sandbox_shows_a_heartbeat_while_the_agent_is_silent(tmp_path: Path) -> 
     assert "stopped: task issue-4101-1 failed: The agent ran longer than" in out
 
 
-def test_sandbox_keep_serves_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
+@contextmanager
+def kept_sandbox(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Popen[str], list[str]]]:
+    """`forgehand sandbox --keep` with a missing agent, in its own session, once it serves;
+    yields it and the lines it printed so far. Killed, whole group, if still running."""
     clean = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AGENT_ENV")}
-    env = clean | {"AGENT": "command", "AGENT_COMMAND": "no-such-agent", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "sandbox", "--keep", "--dir", str(tmp_path / "sb")],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=clean | {"AGENT": "command", "AGENT_COMMAND": "no-such-agent",
+                     "PYTHONPATH": str(ROOT)} | env,
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -272,15 +278,20 @@ def test_sandbox_keep_serves_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
             lines.append(line)
             if "Ctrl-C to stop" in line:
                 break
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_sandbox_keep_serves_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
+    with kept_sandbox(tmp_path, {}) as (proc, lines):
         found = re.search(r"still serving (http://127\.0\.0\.1:\d+/)", "".join(lines))
         assert found, "".join(lines)
         assert httpx.get(found[1], timeout=10).status_code == 200  # the dashboard, still up
         os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
         rest, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     out = "".join(lines) + rest
     assert proc.returncode == 1, out  # the run itself failed: its agent is missing
     assert "stopping" in rest and "Traceback" not in out
@@ -305,29 +316,11 @@ def descendants(pid: int) -> set[int]:
 def test_sigterm_stops_the_sandbox_and_all_it_started_and_your_redis_is_untouched(
     tmp_path: Path, redis: Redis, redis_url: str
 ) -> None:
-    clean = {k: v for k, v in os.environ.items() if k != "AGENT_ENV"}
-    env = clean | {"AGENT": "command", "AGENT_COMMAND": "no-such-agent", "PYTHONPATH": str(ROOT),
-                   "REDIS_URL": redis_url}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "sandbox", "--keep", "--dir", str(tmp_path / "sb")],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    lines: list[str] = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C to stop" in line:
-                break
+    with kept_sandbox(tmp_path, {"REDIS_URL": redis_url}) as (proc, lines):
         started = descendants(proc.pid)
         assert len(started) >= 3, started  # Redis, the web process, the worker
         proc.send_signal(signal.SIGTERM)  # as a service manager or `kill` stops it
         rest, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     out = "".join(lines) + rest
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert "stopped by signal SIGTERM" in rest and "Traceback" not in out
