@@ -71,8 +71,9 @@ def run_command(task: Task, ctx: Context) -> str:
             else:
                 headline = f"@{task.sender}: " + change.result.nothing_done("nothing was pushed")
             check.finish(
-                "success" if change.head else "neutral", headline, summary, change.result.tail
-            )
+                "success" if change.head else "neutral",
+                report.pushed_title(headline, change.head), summary, change.result.tail,
+            )  # fmt: skip
         status.update(headline, summary)
         return f"pushed {change.head[:7]}" if change.head else "no change"
 

@@ -93,10 +93,10 @@ def _retitle_fixes(
 ) -> None:
     """The attempts that pushed this commit now say what CI made of it, on their check runs."""
     limit = repo.config.max_attempts or ctx.settings.max_attempts
+    redactor = redactor_for(ctx.settings, api.token())
     for entry in ctx.store.attempts(task.repo_id, number):
         if entry.get("pushed") == task.sha and entry.get("task"):
             title = report.fix_title(task.sha, int(entry.get("attempt") or 0), limit, words)
-            redactor = redactor_for(ctx.settings, api.token())
             retitle(api, ctx.store, str(entry["task"]), task.repo, title, redactor)
 
 

@@ -114,7 +114,8 @@ class CheckRun:
     def finish(self, conclusion: str, title: str, summary: str = "", log: str = "") -> None:
         self.finished = True
         if conclusion == "success":
-            conclusion, title = report.never_green_on_red(conclusion, title, self._ci_words())
+            said = self._ci_words()
+            conclusion, title = report.never_green_on_red(conclusion, title, self.sha, said)
         self._patch(
             {
                 "status": "completed", "conclusion": conclusion, "completed_at": _now(),

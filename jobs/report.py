@@ -174,12 +174,18 @@ def steps_so_far(events: list[dict[str, Any]], limit: int = PROGRESS_STEPS) -> s
     return "\n".join(lines)
 
 
-def never_green_on_red(conclusion: str, title: str, ci: str) -> tuple[str, str]:
-    """A check run's conclusion and title given what is known of CI on its commit (`ci`:
-    "failed (unit, lint)", "pending", …): never green on a commit whose CI is red."""
+def never_green_on_red(conclusion: str, title: str, sha: str, ci: str) -> tuple[str, str]:
+    """A check run's conclusion and title given what is known of CI on its commit `sha`
+    (`ci`: "failed (unit, lint)", "pending", …): never green on a commit whose CI is red."""
     if conclusion == "success" and ci.startswith("failed"):
-        return "neutral", f"{title} · CI on this commit: {ci}"
+        return "neutral", f"{title} · CI on {sha[:7]}: {ci}"
     return conclusion, title
+
+
+def pushed_title(headline: str, pushed: str) -> str:
+    """A check run's title once its task pushed `pushed` ("" for nothing): CI on it has not
+    spoken yet."""
+    return f"{headline} CI on {pushed[:7]}: pending" if pushed else headline
 
 
 def fix_title(pushed: str, attempt: int, limit: int, ci: str) -> str:

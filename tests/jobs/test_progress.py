@@ -200,7 +200,11 @@ def test_a_check_run_is_never_green_on_a_commit_whose_ci_is_red(world: World) ->
     (run,) = own_runs(world)
     assert run["head_sha"] == head
     assert run["conclusion"] == "neutral"
-    assert run["output"]["title"].endswith("· CI on this commit: failed (lint)")
+    pushed = world.github.head_sha(BRANCH)[:7]
+    assert run["output"]["title"] == (
+        f"✅ Pushed `{pushed}` for @alice. CI on {pushed}: pending · CI on {head[:7]}: "
+        "failed (lint)"
+    )
     assert world.redis.hget(f"fh:task:{task.id}", "result") == b"pushed " + (
         world.github.head_sha(BRANCH)[:7].encode()
     )
