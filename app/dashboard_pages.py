@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 from app import timeline
 from app.task_rows import Filters, Listing, Row
 from app.tasks import Kind
-from app.work_items import outcome, what
+from app.work_items import outcome, shown_state, what
 
 STYLE = """
 :root{--fg:#1f2328;--muted:#57606a;--line:#d0d7de;--soft:#f6f8fa;--blue:#0969da;
@@ -29,8 +29,8 @@ white-space:pre-wrap}code{background:var(--soft);padding:0 .2rem;border-radius:4
 .state{font-weight:600;white-space:nowrap;color:var(--muted)}
 .state.queued,.state.waiting{color:var(--amber)}.state.running{color:var(--blue)}
 .state.done,.state.merged{color:var(--green)}
-.state.failed,.state.escalated{color:#fff;background:var(--red);padding:.1rem .45rem;
-border-radius:1rem}.state.escalated{background:var(--amber);color:#fff}
+.state.failed,.state.escalated,.state.ci-failed{color:#fff;background:var(--red);
+padding:.1rem .45rem;border-radius:1rem}.state.escalated{background:var(--amber);color:#fff}
 tr.failed td{background:var(--red-bg)}tr.escalated td{background:var(--amber-bg)}
 .totals a{display:inline-block;margin:0 .4rem .4rem 0;padding:.15rem .6rem;border-radius:1rem;
 border:1px solid var(--line);text-decoration:none}.totals a.on{background:var(--soft);
@@ -47,8 +47,8 @@ font-weight:600}.id{font-size:.8rem}
 # States people see styled: the rest (one a newer worker wrote) is shown plainly.
 KNOWN_STATES = ("queued", "running", "waiting", "done", "failed", "escalated", "cancelled")
 # A piece of work's states beyond its tasks': what became of a pull request.
-WORK_STATES = ("merged", "closed")
-MARKS = {"failed": "✖ failed", "escalated": "⚠ escalated"}
+WORK_STATES = ("merged", "closed", "ci-failed")
+MARKS = {"failed": "✖ failed", "escalated": "⚠ escalated", "ci-failed": "✖ done, CI failed on it"}
 CANCELLABLE = frozenset({"queued", "running", "waiting"})
 RETRYABLE = frozenset({"failed", "escalated", "cancelled"})
 
@@ -175,7 +175,7 @@ def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers
             f"{escape(what(row))}</a></td>"
             f"<td>{escape(row.task.kind.value)}</td><td>{target_link(web, row)}"
             f"{' ' + escape(title[:80]) if title else ''}</td>"
-            f"<td>{state_badge(row.state)}</td><td>{attempt(row, max_attempts)}</td>"
+            f"<td>{state_badge(shown_state(row, said))}</td><td>{attempt(row, max_attempts)}</td>"
             f"<td>{took(row, now)}</td><td class='muted'>{ago(row.updated, now)}</td>"
             f"<td class='muted'>{escape(outcome(row, said)[:160])}</td></tr>"
         )

@@ -145,6 +145,15 @@ def outcome(row: Row, ci: dict[str, str]) -> str:
     return row.state
 
 
+def shown_state(row: Row, ci: dict[str, str]) -> str:
+    """The state a task is shown in: "done" is not shown green for a task whose pushed
+    commit CI then failed ("ci-failed")."""
+    pushed = _PUSHED.match(row.result) if row.state == "done" else None
+    if pushed and ci_words(pushed[1], ci).startswith("failed"):
+        return "ci-failed"
+    return row.state
+
+
 def what(row: Row) -> str:
     """A task in words: what it set out to do."""
     task, sha = row.task, row.task.sha[:7]

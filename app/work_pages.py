@@ -9,7 +9,7 @@ from html import escape
 from typing import Any
 
 from app.dashboard_pages import ago, linked, page, state_badge, took, worker_banner
-from app.work_items import Item, ci_words, kind_of, outcome, what
+from app.work_items import Item, ci_words, kind_of, outcome, shown_state, what
 
 
 def github_url(web: str, item: Item) -> str:
@@ -144,7 +144,7 @@ def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
         rows.append(
             f"<tr class='{known}'><td>{n}</td>"
             f"<td><a href='/tasks/{escape(row.id)}'>{escape(what(row))}</a></td>"
-            f"<td>{state_badge(row.state)}</td>"
+            f"<td>{state_badge(shown_state(row, item.ci))}</td>"
             f"<td>{linked(outcome(row, item.ci), web, item.repo)}</td>"
             f"<td class='muted'>{ago(row.created, now)}</td><td>{took(row, now)}</td></tr>"
         )

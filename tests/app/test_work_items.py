@@ -141,6 +141,8 @@ def test_an_escalated_pull_request_shows_its_attempts_and_the_way_out(redis: Red
     # The way out, named.
     assert "id='way-out'" in page and "/agent retry" in page and "agent:needs-human" in page
     assert "Re-run" in page
+    # A fix whose commit CI then failed is not a green "done".
+    assert page.count("<span class='state ci-failed'>✖ done, CI failed on it</span>") == 2
     # Its tasks in order, each in words.
     assert page.index("fix CI failing on a1a1a1a") < page.index("fix CI failing on c3c3c3c")
 
