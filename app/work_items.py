@@ -34,6 +34,7 @@ class Item:
     attempts: list[dict[str, Any]] = field(default_factory=list)  # CI-fix attempts counting
     escalated: bool = False
     ci: dict[str, str] = field(default_factory=dict)  # SHA → what CI said of it
+    linked_state: str = ""  # an issue's: the state of the work on its pull request
 
     @property
     def key(self) -> tuple[int, int]:
@@ -85,6 +86,10 @@ class Item:
             return "nothing"
         if self.pull:
             return "review it on GitHub and merge it (or comment /agent … for changes)"
+        if self.linked and self.linked_state in ("merged", "closed"):
+            return f"nothing: its pull request #{self.linked} is {self.linked_state}"
+        if self.linked and self.linked_state:
+            return f"see pull request #{self.linked} ({self.linked_state})"
         if self.linked:
             return f"review pull request #{self.linked}"
         return "nothing"
@@ -214,7 +219,17 @@ def fill(store: Store, items: list[Item]) -> None:
 def read_items(store: Store, limit: int = RECENT) -> list[Item]:
     items = group(recent_rows(store.redis, limit))
     fill(store, items)
+    follow(items)
     return items
+
+
+def follow(items: list[Item]) -> None:
+    """An issue's next step follows its pull request's work, where that is listed too."""
+    pulls = {i.key: i for i in items if i.pull}
+    for item in items:
+        pull = pulls.get((item.repo_id, item.linked or 0)) if not item.pull else None
+        if pull is not None and pull.state not in ("done", *LIVE_ORDER):
+            item.linked_state = pull.state
 
 
 def read_item(store: Store, repo: str, number: int) -> Item | None:

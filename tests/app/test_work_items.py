@@ -116,6 +116,7 @@ def test_the_main_view_lists_issues_and_pull_requests(redis: Redis) -> None:
     assert "fix pushed as b2b2b2b — CI on it: failed (unit)" in tasks
     assert "<table id='items'>" in page
     assert "see <a href='/work/" in page  # the ways out, one click away
+    assert "see pull request #12 (escalated)" in page  # the issue's next step follows its PR
     assert f"<a href='/work/{p.REPO}/12'>PR #12</a>" in page
     assert f"<a href='/work/{p.REPO}/7'>issue #7</a>" in page
     assert "Addition &lt;b&gt;subtracts&lt;/b&gt;" in page and "<b>subtracts" not in page
