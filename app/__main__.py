@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         "labelled, the agent's work, a pull request, CI. Exit 0 on the expected ending; it "
         "stops at the first task that fails, saying why.",
         "nothing (an embedded Redis, a generated App key). AGENT (and AGENT_ENV) to run a "
-        "real agent instead of the demo one; REDIS_URL to use your Redis.",
+        "real agent instead of the demo one. It never uses REDIS_URL: it starts a Redis of its "
+        "own, so nothing it queues reaches your workers.",
     )  # fmt: skip
     sandbox.add_argument(
         "--scenario", choices=("fix", "escalate", "fleet"), default="fix",
