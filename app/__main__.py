@@ -88,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
         "labelled, the agent's work, a pull request, CI. Exit 0 on the expected ending; it "
         "stops at the first task that fails, saying why.",
         "nothing (an embedded Redis, a generated App key). AGENT (and AGENT_ENV) to run a "
-        "real agent instead of the demo one; REDIS_URL to use your Redis.",
+        "real agent instead of the demo one. It never uses REDIS_URL: it starts a Redis of its "
+        "own, so nothing it queues reaches your workers.",
     )  # fmt: skip
     sandbox.add_argument(
         "--scenario", choices=("fix", "escalate", "fleet", "plan"), default="fix",
@@ -323,6 +324,14 @@ def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _signal_name(code: object) -> str:
+    number = code - 128 if isinstance(code, int) else 0
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(code)
+
+
 def _local_redis_url(settings: Settings) -> str:
     """REDIS_URL, or the embedded Redis of a `forgehand dev` running in this directory."""
     url = settings.redis_url
@@ -429,21 +438,34 @@ def _setup(settings: Settings, args: argparse.Namespace) -> int:
     if configured(settings):
         print("forgehand is already registered: APP_ID and a private key are set.")
         return 0
+    _check_port(settings)
     server: uvicorn.Server | None = None
+    registered = False
 
     def done() -> None:
+        nonlocal registered
         assert server is not None
+        registered = True
         server.should_exit = True
 
+    env = Path(".env")
     config = uvicorn.Config(
-        setup_app(settings, Path(".env"), done), host=settings.host, port=settings.port,
+        setup_app(settings, env, done), host=settings.host, port=settings.port,
         log_level="warning",
     )  # fmt: skip
     server = uvicorn.Server(config)
     print(f"Open http://{settings.host}:{settings.port}/setup in a browser on this machine.")
     print("(GitHub sends the browser back here, so use the address GitHub should reach.)")
-    server.run()
-    print("Registered: .env now holds APP_ID, PRIVATE_KEY and WEBHOOK_SECRET.")
+    try:
+        # uvicorn re-raises the Ctrl-C or SIGTERM that stopped it, once it has shut down.
+        server.run()
+    finally:
+        if not registered:
+            print(f"Stopped before the App was registered; {env} was not written.",
+                  file=sys.stderr)  # fmt: skip
+    if not registered:
+        return 1
+    print(f"Registered: {env} now holds APP_ID, PRIVATE_KEY and WEBHOOK_SECRET.")
     return 0
 
 
@@ -454,7 +476,13 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = sandbox_dir(args.dir or Path(".forgehand"), f"sandbox-{stamp}", args.dir is None)
     print(f"Keeping it all in {root}", flush=True)
-    return sandbox.run(settings, args.scenario, root, keep=args.keep)
+    # SIGTERM unwinds like Ctrl-C, so the web process, worker and Redis it started stop too.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        return sandbox.run(settings, args.scenario, root, keep=args.keep)
+    except SystemExit as exc:
+        print(f"stopped by signal {_signal_name(exc.code)}; everything it started is stopped")
+        raise
 
 
 def sandbox_dir(given: Path, fresh: str, always_fresh: bool) -> Path:

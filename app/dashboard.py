@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from app import dashboard_pages as pages
-from app import spend, timeline
+from app import spend, timeline, work_items, work_pages
 from app.dispatch import Dispatcher, queue_for
 from app.settings import Settings
 from app.store import Store
@@ -101,9 +101,34 @@ def filters_from(query: dict[str, str]) -> tuple[Filters, int]:
 def index_view(store: Store, settings: Settings, filters: Filters, page: int) -> str:
     redis: Redis = store.redis
     found = listing(redis, filters, page)
+    keys = list({(r.task.repo_id, r.task.number) for r in found.rows if r.task.number})
+    titles = {k: str(v.get("title") or "") for k, v in store.items(keys).items()}
+    # What CI said of what they pushed, for the rows that pushed something.
+    pushed = {(r.task.repo_id, r.task.number) for r in found.rows if r.result.startswith("pushed")}
+    ci = {key: store.ci_results(*key) for key in pushed if key[1]}
     return pages.index_html(
         found, filters, web_base(settings.github_api_url), queue_for(redis).count,
-        Worker.count(connection=redis), settings.max_attempts,
+        Worker.count(connection=redis), settings.max_attempts, titles, ci,
+    )  # fmt: skip
+
+
+def work_view(store: Store, settings: Settings) -> str:
+    redis: Redis = store.redis
+    return work_pages.items_html(
+        work_items.read_items(store), web_base(settings.github_api_url),
+        queue_for(redis).count, Worker.count(connection=redis), settings.max_attempts,
+    )  # fmt: skip
+
+
+def item_view(store: Store, settings: Settings, repo: str, number: int) -> str | None:
+    item = work_items.read_item(store, repo, number)
+    if item is None:
+        return None
+    redis: Redis = store.redis
+    return work_pages.item_html(
+        item, web_base(settings.github_api_url), settings.max_attempts,
+        settings.escalation_label, settings.command_prefix, queue_for(redis).count,
+        Worker.count(connection=redis),
     )  # fmt: skip
 
 
@@ -137,10 +162,14 @@ def task_view(store: Store, settings: Settings, task_id: str) -> str | None:
         return None
     data = _task_data(store, settings, row)
     used = _spent(store, task_id)
+    task = row.task
+    noted = store.items([(task.repo_id, task.number)]) if task.number else {}
+    title = str(noted.get((task.repo_id, task.number), {}).get("title") or "")
+    ci = store.ci_results(task.repo_id, task.number) if task.number else {}
     return pages.task_html(
         row, data["steps"], data["log"], store.prompt(task_id), store.diff(task_id),
         web_base(settings.github_api_url), settings.max_attempts, form_token(settings),
-        used.label() if used.calls else "",
+        title, ci, used.label() if used.calls else "",
     )  # fmt: skip
 
 
@@ -171,6 +200,29 @@ def retry_task(dispatcher: Dispatcher, task_id: str) -> str:
         store.audit(task_id, "attempts reset", "retry from the dashboard")
     outcome = dispatcher.enqueue(task, "retry from the dashboard")
     return "" if outcome.enqueued else f"{task_id} is {outcome.note} already"
+
+
+async def work(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    refused = allowed(request, settings)
+    if refused is not None:
+        return refused
+    store: Store = request.app.state.intake.store
+    return HTMLResponse(await run_in_threadpool(work_view, store, settings))
+
+
+async def item(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    refused = allowed(request, settings)
+    if refused is not None:
+        return refused
+    repo = f"{request.path_params['owner']}/{request.path_params['name']}"
+    number = request.path_params["number"]
+    store: Store = request.app.state.intake.store
+    page = await run_in_threadpool(item_view, store, settings, repo, number)
+    return (
+        HTMLResponse(page) if page else HTMLResponse("no work on that issue or pull request", 404)
+    )
 
 
 async def index(request: Request) -> Response:

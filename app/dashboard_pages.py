@@ -11,8 +11,10 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from app import timeline
 from app.task_rows import Filters, Listing, Row
 from app.tasks import Kind
+from app.work_items import outcome, shown_state, what
 
 STYLE = """
 :root{--fg:#1f2328;--muted:#57606a;--line:#d0d7de;--soft:#f6f8fa;--blue:#0969da;
@@ -25,9 +27,10 @@ th{background:var(--soft)}a{color:var(--blue)}.muted{color:var(--muted)}
 pre{background:#0d1117;color:#e6edf3;padding:1rem;overflow:auto;max-height:32rem;
 white-space:pre-wrap}code{background:var(--soft);padding:0 .2rem;border-radius:4px}
 .state{font-weight:600;white-space:nowrap;color:var(--muted)}
-.queued,.waiting{color:var(--amber)}.running{color:var(--blue)}.done{color:var(--green)}
-.state.failed,.state.escalated{color:#fff;background:var(--red);padding:.1rem .45rem;
-border-radius:1rem}.state.escalated{background:var(--amber);color:#fff}
+.state.queued,.state.waiting{color:var(--amber)}.state.running{color:var(--blue)}
+.state.done,.state.merged{color:var(--green)}
+.state.failed,.state.escalated,.state.ci-failed{color:#fff;background:var(--red);
+padding:.1rem .45rem;border-radius:1rem}.state.escalated{background:var(--amber);color:#fff}
 tr.failed td{background:var(--red-bg)}tr.escalated td{background:var(--amber-bg)}
 .totals a{display:inline-block;margin:0 .4rem .4rem 0;padding:.15rem .6rem;border-radius:1rem;
 border:1px solid var(--line);text-decoration:none}.totals a.on{background:var(--soft);
@@ -36,12 +39,16 @@ form.act{display:inline}button{font:inherit;padding:.25rem .8rem;border-radius:6
 border:1px solid var(--line);background:var(--soft);cursor:pointer}
 button.danger{color:var(--red)}.why{color:var(--red);font-weight:600}
 .warn{border-left:4px solid var(--amber);background:var(--amber-bg);padding:.6rem 1rem}
+.alarm{border-left:4px solid var(--red);background:var(--red-bg);padding:.6rem 1rem;
+font-weight:600}.id{font-size:.8rem}
 .add{color:#7ee787}.del{color:#ffa198}.hunk{color:#79c0ff}
 """
 
 # States people see styled: the rest (one a newer worker wrote) is shown plainly.
 KNOWN_STATES = ("queued", "running", "waiting", "done", "failed", "escalated", "cancelled")
-MARKS = {"failed": "✖ failed", "escalated": "⚠ escalated"}
+# A piece of work's states beyond its tasks': what became of a pull request.
+WORK_STATES = ("merged", "closed", "ci-failed")
+MARKS = {"failed": "✖ failed", "escalated": "⚠ escalated", "ci-failed": "✖ done, CI failed on it"}
 CANCELLABLE = frozenset({"queued", "running", "waiting"})
 RETRYABLE = frozenset({"failed", "escalated", "cancelled"})
 
@@ -55,10 +62,30 @@ def page(title: str, body: str, refresh: bool = False) -> str:
 
 
 def state_badge(state: str, element_id: str = "") -> str:
-    known = state if state in KNOWN_STATES else ""
+    known = state if state in (*KNOWN_STATES, *WORK_STATES) else ""
     id_attr = f" id='{element_id}'" if element_id else ""
     label = MARKS.get(state, state)
     return f"<span{id_attr} class='state {known}'>{escape(label)}</span>"
+
+
+def linked(text: str, web: str, repo: str) -> str:
+    """`text` escaped, with its commits and issue numbers linked on GitHub."""
+    return "".join(
+        f'<a href="{escape(p.href)}">{escape(p.text)}</a>' if p.href else escape(p.text)
+        for p in timeline.parts(text, web, repo)
+    )
+
+
+def worker_banner(depth: int, workers: int) -> str:
+    """Red when work waits and nothing can run it: the one fix, named."""
+    if not depth or workers:
+        return ""
+    return (
+        f"<p class='alarm' id='no-worker'>{depth} task{'s' * (depth != 1)} queued and no "
+        "worker is running, so nothing will start. Start one beside the web process: "
+        "<code>forgehand worker</code> (or run both with <code>forgehand dev</code>), with "
+        "the same <code>REDIS_URL</code>.</p>"
+    )
 
 
 def ago(ts: float, now: float) -> str:
@@ -91,17 +118,12 @@ def attempt(row: Row, max_attempts: int) -> str:
     return f"{row.attempt}/{max_attempts}"
 
 
-def short(task_id: str) -> str:
-    """A task id with its commit SHA cut to seven characters, for reading."""
-    return re.sub(r"[0-9a-f]{40}", lambda m: m[0][:7], task_id)
-
-
 def _query(filters: Filters, page_number: int = 1, **change: str) -> str:
     values = {"state": filters.state, "repo": filters.repo, "kind": filters.kind} | change
     if page_number > 1:
         values["page"] = str(page_number)
     kept = {k: v for k, v in values.items() if v}
-    return "/?" + urlencode(kept) if kept else "/"
+    return "/tasks?" + urlencode(kept) if kept else "/tasks"
 
 
 def _select(name: str, label: str, chosen: str, options: list[str]) -> str:
@@ -116,7 +138,8 @@ def _select(name: str, label: str, chosen: str, options: list[str]) -> str:
 
 
 def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers: int,
-               max_attempts: int) -> str:  # fmt: skip
+               max_attempts: int, titles: dict[tuple[int, int], str] | None = None,
+               ci: dict[tuple[int, int], dict[str, str]] | None = None) -> str:  # fmt: skip
     chosen, now = listing.selection, time.time()
     total = sum(chosen.totals.values())
     chips = [f"<a href='{escape(_query(filters, state=''))}'"
@@ -131,7 +154,7 @@ def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers
             )
     states = sorted(set(KNOWN_STATES) | set(chosen.totals))
     form = (
-        "<form class='filters' method='get' action='/'>"
+        "<form class='filters' method='get' action='/tasks'>"
         + _select("state", "State", filters.state, states)
         + _select("repo", "Repository", filters.repo, chosen.repos)
         + _select("kind", "Kind", filters.kind, [k.value for k in Kind])
@@ -146,13 +169,16 @@ def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers
     rows = []
     for row in listing.rows:
         known = row.state if row.state in KNOWN_STATES else ""
+        key = (row.task.repo_id, row.task.number)
+        title, said = (titles or {}).get(key, ""), (ci or {}).get(key, {})
         rows.append(
             f"<tr class='{known}'><td><a href='/tasks/{escape(row.id)}'>"
-            f"{escape(short(row.id))}</a></td>"
-            f"<td>{escape(row.task.kind.value)}</td><td>{target_link(web, row)}</td>"
-            f"<td>{state_badge(row.state)}</td><td>{attempt(row, max_attempts)}</td>"
+            f"{escape(what(row))}</a></td>"
+            f"<td>{escape(row.task.kind.value)}</td><td>{target_link(web, row)}"
+            f"{' ' + escape(title[:80]) if title else ''}</td>"
+            f"<td>{state_badge(shown_state(row, said))}</td><td>{attempt(row, max_attempts)}</td>"
             f"<td>{took(row, now)}</td><td class='muted'>{ago(row.updated, now)}</td>"
-            f"<td class='muted'>{escape(row.error[:160])}</td></tr>"
+            f"<td class='muted'>{escape(outcome(row, said)[:160])}</td></tr>"
         )
     empty = "No tasks yet." if not total else "No task matches these filters."
     table = "".join(rows) or f"<tr><td colspan='8' class='muted'>{empty}</td></tr>"
@@ -165,10 +191,12 @@ def index_html(listing: Listing, filters: Filters, web: str, depth: int, workers
         pager = (f"<p class='pager'>{newer}page {chosen.page} of {chosen.pages} "
                  f"({chosen.matching} tasks){older}</p>")  # fmt: skip
     body = (
-        f"<h1>forgehand</h1><p>{depth} queued · {workers} worker{'s' * (workers != 1)}</p>"
+        f"<p><a href='/'>← all work</a></p><h1>Every task</h1>{worker_banner(depth, workers)}"
+        f"<p>{depth} queued · {workers} worker{'s' * (workers != 1)}</p>"
         f"<p class='totals'>{''.join(chips)}</p>{form}{plans}"
         "<table id='tasks'><tr><th>Task</th><th>Kind</th><th>Issue / PR</th><th>State</th>"
-        f"<th>Attempt</th><th>Took</th><th>Updated</th><th>Why</th></tr>{table}</table>{pager}"
+        f"<th>Attempt</th><th>Took</th><th>Updated</th><th>Outcome</th></tr>{table}</table>"
+        f"{pager}"
     )
     live = any(chosen.totals.get(s, 0) for s in ("queued", "running", "waiting"))
     return page("forgehand", body, refresh=live)
@@ -220,8 +248,10 @@ def _action(task_id: str, verb: str, label: str, token: str, danger: bool = Fals
 
 
 def task_html(row: Row, steps: list[dict[str, Any]], log: list[str], prompt: str, diff: str,
-              web: str, max_attempts: int, token: str, spent: str = "") -> str:  # fmt: skip
-    now = time.time()
+              web: str, max_attempts: int, token: str, title: str = "",
+              ci: dict[str, str] | None = None, spent: str = "") -> str:  # fmt: skip
+    now, ci = time.time(), ci or {}
+    repo = row.task.repo
     buttons = []
     if row.state in CANCELLABLE:
         buttons.append(_action(row.id, "cancel", "Cancel", token, danger=True))
@@ -231,26 +261,52 @@ def task_html(row: Row, steps: list[dict[str, Any]], log: list[str], prompt: str
     css = "why" if row.state in MARKS else "muted"
     why = (f"<p class='{css}' id='why'>{escape(MARKS.get(row.state, row.state))}: "
            f"{escape(row.error)}</p>" if row.error else "")  # fmt: skip
+    ended = "" if row.active else (
+        f"<p id='outcome'>Outcome: {linked(outcome(row, ci), web, repo)}</p>")  # fmt: skip
+    failed = ""
+    if row.task.kind is Kind.CI and row.task.sha:
+        said = ci.get(row.task.sha, "not read yet")
+        failed = (f"<p id='ci'>CI on {linked(row.task.sha[:7], web, repo)}: "
+                  f"{escape(said)}</p>")  # fmt: skip
+    work = ""
+    if row.task.number:
+        work = (f" · <a href='/work/{escape(repo)}/{row.task.number}'>all work on "
+                f"#{row.task.number}</a>")  # fmt: skip
     text_log = escape("\n".join(log)) or ("(no output yet)" if row.active else "(no output)")
+    pushed = re.match(r"pushed ([0-9a-f]{7,40})", row.result)
+    if diff:
+        change = f"<pre id='diff'>{diff_html(diff)}</pre>"
+    elif pushed:
+        change = (f"<p class='muted' id='diff'>Pushed as {linked(pushed[1], web, repo)}; "
+                  "the change is on GitHub.</p>")  # fmt: skip
+    else:
+        change = (
+            "<p class='muted' id='diff'>"
+            + ("No change yet." if row.active else "No change committed.")
+            + "</p>"
+        )
+    if prompt:
+        asked = (f"<details><summary>The agent's last prompt</summary><pre id='prompt'>"
+                 f"{escape(prompt)}</pre></details>")  # fmt: skip
+    else:
+        asked = ("<p class='muted' id='prompt'>"
+                 + ("No prompt yet." if row.active else "The agent was not run in this task.")
+                 + "</p>")  # fmt: skip
     body = (
-        f"<p><a href='/'>← all tasks</a></p><h1>{escape(row.id)}</h1>"
-        f"<p>{escape(row.task.kind.value)} · {target_link(web, row)} · "
-        f"{state_badge(row.state, 'state')}"
+        f"<p><a href='/'>← all work</a>{work}</p>"
+        f"<h1>{escape(what(row)[:1].upper() + what(row)[1:])} · {target_link(web, row)}"
+        f"{' ' + escape(title) if title else ''}</h1>"
+        f"<p class='muted id'>task {escape(row.id)}</p>"
+        f"<p>{escape(row.task.kind.value)} · {state_badge(row.state, 'state')}"
         f"{' · attempt ' + tried if tried else ''} · took <span id='took'>{took(row, now)}"
-        f"</span> {' '.join(buttons)}</p>{why}"
+        f"</span> {' '.join(buttons)}</p>{why}{ended}{failed}"
         f"<p id='spend' class='muted'>Model use: {escape(spent or 'no model calls')}</p>"
         f"<h2>Timeline</h2><table id='timeline'>{steps_html(steps)}</table>"
         f"<h2>Agent output</h2><pre id='log'>{text_log}</pre>"
-        "<h2>Change</h2>"
-        + (f"<pre id='diff'>{diff_html(diff)}</pre>" if diff
-           else "<p class='muted' id='diff'>No change committed.</p>")
-        + "<h2>Prompt</h2>"
-        + (f"<details><summary>The agent's last prompt</summary><pre id='prompt'>"
-           f"{escape(prompt)}</pre></details>" if prompt
-           else "<p class='muted' id='prompt'>No prompt yet.</p>")
+        f"<h2>Change</h2>{change}<h2>Prompt</h2>{asked}"
         + f"<script>{_POLL % (_js(row.id), _js(row.state))}</script>"
     )  # fmt: skip
-    return page(row.id, body)
+    return page(f"{what(row)} · {repo}#{row.task.number}", body)
 
 
 # While the task is live, re-reads it every two seconds: the log and the timeline as text and

@@ -7,7 +7,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,10 +45,10 @@ def run(environ: dict[str, str] | None = None, env_file: Path | None = None) -> 
         settings = load(environ, env_file)
     except SettingsError as exc:
         return [Check(False, "settings", str(exc), "fix that line of your environment or .env")]
-    return list(_checks(settings))
+    return list(_checks(settings, os.environ if environ is None else environ))
 
 
-def _checks(settings: Settings) -> Iterator[Check]:
+def _checks(settings: Settings, source: Mapping[str, str]) -> Iterator[Check]:
     missing = [
         n
         for n in ("APP_ID", "PRIVATE_KEY", "WEBHOOK_SECRET", "REDIS_URL")
@@ -69,6 +69,7 @@ def _checks(settings: Settings) -> Iterator[Check]:
     yield _git()
     yield _workspaces(settings)
     yield _agent(settings)
+    yield from _agent_config(settings, source)
     yield from _agent_tools(settings)
     yield _sandbox(settings)
 
@@ -287,6 +288,29 @@ def _agent(settings: Settings) -> Check:
             f"`{preset.install}`, or check it with `forgehand try-agent`", warning=True,
         )  # fmt: skip
     return Check(True, "agent", f"{settings.agent}: {shown} (tested: {preset.tested})")
+
+
+def _agent_config(settings: Settings, source: Mapping[str, str]) -> Iterator[Check]:
+    """The CLI's own configuration, where the operator gives it (OpenCode's provider)."""
+    from jobs.agent import AgentConfigError, check_keys
+    from jobs.presets import PRESETS
+
+    preset = PRESETS.get(settings.agent)
+    if preset is None:
+        return
+    named = [n for n in preset.config_vars if n in settings.agent_env and source.get(n)]
+    if not named:
+        return
+    try:
+        check_keys(settings.agent, settings.agent_env, source)
+    except AgentConfigError as exc:
+        yield Check(False, "agent config", str(exc), f"fix {' or '.join(named)}")
+        return
+    yield Check(
+        True, "agent config",
+        f"{settings.agent} uses your configuration ({', '.join(named)}) under forgehand's "
+        "safety settings",
+    )  # fmt: skip
 
 
 def _agent_tools(settings: Settings) -> Iterator[Check]:

@@ -17,6 +17,27 @@ def _pulls_key(repo_id: int) -> str:
     return f"fh:fleet:{repo_id}:pulls"
 
 
+def _closed_key(repo_id: int) -> str:
+    return f"fh:fleet:{repo_id}:closed"
+
+
+def _read(raw: dict[Any, Any]) -> list[Pull]:
+    found = []
+    for number, value in raw.items():
+        entry = json.loads(value)
+        found.append(
+            Pull(
+                number=int(number),
+                issue=int(entry["issue"]),
+                created=float(entry["created"]),
+                files=frozenset(entry["files"]),
+                interface=frozenset(entry["interface"]),
+                branch=str(entry.get("branch", "")),
+            )
+        )
+    return sorted(found, key=lambda p: p.number)
+
+
 def _waiting_key(repo_id: int, queue: str) -> str:
     return f"fh:fleet:{repo_id}:waiting:{queue}"
 
@@ -37,25 +58,26 @@ class FleetState:
         }
         self.redis.hset(_pulls_key(repo_id), str(pull.number), json.dumps(entry))
 
-    def forget(self, repo_id: int, number: int) -> None:
-        self.redis.hdel(_pulls_key(repo_id), str(number))
+    def close(self, repo_id: int, number: int, merged: bool) -> None:
+        """The pull request closed: it owns no files any more, but the plan still shows what
+        it was (its branch, its files) and that it merged."""
+        raw = self.redis.hget(_pulls_key(repo_id), str(number))
+        with self.redis.pipeline() as pipe:
+            if raw is not None:
+                entry = json.loads(raw) | {"merged": merged}
+                pipe.hset(_closed_key(repo_id), str(number), json.dumps(entry))
+            pipe.hdel(_pulls_key(repo_id), str(number))
+            pipe.execute()
 
     def pulls(self, repo_id: int) -> list[Pull]:
         """Every open agent pull request of the repository, in one round trip."""
-        found = []
-        for number, raw in self.redis.hgetall(_pulls_key(repo_id)).items():
-            entry = json.loads(raw)
-            found.append(
-                Pull(
-                    number=int(number),
-                    issue=int(entry["issue"]),
-                    created=float(entry["created"]),
-                    files=frozenset(entry["files"]),
-                    interface=frozenset(entry["interface"]),
-                    branch=str(entry.get("branch", "")),
-                )
-            )
-        return sorted(found, key=lambda p: p.number)
+        return _read(self.redis.hgetall(_pulls_key(repo_id)))
+
+    def closed_pulls(self, repo_id: int) -> list[tuple[Pull, bool]]:
+        """The repository's closed agent pull requests, each with whether it merged."""
+        raw = self.redis.hgetall(_closed_key(repo_id))
+        merged = {int(n): bool(json.loads(v).get("merged")) for n, v in raw.items()}
+        return [(pull, merged[pull.number]) for pull in _read(raw)]
 
     def overlap_comment(self, repo_id: int, number: int) -> tuple[int, str] | None:
         """(comment id, digest of its body) of the pull request's overlap comment."""

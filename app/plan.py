@@ -63,7 +63,27 @@ def read(store: Store, repo: str, limit: int = 1000) -> list[Row]:
         return []
     repo_id = tasks[0].task.repo_id
     fleet = FleetState(store.redis)
-    return rows(tasks, fleet.pulls(repo_id), fleet.depends(repo_id))
+    plan = rows(tasks, fleet.pulls(repo_id), fleet.depends(repo_id))
+    return with_closed(plan, fleet.closed_pulls(repo_id))
+
+
+def with_closed(plan: list[Row], closed: list[tuple[Pull, bool]]) -> list[Row]:
+    """The plan with its closed pull requests filled in — branch, number, files, merged or
+    closed — where the rows of their issues would otherwise be blank."""
+    shown = {row.pull for row in plan if row.pull}
+    out = list(plan)
+    for pull, merged in closed:
+        if pull.number in shown:
+            continue  # reopened: the open one's row stands
+        at = next((i for i, r in enumerate(out) if r.issue == pull.issue and not r.pull), None)
+        depends = out[at].depends_on if at is not None else ()
+        row = Row(pull.issue, pull.branch, pull.number, tuple(sorted(pull.files)), depends, (),
+                  "merged" if merged else "closed", "", None)  # fmt: skip
+        if at is None:
+            out.append(row)
+        else:
+            out[at] = row
+    return out
 
 
 def repo_id_of(store: Store, repo: str, limit: int = 1000) -> int | None:

@@ -47,11 +47,16 @@ def events_key(task_id: str) -> str:
     return f"fh:task:{task_id}:events"
 
 
+def bases_key(repo_id: int) -> str:
+    return f"fh:pr_bases:{repo_id}"
+
+
 def target_key(repo_id: int, number: int) -> str:
     return f"fh:target:{repo_id}:{number}"
 
 
 TASKS_INDEX = "fh:tasks"
+ITEMS_KEY = "fh:items"
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class Store:
             "created": str(created if created is not None else now),
             "updated": str(now),
             "error": "",
+            "result": "",
         }
         pipe.hset(task_key(task.id), mapping=fields)
         pipe.hsetnx(task_key(task.id), "attempt", "0")
@@ -139,6 +145,18 @@ class Store:
             task_key(task_id), mapping={"state": state.value, "updated": str(now), "error": error}
         )
         target.zadd(TASKS_INDEX, {task_id: now})
+
+    def set_result(self, task_id: str, result: str) -> None:
+        """What a finished task did, in a few words ("pushed abc1234", "no change")."""
+        self.redis.hset(task_key(task_id), "result", result)
+
+    def set_check_run(self, task_id: str, run_id: int) -> None:
+        """The task's `forgehand` check run, so that a later task can say what became of it."""
+        self.redis.hset(task_key(task_id), "check_run", str(run_id))
+
+    def check_run(self, task_id: str) -> int | None:
+        value = self.redis.hget(task_key(task_id), "check_run")
+        return int(value) if isinstance(value, bytes) and value.isdigit() else None
 
     def set_attempt(self, task_id: str, attempt: int) -> None:
         """The CI-fix attempt on its pull request this task is making (1 for the first)."""
@@ -212,7 +230,11 @@ class Store:
         base = f"fh:pr:{repo_id}:{number}"
         if sha and self.redis.sismember(f"{base}:failed", sha):
             return False
-        self.redis.delete(f"{base}:attempts", f"{base}:escalated", f"{base}:failed")
+        with self.redis.pipeline() as pipe:
+            pipe.delete(f"{base}:attempts", f"{base}:escalated", f"{base}:failed")
+            if sha:
+                pipe.hset(f"{base}:ci", sha, "passed")
+            pipe.execute()
         return True
 
     def tracked(self, repo_id: int, number: int) -> bool:
@@ -232,8 +254,21 @@ class Store:
             pipe.set(f"{base}:tracked", "1")
             pipe.execute()
 
-    def mark_failed(self, repo_id: int, number: int, sha: str) -> None:
-        self.redis.sadd(f"fh:pr:{repo_id}:{number}:failed", sha)
+    def mark_failed(self, repo_id: int, number: int, sha: str, words: str = "failed") -> None:
+        """CI failed on `sha`; `words` say how ("failed (unit, lint)"), for people."""
+        with self.redis.pipeline() as pipe:
+            pipe.sadd(f"fh:pr:{repo_id}:{number}:failed", sha)
+            pipe.hset(f"fh:pr:{repo_id}:{number}:ci", sha, words)
+            pipe.execute()
+
+    def known_failed(self, repo_id: int, number: int, sha: str) -> bool:
+        return bool(self.redis.sismember(f"fh:pr:{repo_id}:{number}:failed", sha))
+
+    def ci_results(self, repo_id: int, number: int) -> dict[str, str]:
+        """What forgehand learnt of CI on the pull request's commits: SHA → "passed",
+        "failed (unit, lint)". Kept past a reset: they are facts about commits."""
+        raw = self.redis.hgetall(f"fh:pr:{repo_id}:{number}:ci")
+        return {text(k): text(v) for k, v in raw.items()}
 
     def escalated(self, repo_id: int, number: int) -> bool:
         return bool(self.redis.exists(f"fh:pr:{repo_id}:{number}:escalated"))
@@ -308,9 +343,11 @@ class Store:
         return bool(self.redis.sismember("fh:app_prs", f"{repo_id}:{number}"))
 
     def add_app_pull_request(
-        self, repo_id: int, number: int, issue: int, repo: str, installation: int
+        self, repo_id: int, number: int, issue: int, repo: str, installation: int, base: str = ""
     ) -> None:
         with self.redis.pipeline() as pipe:
+            if base:
+                pipe.hset(bases_key(repo_id), str(number), base)
             pipe.sadd("fh:app_prs", f"{repo_id}:{number}")
             pipe.hset(f"fh:pr:{repo_id}:{number}:meta",
                       mapping={"repo": repo, "installation": installation})  # fmt: skip
@@ -337,6 +374,20 @@ class Store:
 
     def forget_app_pull_request(self, repo_id: int, number: int) -> None:
         self.redis.srem("fh:app_prs", f"{repo_id}:{number}")
+        self.redis.hdel(bases_key(repo_id), str(number))
+
+    def note_base(self, repo_id: int, number: int, base: str) -> None:
+        """The branch an open agent pull request merges into."""
+        self.redis.hset(bases_key(repo_id), str(number), base)
+
+    def closed_pull_request(self, repo_id: int, number: int) -> None:
+        """A closed agent pull request targets no branch any more."""
+        self.redis.hdel(bases_key(repo_id), str(number))
+
+    def read_agent_bases(self, pipe: Pipeline, repo_id: int) -> None:
+        """Queue the read of the base branches of the repository's open agent pull requests
+        on the caller's pipeline (a push is decided with it)."""
+        pipe.hvals(bases_key(repo_id))
 
     def pull_request_for_issue(self, repo_id: int, issue: int) -> int | None:
         value = self.redis.hget("fh:issue_pr", f"{repo_id}:{issue}")
@@ -415,6 +466,21 @@ class Store:
     def installation_for(self, repo_id: int) -> int | None:
         value = self.redis.hget("fh:repos", str(repo_id))
         return int(value) if value is not None else None
+
+    # --- what the dashboard shows of an issue or pull request ------------------------------------
+
+    def note_item(self, repo_id: int, number: int, title: str, pull: bool) -> None:
+        """An issue's or pull request's title, as a worker last read it."""
+        data = json.dumps({"title": title[:300], "pull": pull})
+        self.redis.hset(ITEMS_KEY, f"{repo_id}:{number}", data)
+
+    def items(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+        """The titles (and whether each is a pull request) of the given issues and pull
+        requests, where a worker noted them."""
+        if not keys:
+            return {}
+        raw = self.redis.hmget(ITEMS_KEY, [f"{r}:{n}" for r, n in keys])
+        return {key: json.loads(value) for key, value in zip(keys, raw, strict=True) if value}
 
     # --- what the task page shows of a run: the agent's last prompt, the change ----------------
 

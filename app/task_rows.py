@@ -28,6 +28,7 @@ class Row:
     created: float
     updated: float
     error: str
+    result: str = ""  # what a finished task did ("pushed abc1234", "no change")
 
     @property
     def id(self) -> str:
@@ -100,6 +101,7 @@ def row_from_hash(raw: dict[bytes | str, bytes | str]) -> Row:
         created=float(fields.get("created") or "0"),
         updated=float(fields.get("updated") or "0"),
         error=fields.get("error", ""),
+        result=fields.get("result", ""),
     )
 
 

@@ -22,6 +22,8 @@ class Kind(StrEnum):
     PLAN = "plan"  # an epic: the agent proposes a plan, posted for a person to approve
     PLAN_EDIT = "plan-edit"  # a person edited the plan comment: check it again
     APPROVE = "approve"  # `/agent approve` on an epic: file its plan as issues
+    RERUN = "rerun"  # "Re-run" pressed on a `forgehand` check run: retry its task
+    SYNC = "sync"  # someone (or the App) pushed to an agent pull request: its files changed
 
     @property
     def on_issue(self) -> bool:
@@ -58,6 +60,7 @@ class Task:
     branch: str = ""
     review_id: int = 0
     comment_id: int = 0
+    check_run_id: int = 0
 
     @property
     def id(self) -> str:
@@ -90,6 +93,10 @@ class Task:
                 return f"plan-edit-{self.repo_id}-{self.number}-{self.sha}"
             case Kind.APPROVE:
                 return f"approve-{self.repo_id}-{self.number}-{self.comment_id}"
+            case Kind.RERUN:
+                return f"rerun-{self.repo_id}-{self.check_run_id}"
+            case Kind.SYNC:
+                return f"sync-{self.repo_id}-{self.number}-{self.sha}"
 
     def to_fields(self) -> dict[str, str]:
         # Not asdict(): it deep-copies, and this runs for every queued task.
@@ -108,6 +115,7 @@ class Task:
             branch=fields.get("branch", ""),
             review_id=int(fields.get("review_id", "0")),
             comment_id=int(fields.get("comment_id", "0")),
+            check_run_id=int(fields.get("check_run_id", "0")),
         )
 
 

@@ -48,6 +48,9 @@ class Facts:
     # Whether the delivery's repository belongs to its installation, as installation events
     # told us; None when they never did (the App was installed before this Redis knew it).
     repo_installed: bool | None = None
+    # The base branches of the repository's open agent pull requests, for a push; None when
+    # not read (the payload-only question), so that no push is turned away for it.
+    agent_bases: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,9 @@ def early_decision(event: str, payload: Payload, facts: Facts) -> Decision | Non
     most the full decision can make.
     """
     loosest = replace(
-        facts, app_slug=None, allowed_bots=None, app_pull_request=True, repo_installed=None
-    )
+        facts, app_slug=None, allowed_bots=None, app_pull_request=True, repo_installed=None,
+        agent_bases=None,
+    )  # fmt: skip
     try:
         return decide(event, payload, loosest)
     except PayloadError:
@@ -237,9 +241,10 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
         if label != facts.trigger_label:
             return ignore(f"label {label} is not {facts.trigger_label}")
         return Decision(actions=(_cancel(payload, number, "trigger label removed"),))
-    if action == "closed":
-        wake = Wake(_get(payload, "repository.id", int), f"#{number} closed")
-        return Decision(actions=(_cancel(payload, number, "issue closed"), wake))
+    if action in ("closed", "deleted", "transferred"):
+        # Deleted or moved to another repository: its work here ends, as when it closes.
+        wake = Wake(_get(payload, "repository.id", int), f"#{number} {action}")
+        return Decision(actions=(_cancel(payload, number, f"issue {action}"), wake))
     return ignore(f"issues.{action} is not a trigger")
 
 
@@ -347,7 +352,7 @@ def _fork_notice(payload: Payload, facts: Facts) -> Decision:
 
 def _pull_request(payload: Payload, facts: Facts) -> Decision:
     action = _get(payload, "action", str)
-    if action not in ("closed", "unlabeled", "opened", "reopened"):
+    if action not in ("closed", "unlabeled", "opened", "reopened", "synchronize"):
         return ignore(f"pull_request.{action} is not a trigger")
     not_ours = _own_branch(payload, "pull_request", facts)
     if not_ours == FORK and action in ("opened", "reopened"):
@@ -355,6 +360,13 @@ def _pull_request(payload: Payload, facts: Facts) -> Decision:
     if not_ours:
         return ignore(not_ours)
     number = _get(payload, "pull_request.number", int)
+    if action == "synchronize":
+        # Whoever pushed, the App included: the files it changes may now overlap others'.
+        # Bookkeeping, not agent work, so no sender is turned away.
+        sha = _get(payload, "pull_request.head.sha", str)
+        if not SHA.fullmatch(sha):
+            raise PayloadError(f"payload has no commit SHA (got {sha[:50]!r})")
+        return _pr_task(payload, facts, Kind.SYNC, sha=sha)
     if action == "unlabeled":
         label = _get(payload, "label.name", str)
         if label != facts.escalation_label:
@@ -430,12 +442,13 @@ def _check_suite(payload: Payload, facts: Facts) -> Decision:
     if action != "completed":
         return ignore(f"check_suite.{action} is not a trigger")
     conclusion = _opt(payload, "check_suite.conclusion", str)
+    # Before green is believed: forgehand's own check passing says nothing of CI.
+    if facts.app_id is not None and _opt(payload, "check_suite.app.id", int) == facts.app_id:
+        return ignore("check suite of the App itself")
     if conclusion == "success":
         return _green(payload, facts)
     if conclusion not in FAILING_CONCLUSIONS:
         return ignore(f"check suite concluded {conclusion}")
-    if facts.app_id is not None and _opt(payload, "check_suite.app.id", int) == facts.app_id:
-        return ignore("check suite of the App itself")
     return _suite_task(payload, facts)
 
 
@@ -460,6 +473,8 @@ def _green(payload: Payload, facts: Facts) -> Decision:
 
 def _check_run(payload: Payload, facts: Facts) -> Decision:
     action = _get(payload, "action", str)
+    if action == "rerequested":
+        return _rerun(payload, facts)
     if action != "completed":
         return ignore(f"check_run.{action} is not a trigger")
     conclusion = _opt(payload, "check_run.conclusion", str)
@@ -474,6 +489,23 @@ def _check_run(payload: Payload, facts: Facts) -> Decision:
         _opt(payload, "check_run.check_suite.head_branch", str),
         _opt(payload, "check_run.pull_requests", list) or [],
     )
+
+
+def _rerun(payload: Payload, facts: Facts) -> Decision:
+    """ "Re-run" on forgehand's own check run: its task is retried, as `/agent retry` would,
+    once the worker has checked the sender's write access."""
+    if _get(payload, "check_run.app.id", int) != facts.app_id:
+        return ignore("a check run of another App is re-run by that App")
+    blocked = _sender_block(payload, facts)
+    if blocked:
+        return ignore(blocked)
+    run_id = _get(payload, "check_run.id", int)
+    prs = _opt(payload, "check_run.pull_requests", list) or []
+    numbers = [pr.get("number") for pr in prs if isinstance(pr, Mapping)]
+    number = next((n for n in numbers if isinstance(n, int)), 0)
+    sender = _get(payload, "sender.login", str)
+    sha = _get(payload, "check_run.head_sha", str)
+    return _task(payload, facts, Kind.RERUN, number, sender, sha=sha, check_run_id=run_id)
 
 
 def _status(payload: Payload, facts: Facts) -> Decision:
@@ -501,6 +533,8 @@ def _push(payload: Payload, facts: Facts) -> Decision:
     # another base, which the worker reads (a push there is not seen: a known limit).
     if branch != _get(payload, "repository.default_branch", str):
         return ignore(f"push to {branch}, not the default branch")
+    if facts.agent_bases is not None and branch not in facts.agent_bases:
+        return ignore(f"no open agent pull request targets {branch}")
     after = _get(payload, "after", str)
     if not SHA.fullmatch(after):
         raise PayloadError(f"payload has no commit SHA (got {after[:50]!r})")

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 
 from app.dispatch import Dispatcher, Seen, read_seen, seen_from
 from app.fleet_wake import wake
-from app.store import Store
+from app.store import Store, text
 from app.tally import Tally
 from app.tasks import Cancel, InstallationChange, ResetAttempts, Task, Wake
 from app.triggers import Facts, PayloadError, decide, early_decision, needs_pull_request_fact
@@ -133,13 +133,18 @@ class Intake:
         enqueued is read with the claim."""
         result = Result(delivery)
 
+        repo_id = _number(payload, "repository")
+        bases = event == "push" and repo_id is not None
+
         def read_candidates(pipe: Pipeline) -> None:
             for task_id in candidates:
                 read_seen(pipe, task_id)
+            if bases and repo_id is not None:
+                self.store.read_agent_bases(pipe, repo_id)
 
         found = self.store.claim_delivery(
             delivery,
-            _number(payload, "repository"),
+            repo_id,
             _number(payload, "installation"),
             needs_pull_request_fact(event, payload),
             also=read_candidates,
@@ -159,6 +164,9 @@ class Intake:
             allowed_bots=found.allowed_bots,
             app_pull_request=found.app_pull_request,
             repo_installed=found.repo_installed,
+            agent_bases=(
+                frozenset(text(b) for b in found.also[2 * len(candidates)]) if bases else None
+            ),
         )
         try:
             finished = self._apply(event, delivery, payload, facts, seen, result)

@@ -98,9 +98,17 @@ def argv_for(agent: str, agent_command: str | None, prompt_file: Path, workdir: 
 
 
 def check_keys(agent: str, passthrough: Sequence[str], source: Mapping[str, str]) -> None:
-    """Raise AgentConfigError unless the preset's API key is named in AGENT_ENV and set."""
-    wanted = PRESETS[agent].keys if agent in PRESETS else ()
-    if not wanted or any(name in passthrough and source.get(name) for name in wanted):
+    """Raise AgentConfigError unless the preset's API key is named in AGENT_ENV and set, or
+    the operator gave the CLI's own configuration (and it reads)."""
+    preset = PRESETS.get(agent)
+    wanted = preset.keys if preset is not None else ()
+    given = {name: source[name] for name in passthrough if source.get(name)}
+    try:
+        if preset is not None and preset.operator_config(given):
+            return  # the operator's own configuration names the provider and its key
+    except ValueError as exc:
+        raise AgentConfigError(f"the {agent} agent's configuration: {exc}") from None
+    if not wanted or any(name in given for name in wanted):
         return
     either = " or ".join(wanted)
     named = [name for name in wanted if name in passthrough]

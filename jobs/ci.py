@@ -73,6 +73,31 @@ def failing(runs: list[dict[str, Any]], statuses: list[dict[str, Any]]) -> bool:
     return any(map(_failed_run, runs)) or any(map(_failed_status, statuses))
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What is known of CI on one commit, for the words forgehand shows about it."""
+
+    state: str  # "failed", "pending", "passed", or "none" (no check has reported)
+    failed: tuple[str, ...] = ()
+
+    @property
+    def words(self) -> str:
+        if self.state == "failed":
+            return f"failed ({', '.join(self.failed)})" if self.failed else "failed"
+        return {"none": "no checks yet"}.get(self.state, self.state)
+
+
+def verdict(runs: list[dict[str, Any]], statuses: list[dict[str, Any]]) -> Verdict:
+    """Red as soon as any check failed, even while others still run."""
+    failed = [r["name"] for r in runs if _failed_run(r)]
+    failed += [s["context"] for s in statuses if _failed_status(s)]
+    if failed:
+        return Verdict("failed", tuple(dict.fromkeys(failed)))
+    if pending(runs, statuses):
+        return Verdict("pending")
+    return Verdict("passed" if runs or statuses else "none")
+
+
 def failures(
     api: Installation, repo: str, runs: list[dict[str, Any]], statuses: list[dict[str, Any]]
 ) -> list[Failure]:

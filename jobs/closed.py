@@ -19,7 +19,8 @@ def closed(task: Task, ctx: Context) -> str:
     pr = read_pull(api, task, task.number)
     # What it changed in the end (pushes after it opened included), before it is forgotten.
     last = [p for p in FleetState(ctx.store.redis).pulls(task.repo_id) if p.number == pr.number]
-    fleet.closed(api, ctx, task)
+    fleet.closed(api, ctx, task, pr.merged)
+    ctx.store.closed_pull_request(task.repo_id, task.number)
     issue = ctx.store.issue_for_pull_request(task.repo_id, task.number)
     if issue is not None:
         ctx.store.audit(f"issue-{task.repo_id}-{issue}", "pull request closed", f"#{task.number}")

@@ -36,7 +36,10 @@ def run_command(task: Task, ctx: Context) -> str:
         _reply(api, task, "🛑 Stopped what was queued or running here.")
         return "stopped"
     if verb == "retry":
-        return _retry(task, ctx, api, on_pr)
+        origin = f"{prefix} retry by {task.sender}"
+        if on_pr:
+            return retry_pull_request(task, ctx, api, origin)
+        return _retry_issue(task, ctx, api, origin)
     if verb == "budget":
         return _budget(task, ctx, api, instructions)
     if verb in (None, "", "help"):
@@ -71,23 +74,29 @@ def run_command(task: Task, ctx: Context) -> str:
             else:
                 headline = f"@{task.sender}: " + change.result.nothing_done("nothing was pushed")
             check.finish(
-                "success" if change.head else "neutral", headline, summary, change.result.tail
-            )
+                "success" if change.head else "neutral",
+                report.pushed_title(headline, change.head), summary, change.result.tail,
+            )  # fmt: skip
         status.update(headline, summary)
         return f"pushed {change.head[:7]}" if change.head else "no change"
 
 
-def _retry(task: Task, ctx: Context, api: Installation, on_pr: bool) -> str:
-    dispatcher = Dispatcher(ctx.store, job_timeout(ctx.settings.agent_timeout))
-    origin = f"{ctx.settings.command_prefix} retry by {task.sender}"
-    if not on_pr:
-        outcome = dispatcher.enqueue(replace(task, kind=Kind.ISSUE, comment_id=0), origin)
-        _reply(
-            api,
-            task,
-            "🔁 Trying this issue again." if outcome.enqueued else "Already working on it.",
-        )
-        return "retry issue"
+def dispatcher_for(ctx: Context) -> Dispatcher:
+    return Dispatcher(ctx.store, job_timeout(ctx.settings.agent_timeout))
+
+
+def _retry_issue(task: Task, ctx: Context, api: Installation, origin: str) -> str:
+    issue = replace(task, kind=Kind.ISSUE, comment_id=0, check_run_id=0)
+    outcome = dispatcher_for(ctx).enqueue(issue, origin)
+    words = "🔁 Trying this issue again." if outcome.enqueued else "Already working on it."
+    _reply(api, task, words)
+    return "retry issue"
+
+
+def retry_pull_request(task: Task, ctx: Context, api: Installation, origin: str) -> str:
+    """Forget the pull request's failed attempts, lift its escalation, and look at CI on its
+    head again."""
+    dispatcher = dispatcher_for(ctx)
     ctx.store.reset_attempts(task.repo_id, task.number)
     try:
         label = ctx.settings.escalation_label

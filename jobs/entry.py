@@ -13,7 +13,7 @@ from app.metrics import count_task
 from app.settings import Settings, SettingsError, load
 from app.store import Store
 from app.tasks import Kind, State, Task
-from jobs import day_budget, pipeline
+from jobs import day_budget, fleet, pipeline
 from jobs.closed import closed, fork_notice
 from jobs.commands import run_command
 from jobs.conflict import check_base, resolve_conflict
@@ -21,6 +21,7 @@ from jobs.errors import Escalated, TaskFailed, permanent_reason
 from jobs.fix_ci import fix_ci
 from jobs.planning import approve, plan_epic, recheck
 from jobs.redact import redactor_for
+from jobs.rerun import rerun
 from jobs.resolve import resolve_issue
 from jobs.review import address_review
 from jobs.workspace import Workspaces
@@ -37,6 +38,8 @@ HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
     Kind.PLAN: plan_epic,
     Kind.PLAN_EDIT: recheck,
     Kind.APPROVE: approve,
+    Kind.RERUN: rerun,
+    Kind.SYNC: fleet.pushed,
 }
 
 
@@ -128,5 +131,7 @@ def _finish(
 ) -> None:
     # A task cancelled while it ran stays cancelled, whatever the pipeline reached.
     if store.transition(task.id, frm, state, "" if state is State.DONE else detail):
+        if state is State.DONE:
+            store.set_result(task.id, detail)
         store.audit(task.id, state.value, detail)
         count_task(store.redis, task.kind.value, state.value)

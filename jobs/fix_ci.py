@@ -22,7 +22,8 @@ from jobs.pipeline import (
     reported,
     status_for,
 )
-from jobs.progress import CheckRun, checked
+from jobs.progress import CheckRun, checked, retitle
+from jobs.redact import redactor_for
 from jobs.status import StatusComment
 
 # How long a fix waits for the commit's other checks to finish, and how often it looks.
@@ -55,9 +56,12 @@ def fix_ci(task: Task, ctx: Context) -> str:
         failures = ci.failures(api, task.repo, runs, statuses)
         if not failures:
             return "no failing checks on the head any more"
-        ctx.store.mark_failed(task.repo_id, number, task.sha)
+        # The check names are the repository's: redacted before the dashboard shows them.
+        words = redactor_for(ctx.settings, api.token()).text(ci.verdict(runs, statuses).words)
+        ctx.store.mark_failed(task.repo_id, number, task.sha, words)
         if not ctx.store.tracked(task.repo_id, number):
             _rebuild(task, ctx, api, pr)
+        _retitle_fixes(task, ctx, api, repo, number, words)
         with checked(check_run_for(api, ctx, task, task.sha)) as check:
             return _attempt(task, ctx, api, repo, pr, failures, check)
 
@@ -82,6 +86,18 @@ def _rebuild(task: Task, ctx: Context, api: Installation, pr: PullRequest) -> No
     escalated = any(lbl.get("name") == ctx.settings.escalation_label for lbl in labels)
     ctx.store.restore_attempts(task.repo_id, pr.number, entries, escalated)
     ctx.store.audit(task.id, "attempts rebuilt", f"{len(entries)} from the pull request's comments")
+
+
+def _retitle_fixes(
+    task: Task, ctx: Context, api: Installation, repo: Repo, number: int, words: str
+) -> None:
+    """The attempts that pushed this commit now say what CI made of it, on their check runs."""
+    limit = repo.config.max_attempts or ctx.settings.max_attempts
+    redactor = redactor_for(ctx.settings, api.token())
+    for entry in ctx.store.attempts(task.repo_id, number):
+        if entry.get("pushed") == task.sha and entry.get("task"):
+            title = report.fix_title(task.sha, int(entry.get("attempt") or 0), limit, words)
+            retitle(api, ctx.store, str(entry["task"]), task.repo, title, redactor)
 
 
 def _green(api: Installation, repo: str, sha: str) -> bool:
@@ -109,7 +125,9 @@ def _attempt(
             )
         attempt = len(done) + 1
         ctx.store.set_attempt(task.id, attempt)
-        entry: dict[str, object] = {"attempt": attempt, "sha": task.sha, "failed": ", ".join(names)}
+        entry: dict[str, object] = {
+            "attempt": attempt, "sha": task.sha, "failed": ", ".join(names), "task": task.id,
+        }  # fmt: skip
         with reported(status, ctx, task):
             status.update(
                 f"🔧 CI failed on `{task.sha[:7]}`: attempt {attempt} of {limit} to fix it…"
@@ -147,7 +165,9 @@ def _attempt(
         )
         status.update(headline)
         summary = report.quote(status.redactor.text(change.result.summary))
-        check.finish("success", headline, summary, change.result.tail)
+        # Never green: this check run is on the commit whose CI failed.
+        title = report.fix_title(change.head, attempt, limit, "pending")
+        check.finish("neutral", title, summary, change.result.tail)
         return result
 
 

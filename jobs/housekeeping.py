@@ -62,6 +62,8 @@ def reconcile(app: App, store: Store, dispatcher: Dispatcher) -> list[str]:
                 store.forget_app_pull_request(repo_id, number)
                 continue
             head, branch = pr["head"]["sha"], pr["head"]["ref"]
+            # Pull requests opened before bases were kept get theirs here.
+            store.note_base(repo_id, number, pr["base"]["ref"])
             found: list[Task] = []
             runs, statuses = ci.read_checks(api, repo, head)
             failing = not ci.pending(runs, statuses) and ci.failing(runs, statuses)

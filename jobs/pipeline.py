@@ -157,6 +157,9 @@ def run_sandboxed(
         if preset is not None:
             env = preset.environment(env) | env
             write_home(preset, tree.home, env)
+            # Folded into the config just written, under forgehand's safety settings: passed
+            # on, they would take precedence over it.
+            env = {k: v for k, v in env.items() if k not in preset.config_vars}
         allow = sandbox.settings.agent_allow_hosts
         with sandbox.jail(
             tree.path, tree.home, tree.objects, allow, on_refused, repository_allow, gateway
@@ -440,6 +443,9 @@ class Run:
                 tree.git(["push", "--quiet", url, f"HEAD:refs/heads/{branch}"], token=api.token())
                 return
             except GitError as exc:
+                missing = permission_refused(str(exc))
+                if missing:
+                    raise TaskFailed(missing) from None
                 if not any(word in str(exc) for word in ("rejected", "fetch first", "non-fast")):
                     raise TaskFailed(f"Pushing {branch} failed: {exc}") from None
             self.ctx.store.audit(self.task.id, "rebase", f"{branch} moved while the agent worked")
@@ -456,6 +462,28 @@ class Run:
                 ) from None
             self.check_protected(theirs)
         raise TaskFailed(f"Pushing {branch} was rejected {PUSH_TRIES} times; nothing was forced.")
+
+
+_WORKFLOW_REFUSAL = re.compile(
+    r"create or update workflow `([^`]*)` without `workflows` permission"
+)
+
+
+def permission_refused(error: str) -> str:
+    """Why GitHub refused a push for a permission the App lacks, with what to change; "" when
+    it refused for something else."""
+    found = _WORKFLOW_REFUSAL.search(error)
+    if not found:
+        return ""
+    path = protected.printable(found[1])[:200]
+    return (
+        f"GitHub refused the push: the change touches the workflow `{path}`, and the App has "
+        "no `workflows` permission, which GitHub requires for any change under "
+        '.github/workflows/. To allow it, give the App "Workflows: Read and write" in its '
+        "settings (Permissions & events), accept the new permission on the installation, then "
+        f"retry; or keep `.github/workflows/**` in `protected_paths` so such changes are never "
+        "pushed. Nothing was pushed."
+    )
 
 
 @contextmanager
@@ -569,7 +597,20 @@ def prepare(task: Task, ctx: Context, check: bool = True) -> tuple[Installation,
         if exc.permanent:
             raise TaskFailed(str(exc)) from exc
         raise
+    if task.number:
+        note_title(api, ctx, task)
     return api, repo
+
+
+def note_title(api: Installation, ctx: Context, task: Task) -> None:
+    """Keep the issue's or pull request's title for the dashboard, which never asks GitHub."""
+    try:
+        data = api.get(f"/repos/{task.repo}/issues/{task.number}")
+    except GitHubError as exc:
+        ctx.store.audit(task.id, "title not read", str(exc))
+        return
+    title = redactor_for(ctx.settings, api.token()).text(str(data.get("title") or ""))
+    ctx.store.note_item(task.repo_id, task.number, title, "pull_request" in data)
 
 
 def status_for(api: Installation, ctx: Context, task: Task) -> StatusComment:

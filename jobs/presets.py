@@ -58,6 +58,18 @@ class Preset:
     render: Callable[[str], str | None] = field(default=_as_is)
     # Its final message, from its last lines of output and its HOME (outside the sandbox).
     summary: Callable[[Sequence[str], Path], str] = field(default=_last_lines)
+    # Variables in which the operator gives the CLI's own configuration (a provider of their
+    # choosing): forgehand folds them into the config it writes, under its safety settings,
+    # and does not pass them on; given one, the key check is the configuration's to make.
+    config_vars: tuple[str, ...] = ()
+
+    def operator_config(self, env: Mapping[str, str]) -> bool:
+        """Whether the operator gave the CLI's own configuration; ValueError when it cannot
+        be read, saying why."""
+        if not any(env.get(name) for name in self.config_vars):
+            return False
+        self.home_files(env)
+        return True
 
 
 def _event(line: str) -> dict[str, Any] | None:
@@ -347,12 +359,50 @@ AIDER = Preset(
 # --- opencode -------------------------------------------------------------------------------
 
 
+# What no configuration of the operator's changes: no self-update, no sharing of sessions.
+OPENCODE_SAFETY: dict[str, Any] = {"autoupdate": False, "share": "disabled"}
+OPENCODE_CONFIG_VARS = ("OPENCODE_CONFIG", "OPENCODE_CONFIG_CONTENT")
+
+
+def _json_object(what: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{what} is not JSON ({exc}); forgehand reads it as JSON") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    return value
+
+
+def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`, objects merged key by key, as OpenCode merges its configs."""
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        both = isinstance(below, Mapping) and isinstance(value, Mapping)
+        out[key] = merged(below, value) if both else value  # type: ignore[arg-type]
+    return out
+
+
+def opencode_operator_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """The operator's OpenCode configuration: the file OPENCODE_CONFIG names, then
+    OPENCODE_CONFIG_CONTENT on top, as OpenCode layers them. ValueError says what is wrong."""
+    config: dict[str, Any] = {}
+    path = env.get("OPENCODE_CONFIG")
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ValueError(f"OPENCODE_CONFIG {path} cannot be read: {exc.strerror}") from None
+        config = merged(config, _json_object(f"OPENCODE_CONFIG {path}", text))
+    content = env.get("OPENCODE_CONFIG_CONTENT")
+    if content:
+        config = merged(config, _json_object("OPENCODE_CONFIG_CONTENT", content))
+    return config
+
+
 def _opencode_files(env: Mapping[str, str]) -> dict[str, str]:
-    config: dict[str, Any] = {
-        "$schema": "https://opencode.ai/config.json",
-        "autoupdate": False,
-        "share": "disabled",
-    }
+    config: dict[str, Any] = {"$schema": "https://opencode.ai/config.json", **OPENCODE_SAFETY}
     if env.get("OPENAI_API_KEY"):
         # An OpenAI-compatible provider of forgehand's: the key and base URL from the
         # environment, a bounded wait for each answer.
@@ -373,6 +423,8 @@ def _opencode_files(env: Mapping[str, str]) -> dict[str, str]:
                 }
             },
         }  # fmt: skip
+    # The operator's own provider and settings, then forgehand's safety settings over them.
+    config = merged(merged(config, opencode_operator_config(env)), OPENCODE_SAFETY)
     # Without these it runs `npm install @opencode-ai/plugin` in its config directory.
     lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": "*"}}}}
     return {
@@ -430,6 +482,7 @@ OPENCODE = Preset(
     environment=_opencode_env,
     render=_opencode_render,
     summary=_opencode_summary,
+    config_vars=OPENCODE_CONFIG_VARS,
 )
 
 

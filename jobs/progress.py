@@ -15,7 +15,7 @@ from app import spend
 from app.github import GitHubError, Installation
 from app.store import Store
 from app.tasks import Task
-from jobs import report
+from jobs import ci, report
 from jobs.errors import Escalated, TaskFailed
 from jobs.redact import Redactor
 
@@ -117,18 +117,34 @@ class CheckRun:
             self.store.audit(self.task.id, "no check run", str(exc))
             return
         self.run_id = int(created["id"])
+        self.store.set_check_run(self.task.id, self.run_id)
 
     def progress(self, beat: Heartbeat) -> None:
         self._patch({"output": self._output(beat.line())})
 
     def finish(self, conclusion: str, title: str, summary: str = "", log: str = "") -> None:
         self.finished = True
+        if conclusion == "success":
+            said = self._ci_words()
+            conclusion, title = report.never_green_on_red(conclusion, title, self.sha, said)
         self._patch(
             {
                 "status": "completed", "conclusion": conclusion, "completed_at": _now(),
                 "output": self._output(title, summary, log),
             }
         )  # fmt: skip
+
+    def _ci_words(self) -> str:
+        """What is known of CI on the check run's commit, other than forgehand's own check."""
+        if self.task.number and self.store.known_failed(
+            self.task.repo_id, self.task.number, self.sha
+        ):
+            return "failed"
+        try:
+            return ci.verdict(*ci.read_checks(self.api, self.task.repo, self.sha)).words
+        except GitHubError as exc:
+            log.warning("CI on %s not read: %s", self.sha[:7], exc, extra={"task": self.task.id})
+            return "unknown"
 
     def _patch(self, body: dict[str, object]) -> None:
         if self.run_id is None:
@@ -139,6 +155,23 @@ class CheckRun:
             # Showing progress is a courtesy: GitHub failing at it never fails the task
             # (nor, by raising, makes its work run twice).
             log.warning("check run not updated: %s", exc, extra={"task": self.task.id})
+
+
+def retitle(
+    api: Installation, store: Store, task_id: str, repo: str, title: str, redactor: Redactor
+) -> None:
+    """Give a finished task's check run a new title (what became of its work since), its
+    summary kept. The title may name the repository's checks: it is redacted."""
+    run_id = store.check_run(task_id)
+    if run_id is None:
+        return
+    try:
+        run = api.get(f"/repos/{repo}/check-runs/{run_id}")
+        summary = (run.get("output") or {}).get("summary") or ""
+        output = {"title": report.defuse(redactor.text(title))[:200], "summary": summary}
+        api.patch(f"/repos/{repo}/check-runs/{run_id}", {"output": output})
+    except GitHubError as exc:
+        log.warning("check run %s not retitled: %s", run_id, exc, extra={"task": task_id})
 
 
 @contextmanager

@@ -125,8 +125,8 @@ def escalation_comment(
             "|---|---|---|---|---|",
             rows,
             "",
-            f"forgehand ignores CI failures here until someone comments `{prefix} retry` or "
-            f"removes the `{label}` label.",
+            f"forgehand ignores CI failures here until someone comments `{prefix} retry`, "
+            f"presses Re-run on its `forgehand` check, or removes the `{label}` label.",
             "",
             f"cc {who}" if who else "",
         ]
@@ -177,6 +177,25 @@ def steps_so_far(events: list[dict[str, Any]], limit: int = PROGRESS_STEPS) -> s
         # No backtick of the agent's can open a code span that swallows the next lines.
         lines.append(f"- `{when}` " + step.replace("`", "'"))
     return "\n".join(lines)
+
+
+def never_green_on_red(conclusion: str, title: str, sha: str, ci: str) -> tuple[str, str]:
+    """A check run's conclusion and title given what is known of CI on its commit `sha`
+    (`ci`: "failed (unit, lint)", "pending", …): never green on a commit whose CI is red."""
+    if conclusion == "success" and ci.startswith("failed"):
+        return "neutral", f"{title} · CI on {sha[:7]}: {ci}"
+    return conclusion, title
+
+
+def pushed_title(headline: str, pushed: str) -> str:
+    """A check run's title once its task pushed `pushed` ("" for nothing): CI on it has not
+    spoken yet."""
+    return f"{headline} CI on {pushed[:7]}: pending" if pushed else headline
+
+
+def fix_title(pushed: str, attempt: int, limit: int, ci: str) -> str:
+    """A CI-fix attempt's check-run title: what it pushed and what CI said of it."""
+    return f"Fix pushed as {pushed[:7]} (attempt {attempt} of {limit}); CI on it: {ci}"
 
 
 def check_output(

@@ -85,7 +85,7 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
                                                       "changed": files})  # fmt: skip
         ctx.store.audit(task.id, "pull request", f"#{number} opened")
         ctx.store.add_app_pull_request(
-            task.repo_id, number, task.number, task.repo, task.installation_id
+            task.repo_id, number, task.number, task.repo, task.installation_id, repo.base_branch
         )
         _request_review(api, task, number)
         status.update(f"✅ Opened #{number}.", problems)

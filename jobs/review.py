@@ -54,7 +54,8 @@ def address_review(task: Task, ctx: Context) -> str:
                 headline = f"@{reviewer}: " + change.result.nothing_done("nothing was pushed")
             summary = status.redactor.text(change.result.summary).strip()
             check.finish(
-                "success" if change.head else "neutral", headline, report.quote(summary),
+                "success" if change.head else "neutral",
+                report.pushed_title(headline, change.head), report.quote(summary),
                 change.result.tail,
             )  # fmt: skip
         # GitHub threads a reply under the thread's first comment only.

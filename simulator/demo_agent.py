@@ -36,7 +36,9 @@ def main() -> int:
         fixed = source.replace("return a + b  # sub", "return a - b  # sub")
         print("demo agent: CI says sub() is wrong too; fixing it", flush=True)
     else:
-        fixed = source.replace("return a - b  # add", "return a + b  # add")
+        # Whatever follows the line (the sandbox's repository marks it `# add`, try-agent's
+        # scratch repository does not).
+        fixed = re.sub(r"(def add\(a, b\):\n\s+return a) - b", r"\1 + b", source)
         print("demo agent: add() subtracted; it adds now", flush=True)
     calc.write_text(fixed)
     print("Summary: corrected the operator in calc.py.", flush=True)

@@ -90,6 +90,14 @@ class GitHubSimulator:
     def head_sha(self, ref: str) -> str:
         return git_out("rev-parse", f"refs/heads/{ref}", cwd=self.origin).strip()
 
+    def guard_workflows(self) -> None:
+        """Refuse pushes that change `.github/workflows/`, as GitHub refuses them from an App
+        without the `workflows` permission (the only pushes here are the App's)."""
+        hook = self.origin / "hooks" / "pre-receive"
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(WORKFLOW_GUARD)
+        hook.chmod(0o755)
+
     def add_pull(self, number: int, ref: str, *, issue: int = 7, fork: bool = False) -> None:
         self.pulls[number] = {
             "number": number,
@@ -215,6 +223,21 @@ class GitHubSimulator:
         return str(claims.get("iss")) == str(self.app_id)
 
 
+ZERO = "0" * 40
+WORKFLOW_GUARD = f"""#!/bin/sh
+while read old new ref; do
+  [ "$new" = {ZERO} ] && continue
+  if [ "$old" = {ZERO} ]; then range="$new --not --all"; else range="$old..$new"; fi
+  file=$(git log --format= --name-only $range -- .github/workflows/ | head -n 1)
+  if [ -n "$file" ]; then
+    printf 'refusing to allow a GitHub App to create or update workflow `%s` ' "$file" >&2
+    printf 'without `workflows` permission\\n' >&2
+    exit 1
+  fi
+done
+"""
+
+
 def _kept(headers: httpx.Headers) -> dict[str, str]:
     """The headers of an answer whose body is re-encoded: its length and type are new."""
     return {k: v for k, v in headers.items() if k not in ("content-length", "content-type")}
@@ -296,11 +319,27 @@ def _reaction(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> 
     return _json(reaction, 201)
 
 
+def issue_view(gh: GitHubSimulator, number: int) -> dict[str, Any] | None:
+    """An issue as GitHub's issues API shows it; a pull request is one too, marked as such."""
+    repo = gh.repository()
+    # On GitHub an issue and a pull request never share a number; tests' fakes may, and
+    # then the issue is what they mean.
+    if number in gh.pulls and number not in gh.issues:
+        pull = pull_view(gh, number)
+        view = shapes.issue({"number": number, "title": pull["title"],
+                             "user": {"login": pull["user"]["login"]}}, repo)  # fmt: skip
+        view["pull_request"] = {
+            "url": pull["url"], "html_url": pull["html_url"], "diff_url": pull["diff_url"],
+            "patch_url": pull["patch_url"], "merged_at": None,
+        }  # fmt: skip
+        return view
+    issue = gh.issues.get(number)
+    return shapes.issue(issue, repo) if issue is not None else None
+
+
 def _issue(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
-    issue = gh.issues.get(int(m["n"]))
-    if issue is None:
-        return _json({"message": "Not Found"}, 404)
-    return _json(shapes.issue(issue, gh.repository()))
+    view = issue_view(gh, int(m["n"]))
+    return _json(view) if view is not None else _json({"message": "Not Found"}, 404)
 
 
 def _blocked_by(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
@@ -479,6 +518,33 @@ def _pulls(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> htt
     return _json(found)
 
 
+def _pull_files(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    """The files a pull request changes, from the merge base of its base and head, as GitHub
+    lists them (a patch each), 100 a page."""
+    pull = gh.pulls.get(int(m["n"]))
+    if pull is None:
+        return _json({"message": "Not Found"}, 404)
+    span = f"{pull['base']}...{pull['head']}"
+    out = git_out("diff", "--no-renames", "--name-status", "-z", span, cwd=gh.origin)
+    parts = [x for x in out.split("\0") if x]
+    statuses = {"A": "added", "D": "removed", "M": "modified"}
+    entries = []
+    for status, name in zip(parts[::2], parts[1::2], strict=True):
+        patch = git_out("diff", "--no-renames", span, "--", name, cwd=gh.origin)
+        hunks = patch[patch.find("@@") :] if "@@" in patch else ""
+        base = f"https://github.test/{gh.repo}"
+        entries.append({
+            "sha": "0" * 40, "filename": name, "status": statuses.get(status, "modified"),
+            "additions": 0, "deletions": 0, "changes": 0, "patch": hunks,
+            "blob_url": f"{base}/blob/{pull['head']}/{name}",
+            "raw_url": f"{base}/raw/{pull['head']}/{name}",
+            "contents_url": f"{base}/contents/{name}",
+        })  # fmt: skip
+    page = int(request.url.params.get("page", "1"))
+    size = int(request.url.params.get("per_page", "30"))
+    return _json(entries[(page - 1) * size : page * size])
+
+
 def _check_runs(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
     runs = []
     for run in gh.check_runs.get(m["sha"], []):
@@ -556,6 +622,15 @@ def _new_check_run(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]
     gh.check_runs.setdefault(sha, []).append(run)
     gh.emit("check_run", {"action": "created", "run": run})
     return _json(shapes.check_run(run, shapes.app(gh.app_id, gh.slug)), 201)
+
+
+def _get_check_run(gh: GitHubSimulator, request: httpx.Request, m: re.Match[str]) -> httpx.Response:
+    wanted = int(m["id"])
+    run = next((r for runs in gh.check_runs.values() for r in runs if r["id"] == wanted), None)
+    if run is None:
+        return _json({"message": "Not Found"}, 404)
+    owner = run.get("app") or {"id": 15368, "slug": "github-actions"}
+    return _json(shapes.check_run(run, shapes.app(owner["id"], owner["slug"])))
 
 
 def _update_check_run(
@@ -718,6 +793,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", REPO_RE + r"/commits/(?P<sha>[0-9a-f]+)/status", _status),
     ("GET", REPO_RE + r"/check-runs/(?P<id>\d+)/annotations", _annotations),
     ("POST", REPO_RE + r"/check-runs", _new_check_run),
+    ("GET", REPO_RE + r"/check-runs/(?P<id>\d+)", _get_check_run),
     ("PATCH", REPO_RE + r"/check-runs/(?P<id>\d+)", _update_check_run),
     ("GET", REPO_RE + r"/actions/jobs/(?P<id>\d+)/logs", _job_logs),
     ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/reviews", _reviews),
@@ -729,5 +805,6 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", REPO_RE + r"/issues/(?P<n>\d+)/labels/(?P<name>[^/]+)", _remove_label),
     ("DELETE", REPO_RE + r"/git/refs/heads/(?P<ref>.+)", _delete_ref),
     ("GET", REPO_RE + r"/pulls/(?P<n>\d+)", _pull),
+    ("GET", REPO_RE + r"/pulls/(?P<n>\d+)/files", _pull_files),
     ("POST", REPO_RE + r"/pulls/(?P<n>\d+)/requested_reviewers", _reviewers),
 ]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -178,15 +179,20 @@ class Stack:
         self.worker: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Stack:
-        self.sim.start(self.files)
-        self._stack.callback(self.sim.stop)
-        self.sim.open_issue(1, "add() subtracts", ISSUE)
-        redis_url = self.settings.redis_url or self._stack.enter_context(embedded_redis())
-        self.env |= {"GITHUB_API_URL": self.sim.server.api_url, "REDIS_URL": redis_url}
-        self.store = Store(connect(redis_url))
-        self.web = self._start("web")
-        self.worker = self._start("worker")
-        wait_healthy(f"http://127.0.0.1:{self.port}/healthz")
+        try:
+            self.sim.start(self.files)
+            self._stack.callback(self.sim.stop)
+            self.sim.open_issue(1, "add() subtracts", ISSUE)
+            redis_url = self.settings.redis_url or self._stack.enter_context(embedded_redis())
+            self.env |= {"GITHUB_API_URL": self.sim.server.api_url, "REDIS_URL": redis_url}
+            self.store = Store(connect(redis_url))
+            self.web = self._start("web")
+            self.worker = self._start("worker")
+            wait_healthy(f"http://127.0.0.1:{self.port}/healthz", self.web)
+        except BaseException:
+            # What started before the failure stops with it (__exit__ does not run then).
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -223,11 +229,20 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def own_redis(settings: Settings, out: Any) -> Settings:
+    """The sandbox's settings with a Redis it starts itself: what it queues must never reach
+    the operator's own workers, which would run it against the real GitHub."""
+    if settings.redis_url is not None:
+        print("REDIS_URL is not used: the sandbox starts a Redis of its own.", file=out)
+    return replace(settings, redis_url=None)
+
+
 def run(
     settings: Settings, scenario: str, root: Path, out: Any = sys.stdout, keep: bool = False
 ) -> int:
+    settings = own_redis(settings, out)
     if scenario == "fleet":
-        return run_fleet(settings, root, out)
+        return run_fleet(settings, root, out, keep)
     if scenario == "plan":
         return run_plan(settings, root, out, keep)
     demo = "hopeless" if scenario == "escalate" else "careful"
@@ -253,8 +268,10 @@ def run(
         narrator.say(f"dashboard: {dashboard}")
         narrator.say(f"carol labels issue #1 `{settings.trigger_label}`")
         sim.label_issue(1, settings.trigger_label)
-        outcome = _until_done(sim, narrator, settings, limit(settings))
+        deadline = time.monotonic() + limit(settings)
+        outcome = _until_done(sim, narrator, settings, deadline)
         narrator.say(outcome)
+        settle(stack.store, narrator, deadline)
         for comment in sim.sim.comments.values():
             if "stopped after" in comment["body"]:
                 print("\n" + comment["body"], file=out)
@@ -275,7 +292,7 @@ What to look at:
             flush=True,
         )
         if keep:
-            _serve_until_interrupted(narrator, dashboard)
+            serve_until_interrupted(narrator, dashboard)
     expected = "escalated" if scenario == "escalate" else "green"
     return 0 if outcome.startswith(expected) else 1
 
@@ -286,7 +303,7 @@ def limit(settings: Settings) -> float:
     return (settings.max_attempts + 1) * (settings.agent_timeout + SLACK)
 
 
-def _serve_until_interrupted(narrator: Narrator, dashboard: str) -> None:
+def serve_until_interrupted(narrator: Narrator, dashboard: str) -> None:
     narrator.say(f"still serving {dashboard} and the simulated GitHub; Ctrl-C to stop")
     try:
         while True:
@@ -295,7 +312,21 @@ def _serve_until_interrupted(narrator: Narrator, dashboard: str) -> None:
         narrator.say("stopping")
 
 
-def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout) -> int:
+def settle(store: Store, narrator: Narrator, deadline: float) -> None:
+    """Wait for the tasks the scenario set going to finish (a task waiting on people is
+    finished for now), so that none is left queued or half done when the sandbox stops."""
+    busy = (State.QUEUED, State.RUNNING)
+    live = []
+    while time.monotonic() < deadline:
+        narrator.look()
+        live = [r for r in store.recent(200) if r.state in busy]
+        if not live:
+            return
+        time.sleep(0.2)
+    narrator.say(f"stopping with {len(live)} task(s) unfinished: {', '.join(r.id for r in live)}")
+
+
+def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool = False) -> int:
     """Four issues at once, through dependencies, an overlap and a conflict, to merge."""
     from app import plan
     from simulator import fleet
@@ -310,20 +341,26 @@ def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout) -> int:
             record = stack.store.get(task_id)
             return record.state.value if record else None
 
+        deadline = time.monotonic() + limit(settings)
         story = fleet.Story(sim, state_of, narrator.say, limit(settings))
+        code = 0
         try:
             story.play(sim.repo_id)
         except (TimeoutError, AssertionError) as exc:
             narrator.say(f"stopped: {exc}")
-            return 1
-        narrator.look()
+            code = 1
+        settle(stack.store, narrator, deadline)
         print(f"\nThe plan as it ended (forgehand tasks --plan {sim.repo}):", file=out)
         print(plan.text(plan.read(stack.store, sim.repo)), file=out)
         print("\nTasks:", file=out)
         for record in reversed(stack.store.recent(50)):
             print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
-        print(f"\n  git --git-dir {sim.origin} log --all --oneline --graph", file=out, flush=True)
-    return 0
+        dashboard = f"http://127.0.0.1:{stack.port}/"
+        print(f"\n  the dashboard: {dashboard}", file=out)
+        print(f"  git --git-dir {sim.origin} log --all --oneline --graph", file=out, flush=True)
+        if keep:
+            serve_until_interrupted(narrator, dashboard)
+    return code
 
 
 def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool = False) -> int:
@@ -343,13 +380,14 @@ def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool =
             record = stack.store.get(task_id)
             return record.state.value if record else None
 
+        deadline = time.monotonic() + limit(settings)
         story = PlanStory(sim, state_of, narrator.say, limit(settings))
         try:
             played = story.play(sim.repo_id)
         except (TimeoutError, AssertionError) as exc:
             narrator.say(f"stopped: {exc}")
             return 1
-        narrator.look()
+        settle(stack.store, narrator, deadline)
         print(f"\nThe plan comment on #{EPIC} as it ended:\n", file=out)
         print(played["plan"], file=out)
         print("\nTasks:", file=out)
@@ -357,7 +395,7 @@ def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool =
             print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
         print(f"\n  git --git-dir {sim.origin} log --all --oneline --graph", file=out, flush=True)
         if keep:
-            _serve_until_interrupted(narrator, f"{dashboard}/plan/{sim.repo}")
+            serve_until_interrupted(narrator, f"{dashboard}/plan/{sim.repo}")
     return 0
 
 
@@ -367,9 +405,11 @@ def _fleet_agent() -> list[str] | None:
     return None if "AGENT" in os.environ else [sys.executable, demo, "fleet"]
 
 
-def wait_healthy(url: str) -> None:
+def wait_healthy(url: str, web: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        if web is not None and web.poll() is not None:
+            raise RuntimeError(f"forgehand web exited with status {web.returncode}; see web.log")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -379,8 +419,7 @@ def wait_healthy(url: str) -> None:
     raise RuntimeError(f"forgehand web did not answer at {url}")
 
 
-def _until_done(sim: Simulation, narrator: Narrator, settings: Settings, limit: float) -> str:
-    deadline = time.monotonic() + limit
+def _until_done(sim: Simulation, narrator: Narrator, settings: Settings, deadline: float) -> str:
     while time.monotonic() < deadline:
         narrator.look()
         if narrator.failed is not None:
@@ -395,4 +434,7 @@ def _until_done(sim: Simulation, narrator: Narrator, settings: Settings, limit: 
                 narrator.look()
                 return f"green: pull request #{number} passes CI"
         time.sleep(0.2)
-    return f"stopped: nothing settled within {limit:.0f}s (AGENT_TIMEOUT {settings.agent_timeout}s)"
+    return (
+        f"stopped: nothing settled within {limit(settings):.0f}s "
+        f"(AGENT_TIMEOUT {settings.agent_timeout}s)"
+    )

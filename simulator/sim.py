@@ -22,7 +22,7 @@ import httpx
 
 from simulator import shapes
 from simulator.ci import run_checks
-from simulator.github import GitHubSimulator, git_out, merge, pull_view
+from simulator.github import GitHubSimulator, git_out, issue_view, merge, pull_view
 from simulator.server import Server
 
 ACTIONS_APP_ID = 15368  # GitHub Actions' own App id on github.com
@@ -85,6 +85,8 @@ class Simulation:
             logs_url=placeholder_logs,
         )
         self.sim.permissions = {"carol": "admin", "alice": "write"}
+        if shapes.PERMISSIONS.get("workflows") != "write":
+            self.sim.guard_workflows()
         self.server = Server(self.sim)
         # Logs live on "another host", as on GitHub: the App must not send its token there.
         self.sim.logs_url = f"http://localhost:{self.server.port}/_logs"
@@ -190,18 +192,26 @@ class Simulation:
                 self.deliver("issues", {"action": "closed", "issue": self._issue(int(fixed))}, by)
         return commit
 
+    def rerun_check(self, run_id: int, by: str = "carol") -> None:
+        """Press "Re-run" on a check run: GitHub tells the App that made it."""
+        sha, run = next(
+            (sha, r) for sha, runs in self.sim.check_runs.items() for r in runs if r["id"] == run_id
+        )
+        owner = run["app"]
+        views = [
+            pull_view(self.sim, n) for n, pr in self.sim.pulls.items() if pr["state"] == "open"
+        ]
+        pulls = [v for v in views if v["head"]["sha"] == sha]
+        view = shapes.check_run(run, shapes.app(owner["id"], owner["slug"])) | {
+            "pull_requests": [_pull_ref(p) for p in pulls]
+        }
+        self.deliver("check_run", {"action": "rerequested", "check_run": view}, by)
+
     def _issue(self, number: int) -> dict[str, Any]:
-        repo = self.sim.repository()
-        if number in self.sim.pulls:
-            pull = pull_view(self.sim, number)
-            view = shapes.issue({"number": number, "title": pull["title"],
-                                 "user": {"login": pull["user"]["login"]}}, repo)  # fmt: skip
-            view["pull_request"] = {
-                "url": pull["url"], "html_url": pull["html_url"], "diff_url": pull["diff_url"],
-                "patch_url": pull["patch_url"], "merged_at": None,
-            }  # fmt: skip
-            return view
-        return shapes.issue(self.sim.issues[number], repo)
+        view = issue_view(self.sim, number)
+        if view is None:
+            raise KeyError(f"no issue #{number}")
+        return view
 
     # --- webhooks -----------------------------------------------------------------------------
 

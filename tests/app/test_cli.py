@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -182,7 +185,7 @@ def test_a_port_in_use_is_named_with_the_fix(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         web = {"REDIS_URL": "redis://x", "APP_ID": "1", "PRIVATE_KEY": fakes.app_key()[0]}
-        for command, env in (("dev", {"WEBHOOK_SECRET": "s"}), ("web", web)):
+        for command, env in (("dev", {"WEBHOOK_SECRET": "s"}), ("web", web), ("setup", {})):
             env |= {"WEBHOOK_SECRET": "s", "PORT": str(port)}
             result = run_cli(command, env=env, cwd=tmp_path)
             assert result.returncode == 2, result.stderr
@@ -191,6 +194,37 @@ def test_a_port_in_use_is_named_with_the_fix(tmp_path: Path) -> None:
                 f"forgehand?): stop it, or set PORT to a free port, e.g. PORT={port + 1}"
             )
             assert "listening" not in result.stdout + result.stderr
+
+
+def test_setup_stopped_before_registering_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in ("APP_ID", "PRIVATE_KEY")}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "setup"],
+        env=clean | {"PORT": str(port), "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().startswith("Open http://")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until it listens: Ctrl-C then stops the server
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.connect(("127.0.0.1", port))
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err  # as a program stopped by Ctrl-C exits
+    assert "Registered" not in out + err
+    assert "Stopped before the App was registered; .env was not written." in err
+    assert not (tmp_path / ".env").exists()
 
 
 def test_sandbox_dir_in_use_gets_a_fresh_subdirectory(tmp_path: Path) -> None:

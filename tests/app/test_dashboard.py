@@ -38,8 +38,9 @@ def queued(redis: Redis) -> Store:
 
 def test_index_lists_tasks_with_links(redis: Redis, queued: Store) -> None:
     with client(redis) as c:
-        page = c.get("/").text
-    assert f"<a href='/tasks/{TASK.id}'>{TASK.id}</a>" in page
+        page = c.get("/tasks").text
+    # A task is named by what it does; its id stays in the URL.
+    assert f"<a href='/tasks/{TASK.id}'>resolve the issue</a>" in page
     assert f'<a href="https://github.com/{p.REPO}/issues/7">{p.REPO}#7</a>' in page
     assert "class='state queued'" in page and "1 queued · 0 workers" in page
 
@@ -99,11 +100,11 @@ def test_totals_filters_and_unknown_states(redis: Redis, queued: Store) -> None:
     raw_state(redis, CI.id, "escalated", "out of attempts <3>", attempt="3")
     raw_state(redis, other.id, "thinking-hard")
     with client(redis) as c:
-        page = c.get("/").text
-        only_escalated = c.get("/?state=escalated").text
-        by_repo = c.get("/", params={"repo": "octo/other"}).text
-        by_kind = c.get("/?kind=issue").text
-        none = c.get("/?state=done").text
+        page = c.get("/tasks").text
+        only_escalated = c.get("/tasks?state=escalated").text
+        by_repo = c.get("/tasks", params={"repo": "octo/other"}).text
+        by_kind = c.get("/tasks?kind=issue").text
+        none = c.get("/tasks?state=done").text
     assert "3 all" in page
     assert "1 <span class='state escalated'>⚠ escalated</span>" in page
     assert "0 <span class='state failed'>✖ failed</span>" in page
@@ -127,7 +128,7 @@ def test_each_task_shows_its_own_attempt(redis: Redis) -> None:
         Dispatcher(store, 60).enqueue(task, "test")
         raw_state(redis, task.id, "failed", "tests still fail", attempt=attempt)
     with client(redis) as c:
-        page = c.get("/").text
+        page = c.get("/tasks").text
         first_page = c.get(f"/tasks/{CI.id}").text
     assert "<td>1/3</td>" in page and "<td>2/3</td>" in page
     assert " · attempt 1/3 · " in first_page
@@ -140,18 +141,18 @@ def test_pages_go_past_the_newest_200(redis: Redis) -> None:
     for task in tasks:
         dispatcher.enqueue(task, "test")
     with client(redis) as c:
-        first = c.get("/").text
-        second = c.get("/?page=2").text
-        beyond = c.get("/?page=9").text
-        junk = c.get("/?page=x").text
+        first = c.get("/tasks").text
+        second = c.get("/tasks?page=2").text
+        beyond = c.get("/tasks?page=9").text
+        junk = c.get("/tasks?page=x").text
 
     def shown(page: str) -> set[str]:
         return set(re.findall(r"<a href='/tasks/(issue-[0-9-]+)'>", page))
 
     assert len(shown(first)) == 200 and "page 1 of 2 (202 tasks)" in first
-    assert "<a id='older' href='/?page=2'>" in first
+    assert "<a id='older' href='/tasks?page=2'>" in first
     assert shown(second) == {tasks[0].id, tasks[1].id}  # the oldest two
-    assert "<a id='newer' href='/'>" in second and "id='older'" not in second
+    assert "<a id='newer' href='/tasks'>" in second and "id='older'" not in second
     assert shown(beyond) == shown(second) and shown(junk) == shown(first)
 
 
@@ -322,7 +323,7 @@ def test_a_proxied_post_from_the_dashboard_s_own_page_is_accepted(
 def test_filter_values_and_waiting_reasons_are_escaped(redis: Redis, queued: Store) -> None:
     raw_state(redis, TASK.id, "waiting", "for <b>#3</b> to finish")
     with client(redis) as c:
-        index = c.get("/", params={"repo": "<script>x</script>", "state": "'><b>"}).text
+        index = c.get("/tasks", params={"repo": "<script>x</script>", "state": "'><b>"}).text
         page = c.get(f"/tasks/{TASK.id}").text
     assert "<script>x" not in index and "'><b>" not in index
     assert "<p class='muted' id='why'>waiting: for &lt;b&gt;#3&lt;/b&gt; to finish</p>" in page

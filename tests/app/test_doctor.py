@@ -129,3 +129,23 @@ def test_a_tool_the_agent_would_download_at_run_time_is_flagged(
     rg.chmod(0o755)
     checks = doctor.run({k: v for k, v in env.items() if v}, tmp_path / "no.env")
     assert "agent tools" not in lines(checks)
+
+
+def test_the_operators_opencode_configuration_is_checked(
+    github: fakes.FakeGitHub, redis_url: str, tmp_path: Path
+) -> None:
+    env = good_env(redis_url, tmp_path) | {
+        "AGENT": "opencode", "AGENT_COMMAND": "", "AGENT_ENV": "OPENCODE_CONFIG_CONTENT",
+        "OPENCODE_CONFIG_CONTENT": '{"model": "mine/m", "provider": {"mine": {}}}',
+    }  # fmt: skip
+    checks = doctor.run({k: v for k, v in env.items() if v}, tmp_path / "no.env")
+    assert lines(checks)["agent config"] == (
+        "✓ agent config: opencode uses your configuration (OPENCODE_CONFIG_CONTENT) under "
+        "forgehand's safety settings"
+    )
+    env["OPENCODE_CONFIG_CONTENT"] = "[1, 2]"
+    checks = doctor.run({k: v for k, v in env.items() if v}, tmp_path / "no.env")
+    assert lines(checks)["agent config"] == (
+        "✗ agent config: the opencode agent's configuration: OPENCODE_CONFIG_CONTENT is not a "
+        "JSON object → fix OPENCODE_CONFIG_CONTENT"
+    )

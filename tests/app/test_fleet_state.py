@@ -6,7 +6,7 @@ from app.fleet import Pull
 from app.fleet_state import FleetState
 
 
-def test_recorded_pull_requests_come_back_and_can_be_forgotten(redis: Redis) -> None:
+def test_recorded_pull_requests_come_back_and_close(redis: Redis) -> None:
     state = FleetState(redis)
     a = Pull(3, 1, 10.0, frozenset({"a.py", "b.py"}), frozenset({"a.py"}), "agent/issue-1")
     b = Pull(4, 2, 20.0, frozenset({"c.py"}))
@@ -16,8 +16,10 @@ def test_recorded_pull_requests_come_back_and_can_be_forgotten(redis: Redis) -> 
     assert state.pulls(7) == [a, b]
     state.record(7, Pull(3, 1, 10.0, frozenset({"d.py"})))  # a new push replaces the files
     assert state.pulls(7)[0].files == {"d.py"}
-    state.forget(7, 3)
+    state.close(7, 3, merged=True)
     assert state.pulls(7) == [b]
+    # Closed, it owns no files, but the plan still knows what it was and that it merged.
+    assert state.closed_pulls(7) == [(Pull(3, 1, 10.0, frozenset({"d.py"})), True)]
 
 
 def test_waiting_tasks_keep_their_place_in_their_queue(redis: Redis) -> None:

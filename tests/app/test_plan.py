@@ -52,6 +52,20 @@ def test_plan_rows_put_pull_requests_in_merge_order_then_waiting_issues(redis: R
     assert plan.read(Store(redis), "someone/else") == []
 
 
+def test_merged_pull_requests_stay_in_the_plan(redis: Redis) -> None:
+    fleet(redis)
+    state = FleetState(redis)
+    state.close(p.REPO_ID, 21, merged=True)
+    state.close(p.REPO_ID, 20, merged=False)
+    rows = plan.read(Store(redis), p.REPO)
+    assert [(r.issue, r.branch, r.pull, r.files, r.state) for r in rows] == [
+        (7, "agent/issue-7-x", 20, ("a.py", "calc.py"), "closed"),
+        (8, "agent/issue-8-<b>", 21, ("calc.py",), "merged"),
+        (9, "", None, (), "waiting"),
+    ]
+    assert rows[2].depends_on == (7,)  # a waiting issue keeps its row as it was
+
+
 def test_tasks_plan_prints_the_table(
     redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

@@ -78,6 +78,26 @@ def test_closing_an_issue_wakes_the_tasks_waiting_in_its_repository() -> None:
     assert len(decide("issues", p.issues(action="unlabeled"), FACTS).actions) == 1
 
 
+@pytest.mark.parametrize("action", ["deleted", "transferred"])
+def test_a_deleted_or_transferred_issue_cancels_like_a_closed_one(action: str) -> None:
+    decision = decide("issues", p.issues(action=action), FACTS)
+    assert decision.actions == (
+        Cancel(p.REPO_ID, 7, f"issue {action}"),
+        Wake(p.REPO_ID, f"#7 {action}"),
+    )
+
+
+@pytest.mark.parametrize("sender", [("forgehand[bot]", "Bot"), ("carol", "User")])
+def test_any_push_to_an_agent_pull_request_rechecks_its_files(sender: tuple[str, str]) -> None:
+    sync = p.pr_closed(sender=sender[0], sender_type=sender[1]) | {"action": "synchronize"}
+    task = only_task(decide("pull_request", sync, FACTS))
+    assert (task.kind, task.number, task.sha) == (Kind.SYNC, 12, "a" * 40)
+    assert task.id == f"sync-{p.REPO_ID}-12-{'a' * 40}"
+    fork = p.pr_closed() | {"action": "synchronize"}
+    fork["pull_request"] = p.pull_request(head_repo=999)
+    assert decide("pull_request", fork, FACTS).ignored == "pull request from a fork"
+
+
 def test_unlabelling_another_label_cancels_nothing() -> None:
     assert decide("issues", p.issues(action="unlabeled", label="bug"), FACTS).actions == ()
 
@@ -259,9 +279,40 @@ def test_ci_events_that_start_nothing(event: str, payload: dict[str, Any], reaso
     assert reason in (decision.ignored or "")
 
 
+def test_the_apps_own_green_suite_resets_nothing() -> None:
+    decision = decide("check_suite", p.check_suite("success", app=p.APP_ID), FACTS)
+    assert decision.actions == () and decision.ignored == "check suite of the App itself"
+
+
 def test_check_run_created_is_not_a_trigger() -> None:
     payload = p.check_run() | {"action": "created"}
     assert decide("check_run", payload, FACTS).ignored == "check_run.created is not a trigger"
+
+
+def rerequested(app: int = p.APP_ID, sender: str = "alice", kind: str = "User") -> dict[str, Any]:
+    payload = p.check_run(app=app, run_id=55) | {"action": "rerequested"}
+    return payload | {"sender": {"login": sender, "type": kind}}
+
+
+def test_rerun_on_the_apps_check_run_is_a_rerun_task() -> None:
+    task = only_task(decide("check_run", rerequested(), FACTS))
+    assert (task.kind, task.number, task.sender, task.check_run_id) == (Kind.RERUN, 12, "alice", 55)
+    assert task.sha == "c" * 40
+    assert task.id == f"rerun-{p.REPO_ID}-55"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (rerequested(app=15368), "a check run of another App is re-run by that App"),
+        (rerequested(sender="forgehand[bot]", kind="Bot"), "sent by the App itself"),
+        (rerequested(sender="renovate[bot]", kind="Bot"), "not in allowed_bots"),
+    ],
+)
+def test_reruns_that_start_nothing(payload: dict[str, Any], reason: str) -> None:
+    decision = decide("check_run", payload, FACTS)
+    assert decision.actions == ()
+    assert reason in (decision.ignored or "")
 
 
 # --- installations and the rest -----------------------------------------------------------

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from app.tasks import Kind
-from app.triggers import Facts, PayloadError, decide
+from app.triggers import Facts, PayloadError, decide, starts_nothing
 from tests import payloads as p
 
 FACTS = Facts(app_id=p.APP_ID, app_slug="forgehand")
@@ -48,3 +49,12 @@ def test_other_pushes_are_ignored(payload: dict[str, Any], reason: str) -> None:
 def test_a_push_without_a_commit_is_malformed() -> None:
     with pytest.raises(PayloadError, match="commit SHA"):
         decide("push", push(after="nope"), FACTS)
+
+
+def test_a_push_where_no_agent_pull_request_targets_the_branch_starts_nothing() -> None:
+    elsewhere = replace(FACTS, agent_bases=frozenset({"develop"}))
+    assert decide("push", push(), elsewhere).ignored == "no open agent pull request targets main"
+    assert decide("push", push(), replace(FACTS, agent_bases=frozenset())).tasks == ()
+    assert decide("push", push(), replace(FACTS, agent_bases=frozenset({"main"}))).tasks
+    # The payload alone cannot tell: the web process reads the bases with the delivery's claim.
+    assert starts_nothing("push", push(), FACTS) is None

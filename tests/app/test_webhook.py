@@ -277,11 +277,22 @@ def test_the_app_s_own_comments_and_pushes_start_nothing(client: TestClient, red
     assert post(client, "push", push).json()["ignored"] == (
         "push to agent/issue-7-x, an agent branch, not a base"
     )
-    sync = p.pr_closed(sender="forgehand[bot]", sender_type="Bot") | {"action": "synchronize"}
-    assert post(client, "pull_request", sync).json()["ignored"] == (
-        "pull_request.synchronize is not a trigger"
-    )
     assert queued_ids(redis) == []
+    # Its pushes to its own pull requests are bookkeeping: their files are read again.
+    sync = p.pr_closed(sender="forgehand[bot]", sender_type="Bot") | {"action": "synchronize"}
+    assert post(client, "pull_request", sync).json()["tasks"] == [f"sync-{p.REPO_ID}-12-{'a' * 40}"]
+
+
+def test_a_push_to_a_base_no_agent_pull_request_targets_starts_nothing(
+    client: TestClient, redis: Redis
+) -> None:
+    from tests.app.test_triggers_push import AFTER, push
+
+    body = post(client, "push", push()).json()
+    assert body["ignored"] == "no open agent pull request targets main" and body["tasks"] == []
+    assert queued_ids(redis) == []
+    Store(redis).add_app_pull_request(p.REPO_ID, 12, 7, p.REPO, p.INSTALLATION, "main")
+    assert post(client, "push", push(), "d-2").json()["tasks"] == [f"base-{p.REPO_ID}-{AFTER}"]
 
 
 def test_events_from_repositories_outside_the_installation_start_nothing(

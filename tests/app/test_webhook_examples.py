@@ -12,6 +12,7 @@ import pytest
 from redis import Redis
 from starlette.testclient import TestClient
 
+from app.store import Store
 from tests import payloads as p
 from tests.app.test_webhook import make_client, post, queued_ids
 
@@ -37,17 +38,28 @@ def client(redis: Redis) -> Iterator[TestClient]:
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda f: f"{f.parent.name}/{f.name}")
-def test_every_example_is_answered_without_5xx(client: TestClient, path: Path) -> None:
+def test_every_example_is_answered_without_5xx(
+    client: TestClient, redis: Redis, path: Path
+) -> None:
     event = path.parent.name
-    response = post(client, event, load(f"{event}/{path.name}"))
+    payload = load(f"{event}/{path.name}")
+    response = post(client, event, payload)
     assert response.status_code == (200 if event == "ping" else 202), response.text
     body = response.json()
     if event == "ping":
         return
     if event.startswith("installation"):
         assert "ignored" in body or body["tasks"] == []
-    elif event == "push" and "refs/heads/" in json.dumps(load(f"{event}/{path.name}")["ref"]):
-        # A push to the default branch: the agent pull requests on it are checked.
+    elif event == "issues" and payload["action"] in ("deleted", "transferred"):
+        assert body["tasks"] == [] and "ignored" not in body  # cancels, as closing does
+    elif event == "push" and str(payload["ref"]).startswith("refs/heads/"):
+        # A push to the default branch starts nothing while no agent pull request targets
+        # it; once one does, the agent pull requests on it are checked.
+        branch = str(payload["ref"]).removeprefix("refs/heads/")
+        assert body["ignored"] == f"no open agent pull request targets {branch}", body
+        repo_id = payload["repository"]["id"]
+        Store(redis).add_app_pull_request(repo_id, 12, 7, "o/r", p.INSTALLATION, branch)
+        body = post(client, event, payload, "again").json()
         assert [t.split("-")[0] for t in body["tasks"]] == ["base"], body
     else:
         # Unmodified examples name no trigger label and no agent/ branch: nothing qualifies.

@@ -90,7 +90,10 @@ def test_dashboard_renders_and_task_page_updates_live(site: str, tmp_path: Path)
     shot = tmp_path / "dashboard.png"
     chromium("--window-size=1280,720", f"--screenshot={shot}", f"{site}/", tmp=tmp_path)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
-    index = chromium("--dump-dom", f"{site}/", tmp=tmp_path)
+    work = chromium("--dump-dom", f"{site}/", tmp=tmp_path)
+    assert '<table id="items">' in work and f'href="/work/{p.REPO}/12">PR #12</a>' in work
+    assert 'id="no-worker"' in work  # queued, and no worker runs here
+    index = chromium("--dump-dom", f"{site}/tasks", tmp=tmp_path)
     assert TASK.id in index and "1 queued" in index
     assert '<tr class="failed">' in index and '<tr class="escalated">' in index
     assert "✖ failed" in index and "⚠ escalated" in index and "<td>3/3</td>" in index
@@ -99,6 +102,29 @@ def test_dashboard_renders_and_task_page_updates_live(site: str, tmp_path: Path)
     assert len(POLLS) > before  # the page polled its task while it was queued
     assert "demo agent: add() subtracted; it adds now" in page
     assert "delivery d-1 (issues.labeled)" in page
+
+
+def test_from_the_work_to_an_escalated_pull_request_and_its_task(
+    site: str, redis: Redis, tmp_path: Path
+) -> None:
+    from tests.app.test_work_items import FIRST, escalated_world
+
+    redis.flushdb()
+    escalated_world(redis)
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(f"{site}/")
+        browser.screenshot(tmp_path / "work.png")
+        browser.click(f"a[href='/work/{p.REPO}/12']")
+        browser.wait_for("document.getElementById('attempts') !== null")
+        assert "forgehand stopped after 2 attempts" in browser.text("#way-out")
+        browser.screenshot(tmp_path / "escalated.png")
+        browser.click(f"#attempts a[href='/tasks/{FIRST.id}']")
+        browser.wait_for(f"location.pathname === '/tasks/{FIRST.id}'")
+        assert "fix pushed as b2b2b2b" in browser.text("#outcome")
+        assert (tmp_path / "escalated.png").stat().st_size > 5000
+    finally:
+        browser.close()
 
 
 def test_setup_page_form_in_a_browser(site: str, tmp_path: Path) -> None:

@@ -13,12 +13,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 import pytest
+from redis import Redis
 
 from app.settings import parse
+from simulator import sandbox
 from simulator.github import git_out
 from simulator.sandbox import SLACK, Stack, limit
 from tests.jobs.conftest import gone
@@ -69,12 +73,19 @@ def test_labelled_issue_to_green_pull_request_through_a_ci_fix(careful: Stack) -
     assert sim.sim.reactions == [(1, "eyes")]
     # Every webhook the simulator sent was accepted; the App's own comments started nothing.
     assert {d.status for d in sim.deliveries} <= {202}
-    kinds = sorted(r.task.kind.value for r in careful.store.recent())
-    assert kinds == ["ci", "issue"]
+
+    # The fix's push to the pull request has its files read again (a sync task).
+    def kinds() -> list[str]:
+        return sorted(r.task.kind.value for r in careful.store.recent())
+
+    sim.wait(lambda: "sync" in kinds(), 30, "the push's sync task")
+    assert kinds() == ["ci", "issue", "sync"]
     # The CI fix showed itself as a `forgehand` check run; GitHub told the App of it (as it
     # does), and that started nothing.
     ours = [r for runs in sim.sim.check_runs.values() for r in runs if r["name"] == "forgehand"]
-    assert [(r["status"], r["conclusion"]) for r in ours] == [("completed", "success")]
+    # On the commit whose CI failed it is never green: neutral, saying what it pushed.
+    assert [(r["status"], r["conclusion"]) for r in ours] == [("completed", "neutral")]
+    assert ours[0]["output"]["title"].startswith("Fix pushed as ")
     assert (
         ours[0]["details_url"] == f"http://127.0.0.1:{careful.port}/tasks/{ours[0]['external_id']}"
     )
@@ -134,6 +145,14 @@ def test_hopeless_agent_escalates_after_max_attempts(tmp_path: Path) -> None:
         # Silence afterwards: CI on the last push fails, and nothing more is pushed.
         time.sleep(2)
         assert len([s for s in branch_log(stack, branch) if s.startswith("Fix CI")]) == 3
+        # "Re-run" on that check run is `/agent retry`: the label goes, one more round runs.
+        sim.rerun_check(check["id"])
+        sim.wait(lambda: "agent:needs-human" not in sim.sim.labels.get(number, []), 60, "reset")
+        sim.wait(
+            lambda: sum(s.startswith("Fix CI") for s in branch_log(stack, branch)) == 4,
+            90,
+            "a fourth fix after Re-run",
+        )
 
 
 def test_stop_command_mid_run(tmp_path: Path) -> None:
@@ -240,12 +259,16 @@ def test_sandbox_shows_a_heartbeat_while_the_agent_is_silent(tmp_path: Path) -> 
     assert "stopped: task issue-4101-1 failed: The agent ran longer than" in out
 
 
-def test_sandbox_keep_serves_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
+@contextmanager
+def kept_sandbox(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Popen[str], list[str]]]:
+    """`forgehand sandbox --keep` with a missing agent, in its own session, once it serves;
+    yields it and the lines it printed so far. Killed, whole group, if still running."""
     clean = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AGENT_ENV")}
-    env = clean | {"AGENT": "command", "AGENT_COMMAND": "no-such-agent", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "sandbox", "--keep", "--dir", str(tmp_path / "sb")],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=clean | {"AGENT": "command", "AGENT_COMMAND": "no-such-agent",
+                     "PYTHONPATH": str(ROOT)} | env,
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -255,18 +278,73 @@ def test_sandbox_keep_serves_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
             lines.append(line)
             if "Ctrl-C to stop" in line:
                 break
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_sandbox_keep_serves_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
+    with kept_sandbox(tmp_path, {}) as (proc, lines):
         found = re.search(r"still serving (http://127\.0\.0\.1:\d+/)", "".join(lines))
         assert found, "".join(lines)
         assert httpx.get(found[1], timeout=10).status_code == 200  # the dashboard, still up
         os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
         rest, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     out = "".join(lines) + rest
     assert proc.returncode == 1, out  # the run itself failed: its agent is missing
     assert "stopping" in rest and "Traceback" not in out
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_sigterm_stops_the_sandbox_and_all_it_started_and_your_redis_is_untouched(
+    tmp_path: Path, redis: Redis, redis_url: str
+) -> None:
+    with kept_sandbox(tmp_path, {"REDIS_URL": redis_url}) as (proc, lines):
+        started = descendants(proc.pid)
+        assert len(started) >= 3, started  # Redis, the web process, the worker
+        proc.send_signal(signal.SIGTERM)  # as a service manager or `kill` stops it
+        rest, _ = proc.communicate(timeout=60)
+    out = "".join(lines) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "stopped by signal SIGTERM" in rest and "Traceback" not in out
+    deadline = time.monotonic() + 10
+    while any(not gone(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(gone(pid) for pid in started), [p for p in started if not gone(p)]
+    # The Redis REDIS_URL names got nothing: no task, no job a worker of yours would run.
+    assert "REDIS_URL is not used: the sandbox starts a Redis of its own." in out
+    assert redis.dbsize() == 0
+
+
+def test_a_stack_that_fails_to_start_stops_what_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never_healthy(url: str, web: object = None) -> None:
+        raise RuntimeError("forgehand web did not answer")
+
+    monkeypatch.setattr(sandbox, "wait_healthy", never_healthy)
+    stack = stack_for(tmp_path, [*DEMO, "careful"])
+    with pytest.raises(RuntimeError, match="did not answer"):
+        stack.__enter__()
+    assert stack.web is not None and stack.worker is not None
+    assert stack.web.poll() is not None and stack.worker.poll() is not None
 
 
 def test_the_sandboxs_limit_follows_the_agents_timeout() -> None:

@@ -7,6 +7,7 @@ from app.fleet_state import FleetState
 from app.tasks import Kind, State, Task
 from jobs import fleet
 from jobs.overlap import MARKER
+from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import World
 
@@ -77,3 +78,58 @@ def test_file_names_the_agent_chose_are_recorded_redacted(world: World) -> None:
     (pull,) = FleetState(world.redis).pulls(p.REPO_ID)
     assert "hook-secret-of-the-app" not in " ".join(pull.files)
     assert "calc.py" in pull.files and len(pull.files) == 2
+
+
+def push_change(world: World, branch: str, path: str, text: str, start: str = "main") -> str:
+    """A person's commit on `branch` (made from `start` when new), pushed to the origin."""
+    work = world.tmp / f"clone-{branch.replace('/', '-')}"
+    if not work.exists():
+        fakes.sh_git("clone", "--quiet", str(world.origin), str(work), cwd=world.tmp)
+        fakes.sh_git("checkout", "--quiet", "-B", branch, f"origin/{start}", cwd=work)
+    (work / path).write_text(text)
+    fakes.sh_git("add", "-A", cwd=work)
+    fakes.sh_git("commit", "--quiet", "-m", f"Change {path}", cwd=work)
+    fakes.sh_git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
+    return world.github.head_sha(branch)
+
+
+def sync(world: World, number: int, branch: str) -> Task:
+    return Task(Kind.SYNC, p.INSTALLATION, p.REPO_ID, p.REPO, number, "carol",
+                sha=world.github.head_sha(branch), branch=branch)  # fmt: skip
+
+
+def test_a_push_to_an_agent_pull_request_rechecks_its_overlaps(world: World) -> None:
+    assert world.run(world.issue_task(7)).state is State.DONE
+    (first,) = world.github.pulls
+    branch = "agent/issue-8-docs"
+    push_change(world, branch, "README.md", "# calc, documented\n")
+    world.github.add_pull(30, branch, issue=8)
+    world.store.add_app_pull_request(p.REPO_ID, 30, 8, p.REPO, p.INSTALLATION, "main")
+    record = world.run(sync(world, 30, branch))
+    assert record.state is State.DONE, record.error
+    assert overlap_comments(world, 30) == [] and overlap_comments(world, first) == []
+    # Someone pushes a change to calc.py, which the first pull request changes too.
+    push_change(world, branch, "calc.py", "def add(a, b):\n    return b + a\n")
+    record = world.run(sync(world, 30, branch))
+    assert record.state is State.DONE, record.error
+    assert world.redis.hget(f"fh:task:{record.id}", "result") == (
+        f"2 files changed; overlaps #{first}".encode()
+    )
+    (on_first,) = overlap_comments(world, first)
+    assert "- #30: `calc.py`" in on_first
+    pulls = {pull.number: pull for pull in FleetState(world.redis).pulls(p.REPO_ID)}
+    assert pulls[30].files == frozenset({"README.md", "calc.py"})  # the plan's files follow
+    assert pulls[30].issue == 8
+
+
+def test_a_stale_push_is_skipped(world: World) -> None:
+    assert world.run(world.issue_task(7)).state is State.DONE
+    (number,) = world.github.pulls
+    branch = world.github.pulls[number]["head"]
+    old = sync(world, number, branch)
+    push_change(world, branch, "README.md", "# moved on\n", start=branch)
+    record = world.run(old)
+    assert record.state is State.DONE
+    assert world.redis.hget(f"fh:task:{old.id}", "result") == (
+        f"skipped: {old.sha[:7]} is no longer the head".encode()
+    )

@@ -18,7 +18,8 @@ import pytest
 from app import spend
 from app.settings import parse
 from app.store import TaskRecord
-from jobs.presets import LAST_MESSAGE, PRESETS, SUMMARY_LIMIT
+from jobs.agent import AgentConfigError, check_keys
+from jobs.presets import LAST_MESSAGE, PRESETS, SUMMARY_LIMIT, write_home
 from jobs.try_agent import try_agent
 from jobs.workspace import Workspaces
 from tests import fakes
@@ -283,3 +284,89 @@ def test_claude_never_reads_the_repositorys_own_settings() -> None:
     argv = PRESETS["claude"].argv
     assert argv[argv.index("--setting-sources") + 1] == "user"
     assert "--strict-mcp-config" in argv
+
+
+# --- the operator's own configuration of a CLI ----------------------------------------------
+
+
+def mine(base_url: str = "{env:OPENAI_BASE_URL}") -> str:
+    """An OpenCode configuration with a provider of the operator's, as OpenCode documents it;
+    by default at the base URL and with the key the gateway gives the agent."""
+    return json.dumps({
+        "model": "mine/gpt-4o",
+        "provider": {
+            "mine": {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "mine",
+                "options": {"baseURL": base_url, "apiKey": "{env:OPENAI_API_KEY}"},
+                "models": {"gpt-4o": {"name": "gpt-4o", "tool_call": True}},
+            }
+        },
+        "autoupdate": True,  # what forgehand's safety settings overrule
+        "share": "auto",
+    })  # fmt: skip
+
+
+def test_opencode_runs_with_the_operators_own_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OPENCODE_CONFIG_CONTENT naming a custom provider, as OpenCode documents it, at the
+    operator's own OpenAI-compatible server: try-agent runs the real CLI with it, sandboxed,
+    and the provider is reached through the gateway, which alone holds the real key."""
+    root = os.environ.get("FORGEHAND_AGENTS_DIR")
+    program = Path(root or "/nonexistent") / "opencode/node_modules/.bin/opencode"
+    if not program.exists():
+        pytest.skip("opencode is not installed under FORGEHAND_AGENTS_DIR")
+    chosen = Case("opencode", str(program), OpenAIChat, {})
+    with (
+        installed(chosen, program, tmp_path, monkeypatch) as _env,
+        OpenAIChat(api_key="sk-mine") as fake,
+    ):
+        monkeypatch.setenv("OPENCODE_CONFIG_CONTENT", mine())
+        for name in PRESETS["opencode"].keys:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-mine")
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        names = "OPENCODE_CONFIG_CONTENT,OPENAI_API_KEY,OPENAI_BASE_URL"
+        settings = parse({"AGENT": "opencode", "AGENT_ENV": names,
+                          "AGENT_TIMEOUT": "120", "AGENT_IDLE_TIMEOUT": "60"})  # fmt: skip
+        seen: list[str] = []
+        trial = try_agent(settings, "opencode", seen.append)
+        asked = list(fake.completions)
+    assert trial.fixed, "\n".join(seen)
+    assert trial.refused == ()  # nothing tried to go round the gateway
+    assert asked and all(c.headers.get("authorization") == "Bearer sk-mine" for c in asked)
+    assert all((c.body or {}).get("model") == "gpt-4o" for c in asked)  # the operator's model
+
+
+def opencode_home(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    write_home(PRESETS["opencode"], home, env)
+    return dict(json.loads((home / ".config/opencode/opencode.json").read_text()))
+
+
+def test_the_operators_opencode_config_is_merged_under_forgehands_safety(tmp_path: Path) -> None:
+    given = tmp_path / "opencode.json"
+    given.write_text(json.dumps({"model": "file/m", "provider": {"file": {"name": "f"}}}))
+    content = mine("https://llm.example.com:8443/v1")
+    config = opencode_home(tmp_path, {"OPENCODE_CONFIG": str(given),
+                                      "OPENCODE_CONFIG_CONTENT": content})  # fmt: skip
+    assert config["model"] == "mine/gpt-4o"  # the inline config over the file, as OpenCode does
+    assert set(config["provider"]) == {"file", "mine"}
+    assert (config["autoupdate"], config["share"]) == (False, "disabled")  # forgehand's word
+
+
+def test_a_bad_opencode_config_is_one_clear_line_and_stands_in_for_the_key() -> None:
+    passthrough = ("OPENCODE_CONFIG_CONTENT",)
+    with pytest.raises(AgentConfigError) as bad:
+        check_keys("opencode", passthrough, {"OPENCODE_CONFIG_CONTENT": "{not json"})
+    assert str(bad.value).startswith(
+        "the opencode agent's configuration: OPENCODE_CONFIG_CONTENT is not JSON"
+    )
+    with pytest.raises(AgentConfigError, match="cannot be read"):
+        check_keys("opencode", ("OPENCODE_CONFIG",), {"OPENCODE_CONFIG": "/nonexistent.json"})
+    # A readable one is the operator's word on the provider and its key.
+    check_keys("opencode", passthrough, {"OPENCODE_CONFIG_CONTENT": '{"model": "mine/m"}'})
+    with pytest.raises(AgentConfigError, match="AGENT_ENV lacks"):
+        check_keys("opencode", (), {"OPENCODE_CONFIG_CONTENT": '{"model": "mine/m"}'})

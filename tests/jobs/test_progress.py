@@ -51,8 +51,10 @@ def test_ci_fix_shows_progress_and_outcome_on_its_check_run(
     url = f"http://127.0.0.1:3000/tasks/{task.id}"
     assert (run["name"], run["head_sha"], run["details_url"]) == ("forgehand", head, url)
     assert run["external_id"] == task.id
-    assert (run["status"], run["conclusion"]) == ("completed", "success")
-    assert run["output"]["title"].startswith(f"🔧 Pushed `{world.github.head_sha(BRANCH)[:7]}`")
+    # Never green on the commit whose CI failed: the title says what was done and CI's state.
+    assert (run["status"], run["conclusion"]) == ("completed", "neutral")
+    pushed = world.github.head_sha(BRANCH)[:7]
+    assert run["output"]["title"] == f"Fix pushed as {pushed} (attempt 1 of 3); CI on it: pending"
     assert "> Tweaked calc.py." in run["output"]["summary"]  # the agent's own words
     assert "**Steps so far**" in run["output"]["summary"] and url in run["output"]["summary"]
     assert "Tweaked calc.py." in run["output"]["text"]  # the log tail
@@ -166,3 +168,58 @@ def test_an_installation_without_checks_write_still_gets_its_fix(world: World) -
     (note,) = [e for e in world.store.events(record.id) if e["event"] == "no check run"]
     assert note["detail"].startswith("GitHub answered 403 to POST")
     assert world.github.requests("PATCH", "/check-runs/") == []
+
+
+def test_a_fix_check_run_learns_what_ci_said_of_its_commit(world: World) -> None:
+    number = world.open_pull_request()
+    world.use_agent("tweak")
+    world.fail_ci(number)
+    (first,) = own_runs(world)
+    pushed = world.github.head_sha(BRANCH)
+    assert first["output"]["title"].endswith("CI on it: pending")
+    world.fail_ci(number)  # CI fails on the pushed fix too: the next attempt runs
+    first = next(r for r in own_runs(world) if r["id"] == first["id"])
+    assert first["output"]["title"] == (
+        f"Fix pushed as {pushed[:7]} (attempt 1 of 3); CI on it: failed (tests)"
+    )
+    assert first["conclusion"] == "neutral"
+    assert "**Steps so far**" in first["output"]["summary"]  # the summary is kept
+    assert world.store.ci_results(p.REPO_ID, number)[pushed] == "failed (tests)"
+
+
+def test_a_check_run_is_never_green_on_a_commit_whose_ci_is_red(world: World) -> None:
+    number = world.open_pull_request()
+    head = world.github.head_sha(BRANCH)
+    world.github.add_check_run(head, "lint")  # red, and no CI-fix task has seen it yet
+    world.use_agent("tweak")
+    world.github.issue_comments[9001] = {"id": 9001, "body": "/agent add a docstring",
+                                         "user": {"login": "alice"}}  # fmt: skip
+    task = Task(Kind.COMMAND, p.INSTALLATION, p.REPO_ID, p.REPO, number, "alice", comment_id=9001)
+    record = world.run(task)
+    assert record.state is State.DONE, record.error
+    (run,) = own_runs(world)
+    assert run["head_sha"] == head
+    assert run["conclusion"] == "neutral"
+    pushed = world.github.head_sha(BRANCH)[:7]
+    assert run["output"]["title"] == (
+        f"✅ Pushed `{pushed}` for @alice. CI on {pushed}: pending · CI on {head[:7]}: "
+        "failed (lint)"
+    )
+    assert world.redis.hget(f"fh:task:{task.id}", "result") == b"pushed " + (
+        world.github.head_sha(BRANCH)[:7].encode()
+    )
+
+
+def test_check_names_the_repository_chose_are_redacted_where_forgehand_repeats_them(
+    world: World,
+) -> None:
+    number = world.open_pull_request()
+    world.use_agent("tweak")
+    for _ in range(2):  # a fix, then CI failing on the fix too: the first run is retitled
+        head = world.github.head_sha(BRANCH)
+        world.github.add_check_run(head, f"tests {TOKEN_LIKE}")
+        world.run(world.ci_task(number, head))
+    titles = [run["output"]["title"] for run in own_runs(world)]
+    assert any("CI on it: failed" in t for t in titles), titles
+    assert TOKEN_LIKE not in str(titles) + str(check_bodies(world))
+    assert TOKEN_LIKE not in str(world.store.ci_results(p.REPO_ID, number))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.tasks import State
 from jobs import report
+from jobs.pipeline import permission_refused
 from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import World, gone
@@ -146,6 +147,32 @@ def test_protected_paths_can_be_lifted_by_the_repository(world: World) -> None:
     world.github.config_text = "protected_paths: []\n"
     world.use_agent("protected")
     assert world.run(world.issue_task()).state is State.DONE
+
+
+def test_a_workflow_change_github_refuses_says_which_permission_to_grant(world: World) -> None:
+    world.github.config_text = "protected_paths: []\n"  # the repository allows it ...
+    world.github.guard_workflows()  # ... but the App has no `workflows` permission
+    world.use_agent("protected")
+    record = world.run(world.issue_task())
+    assert record.state is State.FAILED
+    assert record.error.startswith(
+        "GitHub refused the push: the change touches the workflow `.github/workflows/ci.yml`, "
+        "and the App has no `workflows` permission"
+    )
+    assert '"Workflows: Read and write"' in record.error
+    assert "rebase" not in [e["event"] for e in world.store.events(record.id)]  # no retry
+    assert set(fakes.branches(world.origin)) == {"main"} and world.github.pulls == {}
+    (status,) = world.github.comment_bodies(7)
+    assert "`workflows` permission" in status
+
+
+def test_github_s_own_words_for_a_missing_workflows_permission_are_recognised() -> None:
+    said = (
+        " ! [remote rejected] HEAD -> agent/issue-7-x (refusing to allow a GitHub App to "
+        "create or update workflow `.github/workflows/dlc.yml` without `workflows` permission)"
+    )
+    assert "`.github/workflows/dlc.yml`" in permission_refused(said)
+    assert permission_refused(" ! [rejected] HEAD -> agent/issue-7-x (fetch first)") == ""
 
 
 def test_failing_tests_are_fed_back_once(world: World) -> None:

@@ -30,6 +30,18 @@ def test_an_agent_that_fixes_the_scratch_bug_passes(
     assert out.rstrip().endswith("ok: the agent works here")
 
 
+def test_the_shipped_demo_agent_passes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = Path(__file__).resolve().parents[2] / "simulator" / "demo_agent.py"
+    use(monkeypatch, tmp_path, "fix")
+    monkeypatch.setenv("AGENT_COMMAND", shlex.join([sys.executable, str(demo), "careful"]))
+    assert main(["try-agent"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "changed: calc.py, and the bug is fixed" in out
+    assert out.rstrip().endswith("ok: the agent works here")
+
+
 def test_an_agent_that_changes_nothing_fails(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

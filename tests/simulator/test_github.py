@@ -39,7 +39,7 @@ MODELS: dict[str, Any] = {
     "_permission": m.RepositoryCollaboratorPermission, "_reaction": m.Reaction,
     "_issue": m.Issue, "_new_comment": m.IssueComment, "_list_comments": list[m.IssueComment],
     "_edit_comment": m.IssueComment, "_new_pull": m.PullRequest,
-    "_new_check_run": m.CheckRun, "_update_check_run": m.CheckRun,
+    "_new_check_run": m.CheckRun, "_update_check_run": m.CheckRun, "_get_check_run": m.CheckRun,
     "_blocked_by": list[m.Issue], "_add_blocked_by": m.Issue, "_new_issue": m.Issue,
     "_edit_issue": m.Issue, "_sub_issues": list[m.Issue], "_add_sub_issue": m.Issue,
     "_pulls": list[m.PullRequestSimple],
@@ -48,7 +48,8 @@ MODELS: dict[str, Any] = {
     "_job_logs": None, "_reviews": list[m.PullRequestReview], "_review": m.PullRequestReview,
     "_review_comments": list[m.ReviewComment], "_reply": m.PullRequestReviewComment,
     "_get_comment": m.IssueComment, "_add_labels": list[m.Label], "_remove_label": list[m.Label],
-    "_delete_ref": None, "_pull": m.PullRequest, "_reviewers": m.PullRequestSimple,
+    "_delete_ref": None, "_pull": m.PullRequest,
+    "_pull_files": list[m.DiffEntry], "_reviewers": m.PullRequestSimple,
 }  # fmt: skip
 
 
@@ -106,6 +107,13 @@ def test_issue_answers(gh: fakes.FakeGitHub) -> None:
     gh.issue_comments[5] = {"id": 5, "body": "/agent go", "user": {"login": "alice"}}
     valid(m.IssueComment, call(gh, "GET", f"{REPO}/issues/comments/5"))
     valid(list[m.Label], call(gh, "POST", f"{REPO}/issues/7/labels", {"labels": ["a"]}))
+
+
+def test_a_pull_request_is_an_issue_too(gh: fakes.FakeGitHub) -> None:
+    gh.add_pull(12, BRANCH)
+    pull = call(gh, "GET", f"{REPO}/issues/12")
+    assert pull["number"] == 12 and "pull_request" in pull
+    assert "pull_request" not in call(gh, "GET", f"{REPO}/issues/7")
 
 
 def test_issue_dependency_answers(gh: fakes.FakeGitHub) -> None:
@@ -266,6 +274,8 @@ def test_the_apps_own_check_run_is_created_updated_and_completed(gh: fakes.FakeG
     assert done["output"]["text"] == "log"
     (listed,) = call(gh, "GET", f"{REPO}/commits/{sha}/check-runs")["check_runs"]
     assert listed["name"] == "forgehand" and listed["app"]["slug"] == gh.slug
+    one = call(gh, "GET", path)  # as "Re-run" has the worker read it
+    assert (one["external_id"], one["conclusion"]) == ("ci-1", "success")
     assert told == [("check_run", "created"), ("check_run", "completed")]
 
 
