@@ -223,8 +223,9 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from jobs.worker import run_workers
 
     return run_workers(
-        settings.redis_url, args.n, args.burst, settings.log_level, settings.workspaces_dir
-    )
+        settings.redis_url, args.n, args.burst, settings.log_level, settings.workspaces_dir,
+        settings.worker_drain_timeout,
+    )  # fmt: skip
 
 
 def _contain(settings: Settings) -> None:
@@ -270,10 +271,10 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     with _redis_for_dev(settings) as url:
         ctx = multiprocessing.get_context("spawn")
         worker = ctx.Process(
-            target=run_in_own_session,
-            args=(url, args.n, settings.log_level, settings.workspaces_dir),
-            name="worker",
-        )
+            target=run_in_own_session, name="worker",
+            args=(url, args.n, settings.log_level, settings.workspaces_dir,
+                  settings.worker_drain_timeout),
+        )  # fmt: skip
         worker.start()
         base = settings.web_url
         print(

@@ -33,6 +33,8 @@ class Settings:
     agent_command: str | None = None
     agent_timeout: int = 1800
     agent_idle_timeout: int = 600
+    # How long a worker given SIGTERM lets its running task go on before handing it back.
+    worker_drain_timeout: int = 1800
     agent_env: tuple[str, ...] = ()
     agent_sandbox: str = "bwrap"
     # Empty: the preset's model API host (jobs/sandbox.py decides).
@@ -153,6 +155,7 @@ def parse(source: Mapping[str, str]) -> Settings:
             f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}"
         )
 
+    agent_timeout = whole("AGENT_TIMEOUT", 1800)
     return Settings(
         app_id=app_id,
         private_key=_private_key(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
@@ -162,8 +165,9 @@ def parse(source: Mapping[str, str]) -> Settings:
         workspaces_dir=Path(text("WORKSPACES_DIR") or "./.forgehand/workspaces"),
         agent=agent,
         agent_command=agent_command,
-        agent_timeout=whole("AGENT_TIMEOUT", 1800),
+        agent_timeout=agent_timeout,
         agent_idle_timeout=whole("AGENT_IDLE_TIMEOUT", 600),
+        worker_drain_timeout=whole("WORKER_DRAIN_TIMEOUT", agent_timeout),
         agent_env=_list(text("AGENT_ENV")),
         agent_sandbox=choice("AGENT_SANDBOX", "bwrap", SANDBOXES),
         agent_allow_hosts=allow_hosts,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from functools import cache
+from types import FrameType
 
 from rq import get_current_job
 
@@ -17,7 +19,7 @@ from jobs import pipeline
 from jobs.closed import closed, fork_notice
 from jobs.commands import run_command
 from jobs.conflict import check_base, resolve_conflict
-from jobs.errors import Escalated, TaskFailed, permanent_reason
+from jobs.errors import HANDED_BACK, Escalated, HandedBack, TaskFailed, permanent_reason
 from jobs.fix_ci import fix_ci
 from jobs.redact import redactor_for
 from jobs.resolve import resolve_issue
@@ -34,6 +36,16 @@ HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
     Kind.BASE: check_base,
     Kind.CONFLICT: resolve_conflict,
 }
+
+
+# What a draining worker sends its work-horse when WORKER_DRAIN_TIMEOUT has passed.
+HAND_BACK_SIGNAL = signal.SIGUSR1
+
+
+def _hand_back(_signum: int, _frame: FrameType | None) -> None:
+    # Once: a second signal must not interrupt the hand-back itself.
+    signal.signal(HAND_BACK_SIGNAL, signal.SIG_IGN)
+    raise HandedBack
 
 
 @cache
@@ -59,6 +71,7 @@ def run_task(task_id: str, run: int) -> str:
         # No run can pass until someone sets it: fail at once instead of retrying.
         return fail_now(store, task_id, run, f"forgehand is not configured: {exc}")
     retries_left = job.retries_left or 0
+    signal.signal(HAND_BACK_SIGNAL, _hand_back)
     return execute(ctx, task_id, run, job.worker_name or "?", retries_left)
 
 
@@ -78,7 +91,16 @@ def execute(
     horse.parent.mkdir(parents=True, exist_ok=True)
     horse.write_text(str(os.getppid()))
     try:
-        summary = HANDLERS[record.task.kind](record.task, ctx)
+        try:
+            summary = HANDLERS[record.task.kind](record.task, ctx)
+        finally:
+            # Past this point the run's outcome is being recorded: too late to hand it back.
+            signal.signal(HAND_BACK_SIGNAL, signal.SIG_IGN)
+    except HandedBack:
+        # The worker requeues the task once this returns (jobs/worker.py).
+        if store.transition(task_id, (State.RUNNING,), State.QUEUED, HANDED_BACK):
+            store.audit(task_id, "handed back", f"worker {worker} is stopping")
+        return "handed back"
     except Escalated as exc:
         # It names the failing checks, which the repository's CI chose.
         reason = redactor_for(ctx.settings).text(str(exc))

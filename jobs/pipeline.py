@@ -24,7 +24,7 @@ from app.settings import Settings
 from app.store import Store
 from app.tasks import Task
 from jobs import agent, prompts, protected, report
-from jobs.errors import TaskFailed
+from jobs.errors import HANDED_BACK, HandedBack, TaskFailed
 from jobs.git import GitError
 from jobs.presets import PRESETS, Preset, write_home
 from jobs.progress import CheckRun, Heartbeat, dashboard_url
@@ -386,6 +386,9 @@ def reported(status: StatusComment, ctx: Context, task: Task) -> Iterator[None]:
         if exc.permanent:
             status.update(f"❌ {exc}")
             raise TaskFailed(str(exc)) from exc
+        raise
+    except HandedBack:
+        status.update(f"⏸️ {HANDED_BACK}.")
         raise
 
 
