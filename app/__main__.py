@@ -174,6 +174,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     settings.require("WEBHOOK_SECRET", "REDIS_URL", "APP_ID", "PRIVATE_KEY")
     assert settings.redis_url is not None
     _check_port(settings)
+    _check_schema(settings.redis_url)
     _serve(settings, settings.redis_url)
     return 0
 
@@ -194,6 +195,22 @@ def _serve(
 
     app = create_app(settings, connect(redis_url))
     Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")).run()
+
+
+def _check_schema(redis_url: str) -> None:
+    """Refuse a Redis written by a newer forgehand; bring an older one up to date."""
+    from app.schema import SchemaError, ensure
+
+    redis = connect(redis_url)
+    try:
+        ensure(redis)
+    except SchemaError as exc:
+        raise SettingsError(str(exc)) from None
+    except RedisError as exc:
+        # Not up yet: the web process answers 503 meanwhile, and workers check once it is.
+        log.warning("Redis does not answer yet (%s): its layout is checked later", exc)
+    finally:
+        redis.close()
 
 
 def _check_port(settings: Settings) -> None:
@@ -220,6 +237,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     settings.require("REDIS_URL", "APP_ID", "PRIVATE_KEY")
     assert settings.redis_url is not None
     _contain(settings)
+    _check_schema(settings.redis_url)
     from jobs.worker import run_workers
 
     return run_workers(

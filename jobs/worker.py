@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job
 
+from app import schema
 from app.dispatch import Dispatcher, job_timeout, queue_for
 from app.redis_conn import connect
 from app.store import Store
@@ -171,6 +172,11 @@ def work(
     while True:
         redis = connect(redis_url)
         _wait_for_redis(redis)
+        try:
+            schema.ensure(redis)
+        except schema.SchemaError as exc:
+            log.error("%s", exc)
+            raise SystemExit(2) from None
         reap(workspaces)
         worker = ForgehandWorker(
             [queue_for(redis)],
