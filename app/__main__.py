@@ -194,7 +194,12 @@ def _serve(
             super().handle_exit(sig, frame)
 
     app = create_app(settings, connect(redis_url))
-    Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")).run()
+    # Given explicitly, so that FORWARDED_ALLOW_IPS in .env counts as it does in the environment.
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning",
+        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
+    )  # fmt: skip
+    Server(config).run()
 
 
 def _check_schema(redis_url: str) -> None:

@@ -54,6 +54,9 @@ class Settings:
     # Where people reach the web process (the dashboard); unset: HOST and PORT.
     public_url: str | None = None
     dashboard_password: str | None = field(default=None, repr=False)
+    # The proxies whose X-Forwarded-For and X-Forwarded-Proto the web process believes (comma
+    # separated addresses or networks, `*` for any); uvicorn's own default.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     log_level: str = "info"
     log_format: str = "pretty"
     retention_days: int = 14
@@ -182,6 +185,7 @@ def parse(source: Mapping[str, str]) -> Settings:
         port=whole("PORT", 3000, maximum=65535),
         public_url=public_url,
         dashboard_password=text("DASHBOARD_PASSWORD"),
+        forwarded_allow_ips=text("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1",
         log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
         log_format=choice("LOG_FORMAT", "pretty", LOG_FORMATS),
         retention_days=whole("RETENTION_DAYS", 14),
