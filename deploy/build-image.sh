@@ -21,7 +21,7 @@ if ! "$engine" image inspect "$base" >/dev/null 2>&1; then
     mkdir -p "$cache"
     if [ ! -s "$cache/bookworm-minbase.tar" ]; then
       echo "making the Debian 12 base with mmdebstrap (a minute or two)"
-      mmdebstrap --variant=minbase --quiet bookworm "$cache/bookworm-minbase.tar.part"
+      mmdebstrap --variant=minbase --format=tar --quiet bookworm "$cache/bookworm-minbase.tar.part"
       mv "$cache/bookworm-minbase.tar.part" "$cache/bookworm-minbase.tar"
     fi
     "$engine" import "$cache/bookworm-minbase.tar" "$base" >/dev/null
