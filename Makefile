@@ -37,10 +37,12 @@ test-agents: $(STAMP)
 	bash tests/agents/install.sh $(AGENTS_DIR)
 	FORGEHAND_AGENTS_DIR=$(AGENTS_DIR) $(BIN)/pytest tests/agents tests/jobs/test_presets.py
 
-# forgehand's image (Containerfile), built with podman; AGENTS="claude codex" adds agent CLIs.
+# forgehand's image (Containerfile), built with podman (ENGINE=docker for Docker);
+# AGENTS="claude codex" adds those agent CLIs.
 IMAGE ?= localhost/forgehand:latest
+AGENTS ?=
 image:
-	IMAGE=$(IMAGE) bash deploy/build-image.sh
+	IMAGE=$(IMAGE) AGENTS="$(AGENTS)" bash deploy/build-image.sh
 
 # The image tested here: built (layers cached by podman between runs), then, inside it, the
 # real sandbox (`forgehand sandbox`) and compose.yaml's Redis, web and worker taking one
