@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable
 from functools import cache
 from types import FrameType
@@ -44,8 +45,15 @@ HAND_BACK_SIGNAL = signal.SIGUSR1
 
 def _hand_back(_signum: int, _frame: FrameType | None) -> None:
     # Once: a second signal must not interrupt the hand-back itself.
-    signal.signal(HAND_BACK_SIGNAL, signal.SIG_IGN)
+    _listen_for_hand_back(False)
     raise HandedBack
+
+
+def _listen_for_hand_back(on: bool) -> None:
+    # A work-horse runs its task on its main thread; a task run on another thread (tests run
+    # several at once) has no worker to hand it back.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(HAND_BACK_SIGNAL, _hand_back if on else signal.SIG_IGN)
 
 
 @cache
@@ -71,7 +79,7 @@ def run_task(task_id: str, run: int) -> str:
         # No run can pass until someone sets it: fail at once instead of retrying.
         return fail_now(store, task_id, run, f"forgehand is not configured: {exc}")
     retries_left = job.retries_left or 0
-    signal.signal(HAND_BACK_SIGNAL, _hand_back)
+    _listen_for_hand_back(True)
     return execute(ctx, task_id, run, job.worker_name or "?", retries_left)
 
 
@@ -95,7 +103,7 @@ def execute(
             summary = HANDLERS[record.task.kind](record.task, ctx)
         finally:
             # Past this point the run's outcome is being recorded: too late to hand it back.
-            signal.signal(HAND_BACK_SIGNAL, signal.SIG_IGN)
+            _listen_for_hand_back(False)
     except HandedBack:
         # The worker requeues the task once this returns (jobs/worker.py).
         if store.transition(task_id, (State.RUNNING,), State.QUEUED, HANDED_BACK):
