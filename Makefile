@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Where `make test-agents` keeps the real agent CLIs it installs (about 2 GB, reused).
 AGENTS_DIR ?= $(HOME)/.cache/forgehand/agents
 
-.PHONY: sandbox dev test lint test-agents
+.PHONY: sandbox dev test lint test-agents image test-image
 
 $(STAMP): pyproject.toml
 	@echo "Installing forgehand and its tools into $(VENV) (a minute or two the first time)..."
@@ -36,3 +36,22 @@ test: lint
 test-agents: $(STAMP)
 	bash tests/agents/install.sh $(AGENTS_DIR)
 	FORGEHAND_AGENTS_DIR=$(AGENTS_DIR) $(BIN)/pytest tests/agents tests/jobs/test_presets.py
+
+# forgehand's image (Containerfile), built with podman (ENGINE=docker for Docker);
+# AGENTS="claude codex" adds those agent CLIs.
+IMAGE ?= localhost/forgehand:latest
+AGENTS ?=
+image:
+	IMAGE=$(IMAGE) AGENTS="$(AGENTS)" bash deploy/build-image.sh
+
+# The image tested here: built (layers cached by podman between runs), then, inside it, the
+# real sandbox (`forgehand sandbox`) and compose.yaml's Redis, web and worker taking one
+# labelled issue of the simulator to a pull request. Installs podman and what it needs first.
+TEST_IMAGE := localhost/forgehand:test
+COMPOSE_DIR ?= $(HOME)/.cache/forgehand/podman-compose
+test-image: $(STAMP)
+	bash tests/image/prepare.sh $(COMPOSE_DIR)
+	CONTAINERS_CONF=$(CURDIR)/tests/image/containers.conf IMAGE=$(TEST_IMAGE) BASE_FROM_DEBIAN=1 \
+		bash deploy/build-image.sh
+	CONTAINERS_CONF=$(CURDIR)/tests/image/containers.conf FORGEHAND_IMAGE=$(TEST_IMAGE) \
+		PODMAN_COMPOSE=$(COMPOSE_DIR)/bin/podman-compose $(BIN)/pytest tests/image

@@ -186,6 +186,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     settings.require("WEBHOOK_SECRET", "REDIS_URL", "APP_ID", "PRIVATE_KEY")
     assert settings.redis_url is not None
     _check_port(settings)
+    _check_schema(settings.redis_url)
     _serve(settings, settings.redis_url)
     return 0
 
@@ -205,7 +206,28 @@ def _serve(
             super().handle_exit(sig, frame)
 
     app = create_app(settings, connect(redis_url))
-    Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")).run()
+    # Given explicitly, so that FORWARDED_ALLOW_IPS in .env counts as it does in the environment.
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning",
+        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
+    )  # fmt: skip
+    Server(config).run()
+
+
+def _check_schema(redis_url: str) -> None:
+    """Refuse a Redis written by a newer forgehand; bring an older one up to date."""
+    from app.schema import SchemaError, ensure
+
+    redis = connect(redis_url)
+    try:
+        ensure(redis)
+    except SchemaError as exc:
+        raise SettingsError(str(exc)) from None
+    except RedisError as exc:
+        # Not up yet: the web process answers 503 meanwhile, and workers check once it is.
+        log.warning("Redis does not answer yet (%s): its layout is checked later", exc)
+    finally:
+        redis.close()
 
 
 def _check_port(settings: Settings) -> None:
@@ -232,11 +254,13 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     settings.require("REDIS_URL", "APP_ID", "PRIVATE_KEY")
     assert settings.redis_url is not None
     _contain(settings)
+    _check_schema(settings.redis_url)
     from jobs.worker import run_workers
 
     return run_workers(
-        settings.redis_url, args.n, args.burst, settings.log_level, settings.workspaces_dir
-    )
+        settings.redis_url, args.n, args.burst, settings.log_level, settings.workspaces_dir,
+        settings.worker_drain_timeout,
+    )  # fmt: skip
 
 
 def _contain(settings: Settings) -> None:
@@ -282,10 +306,10 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     with _redis_for_dev(settings) as url:
         ctx = multiprocessing.get_context("spawn")
         worker = ctx.Process(
-            target=run_in_own_session,
-            args=(url, args.n, settings.log_level, settings.workspaces_dir),
-            name="worker",
-        )
+            target=run_in_own_session, name="worker",
+            args=(url, args.n, settings.log_level, settings.workspaces_dir,
+                  settings.worker_drain_timeout),
+        )  # fmt: skip
         worker.start()
         base = settings.web_url
         print(

@@ -36,6 +36,8 @@ class Settings:
     agent_command: str | None = None
     agent_timeout: int = 1800
     agent_idle_timeout: int = 600
+    # How long a worker given SIGTERM lets its running task go on before handing it back.
+    worker_drain_timeout: int = 1800
     agent_env: tuple[str, ...] = ()
     agent_sandbox: str = "bwrap"
     # Empty: nothing; the model API is reached through the gateway (jobs/gateway.py).
@@ -62,6 +64,9 @@ class Settings:
     # Where people reach the web process (the dashboard); unset: HOST and PORT.
     public_url: str | None = None
     dashboard_password: str | None = field(default=None, repr=False)
+    # The proxies whose X-Forwarded-For and X-Forwarded-Proto the web process believes (comma
+    # separated addresses or networks, `*` for any); uvicorn's own default.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     log_level: str = "info"
     log_format: str = "pretty"
     retention_days: int = 14
@@ -198,6 +203,7 @@ def parse(source: Mapping[str, str]) -> Settings:
     except ValueError as exc:
         raise SettingsError(f"AGENT_PRICES: {exc}") from None
 
+    agent_timeout = whole("AGENT_TIMEOUT", 1800)
     return Settings(
         app_id=app_id,
         private_key=_private_key(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
@@ -207,8 +213,9 @@ def parse(source: Mapping[str, str]) -> Settings:
         workspaces_dir=Path(text("WORKSPACES_DIR") or "./.forgehand/workspaces"),
         agent=agent,
         agent_command=agent_command,
-        agent_timeout=whole("AGENT_TIMEOUT", 1800),
+        agent_timeout=agent_timeout,
         agent_idle_timeout=whole("AGENT_IDLE_TIMEOUT", 600),
+        worker_drain_timeout=whole("WORKER_DRAIN_TIMEOUT", agent_timeout),
         agent_env=_list(text("AGENT_ENV")),
         agent_sandbox=choice("AGENT_SANDBOX", "bwrap", SANDBOXES),
         agent_allow_hosts=allow_hosts,
@@ -228,6 +235,7 @@ def parse(source: Mapping[str, str]) -> Settings:
         port=whole("PORT", 3000, maximum=65535),
         public_url=public_url,
         dashboard_password=text("DASHBOARD_PASSWORD"),
+        forwarded_allow_ips=text("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1",
         log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
         log_format=choice("LOG_FORMAT", "pretty", LOG_FORMATS),
         retention_days=whole("RETENTION_DAYS", 14),

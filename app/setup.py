@@ -29,7 +29,7 @@ from app.dashboard_pages import page as styled
 from app.github import HEADERS
 from app.settings import Settings
 
-MANIFEST_FILE = Path(__file__).resolve().parents[1] / "app.yml"
+MANIFEST_FILE = Path(__file__).with_name("app.yml")
 # Names that resolve only inside a home or company network.
 LOCAL_SUFFIXES = (".local", ".lan", ".internal", ".home.arpa", ".localdomain")
 ENV_KEYS = ("APP_ID", "PRIVATE_KEY", "WEBHOOK_SECRET", "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET")

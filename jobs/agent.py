@@ -208,6 +208,9 @@ def run(
         )  # fmt: skip
     finally:
         _kill_group(proc.pid, signal.SIGKILL)
+        # Reaped here too when the run was interrupted (a hand-back), not only at its end.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
         if pgid_file is not None:
             pgid_file.unlink(missing_ok=True)
 

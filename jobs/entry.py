@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable
 from functools import cache
+from types import FrameType
 
 from rq import get_current_job
 
@@ -17,7 +20,7 @@ from jobs import day_budget, fleet, pipeline
 from jobs.closed import closed, fork_notice
 from jobs.commands import run_command
 from jobs.conflict import check_base, resolve_conflict
-from jobs.errors import Escalated, TaskFailed, permanent_reason
+from jobs.errors import HANDED_BACK, Escalated, HandedBack, TaskFailed, permanent_reason
 from jobs.fix_ci import fix_ci
 from jobs.planning import approve, plan_epic, recheck
 from jobs.redact import redactor_for
@@ -43,6 +46,23 @@ HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
 }
 
 
+# What a draining worker sends its work-horse when WORKER_DRAIN_TIMEOUT has passed.
+HAND_BACK_SIGNAL = signal.SIGUSR1
+
+
+def _hand_back(_signum: int, _frame: FrameType | None) -> None:
+    # Once: a second signal must not interrupt the hand-back itself.
+    _listen_for_hand_back(False)
+    raise HandedBack
+
+
+def _listen_for_hand_back(on: bool) -> None:
+    # A work-horse runs its task on its main thread; a task run on another thread (tests run
+    # several at once) has no worker to hand it back.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(HAND_BACK_SIGNAL, _hand_back if on else signal.SIG_IGN)
+
+
 @cache
 def worker_settings() -> Settings:
     """Read once per worker process (work-horses inherit it)."""
@@ -66,6 +86,7 @@ def run_task(task_id: str, run: int) -> str:
         # No run can pass until someone sets it: fail at once instead of retrying.
         return fail_now(store, task_id, run, f"forgehand is not configured: {exc}")
     retries_left = job.retries_left or 0
+    _listen_for_hand_back(True)
     return execute(ctx, task_id, run, job.worker_name or "?", retries_left)
 
 
@@ -85,10 +106,19 @@ def execute(
     horse.parent.mkdir(parents=True, exist_ok=True)
     horse.write_text(str(os.getppid()))
     try:
-        waits = day_budget.hold(ctx, record.task)
-        if waits is not None:
-            return waits
-        summary = HANDLERS[record.task.kind](record.task, ctx)
+        try:
+            waits = day_budget.hold(ctx, record.task)
+            if waits is not None:
+                return waits
+            summary = HANDLERS[record.task.kind](record.task, ctx)
+        finally:
+            # Past this point the run's outcome is being recorded: too late to hand it back.
+            _listen_for_hand_back(False)
+    except HandedBack:
+        # The worker requeues the task once this returns (jobs/worker.py).
+        if store.transition(task_id, (State.RUNNING,), State.QUEUED, HANDED_BACK):
+            store.audit(task_id, "handed back", f"worker {worker} is stopping")
+        return "handed back"
     except Escalated as exc:
         # It names the failing checks, which the repository's CI chose.
         reason = redactor_for(ctx.settings).text(str(exc))

@@ -24,6 +24,18 @@ class Escalated(Exception):
     """The pull request is a human's now (out of attempts); the message says why."""
 
 
+class HandedBack(BaseException):
+    """The worker running the task is stopping (SIGTERM, WORKER_DRAIN_TIMEOUT passed): this
+    run ends where it is and the task goes back to the queue. A BaseException, so that no
+    `except Exception` on the way takes it for the task's own failure."""
+
+
+HANDED_BACK = (
+    "Handed back: the worker running this was stopped (a restart or an upgrade); another "
+    "worker takes it up again from the start"
+)
+
+
 def permanent_reason(exc: Exception) -> str | None:
     """Why `exc` fails its task at once, or None when it may be an outage worth retrying.
 

@@ -25,7 +25,7 @@ from app.settings import Settings
 from app.store import Store
 from app.tasks import Task
 from jobs import agent, handoff, prompts, protected, report
-from jobs.errors import BudgetStopped, TaskFailed
+from jobs.errors import HANDED_BACK, BudgetStopped, HandedBack, TaskFailed
 from jobs.gateway import Admit, Gateway, Meter, agent_variables, new_placeholder, upstreams
 from jobs.git import GitError, git_capped
 from jobs.metering import TaskMeter
@@ -499,6 +499,9 @@ def reported(status: StatusComment, ctx: Context, task: Task) -> Iterator[None]:
         if exc.permanent:
             status.update(f"❌ {exc}")
             raise TaskFailed(str(exc)) from exc
+        raise
+    except HandedBack:
+        status.update(f"⏸️ {HANDED_BACK}.")
         raise
 
 

@@ -16,7 +16,7 @@ from app.github import GitHubError, Installation
 from app.store import Store
 from app.tasks import Task
 from jobs import ci, report
-from jobs.errors import Escalated, TaskFailed
+from jobs.errors import HANDED_BACK, Escalated, HandedBack, TaskFailed
 from jobs.redact import Redactor
 
 CHECK_NAME = "forgehand"
@@ -187,6 +187,9 @@ def checked(check: CheckRun) -> Iterator[CheckRun]:
     except TaskFailed as exc:
         tail = exc.log or "\n".join(check.store.log_tail(check.task.id, report.EXCERPT_LINES))
         _last_word(check, "failure", str(exc), log=tail)
+        raise
+    except HandedBack:
+        _last_word(check, "neutral", HANDED_BACK)
         raise
     except BaseException as exc:
         _last_word(check, "neutral", "Stopped by an error; it may be run again", repr(exc)[:300])

@@ -19,10 +19,13 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.worker import BaseWorker
 
-from app.dispatch import queue_for
+from app import schema
+from app.dispatch import Dispatcher, job_timeout, queue_for
 from app.redis_conn import connect
+from app.store import Store
+from app.tasks import State
 from jobs.agent import kill_recorded
-from jobs.entry import worker_settings
+from jobs.entry import HAND_BACK_SIGNAL, worker_settings
 from jobs.housekeeping import housekeeping
 from jobs.pipeline import pgid_file_for
 from jobs.workspace import Workspaces, pid_alive
@@ -36,6 +39,9 @@ log = logging.getLogger("forgehand.worker")
 HEARTBEAT = 10
 GRACE = 15
 MAINTENANCE = 30
+# How long a work-horse told to hand its task back gets to say so (check run, status comment)
+# before it is killed; RQ then runs the job again as it would a lost worker's.
+HAND_BACK_GRACE = 60
 
 
 class ListenerFirstWorker(BaseWorker):
@@ -59,6 +65,30 @@ class ForgehandWorker(ListenerFirstWorker, Worker):
     """
 
     workspaces: Workspaces
+    drain_timeout: float
+    # Set on SIGTERM: when the running task must be handed back, then when its horse is killed.
+    drain_deadline: float | None = None
+    handing_back: str | None = None
+    kill_deadline: float = 0.0
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.drain_deadline is None:
+            self.drain_deadline = time.monotonic() + self.drain_timeout
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # RQ: untyped
+
+    def maintain_heartbeats(self, job: Job, execution: Any) -> None:
+        super().maintain_heartbeats(job, execution)
+        if self.drain_deadline is None or time.monotonic() < self.drain_deadline:
+            return
+        if self.handing_back != job.id:
+            log.warning("WORKER_DRAIN_TIMEOUT passed: handing %s back to the queue", job.id)
+            self.handing_back = job.id
+            self.kill_deadline = time.monotonic() + HAND_BACK_GRACE
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.horse_pid, HAND_BACK_SIGNAL)
+        elif time.monotonic() >= self.kill_deadline:
+            log.warning("%s was not handed back in %s s: killing it", job.id, HAND_BACK_GRACE)
+            self.kill_horse()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         # RQ's own grace is a minute; a dead worker's job is taken over sooner with this.
@@ -84,6 +114,20 @@ class ForgehandWorker(ListenerFirstWorker, Worker):
         finally:
             # A horse that was killed (stop, timeout, crash) could not clean up itself.
             reap(self.workspaces)
+            if self.handing_back == job.id:
+                requeue(self.connection, job, self.name)
+
+
+def requeue(redis: Redis, job: Job, worker: str) -> None:
+    """Queue again the task a draining worker's horse handed back (its record says queued,
+    for the run this job was): a new run, on a new job, for whichever worker is next."""
+    task_id, run = job.args
+    store = Store(redis)
+    record = store.get(task_id)
+    if record is None or record.state is not State.QUEUED or record.run != run:
+        return  # finished, cancelled or re-queued by someone else meanwhile
+    timeout = job_timeout(worker_settings().agent_timeout)
+    Dispatcher(store, timeout).enqueue(record.task, f"handed back by worker {worker}")
 
 
 def reap(workspaces: Workspaces) -> None:
@@ -117,8 +161,14 @@ def reap(workspaces: Workspaces) -> None:
         log.info("removed kept worktrees unused for a day: %s", ", ".join(idle))
 
 
-def work(redis_url: str, burst: bool, log_level: str, workspaces_dir: Path) -> bool:
+def work(
+    redis_url: str, burst: bool, log_level: str, workspaces_dir: Path, drain_timeout: int
+) -> bool:
     """Run a worker until it is asked to stop (or, with burst, the queue is empty).
+
+    Asked to stop (SIGTERM) while a task runs, it takes no more jobs and lets the task go on
+    for `drain_timeout` seconds, then hands it back to the queue; a second SIGTERM stops it
+    at once.
 
     RQ's worker quits when Redis vanishes in the middle of a job; this one waits for Redis to
     come back and carries on, so an outage needs no restart by hand.
@@ -127,16 +177,23 @@ def work(redis_url: str, burst: bool, log_level: str, workspaces_dir: Path) -> b
     while True:
         redis = connect(redis_url)
         _wait_for_redis(redis)
+        try:
+            schema.ensure(redis)
+        except schema.SchemaError as exc:
+            log.error("%s", exc)
+            raise SystemExit(2) from None
         reap(workspaces)
         worker = ForgehandWorker(
             [queue_for(redis)],
             connection=redis,
-            job_monitoring_interval=HEARTBEAT,
+            # Also how often a draining worker looks at its deadline.
+            job_monitoring_interval=max(1, min(HEARTBEAT, drain_timeout)),
             maintenance_interval=MAINTENANCE,
             # An idle worker waits for jobs this long less 15 s before it looks at maintenance.
             worker_ttl=MAINTENANCE + 15,
         )
         worker.workspaces = workspaces
+        worker.drain_timeout = drain_timeout
         try:
             worked = worker.work(burst=burst, logging_level=log_level.upper(), with_scheduler=True)
         except (RedisError, OSError) as exc:
@@ -162,9 +219,14 @@ def _wait_for_redis(redis: Redis) -> None:
 
 
 def run_workers(
-    redis_url: str, count: int, burst: bool, log_level: str, workspaces_dir: Path
+    redis_url: str,
+    count: int,
+    burst: bool,
+    log_level: str,
+    workspaces_dir: Path,
+    drain_timeout: int,
 ) -> int:
-    args = (redis_url, burst, log_level, workspaces_dir)
+    args = (redis_url, burst, log_level, workspaces_dir, drain_timeout)
     if count == 1:
         work(*args)
         return 0
@@ -189,8 +251,10 @@ def run_workers(
     return max(proc.exitcode or 0 for proc in procs)
 
 
-def run_in_own_session(redis_url: str, count: int, log_level: str, workspaces_dir: Path) -> None:
+def run_in_own_session(
+    redis_url: str, count: int, log_level: str, workspaces_dir: Path, drain_timeout: int
+) -> None:
     """`forgehand dev`'s workers, in a session of their own: the terminal's Ctrl-C reaches
     `dev` alone, which stops them itself, in order, while Redis is still there."""
     os.setsid()
-    sys.exit(run_workers(redis_url, count, False, log_level, workspaces_dir))
+    sys.exit(run_workers(redis_url, count, False, log_level, workspaces_dir, drain_timeout))

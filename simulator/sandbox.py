@@ -210,6 +210,10 @@ class Stack:
                 stderr=subprocess.STDOUT,
             )
 
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        """One more worker process, with the stack's environment as it is now."""
+        return self._start("worker")
+
     def restart_worker(self, sig: signal.Signals = signal.SIGTERM) -> None:
         assert self.worker is not None
         if sig == signal.SIGKILL:

@@ -3,6 +3,8 @@ comment, against the simulated GitHub's checks API."""
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from app.github import GitHubError
 from app.tasks import Kind, State, Task
 from jobs import fix_ci, progress
+from jobs.entry import HAND_BACK_SIGNAL
+from jobs.errors import HANDED_BACK
 from jobs.progress import Heartbeat
 from tests import payloads as p
 from tests.jobs.conftest import BRANCH, World, wait_until
@@ -223,3 +227,26 @@ def test_check_names_the_repository_chose_are_redacted_where_forgehand_repeats_t
     assert any("CI on it: failed" in t for t in titles), titles
     assert TOKEN_LIKE not in str(titles) + str(check_bodies(world))
     assert TOKEN_LIKE not in str(world.store.ci_results(p.REPO_ID, number))
+
+
+# The interrupted agent's output pipe is left to the work-horse's exit, which follows at once
+# in a worker; here the horse is the test's own process.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_run_handed_back_says_so_on_its_check_run(world: World) -> None:
+    number = world.open_pull_request()
+    world.use_agent("hang")
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
+    task = world.ci_task(number)
+
+    def drain() -> None:
+        # What a draining worker does to its work-horse (here the test's own process).
+        wait_until(lambda: "thinking…" in world.store.log_tail(task.id), "the agent", 30)
+        os.kill(os.getpid(), HAND_BACK_SIGNAL)
+
+    threading.Thread(target=drain, daemon=True).start()
+    record = world.run(task)
+    assert (record.state, record.error) == (State.QUEUED, HANDED_BACK)
+    assert world.store.events(task.id)[-1]["event"] == "handed back"
+    (run,) = own_runs(world)
+    assert (run["status"], run["conclusion"]) == ("completed", "neutral")
+    assert run["output"]["title"] == HANDED_BACK
