@@ -25,6 +25,22 @@ def task_cap(
     return lowest(operator, repository)
 
 
+def plan_ceiling(rows: int, cap: float | None, max_attempts: int) -> str:
+    """What a plan of `rows` issues may cost at most once filed: each row's task and its CI
+    fixes, each stopped at the task cap `cap`."""
+    if cap is None:
+        return (
+            "No cost ceiling: no per-task cap is set (`MAX_COST_PER_TASK`, or "
+            "`max_cost_per_task` in .github/forgehand.yml)."
+        )
+    tasks = 1 + max_attempts
+    return (
+        f"Worst-case model cost: {dollars(rows * tasks * cap)}: {rows} rows of {tasks} tasks "
+        f"each (the issue and up to {max_attempts} CI fixes), each stopped at the "
+        f"{dollars(cap)} task cap; reviews and `/agent` requests come on top."
+    )
+
+
 def dollars(amount: float) -> str:
     return f"${amount:.2f}"
 

@@ -118,9 +118,11 @@ def render(
     filed: Mapping[str, int] | None = None,
     progress: Mapping[str, Progress] | None = None,
     notes: Iterable[str] = (),
+    ceiling: str = "",
 ) -> str:
     """The whole plan comment. `checked` is None when the YAML is not a valid plan (then
-    `problems` says why); `filed` maps row keys to the issues filed for them."""
+    `problems` says why); `filed` maps row keys to the issues filed for them; `ceiling` is
+    what the plan may cost, shown until it is filed."""
     filed = filed or {}
     lines = [MARKER, "### 📋 Plan"]
     wrong = list(problems)
@@ -133,6 +135,8 @@ def render(
             weights = " + ".join(checked.plan.row(k).size for k in checked.critical_path)
             lines += ["", "Critical path: " + " → ".join(f"`{k}`" for k in checked.critical_path)
                       + f" ({weights}; S=1, M=2, L=3)."]  # fmt: skip
+        if ceiling and not filed:
+            lines += ["", cell(ceiling)]
         if checked.shared or checked.pull_collisions:
             lines += [
                 "",

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from app.budget import lowest, plan_ceiling
 from app.dispatch import Dispatcher, job_timeout
 from app.epic_plan import FILE_NAME, MAX_BYTES, Checked, PlanError, check, order, parse
 from app.epic_state import Epic, EpicState
@@ -90,7 +91,7 @@ def plan_epic(task: Task, ctx: Context) -> str:
         state = EpicState(ctx.store.redis)
         with state.lock(task.repo_id, task.number):
             known = state.get(task.repo_id, task.number) or Epic(0)
-            body = _render(ctx, task, text, checked, [], known)
+            body = _render(ctx, task, text, checked, [], known, repo)
             comment = post_or_edit(api, task.repo, task.number, known.comment or None, body)
             state.planned(task.repo_id, task.number, comment, files, text)
         waves = max(checked.waves.values(), default=0)
@@ -157,11 +158,24 @@ def _guidance(api: Installation, ctx: Context, task: Task) -> str:
 
 
 def _render(
-    ctx: Context, task: Task, text: str, checked: Checked | None, problems: list[str], epic: Epic
+    ctx: Context,
+    task: Task,
+    text: str,
+    checked: Checked | None,
+    problems: list[str],
+    epic: Epic,
+    repo: Repo | None = None,
 ) -> str:
+    """The plan comment; with the repository's config known, what the plan may cost."""
+    ceiling = ""
+    if checked is not None and repo is not None:
+        config, settings = repo.config, ctx.settings
+        cap = lowest(settings.max_cost_per_task, config.max_cost_per_task)
+        attempts = config.max_attempts or settings.max_attempts
+        ceiling = plan_ceiling(len(checked.plan.rows), cap, attempts)
     return render(
         text, checked, problems, prefix=ctx.settings.command_prefix, filed=epic.filed,
-        progress=_progress(ctx, task.repo_id, epic), notes=epic.notes,
+        progress=_progress(ctx, task.repo_id, epic), notes=epic.notes, ceiling=ceiling,
     )  # fmt: skip
 
 
@@ -218,7 +232,7 @@ def recheck(task: Task, ctx: Context) -> str:
             return "not this epic's plan comment"
         redactor = redactor_for(ctx.settings, api.token())
         text, checked, problems = _read_comment(api, ctx, task, repo, epic, redactor)
-        body = _render(ctx, task, text, checked, problems, epic)
+        body = _render(ctx, task, text, checked, problems, epic, repo)
         api.patch(f"/repos/{task.repo}/issues/comments/{epic.comment}", {"body": body})
         state.set_plan(task.repo_id, task.number, text)
     return "edited plan is valid" if checked is not None else "edited plan is not valid"
@@ -251,7 +265,7 @@ def approve(task: Task, ctx: Context) -> str:
         state.set_plan(task.repo_id, task.number, text)
         filed, failed, notes = _file(api, ctx, task, repo, checked, epic, state)
         epic = state.get(task.repo_id, task.number) or epic
-        body = _render(ctx, task, text, checked, [], epic)
+        body = _render(ctx, task, text, checked, [], epic, repo)
         api.patch(f"/repos/{task.repo}/issues/comments/{epic.comment}", {"body": body})
     lines = []
     if filed:

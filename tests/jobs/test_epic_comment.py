@@ -36,6 +36,13 @@ def test_the_comment_has_the_table_the_yaml_and_how_to_go_on() -> None:
     assert extract_yaml(body.replace("\n", "\r\n")) == PLAN.rstrip("\n")
 
 
+def test_the_ceiling_is_shown_until_the_plan_is_filed() -> None:
+    checked = check(parse(PLAN), FILES, {})
+    ceiling = "Worst-case model cost: $6.00: 3 rows of 4 tasks each"
+    assert ceiling in render(PLAN, checked, ceiling=ceiling)
+    assert ceiling not in render(PLAN, checked, ceiling=ceiling, filed={"fix-add": 8})
+
+
 def test_an_edited_yaml_block_is_read_back() -> None:
     body = render(PLAN, check(parse(PLAN), FILES, {}))
     edited = body.replace("title: add() subtracts", "title: add() really subtracts")

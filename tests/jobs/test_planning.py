@@ -70,6 +70,14 @@ def test_a_labelled_epic_gets_a_checked_plan_and_nothing_is_pushed(world: World)
     assert world.leftovers() == []
 
 
+def test_the_plan_says_what_it_may_cost_under_the_repositorys_cap(world: World) -> None:
+    world.setenv("MAX_COST_PER_TASK", "2")
+    world.github.config_text = "max_cost_per_task: 0.50\nmax_attempts: 2\n"
+    _cid, body = planned(world)
+    assert "Worst-case model cost: $4.50: 3 rows of 3 tasks each" in body
+    assert "each stopped at the $0.50 task cap" in body
+
+
 def test_planning_again_edits_the_same_comment_with_the_guidance_in_the_prompt(
     world: World, tmp_path: Path
 ) -> None:
