@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 
-from app.store import text
+from app.store import task_key, text
 
 KINDS = ("input", "output", "cached", "cache_write")
 # Day totals are kept this long; `forgehand usage --since` looks back at most this far.
@@ -160,6 +160,21 @@ def tasks_spend(redis: Redis, runs: Iterable[tuple[str, int]]) -> list[Spend]:
             pipe.hgetall(_task_key(task_id, run))
         raw = pipe.execute()
     return [_spend({text(k): text(v) for k, v in r.items()}) for r in raw]
+
+
+def work_spend(redis: Redis, task_ids: Iterable[str]) -> dict[str, Spend]:
+    """Each task's spend over all its runs, in two round trips."""
+    ids = list(task_ids)
+    with redis.pipeline(transaction=False) as pipe:
+        for task_id in ids:
+            pipe.hget(task_key(task_id), "run")
+        runs = [int(r or 0) for r in pipe.execute()]
+    pairs = zip(ids, runs, strict=True)
+    every = [(task_id, n) for task_id, run in pairs for n in range(1, run + 1)]
+    found: dict[str, Spend] = dict.fromkeys(ids, Spend())
+    for (task_id, _run), used in zip(every, tasks_spend(redis, every), strict=True):
+        found[task_id] = found[task_id] + used
+    return found
 
 
 def installation_day_cost(redis: Redis, installation: int, at: float | None = None) -> float:

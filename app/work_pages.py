@@ -5,10 +5,12 @@ agent or GitHub is escaped here."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
 from app.dashboard_pages import ago, linked, page, state_badge, took, worker_banner
+from app.spend import Spend, cost_cell
 from app.work_items import Item, ci_words, kind_of, outcome, shown_state, what
 
 
@@ -37,7 +39,10 @@ def _tries(item: Item, max_attempts: int) -> str:
     return tasks
 
 
-def items_html(items: list[Item], web: str, depth: int, workers: int, max_attempts: int) -> str:
+def items_html(
+    items: list[Item], web: str, depth: int, workers: int, max_attempts: int,
+    spent: Mapping[tuple[int, int], Spend],
+) -> str:  # fmt: skip
     now = time.time()
     rows = []
     for item in items:
@@ -49,18 +54,20 @@ def items_html(items: list[Item], web: str, depth: int, workers: int, max_attemp
             f"<td>{state_badge(item.state)}</td><td>{_tries(item, max_attempts)}</td>"
             f"<td>{linked(item.outcome[:200], web, item.repo)}</td>"
             f"<td>{_next(item)}</td>"
+            f"<td>{cost_cell(spent.get((item.repo_id, item.number), Spend()))}</td>"
             f"<td class='muted'>{ago(item.updated, now)}</td></tr>"
         )
-    table = "".join(rows) or "<tr><td colspan='8' class='muted'>No work yet.</td></tr>"
+    table = "".join(rows) or "<tr><td colspan='9' class='muted'>No work yet.</td></tr>"
     repos = sorted({i.repo for i in items})
     plans = " · ".join(f"<a href='/plan/{escape(r)}'>{escape(r)}</a>" for r in repos)
     body = (
         f"<h1>forgehand</h1>{worker_banner(depth, workers)}"
         f"<p>{depth} queued · {workers} worker{'s' * (workers != 1)} · "
-        "<a href='/tasks'>every task</a>"
+        "<a href='/tasks'>every task</a> · <a href='/usage'>model spend</a>"
         + (f" · plans: {plans}" if plans else "")
         + "</p><table id='items'><tr><th>Repository</th><th>Issue / PR</th><th>Title</th>"
-        f"<th>State</th><th>Attempts</th><th>Last outcome</th><th>Next</th><th>Updated</th>"
+        f"<th>State</th><th>Attempts</th><th>Last outcome</th><th>Next</th><th>Spend</th>"
+        "<th>Updated</th>"
         f"</tr>{table}"
         "</table>"
     )

@@ -104,7 +104,7 @@ def test_the_plan_page_shows_each_epic_with_its_rows(redis: Redis) -> None:
     state.progressed(p.REPO_ID, 5, 7, {"pull": 20, "state": "merged", "changed": ["calc.py"]})
     state.filed(p.REPO_ID, 5, "docs", 9, 10009)
     app = create_app(parse({"WEBHOOK_SECRET": p.SECRET}), redis)
-    with TestClient(app, client=("127.0.0.1", 5000)) as client:
+    with TestClient(app, client=("127.0.0.1", 5000), base_url=LOCAL_URL) as client:
         page = client.get(f"/plan/{p.REPO}").text
     epic = page.split("<h2 id='epic-5'>", 1)[1]
     assert f'Epic <a href="https://github.com/{p.REPO}/issues/5">#5</a>' in epic

@@ -17,8 +17,8 @@ from tests.app.test_dashboard import TASK, client
 DAY = 1_765_000_000.0  # 2025-12-06 UTC
 
 
-def call(cost: float | None, repo: str = p.REPO, attempt: int = 0) -> spend.Call:
-    where = spend.Where(TASK.id, 1, attempt, p.INSTALLATION, repo, "claude")
+def call(cost: float | None, repo: str = p.REPO, attempt: int = 0, run: int = 1) -> spend.Call:
+    where = spend.Where(TASK.id, run, attempt, p.INSTALLATION, repo, "claude")
     return spend.Call(where,
                       (1_000_000, 200_000, 50_000, 0), cost)  # fmt: skip
 
@@ -38,6 +38,17 @@ def test_calls_add_up_per_run_attempt_day_repository_and_installation(redis: Red
     assert spend.by_day(redis, 1, DAY + 86400) == []  # the next day has none
     assert {(r.repo, r.spend.calls) for r in spend.totals(redis)} == {
         ("octo/other", 1), (p.REPO, 2)}  # fmt: skip
+
+
+def test_a_tasks_work_spend_adds_up_all_its_runs(redis: Redis) -> None:
+    Dispatcher(Store(redis), 60).enqueue(TASK, "test")
+    Store(redis).redis.hset(f"fh:task:{TASK.id}", "run", "2")
+    spend.record(redis, call(0.40), DAY)
+    spend.record(redis, call(0.02, run=2), DAY)
+    spend.record(redis, call(1.00, run=3), DAY)  # no such run yet: not counted
+    found = spend.work_spend(redis, [TASK.id, "issue-1-404"])
+    assert (round(found[TASK.id].cost, 6), found[TASK.id].calls) == (0.42, 2)
+    assert found["issue-1-404"].calls == 0
 
 
 def test_labels_say_cost_tokens_and_what_is_unknown() -> None:
@@ -68,6 +79,7 @@ def test_the_dashboard_shows_a_tasks_spend_and_the_totals_by_repository_and_day(
         data = c.get(f"/tasks/{TASK.id}.json").json()
         page = c.get("/usage").text
     assert "href='/usage'" in index
+    assert "<td>$0.42</td>" in index  # the work view: the issue's spend
     assert "Model use: $0.42 · 1.2M tokens" in task
     assert data["usage"]["cost_usd"] == 0.42 and data["usage"]["input_tokens"] == 1_000_000
     assert "<h2>By repository</h2>" in page and "<h2>By day (UTC)</h2>" in page

@@ -14,6 +14,7 @@ from app.task_rows import Row
 from app.tasks import Kind, Task
 from app.work_items import group, outcome
 from tests import payloads as p
+from tests.fakes import LOCAL_URL
 
 ISSUE = Task(Kind.ISSUE, p.INSTALLATION, p.REPO_ID, p.REPO, 7, "alice")
 FIRST = Task(Kind.CI, p.INSTALLATION, p.REPO_ID, p.REPO, 12, "ci[bot]", sha="a1" * 20)
@@ -103,7 +104,7 @@ def escalated_world(redis: Redis) -> Store:
 
 def client(redis: Redis) -> TestClient:
     settings = parse({"WEBHOOK_SECRET": p.SECRET})
-    return TestClient(create_app(settings, redis), client=("127.0.0.1", 50000))
+    return TestClient(create_app(settings, redis), client=("127.0.0.1", 50000), base_url=LOCAL_URL)
 
 
 def test_the_main_view_lists_issues_and_pull_requests(redis: Redis) -> None:
