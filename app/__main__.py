@@ -310,16 +310,23 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
             args=(url, args.n, settings.log_level, settings.workspaces_dir,
                   settings.worker_drain_timeout),
         )  # fmt: skip
-        worker.start()
-        base = settings.web_url
-        print(
-            f"forgehand dev on {settings.host}:{settings.port} (Ctrl-C stops it)\n"
-            f"  webhook:   {base}{settings.webhook_path}\n"
-            f"  dashboard: {base}/\n"
-            f"  setup:     {base}/setup (registers the GitHub App while APP_ID is unset)",
-            flush=True,
-        )
         try:
+            # Until it is in a session of its own, the worker is in the terminal's foreground
+            # group: a Ctrl-C then would stop it mid-start with a traceback. A new interpreter
+            # keeps an ignored SIGINT ignored, so it starts deaf to it; `dev` stops it itself.
+            heard = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                worker.start()
+            finally:
+                signal.signal(signal.SIGINT, heard)
+            base = settings.web_url
+            print(
+                f"forgehand dev on {settings.host}:{settings.port} (Ctrl-C stops it)\n"
+                f"  webhook:   {base}{settings.webhook_path}\n"
+                f"  dashboard: {base}/\n"
+                f"  setup:     {base}/setup (registers the GitHub App while APP_ID is unset)",
+                flush=True,
+            )
             # Ctrl-C stops the worker first, then the web process, then Redis (below).
             _serve(settings, url, lambda: _stop_worker(worker))
         finally:

@@ -106,3 +106,32 @@ def test_ctrl_c_stops_dev_cleanly_with_its_urls_printed(tmp_path: Path) -> None:
         assert line in text
     assert not pointer.exists()
     assert not redis_socket.exists()  # the embedded Redis was stopped too
+
+
+def test_ctrl_c_while_the_worker_is_starting_prints_no_traceback(tmp_path: Path) -> None:
+    """Ctrl-C at once, while `dev`'s worker is still starting (in the terminal's process group
+    until it makes a session of its own): nothing it says is a traceback, and it leaves nothing
+    running (a worker left behind would hold its output open: `communicate` would time out)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "APP_ID", "PRIVATE_KEY")}
+    env |= {"WEBHOOK_SECRET": p.SECRET, "PORT": str(free_port()), "PYTHONPATH": str(ROOT),
+            "WORKSPACES_DIR": str(tmp_path / "ws")}  # fmt: skip
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "app", "dev"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    assert dev.stdout is not None
+    try:
+        seen = []
+        for line in dev.stdout:  # printed just after the worker's process is started
+            seen.append(line.decode())
+            if line.startswith(b"forgehand dev on"):
+                break
+        os.killpg(dev.pid, signal.SIGINT)
+        output, _ = dev.communicate(timeout=30)
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+            dev.wait()
+    text = "".join(seen) + output.decode()
+    assert "Traceback" not in text, text
+    assert dev.returncode == 130, text
