@@ -196,14 +196,8 @@ def _serve(
 ) -> None:
     import uvicorn
 
+    from app import serving
     from app.main import create_app
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            # Asked to stop: `dev` stops its worker first, while the web process still runs.
-            if not self.should_exit and before_exit is not None:
-                before_exit()
-            super().handle_exit(sig, frame)
 
     app = create_app(settings, connect(redis_url))
     # Given explicitly, so that FORWARDED_ALLOW_IPS in .env counts as it does in the environment.
@@ -211,7 +205,7 @@ def _serve(
         app, host=settings.host, port=settings.port, log_level="warning",
         proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
     )  # fmt: skip
-    Server(config).run()
+    serving.run(serving.Server(config, before_exit))
 
 
 def _check_schema(redis_url: str) -> None:
@@ -464,19 +458,20 @@ def _redeliver(settings: Settings, args: argparse.Namespace) -> int:
 def _setup(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app import serving
     from app.setup import configured, setup_app
 
     if configured(settings):
         print("forgehand is already registered: APP_ID and a private key are set.")
         return 0
     _check_port(settings)
-    server: uvicorn.Server | None = None
+    server: serving.Server | None = None
     registered = False
 
     def done() -> None:
         nonlocal registered
-        assert server is not None
         registered = True
+        assert server is not None
         server.should_exit = True
 
     env = Path(".env")
@@ -484,12 +479,11 @@ def _setup(settings: Settings, args: argparse.Namespace) -> int:
         setup_app(settings, env, done), host=settings.host, port=settings.port,
         log_level="warning",
     )  # fmt: skip
-    server = uvicorn.Server(config)
+    server = serving.Server(config)
     print(f"Open http://{settings.host}:{settings.port}/setup in a browser on this machine.")
     print("(GitHub sends the browser back here, so use the address GitHub should reach.)")
     try:
-        # uvicorn re-raises the Ctrl-C or SIGTERM that stopped it, once it has shut down.
-        server.run()
+        serving.run(server)
     finally:
         if not registered:
             print(f"Stopped before the App was registered; {env} was not written.",
