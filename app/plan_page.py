@@ -38,7 +38,7 @@ def plan_view(store: Store, settings: Settings, repo: str) -> HTMLResponse:
         )
     table = "".join(rows) or "<tr><td colspan='8' class='muted'>No tasks on it yet.</td></tr>"
     body = (
-        f"<p><a href='/'>← all tasks</a></p><h1>Plan of {escape(repo)}</h1>"
+        f"<p><a href='/'>← all work</a></p><h1>Plan of {escape(repo)}</h1>"
         "<p class='muted'>Open agent pull requests in the suggested merge order (among those "
         "that overlap, the one that changes a shared interface first, else the older), then "
         "the issues still without one.</p>"

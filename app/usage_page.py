@@ -48,7 +48,7 @@ def usage_view(store: Store, days: int = DAYS) -> str:
     by_day = sorted(_sum([(r.day, r.spend) for r in rows]), reverse=True)
     detail = [(f"{r.day} · {r.repo} · {r.agent}", r.spend) for r in reversed(rows)]
     body = (
-        f"<p><a href='/'>← all tasks</a></p><h1>Model spend, last {days} days</h1>"
+        f"<p><a href='/'>← all work</a></p><h1>Model spend, last {days} days</h1>"
         "<p class='muted'>What the agents' model calls used, as forgehand's gateway metered "
         "them; a cost with <code>+?</code> leaves out calls of models without a known price "
         "(<code>AGENT_PRICES</code> can give one).</p>"
