@@ -202,7 +202,7 @@ def measure(bare: Path, scratch: Path) -> dict[str, tuple[float, float]]:
         k: (statistics.median(t for t, _ in v), statistics.mean(x for _, x in v))
         for k, v in samples.items()
     }
-    mirror = float(du(scratch / "ws" / "mirrors" / "100.git"))
+    mirror = float(du(scratch / "ws" / "mirrors" / "0-100.git"))
     results["(mirror, once per machine)"] = (0.0, mirror)
     return results
 

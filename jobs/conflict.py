@@ -136,6 +136,7 @@ def _merge_base_into(
     with ctx.workspaces.worktree(
         task.id, task.repo_id, repo.clone_url, api.token(), pr.branch, pr.branch,
         new_branch=False, identity=(identity.login, identity.email),
+        installation=task.installation_id,
     ) as tree:  # fmt: skip
         work = Run(task, ctx, repo, tree, identity)
         env = work._env()  # the App's identity, as its other commits

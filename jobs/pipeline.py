@@ -566,6 +566,7 @@ def change_pull_request(
     with ctx.workspaces.worktree(
         task.id, task.repo_id, repo.clone_url, api.token(), pr.branch, pr.branch,
         new_branch=False, identity=(identity.login, identity.email),
+        installation=task.installation_id,
     ) as tree:  # fmt: skip
         ctx.store.audit(task.id, "worktree", f"{pr.branch} at {tree.base[:7]}")
         work = Run(task, ctx, repo, tree, identity, Heartbeat(check.progress))

@@ -57,6 +57,7 @@ def plan_epic(task: Task, ctx: Context) -> str:
         with ctx.workspaces.worktree(
             task.id, task.repo_id, repo.clone_url, api.token(), repo.base_branch,
             repo.base_branch, new_branch=False, identity=(identity.login, identity.email),
+            installation=task.installation_id,
         ) as tree:  # fmt: skip
             ctx.store.audit(task.id, "worktree", f"{repo.base_branch} at {tree.base[:7]}")
             files = [f for f in tree.git(["ls-files", "-z"]).split("\0") if f]

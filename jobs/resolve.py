@@ -39,6 +39,7 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
         with ctx.workspaces.worktree(
             task.id, task.repo_id, repo.clone_url, api.token(), branch, repo.base_branch,
             new_branch=True, identity=(identity.login, identity.email),
+            installation=task.installation_id,
         ) as tree:  # fmt: skip
             ctx.store.audit(task.id, "worktree", f"{tree.branch} from {repo.base_branch}")
 

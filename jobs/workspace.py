@@ -1,16 +1,17 @@
 """Mirror cache and the task's two git directories.
 
 Layout under WORKSPACES_DIR:
-    mirrors/<repo id>.git    one bare mirror per repository, fetched (never re-cloned) per task;
+    mirrors/<space>.git      one bare mirror per repository of an installation (the space:
+                             `<installation id>-<repo id>`), fetched (never re-cloned) per task;
                              only forgehand writes to it, the sandbox sees its objects read-only
-    mirrors/<repo id>.lock   serializes every change to that mirror across worker processes
+    mirrors/<space>.lock     serializes every change to that mirror across worker processes
     tasks/<task id>/         one task's scratch: `work/` (the tree the agent edits, with a git
                              directory of the agent's own at `work/.git`), `git/` (forgehand's
                              git directory for that tree, which the agent never sees), `home/`
                              (the agent's private home), the prompt, the owner
-    pool/<repo id>/<slot>/   finished tasks' `work/` and `git/`, kept for the next task on that
-                             repository: it rewrites only the files that differ instead of
-                             checking out the whole tree again
+    pool/<space>/<slot>/     finished tasks' `work/` and `git/`, kept for the next task on that
+                             repository of that installation: it rewrites only the files that
+                             differ instead of checking out the whole tree again
     logs/<task id>.log       agent output, kept after the worktree is gone
     run/                     process-group ids of running agents, for stop and orphan reaping
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import socket
 import time
@@ -39,6 +41,7 @@ EXCLUDES = (".aider*",)
 # costs the disk of one checkout while idle; one unused for POOL_IDLE seconds is removed.
 POOL_SIZE = 4
 POOL_IDLE = 24 * 3600
+SPACE = re.compile(r"[0-9]+-[0-9]+")  # an installation's id and a repository's
 FETCHES = "forgehand-fetches"  # in each mirror: fetches started, and the last one finished
 
 
@@ -81,12 +84,12 @@ class Workspaces:
         return self.logs / f"{task_id}.log"
 
     @contextmanager
-    def _locked(self, repo_id: int) -> Iterator[Path]:
+    def _locked(self, space: str) -> Iterator[Path]:
         self.mirrors.mkdir(parents=True, exist_ok=True)
-        with (self.mirrors / f"{repo_id}.lock").open("w") as lock:
+        with (self.mirrors / f"{space}.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                yield self.mirrors / f"{repo_id}.git"
+                yield self.mirrors / f"{space}.git"
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -128,6 +131,7 @@ class Workspaces:
         start: str,
         new_branch: bool,
         identity: tuple[str, str] = ("forgehand", "forgehand@users.noreply.github.com"),
+        installation: int = 0,
     ) -> Iterator[Worktree]:
         """A clean tree on `branch`, made from `origin/<start>`: a kept one when the
         repository has one (see POOL_SIZE), else a new one. Afterwards it is kept if the task
@@ -135,18 +139,21 @@ class Workspaces:
 
         With new_branch the branch is created from the start point; otherwise `start` is the
         existing remote branch the task continues. `identity` (name, email) is what the
-        agent's own git commits as.
+        agent's own git commits as. Mirror and kept trees are the `installation`'s own: a
+        repository transferred to another owner keeps its id, and nothing of the old owner's
+        tasks reaches the new one's.
         """
+        space = f"{installation}-{repo_id}"
         task_dir = self.tasks / task_id
         self._discard(task_dir)
         task_dir.mkdir(parents=True)
-        owner = f"{socket.gethostname()} {os.getpid()} {repo_id}"
+        owner = f"{socket.gethostname()} {os.getpid()} {space}"
         (task_dir / "owner").write_text(owner)
         finished = False
-        mirror = self.mirrors / f"{repo_id}.git"
+        mirror = self.mirrors / f"{space}.git"
         asked = _fetches(mirror)[0]
         try:
-            with self._locked(repo_id):
+            with self._locked(space):
                 self._refresh(mirror, clone_url, token, asked)
                 start_ref = f"refs/remotes/origin/{start}"
                 found = git(["rev-parse", "--verify", "--quiet", start_ref], mirror, check=False)
@@ -163,7 +170,7 @@ class Workspaces:
                 base=base,
                 task_dir=task_dir,
             )
-            reused = self._take_pooled(repo_id, tree)
+            reused = self._take_pooled(space, tree)
             if not reused:
                 tree.path.mkdir()
             _checkout(tree, task_dir)
@@ -182,12 +189,12 @@ class Workspaces:
             # SPEC §4 has it; only one that finished is kept for the next task.
             self._discard(task_dir, keep=finished)
 
-    def _take_pooled(self, repo_id: int, tree: Worktree) -> bool:
+    def _take_pooled(self, space: str, tree: Worktree) -> bool:
         """Move a kept tree of this repository into the task; False when there is none. Of
         its git directory only the index is kept (what makes the next checkout cheap): its
         objects and refs were the task before's."""
         claimed = tree.task_dir / "kept"
-        for slot in sorted((self.pool / str(repo_id)).glob("*")):
+        for slot in sorted((self.pool / space).glob("*")):
             try:
                 os.rename(slot, claimed)  # atomic: of tasks starting together, one gets it
             except OSError:
@@ -213,12 +220,12 @@ class Workspaces:
             # "racily clean", and git compares their contents, not their times, at the next
             # checkout; a refresh now would vouch for a file the agent rewrote in that second
             # at the same size, and the next task would find the agent's version.
-            with self._locked(owner.repo_id):
-                self._keep(owner.repo_id, task_dir)
+            with self._locked(owner.space):
+                self._keep(owner.space, task_dir)
         _remove(task_dir)
 
-    def _keep(self, repo_id: int, task_dir: Path) -> None:
-        pool = self.pool / str(repo_id)
+    def _keep(self, space: str, task_dir: Path) -> None:
+        pool = self.pool / space
         if pool.is_dir() and sum(1 for _ in pool.iterdir()) >= POOL_SIZE:
             return
         gitdir, work = task_dir / "git", task_dir / "work"
@@ -235,9 +242,9 @@ class Workspaces:
         removed: list[str] = []
         cutoff = time.time() - max_idle
         for repo in self.pool.glob("*") if self.pool.is_dir() else ():
-            if not repo.name.isdigit():
+            if not SPACE.fullmatch(repo.name):
                 continue
-            with self._locked(int(repo.name)):
+            with self._locked(repo.name):
                 for slot in repo.iterdir():
                     if slot.stat().st_mtime <= cutoff:
                         _remove(slot)
@@ -263,7 +270,7 @@ class Workspaces:
 class _Owner:
     host: str
     pid: int
-    repo_id: int
+    space: str  # the installation's and the repository's ids
 
 
 def _fetches(mirror: Path) -> tuple[int, int]:
@@ -363,8 +370,8 @@ def _remote_has(mirror: Path, branch: str) -> bool:
 
 def _owner(task_dir: Path) -> _Owner | None:
     try:
-        host, pid, repo_id = (task_dir / "owner").read_text().split()
-        return _Owner(host, int(pid), int(repo_id))
+        host, pid, space = (task_dir / "owner").read_text().split()
+        return _Owner(host, int(pid), space)
     except (OSError, ValueError):
         return None
 

@@ -39,7 +39,7 @@ def other_mirror(world: World) -> tuple[Path, str]:
     (seed / "secret.txt").write_text(f"{SECRET}\n")
     fakes.sh_git("add", "-A", cwd=seed)
     fakes.sh_git("commit", "-qm", "private", cwd=seed)
-    mirror = world.workspaces / "mirrors" / "424242.git"
+    mirror = world.workspaces / "mirrors" / "7-424242.git"
     mirror.parent.mkdir(parents=True)
     fakes.sh_git("clone", "-q", "--mirror", str(seed), str(mirror), cwd=world.tmp)
     return mirror, fakes.sh_git("rev-parse", "HEAD", cwd=seed).strip()

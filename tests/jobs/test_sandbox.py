@@ -128,7 +128,8 @@ def test_hooks_in_any_git_directory_never_run_in_forgehands_git(
     again = hostile.run(hostile.issue_task(8))
     assert again.state is State.DONE, why(hostile, again)
     assert not marker.exists() and fakes.branches(evil) == {}
-    mirror = hostile.workspaces / "mirrors" / f"{again.task.repo_id}.git"
+    task = again.task
+    mirror = hostile.workspaces / "mirrors" / f"{task.installation_id}-{task.repo_id}.git"
     assert "pwn" not in (mirror / "config").read_text()
     assert not any((mirror / "hooks").glob("*")) if (mirror / "hooks").exists() else True
 
@@ -136,7 +137,8 @@ def test_hooks_in_any_git_directory_never_run_in_forgehands_git(
 def test_a_poisoned_mirror_base_cannot_reach_a_later_task(hostile: World) -> None:
     record = attack(hostile, "move-base", "on: push\njobs: {evil: {}}\n")
     assert record.state is State.DONE, why(hostile, record)
-    mirror = hostile.workspaces / "mirrors" / f"{record.task.repo_id}.git"
+    task = record.task
+    mirror = hostile.workspaces / "mirrors" / f"{task.installation_id}-{task.repo_id}.git"
     main = fakes.sh_git("rev-parse", "main", cwd=hostile.origin).strip()
     assert fakes.sh_git("rev-parse", "refs/remotes/origin/main", cwd=mirror).strip() == main
     assert "999999" not in (mirror / "forgehand-fetches").read_text()

@@ -31,10 +31,24 @@ def test_worktree_from_fresh_base_is_kept_afterwards(tmp_path: Path, origin: Pat
         assert git(["status", "--porcelain"], tree.path) == ""
         assert tree.gitdir != tree.path / ".git" and tree.gitdir.is_dir()
     assert not (tmp_path / "ws" / "tasks" / "t-1").exists()
-    mirror = tmp_path / "ws" / "mirrors" / "1.git"
+    mirror = tmp_path / "ws" / "mirrors" / "0-1.git"
     assert git(["for-each-ref", "refs/heads"], mirror).strip() == ""
-    (kept,) = (tmp_path / "ws" / "pool" / "1").iterdir()
+    (kept,) = (tmp_path / "ws" / "pool" / "0-1").iterdir()
     assert sorted(p.name for p in kept.iterdir()) == ["git", "work"]
+
+
+def test_installations_share_no_mirror_and_no_kept_tree(tmp_path: Path, origin: Path) -> None:
+    """A repository keeps its id when it moves to another owner: what one installation's
+    tasks left is not the other's to start from."""
+    ws = Workspaces(tmp_path / "ws")
+    url = f"file://{origin}"
+    with ws.worktree("t-1", 1, url, None, "agent/a", "main", True, installation=41) as tree:
+        (tree.path / "left.txt").write_text("by installation 41\n")
+    with ws.worktree("t-2", 1, url, None, "agent/b", "main", True, installation=42) as tree:
+        assert not (tree.path / "left.txt").exists()
+    mirrors = sorted(p.name for p in (tmp_path / "ws" / "mirrors").glob("*.git"))
+    assert mirrors == ["41-1.git", "42-1.git"]
+    assert {p.name for p in (tmp_path / "ws" / "pool").iterdir()} == {"41-1", "42-1"}
 
 
 def test_a_kept_worktree_comes_back_clean_on_the_new_base(tmp_path: Path, origin: Path) -> None:
@@ -73,7 +87,7 @@ def test_a_kept_worktree_comes_back_clean_on_the_new_base(tmp_path: Path, origin
         refs = tree.git(["for-each-ref", "--format=%(refname)"]).split()
         assert refs == ["refs/heads/agent/b"]  # the last task's git directory is not kept
     assert list(elsewhere.iterdir()) == []
-    assert len(list((tmp_path / "ws" / "pool" / "1").iterdir())) == 1
+    assert len(list((tmp_path / "ws" / "pool" / "0-1").iterdir())) == 1
 
 
 def test_what_the_agent_does_to_its_git_hides_nothing_from_forgehand(
@@ -96,7 +110,7 @@ def test_a_task_stopped_part_way_loses_its_worktree(tmp_path: Path, origin: Path
         ws.worktree("t-1", 1, url, None, "agent/a", "main", new_branch=True),
     ):
         raise RuntimeError("cancelled")
-    assert not (tmp_path / "ws" / "pool" / "1").exists()
+    assert not (tmp_path / "ws" / "pool" / "0-1").exists()
     assert not (tmp_path / "ws" / "tasks" / "t-1").exists()
 
 
@@ -108,7 +122,7 @@ def test_the_pool_is_bounded_and_idle_worktrees_go(tmp_path: Path, origin: Path)
             stack.enter_context(
                 ws.worktree(f"t-{i}", 1, url, None, f"agent/{i}", "main", new_branch=True)
             )
-    pool = tmp_path / "ws" / "pool" / "1"
+    pool = tmp_path / "ws" / "pool" / "0-1"
     assert len(list(pool.iterdir())) == POOL_SIZE
     assert ws.prune_pool() == []  # all used just now
     assert len(ws.prune_pool(max_idle=0)) == POOL_SIZE
@@ -128,7 +142,7 @@ def test_mirror_is_fetched_not_recloned(tmp_path: Path, origin: Path) -> None:
     url = f"file://{origin}"
     with ws.worktree("t-1", 1, url, None, "agent/a", "main", new_branch=True):
         pass
-    mirror = tmp_path / "ws" / "mirrors" / "1.git"
+    mirror = tmp_path / "ws" / "mirrors" / "0-1.git"
     marker = os.stat(mirror / "HEAD").st_ino
     push_a_new_file(tmp_path, origin)
     with ws.worktree("t-2", 1, url, None, "agent/b", "main", new_branch=True) as tree:
@@ -191,7 +205,7 @@ def test_tasks_that_asked_together_share_one_fetch(
     url = f"file://{origin}"
     with ws.worktree("t-0", 1, url, None, "agent/0", "main", new_branch=True):
         pass
-    mirror = tmp_path / "ws" / "mirrors" / "1.git"
+    mirror = tmp_path / "ws" / "mirrors" / "0-1.git"
     fetches: list[list[str]] = []
 
     def counting(args: list[str], cwd: Path, **kwargs: Any) -> str:
