@@ -77,15 +77,20 @@ def test_labelled_issue_posted_to_dev_becomes_a_pull_request(tmp_path: Path) -> 
     assert not (tmp_path / ".forgehand" / "dev-redis-url").exists()
 
 
-def test_ctrl_c_stops_dev_cleanly_with_its_urls_printed(tmp_path: Path) -> None:
-    port = free_port()
+def _start_dev(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """`forgehand dev` in a session of its own (as a terminal runs it), with an embedded Redis."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "APP_ID", "PRIVATE_KEY")}
     env |= {"WEBHOOK_SECRET": p.SECRET, "PORT": str(port), "PYTHONPATH": str(ROOT),
             "WORKSPACES_DIR": str(tmp_path / "ws")}  # fmt: skip
-    dev = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "app", "dev"], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
+
+
+def test_ctrl_c_stops_dev_cleanly_with_its_urls_printed(tmp_path: Path) -> None:
+    port = free_port()
+    dev = _start_dev(tmp_path, port)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _healthy(url), "forgehand dev did not come up")
@@ -112,13 +117,7 @@ def test_ctrl_c_while_the_worker_is_starting_prints_no_traceback(tmp_path: Path)
     """Ctrl-C at once, while `dev`'s worker is still starting (in the terminal's process group
     until it makes a session of its own): nothing it says is a traceback, and it leaves nothing
     running (a worker left behind would hold its output open: `communicate` would time out)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "APP_ID", "PRIVATE_KEY")}
-    env |= {"WEBHOOK_SECRET": p.SECRET, "PORT": str(free_port()), "PYTHONPATH": str(ROOT),
-            "WORKSPACES_DIR": str(tmp_path / "ws")}  # fmt: skip
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "app", "dev"], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    dev = _start_dev(tmp_path, free_port())
     assert dev.stdout is not None
     try:
         seen = []
