@@ -136,7 +136,7 @@ def render(
             lines += ["", "Critical path: " + " → ".join(f"`{k}`" for k in checked.critical_path)
                       + f" ({weights}; S=1, M=2, L=3)."]  # fmt: skip
         if ceiling and not filed:
-            lines += ["", cell(ceiling)]
+            lines += ["", ceiling]  # forgehand's own figures: no stranger's text to defuse
         if checked.shared or checked.pull_collisions:
             lines += [
                 "",
