@@ -298,21 +298,65 @@ def check(plan: Plan, files: Iterable[str], pulls: Mapping[int, Iterable[str]]) 
     )
 
 
+# A plan's rows can hold exponentially many cycles: these are named, at most, within at most
+# so many steps of the search; one more is always found if any exists.
+CYCLES_SHOWN = 20
+CYCLE_STEPS = 20_000
+
+
 def find_cycles(edges: Mapping[str, Iterable[str]]) -> tuple[tuple[str, ...], ...]:
-    """Each dependency cycle once, as a → … → a, starting at its smallest key."""
+    """Dependency cycles, each once, as a → … → a starting at its smallest key: all of them in
+    a plan of a few, some of them (CYCLES_SHOWN) in one that holds very many."""
     found: set[tuple[str, ...]] = set()
     graph = {k: list(v) for k, v in edges.items()}
+    steps = 0
 
-    def walk(path: list[str]) -> None:
+    def walk(path: list[str]) -> bool:
+        """False once enough is found or searched."""
+        nonlocal steps
         for nxt in graph.get(path[-1], []):
+            steps += 1
+            if len(found) >= CYCLES_SHOWN or steps > CYCLE_STEPS:
+                return False
             if nxt == path[0]:
                 found.add((*path, nxt))
-            elif nxt not in path and nxt > path[0]:
-                walk([*path, nxt])
+            elif nxt not in path and nxt > path[0] and not walk([*path, nxt]):
+                return False
+        return True
 
     for start in sorted(graph):
-        walk([start])
+        if not walk([start]):
+            break
+    if not found:
+        found.update(_one_cycle(graph))
     return tuple(sorted(found))
+
+
+def _one_cycle(graph: Mapping[str, list[str]]) -> tuple[tuple[str, ...], ...]:
+    """A cycle of the graph if it has one (a depth-first search, each row visited once)."""
+    done: set[str] = set()
+    for root in sorted(graph):
+        if root in done:
+            continue
+        path, on_path = [root], {root}
+        todo = [iter(graph.get(root, []))]
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                left = path.pop()
+                done.add(left)
+                on_path.discard(left)
+                todo.pop()
+            elif nxt in on_path:
+                loop = path[path.index(nxt) :]
+                first = loop.index(min(loop))
+                loop = loop[first:] + loop[:first]
+                return ((*loop, loop[0]),)
+            elif nxt not in done and nxt in graph:
+                path.append(nxt)
+                on_path.add(nxt)
+                todo.append(iter(graph[nxt]))
+    return ()
 
 
 def _waves(edges: Mapping[str, Iterable[str]], on_cycle: set[str]) -> dict[str, int]:

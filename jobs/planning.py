@@ -235,7 +235,8 @@ def recheck(task: Task, ctx: Context) -> str:
         text, checked, problems = _read_comment(api, ctx, task, repo, epic, redactor)
         body = _render(ctx, task, text, checked, problems, epic, repo)
         api.patch(f"/repos/{task.repo}/issues/comments/{epic.comment}", {"body": body})
-        state.set_plan(task.repo_id, task.number, text)
+        if checked is not None:  # the plan page shows the last plan that was valid
+            state.set_plan(task.repo_id, task.number, text)
     return "edited plan is valid" if checked is not None else "edited plan is not valid"
 
 
