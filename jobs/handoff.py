@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 from jobs import bounded, protected
 from jobs.errors import TaskFailed
-from jobs.git import GitError, git_capped
+from jobs.git import GIT_TIMEOUT, GitError, base_env, git_capped
 from jobs.sandbox import Sandbox
 from jobs.tree_limits import Limits, over
 from jobs.workspace import EXCLUDES, Worktree
@@ -29,12 +30,15 @@ PACK_TIMEOUT = 600
 HEADER_LIMIT = 64 * 1024
 SIGNATURE = b"# v2 git bundle\n"
 GITLINK = "160000"
+# The most of git's listing of the agent's commits held in memory: a few commits can list
+# gigabytes (trees that swap many files back and forth), and a change past it is refused.
+LISTING_LIMIT = 16 * 1024 * 1024
 # fsck's warnings that matter here become errors: a tree naming `.git` would write into a
-# git directory wherever it is checked out.
+# git directory wherever it is checked out. They are given to index-pack, which checks every
+# object it reads: a fetch from a bundle checks none before git 2.46, whatever it is told.
 FSCK = (
-    ("fetch.fsckObjects", "true"),
-    ("fetch.fsck.hasDotgit", "error"),
-    ("fetch.fsck.nulInTree", "error"),
+    ("fsck.hasDotgit", "error"),
+    ("fsck.nulInTree", "error"),
 )
 
 
@@ -75,23 +79,23 @@ def take(
         raise TaskFailed(f"Taking the agent's work failed ({said}), so nothing was pushed.")
     if bundle.stat().st_size == 0:
         return tree.base
-    return receive(tree, bundle, limits)
+    return receive(tree, bundle)
 
 
-def receive(tree: Worktree, bundle: Path, limits: Limits) -> str:
+def receive(tree: Worktree, bundle: Path) -> str:
     """Check the bundle and fetch its one commit into forgehand's git directory."""
     prerequisites, refs = read_header(bundle)
     if list(refs) != [RESULT] or not set(prerequisites) <= {tree.base}:
         raise TaskFailed("The agent's work came back malformed, so nothing was pushed.")
     head = refs[RESULT]
     try:
-        fetch = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", str(bundle)]
-        tree.git([*_config(FSCK), *fetch, f"+{RESULT}:{TAKEN}"])
-        # Checks too that `head` is a commit: an ancestor is one.
+        _index(tree, bundle)
+        tree.git(["update-ref", TAKEN, head])
+        # Checks too that `head` is a commit, and that the pack held it: an ancestor is one.
         tree.git(["merge-base", "--is-ancestor", tree.base, head])
     except GitError as exc:
         raise TaskFailed(f"The agent's work was refused ({exc}), so nothing was pushed.") from None
-    links = gitlinks(tree, head, limits)
+    links = gitlinks(tree, head)
     if links:
         shown = ", ".join(f"`{protected.printable(p)}`" for p in links[:10])
         raise TaskFailed(
@@ -99,6 +103,20 @@ def receive(tree: Worktree, bundle: Path, limits: Limits) -> str:
             "was pushed."
         )
     return head
+
+
+def _index(tree: Worktree, bundle: Path) -> None:
+    """The bundle's pack into forgehand's git directory, every object checked strictly."""
+    with bundle.open("rb") as f:
+        f.seek(f.read(HEADER_LIMIT).index(b"\n\n") + 2)  # read_header checked it is there
+        done = subprocess.run(
+            ["git", *_config(FSCK), "--git-dir", str(tree.gitdir), "index-pack", "--stdin",
+             "--strict", "--fix-thin"],
+            stdin=f, capture_output=True, env=base_env(), timeout=GIT_TIMEOUT, check=False,
+        )  # fmt: skip
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        raise GitError(f"git index-pack failed: {' '.join(said)}")
 
 
 def read_header(bundle: Path) -> tuple[list[str], dict[str, str]]:
@@ -121,14 +139,14 @@ def read_header(bundle: Path) -> tuple[list[str], dict[str, str]]:
     return prerequisites, refs
 
 
-def gitlinks(tree: Worktree, head: str, limits: Limits) -> list[str]:
+def gitlinks(tree: Worktree, head: str) -> list[str]:
     """Paths where any commit from the base to `head` (merges against each parent) records a
     gitlink: a nested repository, whose commit forgehand would reference but never check.
     (forgehand's git ignores submodules in diffs by default, so this asks not to.)"""
     raw, cut = git_capped(
         ["--git-dir", str(tree.gitdir), "log", "-m", "--raw", "--no-renames", "--no-abbrev",
          "--ignore-submodules=none", "-z", "--format=", f"{tree.base}..{head}"],
-        tree.task_dir, limits.size,
+        tree.task_dir, LISTING_LIMIT,
     )  # fmt: skip
     if cut:
         raise TaskFailed("The agent's change is too large to check, so nothing was pushed.")

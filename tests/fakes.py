@@ -76,9 +76,15 @@ GIT_ENV = {
 }
 
 
-def sh_git(*args: str, cwd: Path) -> str:
+def sh_git(*args: str, cwd: Path, input: str | None = None) -> str:
     return subprocess.run(
-        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
+        ["git", *args],
+        cwd=cwd,
+        env=GIT_ENV,
+        check=True,
+        capture_output=True,
+        text=True,
+        input=input,
     ).stdout
 
 

@@ -185,10 +185,10 @@ def test_a_bundle_naming_another_prerequisite_or_ref_is_refused(tmp_path: Path) 
     with workspaces.worktree("t", 1, url, None, "agent/t", "main", True) as tree:
         assert tree.base == base
         with pytest.raises(TaskFailed, match="malformed"):
-            handoff.receive(tree, other, LIMITS)
+            handoff.receive(tree, other)
         with pytest.raises(TaskFailed, match=r"gitlinks.*vendor/lib"):
-            handoff.receive(tree, linked, LIMITS)
-        head = handoff.receive(tree, good, LIMITS)
+            handoff.receive(tree, linked)
+        head = handoff.receive(tree, good)
         log = fakes.sh_git("--git-dir", str(tree.gitdir), "log", "--format=%s", head, cwd=tmp_path)
         assert log.split() == ["two", "one", "Initial", "commit"]
     # Forged headers: a second ref of the same name, a line that is no ref.
@@ -201,3 +201,29 @@ def test_a_bundle_naming_another_prerequisite_or_ref_is_refused(tmp_path: Path) 
         bad.write_bytes(forged)
         with pytest.raises(TaskFailed, match="malformed"):
             handoff.read_header(bad)
+
+
+def test_a_bundle_whose_tree_names_dot_git_is_refused(tmp_path: Path) -> None:
+    """What the agent packs is its own to forge: a tree holding `.git/hooks/...` (which git
+    checks only when told to, and, before 2.46, not at all when fetching from a bundle) never
+    enters forgehand's git directory."""
+    origin = fakes.make_origin(tmp_path / "remote")
+    clone = tmp_path / "clone"
+    fakes.sh_git("clone", "-q", str(origin), str(clone), cwd=tmp_path)
+    base = fakes.sh_git("rev-parse", "HEAD", cwd=clone).strip()
+    hook = fakes.sh_git("hash-object", "-w", "--stdin", cwd=clone, input="#!/bin/sh\nid\n")
+    hooks = fakes.sh_git("mktree", cwd=clone, input=f"100755 blob {hook.strip()}\tpost-checkout\n")
+    dot_git = fakes.sh_git("mktree", cwd=clone, input=f"040000 tree {hooks.strip()}\thooks\n")
+    listed = fakes.sh_git("ls-tree", "HEAD", cwd=clone)
+    top = fakes.sh_git("mktree", cwd=clone, input=f"{listed}040000 tree {dot_git.strip()}\t.git\n")
+    evil = fakes.sh_git("commit-tree", top.strip(), "-p", base, "-m", "evil", cwd=clone).strip()
+    fakes.sh_git("update-ref", handoff.RESULT, evil, cwd=clone)
+    bundle = tmp_path / "evil.bundle"
+    fakes.sh_git("bundle", "create", "-q", str(bundle), handoff.RESULT, f"^{base}", cwd=clone)
+    with Workspaces(tmp_path / "ws").worktree(
+        "t", 1, f"file://{origin}", None, "agent/t", "main", True
+    ) as tree:
+        with pytest.raises(TaskFailed, match="refused"):
+            handoff.receive(tree, bundle)
+        has = ["--git-dir", str(tree.gitdir), "cat-file", "-e", evil]
+        assert subprocess.run(["git", *has], capture_output=True).returncode != 0
