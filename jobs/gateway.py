@@ -34,6 +34,9 @@ MAX_HEAD = 64 * 1024
 # A request body is read whole (its model and stream flag decide metering); a larger one gets
 # 413. Agents send their whole context each turn: a few megabytes at most.
 MAX_BODY = 32 * 1024 * 1024
+# Calls of one task in flight at once: each is admitted against the budget only while the
+# ones before it are counted, so an agent's burst passes its cap by at most this many calls.
+MAX_CALLS = 4
 IDLE = 300.0  # seconds a kept-alive connection may wait for its next request
 UPSTREAM_TIMEOUT = 600.0  # seconds without a byte from the model API
 PLACEHOLDER_PREFIX = "fh-gw-"
@@ -223,6 +226,7 @@ class Gateway:
         self._open = True
         self._filter_keys = [u.key for u in found.values()]
         self._lock = threading.Lock()
+        self._calls = threading.BoundedSemaphore(MAX_CALLS)
         self._listener: socket.socket | None = None
         self._idle: dict[str, list[http.client.HTTPConnection]] = {}  # to each upstream
 
@@ -315,6 +319,18 @@ class Gateway:
         if "%" in rest or "/." in rest or not CALLS[api].fullmatch(rest):
             message = f"forgehand gateway: only model calls pass, not {request.method} {rest[:100]}"
             return _send(client, 403, _json_type(), _error(api, 403, message))
+        if _in_background(request.body):
+            message = "forgehand gateway: background responses are not let out (unmetered)"
+            return _send(client, 403, _json_type(), _error(api, 403, message))
+        with self._calls:
+            return self._call(client, request, upstream, rest, query)
+
+    def _call(
+        self, client: socket.socket, request: _Request, upstream: Upstream, rest: str,
+        query: list[tuple[str, str]],
+    ) -> bool:  # fmt: skip
+        """Admit, forward and meter one model call."""
+        api = upstream.api
         refusal = self.admit()
         if refusal is not None:
             with self._lock:
@@ -469,6 +485,12 @@ def _connect(base: str) -> http.client.HTTPConnection:
             host, parts.port, timeout=UPSTREAM_TIMEOUT, context=context
         )
     return http.client.HTTPConnection(host, parts.port, timeout=UPSTREAM_TIMEOUT)
+
+
+def _in_background(body: bytes) -> bool:
+    """Whether a call asks the API to run it in the background (OpenAI Responses): it is
+    billed while its answer says nothing of its usage."""
+    return b'"background"' in body and re.search(rb'"background"\s*:\s*true', body) is not None
 
 
 def _prepare(api: Api, rest: str, body: bytes) -> tuple[bytes, str, bool]:

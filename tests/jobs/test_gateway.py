@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from jobs.gateway import Gateway, agent_variables, new_placeholder, upstreams
+from jobs.gateway import MAX_CALLS, Gateway, agent_variables, new_placeholder, upstreams
 from jobs.usage import Api, Usage
 from tests.agents.models.anthropic import FakeAnthropic
 from tests.agents.models.gemini import GeminiFake
@@ -367,3 +367,42 @@ def test_calls_reuse_a_connection_to_the_upstream_and_survive_its_closing(closin
     assert answers == [200, 200, 200] and len(calls) == 3
     assert upstream.connections == (3 if closing else 1)
     upstream.listener.close()
+
+
+def test_calls_at_once_cannot_race_past_the_budget() -> None:
+    """The budget is checked before a call and counted after it: an agent that sends many
+    calls at once must not have them all admitted before the first is counted."""
+    metered: list[list[tuple[Api, Usage]]] = []
+
+    def admit() -> str | None:  # a budget of one call
+        return "stopped at $1.00 of the $1.00 budget" if metered[0] else None
+
+    with (
+        OpenAIChat(delay=0.3) as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}, admit) as (
+            gw, url, calls),
+    ):  # fmt: skip
+        metered.append(calls)
+        threads = [
+            threading.Thread(target=post, args=(url, "/openai/chat/completions",
+                             {"model": "gpt-4o"}, {"Authorization": f"Bearer {gw.placeholder}"}))
+            for _ in range(16)
+        ]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        answered = len(api.completions)
+    assert 1 <= answered <= MAX_CALLS
+    assert len(gw.refused) == 16 - answered
+
+
+def test_a_call_the_api_would_run_in_the_background_is_refused() -> None:
+    """A background response is billed while the gateway sees no usage: it is not let out."""
+    with (
+        OpenAIResponses() as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}) as (gw, url, calls),
+    ):
+        status, _, _ = post(url, "/openai/responses", {"model": "gpt-5", "background": True},
+                            {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+    assert status == 403 and api.requests == [] and calls == []
