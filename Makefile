@@ -35,7 +35,7 @@ test: lint
 # with, each run through forgehand's sandbox and presets against a scripted model server.
 test-agents: $(STAMP)
 	bash tests/agents/install.sh $(AGENTS_DIR)
-	FORGEHAND_AGENTS_DIR=$(AGENTS_DIR) $(BIN)/pytest tests/agents tests/jobs/test_presets.py
+	FORGEHAND_AGENTS_DIR=$(AGENTS_DIR) $(BIN)/pytest tests/agents tests/jobs/agents/test_presets.py
 
 # forgehand's image (Containerfile), built with podman (ENGINE=docker for Docker);
 # AGENTS="claude codex" adds those agent CLIs.

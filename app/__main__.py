@@ -22,11 +22,12 @@ from types import FrameType
 
 from redis.exceptions import RedisError
 
-from app import logs, spend
-from app.redis_conn import connect, embedded_redis
+from app import logs
 from app.settings import Settings, SettingsError, load
-from app.store import Store
-from jobs.protected import printable
+from app.store import spend
+from app.store.redis_conn import connect, embedded_redis
+from app.store.store import Store
+from jobs.boundary.protected import printable
 
 log = logging.getLogger("forgehand")
 
@@ -165,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "doctor":
         # Doctor reports a bad setting as one of its checks instead of stopping at it.
-        from app import doctor
+        from app.cli import doctor
 
         checks = doctor.run()
         for check in checks:
@@ -196,8 +197,8 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from app import serving
-    from app.main import create_app
+    from app.web import serving
+    from app.web.main import create_app
 
     app = create_app(settings, connect(redis_url))
     # Given explicitly, so that FORWARDED_ALLOW_IPS in .env counts as it does in the environment.
@@ -210,7 +211,7 @@ def _serve(
 
 def _check_schema(redis_url: str) -> None:
     """Refuse a Redis written by a newer forgehand; bring an older one up to date."""
-    from app.schema import SchemaError, ensure
+    from app.store.schema import SchemaError, ensure
 
     redis = connect(redis_url)
     try:
@@ -259,7 +260,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def _contain(settings: Settings) -> None:
     """Refuse to run agents where the sandbox cannot be made; warn when it is turned off."""
-    from jobs.sandbox import UNSAFE_WARNING, Sandbox, SandboxUnavailable
+    from jobs.boundary.sandbox import UNSAFE_WARNING, Sandbox, SandboxUnavailable
 
     sandbox = Sandbox(settings)
     if not sandbox.contained:
@@ -423,7 +424,7 @@ def _usage(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _plan(store: Store, repo: str) -> int:
-    from app import plan
+    from app.fleet import plan
 
     rows = plan.read(store, repo)
     if not rows:
@@ -458,8 +459,8 @@ def _redeliver(settings: Settings, args: argparse.Namespace) -> int:
 def _setup(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app import serving
-    from app.setup import configured, setup_app
+    from app.web import serving
+    from app.web.setup import configured, setup_app
 
     if configured(settings):
         print("forgehand is already registered: APP_ID and a private key are set.")
@@ -534,9 +535,9 @@ def sandbox_dir(given: Path, fresh: str, always_fresh: bool) -> Path:
 
 
 def _try_agent(settings: Settings, args: argparse.Namespace) -> int:
-    from jobs.agent import AgentConfigError
-    from jobs.sandbox import SandboxUnavailable
-    from jobs.try_agent import report, try_agent
+    from jobs.agents.runner import AgentConfigError
+    from jobs.agents.try_agent import report, try_agent
+    from jobs.boundary.sandbox import SandboxUnavailable
 
     name = args.agent or settings.agent
     print(f"Running the {name} agent, sandboxed, on a scratch repository: fix add() in calc.py")

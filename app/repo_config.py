@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
-from app.epic_plan import PLAN_MAX_ISSUES
-from app.fleet import MAX_OPEN_PULL_REQUESTS, OVERLAP_MODES
+from app.fleet.decisions import MAX_OPEN_PULL_REQUESTS, OVERLAP_MODES
+from app.fleet.epic_plan import PLAN_MAX_ISSUES
 from app.settings import AGENT_PRESETS
-from jobs.egress import Policy
+from jobs.boundary.egress import Policy
 
 PATH = ".github/forgehand.yml"
 DEFAULT_PROTECTED = (".github/workflows/**", PATH)

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from app.hosts import hostname, is_loopback
-from jobs.egress import Policy
-from jobs.prices import parse_prices
+from app.web.hosts import hostname, is_loopback
+from jobs.boundary.egress import Policy
+from jobs.spend.prices import parse_prices
 
 AGENT_PRESETS = ("claude", "codex", "aider", "opencode", "gemini", "command")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -40,9 +40,9 @@ class Settings:
     worker_drain_timeout: int = 1800
     agent_env: tuple[str, ...] = ()
     agent_sandbox: str = "bwrap"
-    # Empty: nothing; the model API is reached through the gateway (jobs/gateway.py).
+    # Empty: nothing; the model API is reached through the gateway (jobs/boundary/gateway.py).
     agent_allow_hosts: tuple[str, ...] = ()
-    # What the agent's tree may hold for forgehand to take it (jobs/tree_limits.py).
+    # What the agent's tree may hold for forgehand to take it (jobs/boundary/tree_limits.py).
     tree_max_files: int = 100_000
     tree_max_path: int = 4096
     tree_max_bytes: int = 2 * 1024**3

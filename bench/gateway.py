@@ -28,7 +28,7 @@ import threading
 import time
 from multiprocessing import Queue
 
-from jobs.gateway import Gateway, new_placeholder, upstreams
+from jobs.boundary.gateway import Gateway, new_placeholder, upstreams
 
 SMALL = json.dumps({
     "id": "x", "object": "chat.completion", "model": "gpt-4o",

@@ -33,10 +33,10 @@ from redis import Redis
 from app.github import App, Identity
 from app.repo_config import RepoConfig
 from app.settings import parse
-from app.store import Store
+from app.store.store import Store
 from app.tasks import Kind, Task
+from jobs.boundary.redact import redactor_for
 from jobs.pipeline import Context, Repo, Run
-from jobs.redact import redactor_for
 from jobs.workspace import Workspaces
 
 GIT_ENV = os.environ | {

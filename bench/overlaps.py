@@ -2,12 +2,13 @@
 
     REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/overlaps.py [--db 6] [--rounds 5]
 
-A generated repository (2,000 files, 200 commits) has 50 agent branches, each changing 20
-files, some of them shared with other branches and some changing definitions. With the other
-49 recorded in Redis, each branch in turn is checked as a worker checks a push
-(jobs/overlap.py): git lists its files and the files whose definitions it changes, Redis records
-them and returns the fleet, and the overlaps and merge order are computed. Prints the wall time
-of one check (median, p95, max) and its parts, as a Markdown table for docs/benchmarks.md.
+A generated repository (2,000 files, 200 commits) has 50 agent branches, each changing 20 files,
+some of them shared with other branches and some changing definitions. With the other 49
+recorded in Redis, each branch in turn is checked as a worker checks a push
+(jobs/fleet/overlap.py): git lists its files and the files whose definitions it changes, Redis
+records them and returns the fleet, and the overlaps and merge order are computed. Prints the
+wall time of one check (median, p95, max) and its parts, as a Markdown table for
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.fleet import Pull
-from app.fleet_state import FleetState
-from app.redis_conn import connect
-from jobs.overlap import changed_files, check_push
+from app.fleet.decisions import Pull
+from app.fleet.state import FleetState
+from app.store.redis_conn import connect
+from jobs.fleet.overlap import changed_files, check_push
 
 FILES, COMMITS, PULLS, TOUCHED = 2_000, 200, 50, 20
 REPO_ID = 990_001

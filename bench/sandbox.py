@@ -1,6 +1,6 @@
 """What the sandbox costs an agent: its start, and its output per line.
 
-Runs forgehand's own runner (jobs/agent.py) on a scratch tree, once through the sandbox as
+Runs forgehand's own runner (jobs/agents/runner.py) on a scratch tree, once through the sandbox as
 tasks do (bubblewrap, the egress proxy and the bridge inside) and once unsandboxed, rounds
 interleaved, and prints a Markdown table of medians:
 
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from app.settings import parse
-from jobs import agent
-from jobs.sandbox import Sandbox
+from jobs.agents import runner as agent
+from jobs.boundary.sandbox import Sandbox
 
 PRINTER = "import sys\nline = 'x' * 79 + '\\n'\nfor _ in range({n}): sys.stdout.write(line)\n"
 

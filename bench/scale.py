@@ -35,8 +35,8 @@ from pathlib import Path
 
 import httpx
 
-from app.redis_conn import connect, embedded_redis
-from app.store import Store
+from app.store.redis_conn import connect, embedded_redis
+from app.store.store import Store
 from app.tasks import State
 from simulator import shapes
 from simulator.github import GitHubSimulator, git_out

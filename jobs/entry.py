@@ -12,21 +12,23 @@ from types import FrameType
 from rq import get_current_job
 
 from app.github import App
-from app.metrics import count_task
 from app.settings import Settings, SettingsError, load
-from app.store import Store
+from app.store.metrics import count_task
+from app.store.store import Store
 from app.tasks import Kind, State, Task
-from jobs import day_budget, fleet, pipeline
-from jobs.closed import closed, fork_notice
-from jobs.commands import run_command
-from jobs.conflict import check_base, resolve_conflict
+from jobs import pipeline
+from jobs.boundary.redact import redactor_for
 from jobs.errors import HANDED_BACK, Escalated, HandedBack, TaskFailed, permanent_reason
-from jobs.fix_ci import fix_ci
-from jobs.planning import approve, plan_epic, recheck
-from jobs.redact import redactor_for
-from jobs.rerun import rerun
-from jobs.resolve import resolve_issue
-from jobs.review import address_review
+from jobs.fleet import pulls as fleet
+from jobs.kinds.closed import closed, fork_notice
+from jobs.kinds.commands import run_command
+from jobs.kinds.conflict import check_base, resolve_conflict
+from jobs.kinds.fix_ci import fix_ci
+from jobs.kinds.planning import approve, plan_epic, recheck
+from jobs.kinds.rerun import rerun
+from jobs.kinds.resolve import resolve_issue
+from jobs.kinds.review import address_review
+from jobs.spend import day_budget
 from jobs.workspace import Workspaces
 
 HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {

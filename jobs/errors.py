@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.github import GitHubError
 from app.settings import SettingsError
-from jobs.agent import AgentConfigError
+from jobs.agents.runner import AgentConfigError
 
 
 class TaskFailed(Exception):

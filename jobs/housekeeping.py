@@ -11,15 +11,16 @@ from datetime import timedelta
 
 from redis import Redis
 
-from app import triggers
 from app.dispatch import Dispatcher, job_timeout
-from app.fleet_wake import wake_stale
+from app.fleet.wake import wake_stale
 from app.github import App, GitHubError
 from app.redeliver import redeliver
 from app.settings import Settings
-from app.store import Store
+from app.store.store import Store
 from app.tasks import Kind, Task
-from jobs import ci, day_budget
+from app.web import triggers
+from jobs.kinds import ci
+from jobs.spend import day_budget
 
 INTERVAL = 300
 # The review states that start a task, as the REST API spells them (webhooks: lower case).

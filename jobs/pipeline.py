@@ -15,26 +15,30 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
-from app import budget, spend
+from app import budget
 from app.github import App, GitHubError, Identity, Installation, segment
-from app.metrics import observe_agent
 from app.repo_config import PATH as CONFIG_PATH
 from app.repo_config import RepoConfig
 from app.repo_config import parse as parse_config
 from app.settings import Settings
-from app.store import Store
+from app.store import spend
+from app.store.metrics import observe_agent
+from app.store.store import Store
 from app.tasks import Task
-from jobs import agent, handoff, prompts, protected, report
+from jobs.agents import prompts
+from jobs.agents import runner as agent
+from jobs.agents.presets import PRESETS, Preset, write_home
+from jobs.boundary import handoff, protected
+from jobs.boundary.gateway import Admit, Gateway, Meter, agent_variables, new_placeholder, upstreams
+from jobs.boundary.git import GitError, git_capped
+from jobs.boundary.redact import Redactor, redactor_for
+from jobs.boundary.sandbox import UNSAFE_WARNING, Sandbox
+from jobs.boundary.tree_limits import Limits
 from jobs.errors import HANDED_BACK, BudgetStopped, HandedBack, TaskFailed
-from jobs.gateway import Admit, Gateway, Meter, agent_variables, new_placeholder, upstreams
-from jobs.git import GitError, git_capped
-from jobs.metering import TaskMeter
-from jobs.presets import PRESETS, Preset, write_home
-from jobs.progress import CheckRun, Heartbeat, dashboard_url
-from jobs.redact import Redactor, redactor_for
-from jobs.sandbox import UNSAFE_WARNING, Sandbox
-from jobs.status import StatusComment
-from jobs.tree_limits import Limits
+from jobs.report import words as report
+from jobs.report.progress import CheckRun, Heartbeat, dashboard_url
+from jobs.report.status import StatusComment
+from jobs.spend.metering import TaskMeter
 from jobs.workspace import Workspaces, Worktree
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
@@ -371,7 +375,7 @@ class Run:
         }
 
     def take(self, message: str) -> str:
-        """The agent's work as a commit in forgehand's git directory (jobs/handoff.py); the
+        """The agent's work as a commit in forgehand's git directory (jobs/boundary/handoff.py); the
         base when it changed nothing."""
         limits = Limits.of(self.settings)
         return handoff.take(self.ctx.sandbox, self.tree, message, self.who(), limits)
@@ -420,7 +424,7 @@ class Run:
         with `commits`, each commit between them on its own; both sides of a rename,
         NUL-separated so that no name is quoted or split."""
         where = ["--git-dir", str(self.tree.gitdir)]
-        # A gitlink is a change too (jobs/git.py has diffs ignore submodules).
+        # A gitlink is a change too (jobs/boundary/git.py has diffs ignore submodules).
         flags = ["--no-renames", "--ignore-submodules=none", "--name-only", "-z"]
         whole = ["diff", *flags, since, head]
         each = ["log", "-c", *flags, "--format=", f"{since}..{head}"]

@@ -19,12 +19,12 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.worker import BaseWorker
 
-from app import schema
 from app.dispatch import Dispatcher, job_timeout, queue_for
-from app.redis_conn import connect
-from app.store import Store
+from app.store import schema
+from app.store.redis_conn import connect
+from app.store.store import Store
 from app.tasks import State
-from jobs.agent import kill_recorded
+from jobs.agents.runner import kill_recorded
 from jobs.entry import HAND_BACK_SIGNAL, worker_settings
 from jobs.housekeeping import housekeeping
 from jobs.pipeline import pgid_file_for

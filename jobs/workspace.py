@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.git import GitError, git, git_capped
+from jobs.boundary.git import GitError, git, git_capped
 
 # Agents' own bookkeeping files that must never be committed.
 EXCLUDES = (".aider*",)

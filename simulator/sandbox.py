@@ -20,11 +20,11 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.redis_conn import connect, embedded_redis
 from app.settings import Settings
-from app.store import Store
+from app.store.redis_conn import connect, embedded_redis
+from app.store.store import Store
 from app.tasks import State
-from jobs.report import working_line
+from jobs.report.words import working_line
 from simulator.sim import Simulation
 
 APP_ID = 90210
@@ -332,7 +332,7 @@ def settle(store: Store, narrator: Narrator, deadline: float) -> None:
 
 def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool = False) -> int:
     """Four issues at once, through dependencies, an overlap and a conflict, to merge."""
-    from app import plan
+    from app.fleet import plan
     from simulator import fleet
 
     with Stack(settings, root, _fleet_agent(), fleet.FILES) as stack:

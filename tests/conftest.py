@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from redis import Redis
 
-from app.redis_conn import connect, embedded_redis
+from app.store.redis_conn import connect, embedded_redis
 
 # Tests never touch database 0, where a developer's own forgehand may keep its state;
 # FORGEHAND_TEST_DB picks another, so that two test runs can share one Redis server.

@@ -22,7 +22,7 @@ from tests import payloads as p
 
 API = "https://github.test/api/v3"
 LOGS = "https://logs.github.test"
-# A name the web process answers to (app/hosts.py); TestClient's own, testserver, is not.
+# A name the web process answers to (app/web/hosts.py); TestClient's own, testserver, is not.
 LOCAL_URL = "http://127.0.0.1:3000"
 SLUG = "forgehand"
 BOT_ID = 4242

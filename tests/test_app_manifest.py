@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from app.triggers import HANDLED_EVENTS
+from app.web.triggers import HANDLED_EVENTS
 
 MANIFEST = yaml.safe_load((Path(__file__).resolve().parents[1] / "app.yml").read_text())
 # Every App receives these whether or not it subscribes; they cannot be listed.

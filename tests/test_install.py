@@ -63,7 +63,7 @@ def test_the_wheel_installs_only_forgehands_own_top_level_names(wheel: Path) -> 
 
 def test_installed_forgehand_runs_from_site_packages(installed: Path, tmp_path: Path) -> None:
     where = subprocess.run(
-        [str(installed / "python"), "-c", "import app.setup as s; print(s.MANIFEST_FILE)"],
+        [str(installed / "python"), "-c", "import app.web.setup as s; print(s.MANIFEST_FILE)"],
         cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, check=True,
     )  # fmt: skip
     manifest = Path(where.stdout.strip())

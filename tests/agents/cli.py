@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from app.epic_plan import check
-from app.epic_plan import parse as parse_plan
+from app.fleet.epic_plan import check
+from app.fleet.epic_plan import parse as parse_plan
 from app.settings import parse
-from jobs import prompts
-from jobs.planning import read_plan
-from jobs.sandbox import Sandbox, SandboxUnavailable
+from jobs.agents import prompts
+from jobs.boundary.sandbox import Sandbox, SandboxUnavailable
+from jobs.kinds.planning import read_plan
 
 BROKEN = "def add(a, b):\n    return a - b\n"
 

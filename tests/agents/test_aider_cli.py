@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs import agent
+from jobs.agents import runner as agent
 from tests.agents.cli import (
     PLAN_FILE,
     contained,

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from jobs import agent
-from jobs.sandbox import Sandbox
+from jobs.agents import runner as agent
+from jobs.boundary.sandbox import Sandbox
 from tests.agents.cli import (
     BROKEN,
     PLAN_FILE,

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from jobs import agent
+from jobs.agents import runner as agent
 from tests.agents.cli import (
     PLAN_FILE,
     contained,

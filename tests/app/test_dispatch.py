@@ -23,7 +23,7 @@ from app.dispatch import (
     Outcome,
     job_hash,
 )
-from app.store import Store
+from app.store.store import Store
 from app.tasks import Kind, State, Task
 from tests import fakes
 from tests import payloads as p

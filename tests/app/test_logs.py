@@ -7,7 +7,7 @@ import pytest
 from redis import Redis
 
 from app import logs
-from app.store import Store
+from app.store.store import Store
 
 
 def test_json_lines_carry_task_ids(redis: Redis, capsys: pytest.CaptureFixture[str]) -> None:

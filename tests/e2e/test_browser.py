@@ -18,12 +18,12 @@ import pytest
 import uvicorn
 from redis import Redis
 
-from app.dashboard import form_token
+from app.dashboard.routes import form_token
 from app.dispatch import Dispatcher
-from app.main import create_app
 from app.settings import parse
-from app.store import Store, task_key
+from app.store.store import Store, task_key
 from app.tasks import Kind, State, Task
+from app.web.main import create_app
 from simulator.sandbox import free_port
 from tests import payloads as p
 from tests.e2e.browser import CHROMIUM, Browser
@@ -107,7 +107,7 @@ def test_dashboard_renders_and_task_page_updates_live(site: str, tmp_path: Path)
 def test_from_the_work_to_an_escalated_pull_request_and_its_task(
     site: str, redis: Redis, tmp_path: Path
 ) -> None:
-    from tests.app.test_work_items import FIRST, escalated_world
+    from tests.app.dashboard.test_work_items import FIRST, escalated_world
 
     redis.flushdb()
     escalated_world(redis)
@@ -214,7 +214,7 @@ def test_setup_page_warns_in_a_browser(site: str, tmp_path: Path) -> None:
 
 
 def test_plan_page_in_a_browser(site: str, redis: Redis, tmp_path: Path) -> None:
-    from tests.app.test_plan import fleet
+    from tests.app.fleet.test_plan import fleet
 
     fleet(redis)
     dom = chromium("--dump-dom", f"{site}/plan/{p.REPO}", tmp=tmp_path)

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.redis_conn import connect, redis_server_binary
-from app.store import Store
+from app.store.redis_conn import connect, redis_server_binary
+from app.store.store import Store
 from simulator.sandbox import free_port, stop_process
 from simulator.server import Server
 from tests import fakes

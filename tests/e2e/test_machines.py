@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from rq import Worker
 
-from app.redis_conn import connect
 from app.settings import parse
+from app.store.redis_conn import connect
 from app.tasks import State
 from simulator.sandbox import Stack, free_port, stop_process
 from tests.jobs.conftest import wait_until

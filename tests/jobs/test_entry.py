@@ -6,7 +6,7 @@ import time
 
 from rq.job import Job, JobStatus
 
-from app.redis_conn import connect
+from app.store.redis_conn import connect
 from app.tasks import Cancel, State
 from tests import fakes
 from tests import payloads as p

@@ -1,0 +1,603 @@
+"""The model gateway: the agent's only way to its model API, which holds the key and the meter.
+
+The agent is given, for each model API the operator configured, a base URL that leads here
+and a placeholder key valid for this one gateway while its task runs; the real key never
+enters the sandbox. Each call is checked (the placeholder, a model-call path, the budget),
+forwarded to the real API (or the operator's own base URL for it) with the real key, and its
+answer passed back as it comes, chunk by chunk, while its usage is read from it
+(jobs/boundary/usage.py). Inside the sandbox the gateway is reached through the same bridge and Unix
+socket as the egress proxy (jobs/boundary/egress.py hands it the connections meant for it); with
+`AGENT_SANDBOX=none` it listens on a loopback port of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import http.client
+import json
+import re
+import secrets
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from jobs.boundary.usage import Api, Usage, UsageReader
+
+# An answer is read as it arrives, up to this much at once (what the socket holds already).
+CHUNK = 256 * 1024
+MAX_HEAD = 64 * 1024
+# A request body is read whole (its model and stream flag decide metering); a larger one gets
+# 413. Agents send their whole context each turn: a few megabytes at most.
+MAX_BODY = 32 * 1024 * 1024
+# Calls of one task in flight at once: each is admitted against the budget only while the
+# ones before it are counted, so an agent's burst passes its cap by at most this many calls.
+MAX_CALLS = 4
+IDLE = 300.0  # seconds a kept-alive connection may wait for its next request
+UPSTREAM_TIMEOUT = 600.0  # seconds without a byte from the model API
+PLACEHOLDER_PREFIX = "fh-gw-"
+KEPT_CONNECTIONS = 8  # idle connections a gateway keeps to one upstream
+
+# Where each API's documented default lives; AGENT_ENV's base URL for it replaces it.
+DEFAULT_BASE: dict[Api, str] = {
+    "anthropic": "https://api.anthropic.com",
+    "openai": "https://api.openai.com/v1",
+    "gemini": "https://generativelanguage.googleapis.com",
+    "openrouter": "https://openrouter.ai/api/v1",
+}
+# The operator's variables: keys (first set wins) and base URLs, per API.
+KEYS: dict[Api, tuple[str, ...]] = {
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
+    "openai": ("OPENAI_API_KEY", "CODEX_API_KEY"),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "openrouter": ("OPENROUTER_API_KEY",),
+}
+BASES: dict[Api, tuple[str, ...]] = {
+    "anthropic": ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
+    "openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+    "gemini": ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_BASE"),
+    "openrouter": ("OPENROUTER_BASE_URL", "OPENROUTER_API_BASE"),
+}
+# Only model calls pass: not the key's other powers (files, batches, fine-tuning, admin), whose
+# spend the meter would not see.
+CALLS: dict[Api, re.Pattern[str]] = {
+    "anthropic": re.compile(r"/v1/(messages(/count_tokens)?|complete|models(/[^/]+)?)"),
+    "openai": re.compile(
+        r"(/v1)?/(chat/completions|completions|responses(/compact)?|embeddings|models(/[^/]+)?)"
+    ),
+    "gemini": re.compile(
+        r"/v1(beta|alpha)?/models(/[^/:]+(:(generateContent|streamGenerateContent|countTokens|"
+        r"embedContent))?)?"
+    ),
+    "openrouter": re.compile(r"(/v1)?/(chat/completions|completions|models(/[^/]+)?)"),
+}
+AUTH_HEADERS = ("x-api-key", "authorization", "x-goog-api-key", "api-key")
+HOP_HEADERS = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
+    "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+    "accept-encoding",
+})  # fmt: skip
+
+Admit = Callable[[], str | None]
+Meter = Callable[[Api, Usage], None]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    api: Api
+    base: str  # scheme://host[:port][/path], no trailing slash
+    key: str = field(repr=False)
+    bearer: bool  # Authorization: Bearer, else the API's own key header
+
+    def auth(self) -> tuple[str, str]:
+        if self.bearer:
+            return "Authorization", f"Bearer {self.key}"
+        return ("x-goog-api-key" if self.api == "gemini" else "x-api-key"), self.key
+
+
+def upstreams(env: Mapping[str, str]) -> dict[Api, Upstream]:
+    """The model APIs the operator's variables (those named in AGENT_ENV) give a key for."""
+    found: dict[Api, Upstream] = {}
+    for api, names in KEYS.items():
+        name = next((n for n in names if env.get(n)), None)
+        if name is None:
+            continue
+        base = next((env[n] for n in BASES[api] if env.get(n)), DEFAULT_BASE[api])
+        if urlsplit(base).scheme not in ("http", "https") or not urlsplit(base).hostname:
+            raise ValueError(f"{BASES[api][0]} must be an http(s) URL, got {base!r}")
+        bearer = api != "gemini" and (api != "anthropic" or name != "ANTHROPIC_API_KEY")
+        found[api] = Upstream(api, base.rstrip("/"), env[name], bearer)
+    return found
+
+
+def agent_variables(
+    env: Mapping[str, str], found: Mapping[Api, Upstream], url: str, placeholder: str
+) -> dict[str, str]:
+    """`env` as the agent gets it: each key it holds replaced by the placeholder (wherever its
+    value appears), each API's base URL variables pointing at the gateway at `url`."""
+    real = {u.key for u in found.values()}
+    out = {name: placeholder if value in real else value for name, value in env.items()}
+    for api in found:
+        for name in KEYS[api]:
+            if name in env:
+                out[name] = placeholder
+        for name in BASES[api]:
+            out[name] = f"{url}/{api}"
+    return out
+
+
+def new_placeholder() -> str:
+    return PLACEHOLDER_PREFIX + secrets.token_urlsafe(24)
+
+
+class SecretFilter:
+    """Replaces the real keys in a stream of bytes, holding back no more than the end of a
+    chunk that could begin one of them."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = [k.encode() for k in keys if len(k) >= 8]
+        self._held = b""
+
+    def text(self, value: str) -> str:
+        for key in self.keys:
+            value = value.replace(key.decode(), "[redacted]")
+        return value
+
+    def feed(self, data: bytes) -> bytes:
+        if self._held:
+            data = self._held + data
+        for key in self.keys:
+            if key in data:
+                data = data.replace(key, b"[redacted]")
+        keep = max((_partial(data, key) for key in self.keys), default=0)
+        self._held = data[len(data) - keep :] if keep else b""
+        return data[: len(data) - keep] if keep else data
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
+
+
+def _partial(data: bytes, key: bytes) -> int:
+    """How many bytes at the end of `data` begin `key`."""
+    at = data.find(key[:1], max(0, len(data) - len(key) + 1))
+    while at >= 0:
+        if key.startswith(data[at:]):
+            return len(data) - at
+        at = data.find(key[:1], at + 1)
+    return 0
+
+
+def _error(api: Api, status: int, message: str) -> bytes:
+    """An error body in the API's own shape, so the CLI shows its message."""
+    if api == "anthropic":
+        kinds = {401: "authentication_error", 402: "billing_error", 403: "permission_error",
+                 404: "not_found_error", 413: "request_too_large"}  # fmt: skip
+        body: object = {"type": "error", "error": {
+            "type": kinds.get(status, "api_error"), "message": message}}  # fmt: skip
+    elif api == "gemini":
+        states = {401: "UNAUTHENTICATED", 402: "RESOURCE_EXHAUSTED", 403: "PERMISSION_DENIED",
+                  404: "NOT_FOUND", 413: "INVALID_ARGUMENT"}  # fmt: skip
+        body = {"error": {"code": status, "message": message,
+                          "status": states.get(status, "UNAVAILABLE")}}  # fmt: skip
+    else:
+        codes = {401: "invalid_api_key", 402: "budget_exceeded", 403: "forbidden"}
+        body = {"error": {"message": message, "type": "invalid_request_error",
+                          "code": codes.get(status)}}  # fmt: skip
+    return json.dumps(body).encode()
+
+
+class _Closed(Exception):
+    """The client went away or sent something that ends the connection."""
+
+
+@dataclass
+class _Request:
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for n, v in self.headers if n.lower() == name), None)
+
+
+class Gateway:
+    """One task's gateway. `admit` says why a call may not start (the budget), or None;
+    `meter` gets each call's usage. Both are called from connection threads."""
+
+    def __init__(
+        self,
+        found: Mapping[Api, Upstream],
+        placeholder: str,
+        admit: Admit,
+        meter: Meter,
+    ) -> None:
+        self.upstreams = dict(found)
+        self.placeholder = placeholder
+        self.admit = admit
+        self.meter = meter
+        self.refused: list[str] = []  # why calls were refused (the budget), in order
+        self._open = True
+        self._filter_keys = [u.key for u in found.values()]
+        self._lock = threading.Lock()
+        self._calls = threading.BoundedSemaphore(MAX_CALLS)
+        self._listener: socket.socket | None = None
+        self._idle: dict[str, list[http.client.HTTPConnection]] = {}  # to each upstream
+
+    # --- the loopback listener, for AGENT_SANDBOX=none ------------------------------------
+
+    def listen(self) -> str:
+        """Serve on a loopback port of its own; returns its URL."""
+        listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    def _accept(self, listener: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                threading.Thread(target=self._own, args=(client,), daemon=True).start()
+
+    def _own(self, client: socket.socket) -> None:
+        with client:
+            self.serve(client, b"")
+
+    def close(self) -> None:
+        """From now on every call gets 401: its task has ended."""
+        self._open = False
+        with self._lock:
+            idle = [c for kept in self._idle.values() for c in kept]
+            self._idle.clear()
+        for connection in idle:
+            connection.close()
+        if self._listener is not None:
+            _shut(self._listener)
+            self._listener.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- one connection -------------------------------------------------------------------
+
+    def serve(self, client: socket.socket, early: bytes) -> None:
+        """Answer requests on `client` until it closes; `early` is what was read of it
+        already. Origin-form and absolute-form requests, and a CONNECT tunnel, are served."""
+        buffer = early
+        try:
+            while True:
+                client.settimeout(IDLE)
+                request, buffer = _read_request(client, buffer)
+                if request is None:
+                    return
+                if request.method == "CONNECT":
+                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    continue
+                keep = self._answer(client, request)
+                if not keep or (request.header("connection") or "").lower() == "close":
+                    return
+        except (_Closed, OSError):
+            return
+
+    def _answer(self, client: socket.socket, request: _Request) -> bool:
+        """Answer one request; whether the connection may carry another."""
+        target = request.target
+        if target.lower().startswith("http://"):
+            target = "/" + target[7:].partition("/")[2]
+        parts = urlsplit(target)
+        api_name, _, rest = parts.path.lstrip("/").partition("/")
+        rest = "/" + rest
+        upstream = self.upstreams.get(api_name)  # type: ignore[call-overload]
+        if upstream is None:
+            known = ", ".join(f"/{a}" for a in self.upstreams) or "none configured"
+            where = f"forgehand gateway: no model API at {parts.path[:100]!r} (serving {known})"
+            body = json.dumps({"error": {"message": where}}).encode()
+            return _send(client, 404, [("Content-Type", "application/json")], body)
+        api: Api = upstream.api
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        presented = [v for n, v in request.headers if n.lower() in AUTH_HEADERS]
+        presented += [v for n, v in query if n == "key"]
+        if not self._open or not any(self._valid(v) for v in presented):
+            message = (
+                "forgehand gateway: this key is not valid here (not this task's, or its task "
+                "has ended)"
+            )
+            return _send(client, 401, _json_type(), _error(api, 401, message))
+        # Escapes and dot segments are not in any model call's path; an upstream that decoded
+        # them could be walked to another of its endpoints.
+        if "%" in rest or "/." in rest or not CALLS[api].fullmatch(rest):
+            message = f"forgehand gateway: only model calls pass, not {request.method} {rest[:100]}"
+            return _send(client, 403, _json_type(), _error(api, 403, message))
+        if _in_background(request.body):
+            message = "forgehand gateway: background responses are not let out (unmetered)"
+            return _send(client, 403, _json_type(), _error(api, 403, message))
+        with self._calls:
+            return self._call(client, request, upstream, rest, query)
+
+    def _call(
+        self, client: socket.socket, request: _Request, upstream: Upstream, rest: str,
+        query: list[tuple[str, str]],
+    ) -> bool:  # fmt: skip
+        """Admit, forward and meter one model call."""
+        api = upstream.api
+        refusal = self.admit()
+        if refusal is not None:
+            with self._lock:
+                self.refused.append(refusal)
+            return _send(client, 402, _json_type(), _error(api, 402, f"forgehand: {refusal}"))
+        body, model, streamed = _prepare(api, rest, request.body)
+        # Gemini streams server-sent events only when asked (`alt=sse`); else one JSON array.
+        sse = streamed and (api != "gemini" or ("alt", "sse") in query)
+        query = [(n, v) for n, v in query if n != "key"]
+        path = urlsplit(upstream.base).path + rest + (f"?{urlencode(query)}" if query else "")
+        headers = [(n, v) for n, v in request.headers
+                   if n.lower() not in HOP_HEADERS and n.lower() not in AUTH_HEADERS]  # fmt: skip
+        headers += [upstream.auth(), ("Accept-Encoding", "identity"),
+                    ("Content-Length", str(len(body)))]  # fmt: skip
+        try:
+            connection, response = self._send_upstream(upstream.base, request.method, path,
+                                                       headers, body)  # fmt: skip
+        except (OSError, http.client.HTTPException) as exc:
+            host = urlsplit(upstream.base).netloc
+            message = f"forgehand gateway: could not reach {host}: {type(exc).__name__}"
+            return _send(client, 502, _json_type(), _error(api, 502, message))
+
+        def release(read_whole: bool) -> None:
+            # Before the agent sees the end: its next call may come at once.
+            if read_whole and not response.will_close:
+                response.close()  # read1 never marks an answer of known length as done
+                self._put_back(upstream.base, connection)
+            else:
+                connection.close()
+
+        try:
+            return self._relay(client, response, UsageReader(api, model, sse), api, release)
+        except BaseException:
+            connection.close()
+            raise
+
+    def _send_upstream(
+        self, base: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """The request sent and the answer's head read, on a kept connection to the upstream
+        when there is one (no new TLS handshake per call), else a new one. A kept connection
+        the upstream closed meanwhile fails before any answer: the request is sent again on a
+        new one, once."""
+        kept = self._take(base)
+        for connection in (kept, _connect(base)) if kept else (_connect(base),):
+            try:
+                connection.putrequest(method, path, skip_host=False, skip_accept_encoding=True)
+                for name, value in headers:
+                    connection.putheader(name, value)
+                connection.endheaders(body if body else None)
+                return connection, connection.getresponse()
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                if connection is not kept:
+                    raise
+        raise AssertionError("unreachable: the last try raises")
+
+    def _take(self, base: str) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(base)
+            return idle.pop() if idle else None
+
+    def _put_back(self, base: str, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(base, [])
+            if self._open and len(idle) < KEPT_CONNECTIONS:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def _valid(self, presented: str) -> bool:
+        value = presented.removeprefix("Bearer ").removeprefix("bearer ").strip()
+        return hmac.compare_digest(value.encode(), self.placeholder.encode())
+
+    def _relay(
+        self, client: socket.socket, response: http.client.HTTPResponse, reader: UsageReader,
+        api: Api, release: Callable[[bool], None],
+    ) -> bool:  # fmt: skip
+        """Pass the answer on as it comes, reading its usage and hiding the real keys;
+        `release` gets whether the upstream's answer was read whole, once it ends."""
+        secret = SecretFilter(self._filter_keys)
+        # Always chunked: hiding a key changes the length, and the end of the answer is sent
+        # only once its usage is metered, so whoever sees the end sees the spend.
+        headers = [(n, secret.text(v)) for n, v in response.getheaders()
+                   if n.lower() not in HOP_HEADERS]  # fmt: skip
+        headers.append(("Transfer-Encoding", "chunked"))
+        head = f"HTTP/1.1 {response.status} {response.reason}\r\n"
+        head += "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
+        read_whole = sent = False
+        try:
+            client.sendall(head.encode("latin-1", "replace"))
+            while data := response.read1(CHUNK):
+                reader.feed(data)
+                _write(client, secret.feed(data))
+            read_whole = sent = True
+        except http.client.HTTPException:
+            pass  # cut short by the upstream: the agent sees it cut, as the upstream cut it
+        except OSError:
+            # The agent went away, or the upstream did: either way the answer is not whole.
+            pass
+        release(read_whole)
+        usage = reader.finish()
+        if usage is not None:
+            self.meter(api, usage)
+        if sent:
+            _write(client, secret.flush())
+            client.sendall(b"0\r\n\r\n")
+        return sent
+
+
+# --- HTTP plumbing --------------------------------------------------------------------------
+
+
+def _json_type() -> list[tuple[str, str]]:
+    return [("Content-Type", "application/json")]
+
+
+def _send(client: socket.socket, status: int, headers: list[tuple[str, str]], body: bytes) -> bool:
+    reason = http.client.responses.get(status, "")
+    lines = [f"HTTP/1.1 {status} {reason}", *(f"{n}: {v}" for n, v in headers),
+             f"Content-Length: {len(body)}", "", ""]  # fmt: skip
+    client.sendall("\r\n".join(lines).encode() + body)
+    return True
+
+
+def _write(client: socket.socket, data: bytes) -> None:
+    """One chunk of a chunked body, its framing and data gathered in one call, not copied."""
+    if not data:
+        return
+    parts: list[memoryview] = [memoryview(b"%x\r\n" % len(data)), memoryview(data),
+                               memoryview(b"\r\n")]  # fmt: skip
+    while parts:
+        sent = client.sendmsg(parts)
+        while parts and sent >= len(parts[0]):
+            sent -= len(parts[0])
+            parts.pop(0)
+        if parts and sent:
+            parts[0] = parts[0][sent:]
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _connect(base: str) -> http.client.HTTPConnection:
+    parts = urlsplit(base)
+    host = parts.hostname or ""
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        return http.client.HTTPSConnection(
+            host, parts.port, timeout=UPSTREAM_TIMEOUT, context=context
+        )
+    return http.client.HTTPConnection(host, parts.port, timeout=UPSTREAM_TIMEOUT)
+
+
+def _in_background(body: bytes) -> bool:
+    """Whether a call asks the API to run it in the background (OpenAI Responses): it is
+    billed while its answer says nothing of its usage."""
+    return b'"background"' in body and re.search(rb'"background"\s*:\s*true', body) is not None
+
+
+def _prepare(api: Api, rest: str, body: bytes) -> tuple[bytes, str, bool]:
+    """The body to forward, the model it names and whether its answer streams. A streamed
+    Chat Completions call is asked to report its usage (`stream_options.include_usage`)."""
+    streamed = ":streamGenerateContent" in rest
+    model = rest.rpartition("/models/")[2].partition(":")[0] if api == "gemini" else ""
+    try:
+        value = json.loads(body) if body else None
+    except ValueError:
+        return body, model or "unknown", streamed
+    if not isinstance(value, dict):
+        return body, model or "unknown", streamed
+    if isinstance(value.get("model"), str):
+        model = value["model"]
+    if value.get("stream") is True:
+        streamed = True
+        if rest.endswith("/chat/completions"):
+            options = value.get("stream_options")
+            options = options if isinstance(options, dict) else {}
+            if options.get("include_usage") is not True:
+                value["stream_options"] = options | {"include_usage": True}
+                body = json.dumps(value).encode()
+    return body, model or "unknown", streamed
+
+
+def _read_request(client: socket.socket, buffer: bytes) -> tuple[_Request | None, bytes]:
+    while (end := buffer.find(b"\r\n\r\n")) < 0:
+        if len(buffer) > MAX_HEAD:
+            raise _Closed
+        chunk = client.recv(CHUNK)
+        if not chunk:
+            if buffer.strip():
+                raise _Closed
+            return None, b""
+        buffer += chunk
+    head, buffer = buffer[:end], buffer[end + 4 :]
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        _send(client, 400, [], b"forgehand gateway: malformed request line\n")
+        raise _Closed
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            _send(client, 400, [], b"forgehand gateway: malformed header line\n")
+            raise _Closed
+        headers.append((name, value.strip()))
+    request = _Request(parts[0], parts[1], parts[2], headers, b"")
+    if parts[0] == "CONNECT":
+        return request, buffer
+    body, buffer = _read_body(client, request, buffer)
+    request.body = body
+    return request, buffer
+
+
+def _read_body(client: socket.socket, request: _Request, buffer: bytes) -> tuple[bytes, bytes]:
+    if "chunked" in (request.header("transfer-encoding") or "").lower():
+        return _read_chunked(client, buffer)
+    raw = request.header("content-length") or "0"
+    if not raw.isdigit():
+        _send(client, 400, [], b"forgehand gateway: bad Content-Length\n")
+        raise _Closed
+    size = int(raw)
+    if size > MAX_BODY:
+        _send(client, 413, [], b"forgehand gateway: request body too large\n")
+        raise _Closed
+    while len(buffer) < size:
+        chunk = client.recv(CHUNK)
+        if not chunk:
+            raise _Closed
+        buffer += chunk
+    return buffer[:size], buffer[size:]
+
+
+def _read_chunked(client: socket.socket, buffer: bytes) -> tuple[bytes, bytes]:
+    body = bytearray()
+
+    def line() -> bytes:
+        nonlocal buffer
+        while (end := buffer.find(b"\r\n")) < 0:
+            if len(buffer) > MAX_HEAD:
+                raise _Closed
+            chunk = client.recv(CHUNK)
+            if not chunk:
+                raise _Closed
+            buffer += chunk
+        out, buffer = buffer[:end], buffer[end + 2 :]
+        return out
+
+    while True:
+        try:
+            size = int(line().split(b";")[0].strip(), 16)
+        except ValueError:
+            raise _Closed from None
+        if size == 0:
+            while line():  # trailers, up to the blank line
+                pass
+            return bytes(body), buffer
+        if len(body) + size > MAX_BODY:
+            _send(client, 413, [], b"forgehand gateway: request body too large\n")
+            raise _Closed
+        while len(buffer) < size + 2:
+            chunk = client.recv(CHUNK)
+            if not chunk:
+                raise _Closed
+            buffer += chunk
+        body += buffer[:size]
+        buffer = buffer[size + 2 :]

@@ -1,0 +1,408 @@
+"""The model gateway against the scripted model servers and hostile upstreams: keys, usage,
+streaming, faults. Served on its own loopback port (as under AGENT_SANDBOX=none); the
+sandboxed path, through the bridge and the egress socket, is proven in test_gateway_attacks."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from jobs.boundary.gateway import MAX_CALLS, Gateway, agent_variables, new_placeholder, upstreams
+from jobs.boundary.usage import Api, Usage
+from tests.agents.models.anthropic import FakeAnthropic
+from tests.agents.models.gemini import GeminiFake
+from tests.agents.models.openai_chat import OpenAIChat
+from tests.agents.models.openai_responses import OpenAIResponses
+
+REAL = "sk-real-key-0123456789abcdef"
+
+
+@contextmanager
+def gateway(
+    env: dict[str, str], admit: Any = lambda: None
+) -> Iterator[tuple[Gateway, str, list[tuple[Api, Usage]]]]:
+    calls: list[tuple[Api, Usage]] = []
+    found = upstreams(env)
+    with Gateway(found, new_placeholder(), admit, lambda a, u: calls.append((a, u))) as gw:
+        yield gw, gw.listen(), calls
+
+
+def post(
+    url: str, path: str, body: Any, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    data = json.dumps(body).encode()
+    connection.request("POST", path, data, {"Content-Type": "application/json", **headers})
+    response = connection.getresponse()
+    out = response.read()
+    connection.close()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, out
+
+
+def sse_data(raw: bytes) -> list[dict[str, Any]]:
+    out = []
+    for line in raw.decode().splitlines():
+        if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]"):
+            out.append(json.loads(line[5:]))
+    return out
+
+
+ANTHROPIC_BODY = {"model": "claude-sonnet-4-5", "max_tokens": 100,
+                  "messages": [{"role": "user", "content": "hello"}]}  # fmt: skip
+
+
+def test_an_anthropic_stream_passes_with_the_real_key_and_is_metered_as_reported() -> None:
+    with (
+        FakeAnthropic() as api,
+        gateway({"ANTHROPIC_API_KEY": REAL, "ANTHROPIC_BASE_URL": api.url}) as (gw, url, calls),
+    ):
+        body = ANTHROPIC_BODY | {"stream": True}
+        status, headers, raw = post(url, "/anthropic/v1/messages", body,
+                                    {"x-api-key": gw.placeholder})  # fmt: skip
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    events = sse_data(raw)
+    assert [e["type"] for e in events][-1] == "message_stop"
+    reported = events[0]["message"]["usage"]
+    output = next(e for e in events if e["type"] == "message_delta")["usage"]["output_tokens"]
+    # The upstream saw the real key, never the placeholder.
+    assert api.requests[0].headers["x-api-key"] == REAL
+    assert gw.placeholder not in json.dumps(api.requests[0].headers)
+    (api_name, usage), = calls  # fmt: skip
+    assert api_name == "anthropic" and usage.model == "claude-sonnet-4-5"
+    assert (usage.input, usage.output) == (reported["input_tokens"], output)
+
+
+def test_an_anthropic_answer_in_one_body_is_metered_too() -> None:
+    with (
+        FakeAnthropic() as api,
+        gateway({"ANTHROPIC_API_KEY": REAL, "ANTHROPIC_BASE_URL": api.url}) as (gw, url, calls),
+    ):
+        status, _, raw = post(url, "/anthropic/v1/messages", ANTHROPIC_BODY,
+                              {"x-api-key": gw.placeholder})  # fmt: skip
+    assert status == 200
+    reported = json.loads(raw)["usage"]
+    assert calls[0][1].input == reported["input_tokens"]
+    assert calls[0][1].output == reported["output_tokens"]
+
+
+def test_a_chat_completions_stream_is_asked_for_its_usage() -> None:
+    with (
+        OpenAIChat() as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}) as (gw, url, calls),
+    ):
+        body = {"model": "gpt-4o", "stream": True,
+                "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+        status, _, raw = post(url, "/openai/chat/completions", body,
+                              {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+    assert status == 200
+    sent = api.requests[-1]
+    assert sent.body is not None and sent.body["stream_options"] == {"include_usage": True}
+    assert sent.headers.get("authorization") == f"Bearer {REAL}"
+    reported = [c["usage"] for c in sse_data(raw) if c.get("usage")][-1]
+    usage = calls[0][1]
+    assert (usage.input, usage.output) == (reported["prompt_tokens"], reported["completion_tokens"])
+
+
+def test_a_responses_stream_is_metered_from_its_completed_event() -> None:
+    with (
+        OpenAIResponses() as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}) as (gw, url, calls),
+    ):
+        body = {"model": "gpt-5", "stream": True, "input": "hi"}
+        status, _, raw = post(url, "/openai/responses", body,
+                              {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+    assert status == 200, raw
+    done = [e for e in sse_data(raw) if e.get("type") == "response.completed"][-1]
+    reported = done["response"]["usage"]
+    usage = calls[0][1]
+    cached = reported["input_tokens_details"]["cached_tokens"]
+    assert (usage.input + usage.cached, usage.output) == (
+        reported["input_tokens"], reported["output_tokens"])  # fmt: skip
+    assert usage.cached == cached
+
+
+def test_a_gemini_stream_is_metered_from_its_last_chunk() -> None:
+    with (
+        GeminiFake() as api,
+        gateway({"GEMINI_API_KEY": REAL, "GOOGLE_GEMINI_BASE_URL": api.url}) as (gw, url, calls),
+    ):
+        body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+        status, _, raw = post(
+            url,
+            "/gemini/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+            body,
+            {"x-goog-api-key": gw.placeholder},
+        )
+    assert status == 200, raw
+    last = sse_data(raw)[-1]["usageMetadata"]
+    usage = calls[0][1]
+    assert usage.model == "gemini-2.5-pro"
+    assert (usage.input, usage.output) == (last["promptTokenCount"], last["candidatesTokenCount"])
+    assert api.requests[-1].headers.get("x-goog-api-key") == REAL
+
+
+@pytest.mark.parametrize("presented", ["", "sk-forged", "fh-gw-another-task", "Bearer x"])
+def test_a_missing_forged_or_other_placeholder_gets_401_and_reaches_nothing(
+    presented: str,
+) -> None:
+    with (
+        FakeAnthropic() as api,
+        gateway({"ANTHROPIC_API_KEY": REAL, "ANTHROPIC_BASE_URL": api.url}) as (_gw, url, calls),
+        gateway({"ANTHROPIC_API_KEY": REAL}) as (other, _, _),
+    ):
+        key = other.placeholder if presented.startswith("fh-gw") else presented
+        status, _, raw = post(url, "/anthropic/v1/messages", ANTHROPIC_BODY, {"x-api-key": key})
+    assert status == 401
+    assert json.loads(raw)["error"]["type"] == "authentication_error"
+    assert api.requests == [] and calls == []
+    assert REAL.encode() not in raw
+
+
+def test_a_placeholder_after_its_task_ended_gets_401() -> None:
+    with (
+        FakeAnthropic() as api,
+        gateway({"ANTHROPIC_API_KEY": REAL, "ANTHROPIC_BASE_URL": api.url}) as (gw, _, _),
+    ):
+        client, server = socket.socketpair()
+        gw.close()
+        serving = threading.Thread(target=gw.serve, args=(server, b""))
+        serving.start()
+        body = json.dumps(ANTHROPIC_BODY).encode()
+        client.sendall(
+            b"POST /anthropic/v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: "
+            + gw.placeholder.encode()
+            + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        answer = client.recv(65536)
+        client.close()
+        serving.join(10)
+        server.close()
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert api.requests == []
+
+
+def test_an_upstream_error_reaches_the_cli_as_sent() -> None:
+    with (
+        FakeAnthropic(mode="error") as api,
+        gateway({"ANTHROPIC_API_KEY": REAL, "ANTHROPIC_BASE_URL": api.url}) as (gw, url, calls),
+    ):
+        status, _, raw = post(url, "/anthropic/v1/messages", ANTHROPIC_BODY,
+                              {"x-api-key": gw.placeholder})  # fmt: skip
+    assert status == 500
+    error = {"type": "api_error", "message": "Internal server error"}
+    assert json.loads(raw) == {"type": "error", "error": error}
+    assert calls == []
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """Read a whole request (closing with some of it unread would reset the connection)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head
+
+
+class Echo:
+    """A hostile or careless upstream: answers 401 echoing every request header, in its
+    headers and its body, in pieces that cut the key in two."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with self.listener:
+            conn, _ = self.listener.accept()
+            with conn:
+                head = read_request(conn)
+                echoed = head.replace(b"\r\n", b" | ")
+                conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nX-Echo: " + echoed + b"\r\n"
+                             b"Connection: close\r\n\r\n")  # fmt: skip
+                body = b'{"error": {"message": "Incorrect API key provided: ' + echoed + b'"}}'
+                middle = body.index(REAL.encode()) + 5
+                conn.sendall(body[:middle])
+                conn.sendall(body[middle:])
+
+
+def test_an_upstream_that_echoes_the_key_shows_the_agent_nothing_of_it() -> None:
+    echo = Echo()
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": echo.url}) as (gw, url, _):
+        status, headers, raw = post(url, "/openai/chat/completions", {"model": "m"},
+                                    {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+    assert status == 401
+    assert REAL not in json.dumps(headers) and REAL.encode() not in raw
+    assert b"[redacted]" in raw and "[redacted]" in headers["x-echo"]
+
+
+def test_only_model_calls_pass() -> None:
+    with (
+        OpenAIChat() as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}) as (gw, url, _),
+    ):
+        auth = {"Authorization": f"Bearer {gw.placeholder}"}
+        files = post(url, "/openai/files", {}, auth)
+        batches = post(url, "/openai/batches", {"input_file_id": "f"}, auth)
+        nowhere = post(url, "/elsewhere/v1/messages", {}, auth)
+        paths = ("/openai/models/..%2Ffiles", "/openai/models/%2e%2e", "/openai/v1/../files")
+        walked = [post(url, path, {}, auth)[0] for path in paths]
+    assert files[0] == batches[0] == 403 and nowhere[0] == 404
+    assert walked == [403, 403, 403]
+    assert api.requests == []
+
+
+def test_a_call_past_the_budget_is_refused_in_the_apis_own_shape() -> None:
+    refusal = "stopped at $0.50 of the $0.50 budget"
+    with (
+        OpenAIChat() as api,
+        gateway(
+            {"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}, admit=lambda: refusal
+        ) as (gw, url, calls),
+    ):
+        status, _, raw = post(url, "/openai/chat/completions", {"model": "gpt-4o"},
+                              {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+    assert status == 402
+    assert json.loads(raw)["error"]["message"] == f"forgehand: {refusal}"
+    assert gw.refused == [refusal] and api.requests == [] and calls == []
+
+
+def test_answers_pass_as_they_come() -> None:
+    """The second piece is sent only once the client has the first: a gateway that buffered
+    would never answer."""
+    got_first = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def upstream() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                read_request(conn)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             b"Connection: close\r\n\r\ndata: first\n\n")  # fmt: skip
+                got_first.wait(10)
+                conn.sendall(b"data: second\n\n")
+
+    threading.Thread(target=upstream, daemon=True).start()
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, _):
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("POST", "/openai/chat/completions", b"{}",
+                           {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+        response = connection.getresponse()
+        assert response.read1(65536) == b"data: first\n\n"
+        got_first.set()
+        assert response.read() == b"data: second\n\n"
+        connection.close()
+
+
+def test_the_agent_gets_placeholders_and_gateway_urls_and_no_real_key() -> None:
+    env = {"PATH": "/bin", "ANTHROPIC_API_KEY": REAL, "ANTHROPIC_BASE_URL": "https://corp.example",
+           "MY_COPY": REAL, "GEMINI_API_KEY": "g" * 20}  # fmt: skip
+    found = upstreams(env)
+    assert found["anthropic"].base == "https://corp.example"  # the operator's, as upstream
+    out = agent_variables(env, found, "http://127.0.0.1:3128", "fh-gw-x")
+    assert out["ANTHROPIC_API_KEY"] == out["MY_COPY"] == out["GEMINI_API_KEY"] == "fh-gw-x"
+    assert out["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:3128/anthropic"
+    assert out["GOOGLE_GEMINI_BASE_URL"] == "http://127.0.0.1:3128/gemini"
+    assert REAL not in json.dumps(out) and "g" * 20 not in json.dumps(out)
+
+
+def test_a_base_url_that_is_not_http_is_refused() -> None:
+    with pytest.raises(ValueError, match="ANTHROPIC_BASE_URL"):
+        upstreams({"ANTHROPIC_API_KEY": REAL, "ANTHROPIC_BASE_URL": "file:///etc"})
+
+
+class KeepAlive:
+    """An upstream that answers every request with a small JSON body and keeps the connection
+    open (or, `closing`, closes it once the answer is sent, without saying so); it counts the
+    connections it was given."""
+
+    def __init__(self, closing: bool) -> None:
+        self.closing = closing
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                self.connections += 1
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        body = b'{"model": "gpt-4o", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
+        with conn, contextlib.suppress(OSError):
+            while True:
+                read_request(conn)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+                if self.closing:
+                    return
+
+
+@pytest.mark.parametrize("closing", [False, True])
+def test_calls_reuse_a_connection_to_the_upstream_and_survive_its_closing(closing: bool) -> None:
+    upstream = KeepAlive(closing)
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": upstream.url}) as (gw, url, calls):
+        auth = {"Authorization": f"Bearer {gw.placeholder}"}
+        answers = [post(url, "/openai/chat/completions", {"model": "gpt-4o"}, auth)[0]
+                   for _ in range(3)]  # fmt: skip
+    assert answers == [200, 200, 200] and len(calls) == 3
+    assert upstream.connections == (3 if closing else 1)
+    upstream.listener.close()
+
+
+def test_calls_at_once_cannot_race_past_the_budget() -> None:
+    """The budget is checked before a call and counted after it: an agent that sends many
+    calls at once must not have them all admitted before the first is counted."""
+    metered: list[list[tuple[Api, Usage]]] = []
+
+    def admit() -> str | None:  # a budget of one call
+        return "stopped at $1.00 of the $1.00 budget" if metered[0] else None
+
+    with (
+        OpenAIChat(delay=0.3) as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}, admit) as (
+            gw, url, calls),
+    ):  # fmt: skip
+        metered.append(calls)
+        threads = [
+            threading.Thread(target=post, args=(url, "/openai/chat/completions",
+                             {"model": "gpt-4o"}, {"Authorization": f"Bearer {gw.placeholder}"}))
+            for _ in range(16)
+        ]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        answered = len(api.completions)
+    assert 1 <= answered <= MAX_CALLS
+    assert len(gw.refused) == 16 - answered
+
+
+def test_a_call_the_api_would_run_in_the_background_is_refused() -> None:
+    """A background response is billed while the gateway sees no usage: it is not let out."""
+    with (
+        OpenAIResponses() as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}) as (gw, url, calls),
+    ):
+        status, _, _ = post(url, "/openai/responses", {"model": "gpt-5", "background": True},
+                            {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+    assert status == 403 and api.requests == [] and calls == []

@@ -1,0 +1,65 @@
+"""Closing or merging one of the App's pull requests; forks."""
+
+from __future__ import annotations
+
+from app.tasks import Cancel, Kind, State, Task
+from jobs.kinds import fix_ci
+from tests import fakes
+from tests import payloads as p
+from tests.jobs.conftest import BRANCH, World, agent_pids, gone
+
+
+def closed_task(number: int) -> Task:
+    return Task(Kind.CLOSED, p.INSTALLATION, p.REPO_ID, p.REPO, number, "alice", branch=BRANCH)
+
+
+def test_merged_pull_request_branch_is_deleted(world: World) -> None:
+    number = world.open_pull_request()
+    world.github.pulls[number] |= {"state": "closed", "merged": True}
+    record = world.run(closed_task(number))
+    assert record.state is State.DONE
+    assert world.github.deleted_refs == [BRANCH]
+    assert BRANCH not in fakes.branches(world.origin)
+
+
+def test_closed_unmerged_pull_request_keeps_its_branch(world: World) -> None:
+    number = world.open_pull_request()
+    world.github.pulls[number]["state"] = "closed"
+    world.run(closed_task(number))
+    assert world.github.deleted_refs == []
+    assert BRANCH in fakes.branches(world.origin)
+
+
+def test_fork_is_told_once(world: World) -> None:
+    world.github.add_pull(30, "agent/sneaky", fork=True)
+    task = Task(Kind.FORK, p.INSTALLATION, p.REPO_ID, p.REPO, 30, "eve", branch="agent/sneaky")
+    world.run(task)
+    world.run(task)
+    bodies = world.github.comment_bodies(30)
+    assert len(bodies) == 1 and "does not work on pull requests from forks" in bodies[0]
+    assert world.github.requests("POST", "/pulls") == []
+
+
+def test_closing_while_the_agent_runs_kills_it(world: World, redis_url: str) -> None:
+    number = world.open_pull_request()
+    world.monkeypatch.setattr(fix_ci, "CHECK_WAIT", 1.0)
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
+    out = world.tmp / "agent.json"
+    world.use_agent("hang", "--out", str(out))
+    task = world.ci_task(number)
+    world.enqueue(task)
+    proc = world.forked_worker(redis_url)
+    try:
+        agent_pid, child_pid = agent_pids(out)
+        # What the web process does on pull_request.closed.
+        cancelled = world.dispatcher.cancel(Cancel(p.REPO_ID, number, "pull request closed"))
+        assert cancelled == [task.id]
+        proc.join(timeout=30)
+        assert not proc.is_alive()
+    finally:
+        if proc.is_alive():
+            proc.kill()
+    assert gone(agent_pid) and gone(child_pid)
+    record = world.store.get(task.id)
+    assert record is not None and record.state is State.CANCELLED
+    assert world.leftovers() == []
