@@ -24,10 +24,8 @@ from redis.exceptions import RedisError
 
 from app import logs
 from app.settings import Settings, SettingsError, load
-from app.store import spend
-from app.store.redis_conn import connect, embedded_redis
-from app.store.store import Store
-from jobs.boundary.protected import printable
+from app.store import Store, connect, embedded_redis, spend
+from jobs.boundary import printable
 
 log = logging.getLogger("forgehand")
 
@@ -197,8 +195,7 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from app.web import serving
-    from app.web.main import create_app
+    from app.web import create_app, serving
 
     app = create_app(settings, connect(redis_url))
     # Given explicitly, so that FORWARDED_ALLOW_IPS in .env counts as it does in the environment.
@@ -211,7 +208,7 @@ def _serve(
 
 def _check_schema(redis_url: str) -> None:
     """Refuse a Redis written by a newer forgehand; bring an older one up to date."""
-    from app.store.schema import SchemaError, ensure
+    from app.store import SchemaError, ensure
 
     redis = connect(redis_url)
     try:
@@ -260,7 +257,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def _contain(settings: Settings) -> None:
     """Refuse to run agents where the sandbox cannot be made; warn when it is turned off."""
-    from jobs.boundary.sandbox import UNSAFE_WARNING, Sandbox, SandboxUnavailable
+    from jobs.boundary import UNSAFE_WARNING, Sandbox, SandboxUnavailable
 
     sandbox = Sandbox(settings)
     if not sandbox.contained:
@@ -404,7 +401,7 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _usage(settings: Settings, args: argparse.Namespace) -> int:
-    from app.redeliver import parse_duration
+    from app.parsing import parse_duration
 
     try:
         days = max(1, math.ceil(parse_duration(args.since).total_seconds() / 86400))
@@ -438,7 +435,8 @@ def _redeliver(settings: Settings, args: argparse.Namespace) -> int:
     settings.require("APP_ID", "PRIVATE_KEY", "REDIS_URL")
     assert settings.redis_url is not None
     from app.github import App, GitHubError
-    from app.redeliver import parse_duration, redeliver
+    from app.parsing import parse_duration
+    from app.redeliver import redeliver
 
     try:
         since = parse_duration(args.since)
@@ -459,8 +457,7 @@ def _redeliver(settings: Settings, args: argparse.Namespace) -> int:
 def _setup(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.web import serving
-    from app.web.setup import configured, setup_app
+    from app.web import configured, serving, setup_app
 
     if configured(settings):
         print("forgehand is already registered: APP_ID and a private key are set.")
@@ -535,9 +532,9 @@ def sandbox_dir(given: Path, fresh: str, always_fresh: bool) -> Path:
 
 
 def _try_agent(settings: Settings, args: argparse.Namespace) -> int:
-    from jobs.agents.runner import AgentConfigError
-    from jobs.agents.try_agent import report, try_agent
-    from jobs.boundary.sandbox import SandboxUnavailable
+    from jobs.boundary import SandboxUnavailable
+    from jobs.errors import AgentConfigError
+    from jobs.try_agent import report, try_agent
 
     name = args.agent or settings.agent
     print(f"Running the {name} agent, sandboxed, on a scratch repository: fix add() in calc.py")

@@ -30,7 +30,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import DefaultSerializer
 from rq.utils import utcformat
 
-from app.store.store import Store, task_key, text
+from app.store import Store, task_key, text
 from app.tasks import Cancel, State, Task
 
 QUEUE_NAME = "forgehand"

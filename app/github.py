@@ -20,7 +20,7 @@ from githubkit.retry import RetryOption
 from redis import Redis
 
 from app.settings import Settings
-from app.store.store import text
+from app.store import text
 
 # A token is handed out only while it has this long left, so a push at the end of a long
 # agent run never starts with a token about to lapse.

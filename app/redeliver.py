@@ -70,15 +70,3 @@ def redeliver(app: App, redis: Redis, since: timedelta) -> list[Delivery]:
         log.info("asked GitHub to redeliver %s (%s)", delivery.guid, delivery.event)
         asked.append(delivery)
     return asked
-
-
-def parse_duration(text: str) -> timedelta:
-    """`90m`, `6h`, `2d` or a number of seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = text.strip().lower()
-    try:
-        if text and text[-1] in units:
-            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
-        return timedelta(seconds=float(text))
-    except ValueError:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90m, 6h, 2d)") from None

@@ -12,10 +12,9 @@ from typing import Any
 
 import yaml
 
-from app.fleet.decisions import MAX_OPEN_PULL_REQUESTS, OVERLAP_MODES
-from app.fleet.epic_plan import PLAN_MAX_ISSUES
+from app.fleet import MAX_OPEN_PULL_REQUESTS, OVERLAP_MODES, PLAN_MAX_ISSUES
+from app.parsing import allow_entry
 from app.settings import AGENT_PRESETS
-from jobs.boundary.egress import Policy
 
 PATH = ".github/forgehand.yml"
 DEFAULT_PROTECTED = (".github/workflows/**", PATH)
@@ -113,7 +112,8 @@ def _hosts(value: Any) -> tuple[str, ...]:
     if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
         raise ValueError("must be a list of host or host:port names")
     hosts = tuple(i.strip().lower() for i in items)
-    Policy(hosts)  # raises ValueError naming a malformed entry
+    for host in hosts:
+        allow_entry(host)  # raises ValueError naming a malformed entry
     return hosts
 
 

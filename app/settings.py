@@ -10,9 +10,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from app.web.hosts import hostname, is_loopback
-from jobs.boundary.egress import Policy
-from jobs.spend.prices import parse_prices
+from app.parsing import allow_entry, hostname, is_loopback, parse_dollars, parse_prices
 
 AGENT_PRESETS = ("claude", "codex", "aider", "opencode", "gemini", "command")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -161,7 +159,8 @@ def parse(source: Mapping[str, str]) -> Settings:
 
     allow_hosts = _list(text("AGENT_ALLOW_HOSTS"))
     try:
-        Policy(allow_hosts)
+        for entry in allow_hosts:
+            allow_entry(entry)
     except ValueError as exc:
         raise SettingsError(f"AGENT_ALLOW_HOSTS: {exc}") from None
 
@@ -191,12 +190,9 @@ def parse(source: Mapping[str, str]) -> Settings:
         if raw is None:
             return None
         try:
-            value = float(raw.removeprefix("$"))
-        except ValueError:
-            value = -1.0
-        if not value >= 0 or value == float("inf"):
-            raise SettingsError(f"{name} must be an amount in USD such as 5 or 0.50, got {raw!r}")
-        return value
+            return parse_dollars(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name} {exc}") from None
 
     try:
         prices = parse_prices(text("AGENT_PRICES") or "")

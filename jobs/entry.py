@@ -13,22 +13,26 @@ from rq import get_current_job
 
 from app.github import App
 from app.settings import Settings, SettingsError, load
-from app.store.metrics import count_task
-from app.store.store import Store
+from app.store import Store, count_task
 from app.tasks import Kind, State, Task
-from jobs import pipeline
-from jobs.boundary.redact import redactor_for
+from jobs import day_budget, pipeline
+from jobs.boundary import redactor_for
 from jobs.errors import HANDED_BACK, Escalated, HandedBack, TaskFailed, permanent_reason
 from jobs.fleet import pulls as fleet
-from jobs.kinds.closed import closed, fork_notice
-from jobs.kinds.commands import run_command
-from jobs.kinds.conflict import check_base, resolve_conflict
-from jobs.kinds.fix_ci import fix_ci
-from jobs.kinds.planning import approve, plan_epic, recheck
-from jobs.kinds.rerun import rerun
-from jobs.kinds.resolve import resolve_issue
-from jobs.kinds.review import address_review
-from jobs.spend import day_budget
+from jobs.kinds import (
+    address_review,
+    approve,
+    check_base,
+    closed,
+    fix_ci,
+    fork_notice,
+    plan_epic,
+    recheck,
+    rerun,
+    resolve_conflict,
+    resolve_issue,
+    run_command,
+)
 from jobs.workspace import Workspaces
 
 HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from app.github import GitHubError
 from app.settings import SettingsError
-from jobs.agents.runner import AgentConfigError
+
+
+class AgentConfigError(ValueError):
+    """The agent cannot be started as configured; the message says why."""
 
 
 class TaskFailed(Exception):

@@ -12,15 +12,14 @@ from datetime import timedelta
 from redis import Redis
 
 from app.dispatch import Dispatcher, job_timeout
-from app.fleet.wake import wake_stale
+from app.fleet import wake_stale
 from app.github import App, GitHubError
 from app.redeliver import redeliver
 from app.settings import Settings
-from app.store.store import Store
+from app.store import Store
 from app.tasks import Kind, Task
 from app.web import triggers
-from jobs.kinds import ci
-from jobs.spend import day_budget
+from jobs import ci, day_budget
 
 INTERVAL = 300
 # The review states that start a task, as the REST API spells them (webhooks: lower case).

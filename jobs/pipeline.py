@@ -21,24 +21,31 @@ from app.repo_config import PATH as CONFIG_PATH
 from app.repo_config import RepoConfig
 from app.repo_config import parse as parse_config
 from app.settings import Settings
-from app.store import spend
-from app.store.metrics import observe_agent
-from app.store.store import Store
+from app.store import Store, observe_agent, spend
 from app.tasks import Task
-from jobs.agents import prompts
+from jobs.agents import PRESETS, Preset, prompts, write_home
 from jobs.agents import runner as agent
-from jobs.agents.presets import PRESETS, Preset, write_home
-from jobs.boundary import handoff, protected
-from jobs.boundary.gateway import Admit, Gateway, Meter, agent_variables, new_placeholder, upstreams
-from jobs.boundary.git import GitError, git_capped
-from jobs.boundary.redact import Redactor, redactor_for
-from jobs.boundary.sandbox import UNSAFE_WARNING, Sandbox
-from jobs.boundary.tree_limits import Limits
-from jobs.errors import HANDED_BACK, BudgetStopped, HandedBack, TaskFailed
+from jobs.boundary import (
+    UNSAFE_WARNING,
+    Admit,
+    Gateway,
+    GitError,
+    Limits,
+    Meter,
+    Redactor,
+    Sandbox,
+    agent_variables,
+    git_capped,
+    handoff,
+    new_placeholder,
+    protected,
+    redactor_for,
+    upstreams,
+)
+from jobs.errors import HANDED_BACK, AgentConfigError, BudgetStopped, HandedBack, TaskFailed
+from jobs.report import CheckRun, Heartbeat, StatusComment, dashboard_url
 from jobs.report import words as report
-from jobs.report.progress import CheckRun, Heartbeat, dashboard_url
-from jobs.report.status import StatusComment
-from jobs.spend.metering import TaskMeter
+from jobs.spend import TaskMeter
 from jobs.workspace import Workspaces, Worktree
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
@@ -154,7 +161,7 @@ def run_sandboxed(
     try:
         found = upstreams(env)
     except ValueError as exc:
-        raise agent.AgentConfigError(str(exc)) from None
+        raise AgentConfigError(str(exc)) from None
     placeholder = new_placeholder()
     with Gateway(found, placeholder, admit, meter) as gateway:
         env = agent_variables(env, found, sandbox.gateway_url(gateway), placeholder)
@@ -283,7 +290,7 @@ class Run:
         try:
             argv = agent.argv_for(name, command, prompt_file, self.tree.path)
             agent.check_keys(name, self.settings.agent_env, os.environ)
-        except agent.AgentConfigError as exc:
+        except AgentConfigError as exc:
             raise TaskFailed(str(exc)) from None
         self.ctx.store.audit(self.task.id, "agent", " ".join(argv[:3]))
         try:
@@ -293,7 +300,7 @@ class Run:
             preset = PRESETS.get(name)
             with self.heartbeat.beating() if self.heartbeat else nullcontext():
                 result = self._process(argv, prompt, (prompt_file,), trusted, preset)
-        except agent.AgentConfigError as exc:
+        except AgentConfigError as exc:
             raise TaskFailed(str(exc)) from None
         observe_agent(self.ctx.store.redis, result.seconds)
         if result.stopped:
@@ -424,7 +431,7 @@ class Run:
         with `commits`, each commit between them on its own; both sides of a rename,
         NUL-separated so that no name is quoted or split."""
         where = ["--git-dir", str(self.tree.gitdir)]
-        # A gitlink is a change too (jobs/boundary/git.py has diffs ignore submodules).
+        # A gitlink is a change too (jobs/boundary/own_git.py has diffs ignore submodules).
         flags = ["--no-renames", "--ignore-submodules=none", "--name-only", "-z"]
         whole = ["diff", *flags, since, head]
         each = ["log", "-c", *flags, "--format=", f"{since}..{head}"]

@@ -20,11 +20,9 @@ from rq.job import Job
 from rq.worker import BaseWorker
 
 from app.dispatch import Dispatcher, job_timeout, queue_for
-from app.store import schema
-from app.store.redis_conn import connect
-from app.store.store import Store
+from app.store import Store, connect, schema
 from app.tasks import State
-from jobs.agents.runner import kill_recorded
+from jobs.agents import kill_recorded
 from jobs.entry import HAND_BACK_SIGNAL, worker_settings
 from jobs.housekeeping import housekeeping
 from jobs.pipeline import pgid_file_for

@@ -33,10 +33,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.boundary.git import GitError, git, git_capped
+from jobs.boundary import EXCLUDES, GitError, git, git_capped
 
-# Agents' own bookkeeping files that must never be committed.
-EXCLUDES = (".aider*",)
 # Kept worktrees per repository: as many as tasks on one repository usually run at once. Each
 # costs the disk of one checkout while idle; one unused for POOL_IDLE seconds is removed.
 POOL_SIZE = 4

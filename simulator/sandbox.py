@@ -21,10 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.settings import Settings
-from app.store.redis_conn import connect, embedded_redis
-from app.store.store import Store
+from app.store import Store, connect, embedded_redis
 from app.tasks import State
-from jobs.report.words import working_line
+from jobs.report import working_line
 from simulator.sim import Simulation
 
 APP_ID = 90210

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import yaml
 
-from app.web.setup import MANIFEST_FILE
+from app.web import MANIFEST_FILE
 
 Obj = dict[str, Any]
 NOW = "2026-01-01T00:00:00Z"

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from app.github import App, GitHubError
 from app.settings import Settings, SettingsError, load
-from app.store.redis_conn import connect
+from app.store import connect
 
 # GIT_CONFIG_COUNT, which passes the token to git without a file, arrived in git 2.31.
 MIN_GIT = (2, 31)
@@ -199,7 +199,7 @@ def exposed_addresses(bind: str, host: str) -> list[str]:
 
 
 def _sandbox(settings: Settings) -> Check:
-    from jobs.boundary.sandbox import Sandbox, SandboxUnavailable
+    from jobs.boundary import Sandbox, SandboxUnavailable
 
     sandbox = Sandbox(settings)
     if not sandbox.contained:
@@ -255,7 +255,7 @@ def _workspaces(settings: Settings) -> Check:
 
 
 def _agent(settings: Settings) -> Check:
-    from jobs.agents.presets import PRESETS
+    from jobs.agents import PRESETS
 
     preset = PRESETS.get(settings.agent)
     command = shlex.split(settings.agent_command or "") or [""]
@@ -292,8 +292,8 @@ def _agent(settings: Settings) -> Check:
 
 def _agent_config(settings: Settings, source: Mapping[str, str]) -> Iterator[Check]:
     """The CLI's own configuration, where the operator gives it (OpenCode's provider)."""
-    from jobs.agents.presets import PRESETS
-    from jobs.agents.runner import AgentConfigError, check_keys
+    from jobs.agents import PRESETS, check_keys
+    from jobs.errors import AgentConfigError
 
     preset = PRESETS.get(settings.agent)
     if preset is None:
@@ -314,7 +314,7 @@ def _agent_config(settings: Settings, source: Mapping[str, str]) -> Iterator[Che
 
 
 def _agent_tools(settings: Settings) -> Iterator[Check]:
-    from jobs.agents.presets import PRESETS
+    from jobs.agents import PRESETS
 
     preset = PRESETS.get(settings.agent)
     for program, install in preset.tools if preset is not None else ():

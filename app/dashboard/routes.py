@@ -29,8 +29,7 @@ from app.dashboard import pages, timeline, work_items, work_pages
 from app.dashboard.task_rows import Filters, Row, listing, read_row
 from app.dispatch import Dispatcher, queue_for
 from app.settings import Settings
-from app.store import spend
-from app.store.store import Store
+from app.store import Store, spend
 from app.tasks import Kind
 
 FORM_LIMIT = 4096

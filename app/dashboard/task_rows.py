@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from app.store.store import TASKS_INDEX, task_key, text
+from app.store import TASKS_INDEX, task_key, text
 from app.tasks import Task
 
 PAGE_SIZE = 200

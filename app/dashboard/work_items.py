@@ -13,7 +13,7 @@ from typing import Any
 from redis import Redis
 
 from app.dashboard.task_rows import Row, row_from_hash
-from app.store.store import TASKS_INDEX, Store, task_key, text
+from app.store import TASKS_INDEX, Store, task_key, text
 from app.tasks import Kind
 
 # The newest tasks the main view groups; older work is in the task list.

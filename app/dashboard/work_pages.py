@@ -11,7 +11,7 @@ from typing import Any
 
 from app.dashboard.pages import ago, linked, page, state_badge, took, worker_banner
 from app.dashboard.work_items import Item, ci_words, kind_of, outcome, shown_state, what
-from app.store.spend import Spend, cost_cell
+from app.store import Spend, cost_cell
 
 
 def github_url(web: str, item: Item) -> str:

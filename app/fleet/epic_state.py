@@ -9,7 +9,7 @@ from typing import Any
 
 from redis import Redis
 
-from app.store.store import text
+from app.store import text
 
 MAX_FILES_KEPT = 5000  # repository paths kept per epic to check edits against
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from app.fleet.decisions import Pull, merge_order, overlaps
 from app.fleet.state import FleetState
-from app.store.store import Store, TaskRecord
+from app.store import Store, TaskRecord
 from app.tasks import Kind
 
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 from redis import Redis
 
 from app.fleet.decisions import Pull
-from app.store.store import text
+from app.store import text
 
 
 def _pulls_key(repo_id: int) -> str:

@@ -8,29 +8,12 @@ in front may name the process as it likes.
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-
-def hostname(authority: str) -> str:
-    """The host name of a `Host` header's `host[:port]`, lower-case; "" when there is none."""
-    try:
-        return (urlsplit(f"//{authority.strip()}").hostname or "").rstrip(".")
-    except ValueError:
-        return ""
-
-
-def is_loopback(name: str) -> bool:
-    """`localhost`, a name under `.localhost`, or a loopback address."""
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+from app.parsing import hostname, is_loopback
 
 
 def answers_to(authority: str, public_url: str | None) -> bool:

@@ -17,14 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.dashboard import plan_page, usage_page
 from app.dashboard import routes as dashboard
-from app.dashboard.plan_page import plan_page
-from app.dashboard.usage_page import usage_page
 from app.dispatch import Dispatcher, job_timeout
 from app.settings import Settings
-from app.store.metrics import render
-from app.store.store import Store
+from app.store import Store
 from app.web.hosts import HostCheck
+from app.web.metrics import render
 from app.web.setup import routes as setup_routes
 from app.web.tally import Tally, flush_forever
 from app.web.triggers import Facts

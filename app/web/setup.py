@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from app.dashboard.pages import page as styled
-from app.dashboard.routes import web_base
+from app.dashboard import page as styled
+from app.dashboard import web_base
 from app.github import HEADERS
 from app.settings import Settings
 

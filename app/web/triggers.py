@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from app.fleet.epic_plan import COMMENT_MARKER
+from app.fleet import COMMENT_MARKER
 from app.tasks import Action, Cancel, InstallationChange, Kind, ResetAttempts, Task, Wake
 
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.dispatch import Dispatcher, Seen, read_seen, seen_from
-from app.fleet.wake import wake
-from app.store.store import Store, text
+from app.fleet import wake
+from app.store import Store, text
 from app.tasks import Cancel, InstallationChange, ResetAttempts, Task, Wake
 from app.web.tally import Tally
 from app.web.triggers import Facts, PayloadError, decide, early_decision, needs_pull_request_fact

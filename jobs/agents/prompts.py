@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from jobs.kinds.ci import Failure
+from jobs.ci import Failure
 
 CI_BUDGET = 24_000  # characters of failure detail; the newest part is kept
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.agents.presets import PRESETS
-from jobs.boundary.tree_limits import disk_used
+from jobs.boundary import disk_used
+from jobs.errors import AgentConfigError
 
 # What an agent may inherit from the worker's environment besides AGENT_ENV names.
 BASE_ENV = (
@@ -68,10 +69,6 @@ class DiskCap:
 
     paths: tuple[Path, ...]
     limit: int
-
-
-class AgentConfigError(ValueError):
-    """The agent cannot be started as configured; the message says why."""
 
 
 def argv_for(agent: str, agent_command: str | None, prompt_file: Path, workdir: Path) -> list[str]:

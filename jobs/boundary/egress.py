@@ -19,14 +19,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from app.parsing import allow_entry, ip_of, normalize, split_host_port
+
 if TYPE_CHECKING:
     from jobs.boundary.gateway import Gateway
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
 
-# A bare host entry allows HTTPS and plain HTTP, nothing else.
-DEFAULT_PORTS = frozenset({443, 80})
 NOT_ALLOWED = "not in AGENT_ALLOW_HOSTS"
 OWN_SERVICE = "one of the worker's own services, which can never be allowed"
 HINT = "to allow it, add it to AGENT_ALLOW_HOSTS or to allow_hosts in .github/forgehand.yml"
@@ -43,60 +43,6 @@ CHUNK = 64 * 1024
 HOP_HEADERS = frozenset(
     {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "upgrade", "host"}
 )
-
-
-def split_host_port(authority: str) -> tuple[str, int | None]:
-    """`host`, `host:port`, `[v6]` or `[v6]:port`; a bare IPv6 address has no port.
-
-    Raises ValueError for an empty host or a port that is not 1-65535.
-    """
-    if authority.startswith("["):
-        host, bracket, tail = authority[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise ValueError(f"{authority!r} is not host or host:port")
-        port_text = tail[1:] if tail else None
-    elif authority.count(":") == 1:
-        host, _, port_text = authority.partition(":")
-    else:
-        host, port_text = authority, None
-    if not host:
-        raise ValueError(f"{authority!r} has no host")
-    if port_text is None:
-        return host, None
-    if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
-        raise ValueError(f"{authority!r} has no valid port")
-    return host, int(port_text)
-
-
-def _ip(text: str) -> IPAddress | None:
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    # ::ffff:127.0.0.1 reaches 127.0.0.1, and a NAT64 or 6to4 form reaches the IPv4 address
-    # inside it: each is judged as that address.
-    if isinstance(ip, ipaddress.IPv6Address):
-        return embedded_ipv4(ip) or ip
-    return ip
-
-
-NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
-NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, local use
-
-
-def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries: IPv4-mapped, IPv4-compatible (::a.b.c.d), 6to4
-    (2002::/16) or NAT64 (64:ff9b::/96, and 64:ff9b:1::/48 as RFC 6052 lays out a /48)."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    packed = ip.packed
-    if ip in NAT64 or (packed[:12] == bytes(12) and int(ip) > 1):
-        return ipaddress.IPv4Address(packed[12:])
-    if ip in NAT64_LOCAL:
-        return ipaddress.IPv4Address(packed[6:8] + packed[9:11])  # octet 8 is reserved
-    return None
 
 
 def own_addresses() -> frozenset[IPAddress]:
@@ -116,12 +62,6 @@ def own_addresses() -> frozenset[IPAddress]:
     return frozenset(found)
 
 
-def _norm(host: str) -> str:
-    host = host.lower().rstrip(".")
-    ip = _ip(host)
-    return host if ip is None else str(ip)
-
-
 def _is_local(ip: IPAddress) -> bool:
     # Not globally routable covers loopback, private, link-local, unspecified, CGNAT and
     # reserved ranges; multicast counts as global for ipaddress but is never a web server.
@@ -134,14 +74,6 @@ def _matches(pattern: str, host: str) -> bool:
     if pattern.startswith("*."):
         return host.endswith(pattern[1:])
     return pattern == host
-
-
-def _entry(text: str) -> tuple[str, frozenset[int]]:
-    host, port = split_host_port(text.strip())
-    rest = host[2:].rstrip(".") if host.startswith("*.") else host
-    if host != "*" and (not rest or "*" in rest):
-        raise ValueError(f"allow entry {text!r}: `*` only as `*` or `*.domain`")
-    return _norm(host), DEFAULT_PORTS if port is None else frozenset({port})
 
 
 @dataclass(frozen=True)
@@ -159,16 +91,16 @@ class Policy:
     _local: tuple[tuple[str, frozenset[int]], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_entries", tuple(_entry(e) for e in self.allow))
-        object.__setattr__(self, "_never", frozenset((_norm(h), p) for h, p in self.never))
+        object.__setattr__(self, "_entries", tuple(allow_entry(e) for e in self.allow))
+        object.__setattr__(self, "_never", frozenset((normalize(h), p) for h, p in self.never))
         local = self.allow if self.local is None else self.local
-        object.__setattr__(self, "_local", tuple(_entry(e) for e in local))
+        object.__setattr__(self, "_local", tuple(allow_entry(e) for e in local))
 
     def decide(self, host: str, port: int, addresses: Sequence[str]) -> str | None:
         """None when the agent may connect to host:port, which resolved to addresses; else why
         not. With no addresses only the name is checked, which needs no DNS lookup."""
-        name = _norm(host)
-        ips = [ip for ip in (_ip(a) for a in (name, *addresses)) if ip is not None]
+        name = normalize(host)
+        ips = [ip for ip in (ip_of(a) for a in (name, *addresses)) if ip is not None]
         mine = own_addresses() if any(not _is_local(ip) for ip in ips) else frozenset()
         local = next((ip for ip in ips if _is_local(ip) or ip in mine), None)
         if any((target, port) in self._never for target in {name, *map(str, ips)}):

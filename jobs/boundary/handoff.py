@@ -15,14 +15,19 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs.boundary import bounded, protected
-from jobs.boundary.git import GIT_TIMEOUT, GitError, base_env, git_capped
+from jobs.boundary.own_git import GIT_TIMEOUT, GitError, base_env, git_capped
 from jobs.boundary.sandbox import Sandbox
 from jobs.boundary.tree_limits import Limits, over
 from jobs.errors import TaskFailed
-from jobs.workspace import EXCLUDES, Worktree
 
+if TYPE_CHECKING:
+    from jobs.workspace import Worktree
+
+# Agents' own bookkeeping files that must never be committed.
+EXCLUDES = (".aider*",)
 PACK = Path(__file__).with_name("pack.py")
 RESULT = "refs/forgehand/result"
 TAKEN = "refs/forgehand/agent"

@@ -32,9 +32,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.settings import Settings
-from jobs.agents.runner import AgentConfigError
 from jobs.boundary.egress import EgressProxy, Policy
 from jobs.boundary.gateway import Gateway
+from jobs.errors import AgentConfigError
 
 UID = GID = 1000
 USER = "agent"

@@ -8,11 +8,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.fleet.decisions import Pull, interface_files, merge_order, overlaps, overlaps_of
-from app.fleet.state import FleetState
+from app.fleet import FleetState, Pull, interface_files, merge_order, overlaps, overlaps_of
 from app.github import GitHubError, Installation
-from jobs.boundary.git import git
-from jobs.boundary.protected import printable
+from jobs.boundary import git, printable
 
 MARKER = "<!-- forgehand:overlap -->"
 MAX_FILES_SHOWN = 10

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import time
 
-from app.fleet.decisions import Pull, interface_files
-from app.fleet.state import FleetState
+from app.fleet import FleetState, Pull, interface_files
 from app.github import GitHubError, Installation
 from app.tasks import Task
-from jobs.boundary.redact import redactor_for
+from jobs.boundary import redactor_for
 from jobs.fleet import overlap
 from jobs.pipeline import Context, prepare
 

@@ -2,7 +2,7 @@
 free slot under the repository's `max_open_pull_requests`.
 
 A waiting task is in state `waiting` with its status comment saying for what; it is queued
-again when an issue or agent pull request of its repository closes (app/fleet/wake.py) and
+again when an issue or agent pull request of its repository closes (app/fleet/waking.py) and
 then asks again here.
 """
 
@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from app.fleet.decisions import (
+from app.fleet import (
+    FleetState,
     blockers_in,
     find_cycle,
     may_open,
@@ -21,13 +22,12 @@ from app.fleet.decisions import (
     paths_named,
     queue_position,
 )
-from app.fleet.state import FleetState
 from app.github import GitHubError, Installation
 from app.tasks import State, Task
-from jobs.boundary.protected import printable
+from jobs.boundary import printable
 from jobs.errors import TaskFailed
 from jobs.pipeline import Context, Repo
-from jobs.report.status import StatusComment
+from jobs.report import StatusComment
 
 MAX_GRAPH = 50  # issues read at most when looking for a dependency cycle
 # Blockers read from one issue's body at most: each costs a request of the installation's

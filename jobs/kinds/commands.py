@@ -7,9 +7,10 @@ from dataclasses import replace
 from app import budget
 from app.dispatch import Dispatcher, job_timeout
 from app.github import GitHubError, Installation, segment
+from app.parsing import parse_dollars
 from app.store import spend
 from app.tasks import Kind, Task
-from app.web.triggers import command_verb
+from app.web import command_verb
 from jobs.agents import prompts
 from jobs.kinds.resolve import open_pull_request, resolve_issue
 from jobs.lock import pull_request_lock
@@ -22,8 +23,8 @@ from jobs.pipeline import (
     reported,
     status_for,
 )
+from jobs.report import checked
 from jobs.report import words as report
-from jobs.report.progress import checked
 
 
 def run_command(task: Task, ctx: Context) -> str:
@@ -122,7 +123,7 @@ def _budget(task: Task, ctx: Context, api: Installation, instructions: str) -> s
     operator's MAX_COST_PER_TASK."""
     words = instructions.split()
     try:
-        asked = float(words[1].removeprefix("$")) if len(words) == 2 else -1.0
+        asked = parse_dollars(words[1]) if len(words) == 2 else -1.0
     except ValueError:
         asked = -1.0
     prefix = ctx.settings.command_prefix

@@ -14,13 +14,12 @@ from app.dispatch import Dispatcher, job_timeout
 from app.github import Installation
 from app.tasks import Kind, Task
 from jobs.agents import prompts
-from jobs.boundary import protected
-from jobs.boundary.git import GitError
+from jobs.boundary import GitError, protected
 from jobs.errors import TaskFailed
-from jobs.kinds.fix_ci import escalate
+from jobs.kinds.ci_fix import escalate
 from jobs.lock import pull_request_lock
 from jobs.pipeline import Context, PullRequest, Repo, Run, prepare, read_pull, reported, status_for
-from jobs.report.status import StatusComment
+from jobs.report import StatusComment
 from jobs.workspace import Worktree
 
 # GitHub computes `mergeable` in the background after a push; it is null until then.

@@ -18,18 +18,26 @@ from typing import Any
 
 from app.budget import lowest, plan_ceiling
 from app.dispatch import Dispatcher, job_timeout
-from app.fleet.epic_plan import FILE_NAME, MAX_BYTES, Checked, PlanError, check, order, parse
-from app.fleet.epic_state import Epic, EpicState
-from app.fleet.state import FleetState
+from app.fleet import (
+    FILE_NAME,
+    MAX_BYTES,
+    Checked,
+    Epic,
+    EpicState,
+    FleetState,
+    PlanError,
+    check,
+    order,
+    parse,
+)
 from app.github import GitHubError, Installation
 from app.tasks import Kind, State, Task
 from jobs.agents import prompts
-from jobs.boundary.redact import Redactor, redactor_for
+from jobs.boundary import Redactor, redactor_for
 from jobs.errors import TaskFailed
-from jobs.fleet.overlap import post_or_edit
-from jobs.kinds.epic_comment import MARKER, Progress, code, extract_yaml, render
+from jobs.fleet import post_or_edit
 from jobs.pipeline import Context, Repo, Run, check_sender, prepare, reported, status_for
-from jobs.report.progress import Heartbeat
+from jobs.report import MARKER, Heartbeat, Progress, code, extract_yaml, render
 
 FIRST_LINES = 20  # of a bad plan file, shown with the reason
 # GitHub answers these where sub-issues or issue dependencies do not exist (GitHub Enterprise

@@ -12,8 +12,8 @@ from jobs.fleet import overlap, waiting
 from jobs.fleet import pulls as fleet
 from jobs.kinds import planning
 from jobs.pipeline import Context, Run, branch_name, config_problems, prepare, reported, status_for
+from jobs.report import Heartbeat
 from jobs.report import words as report
-from jobs.report.progress import Heartbeat
 
 
 def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:

@@ -14,8 +14,8 @@ from jobs.pipeline import (
     reported,
     status_for,
 )
+from jobs.report import checked
 from jobs.report import words as report
-from jobs.report.progress import checked
 
 
 def address_review(task: Task, ctx: Context) -> str:

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from app.github import GitHubError, Installation
-from app.store import spend
-from app.store.store import Store
+from app.store import Store, spend
 from app.tasks import Task
-from jobs.boundary.redact import Redactor
+from jobs import ci
+from jobs.boundary import Redactor
 from jobs.errors import HANDED_BACK, Escalated, HandedBack, TaskFailed
-from jobs.kinds import ci
 from jobs.report import words as report
 
 CHECK_NAME = "forgehand"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from app.github import GitHubError, Installation
-from app.store.store import Store
+from app.store import Store
 from app.tasks import Task
-from jobs.boundary.redact import Redactor
+from jobs.boundary import Redactor
 from jobs.report.progress import spend_line
 from jobs.report.words import status_comment
 

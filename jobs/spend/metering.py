@@ -10,7 +10,7 @@ from redis import Redis
 
 from app import budget
 from app.store import spend
-from jobs.boundary.usage import Api, Usage
+from jobs.boundary import Api, Usage
 from jobs.spend.prices import Prices, cost_of
 
 

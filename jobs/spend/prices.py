@@ -12,7 +12,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from jobs.boundary.usage import Api, Usage
+from jobs.boundary import Api, Usage
 
 # Per million tokens, input and output. Cached input is priced as input by an override.
 Prices = Mapping[str, tuple[float, float]]
@@ -24,24 +24,6 @@ PROVIDERS: dict[Api, str] = {
     "gemini": "google",
     "openrouter": "openrouter",
 }
-
-
-def parse_prices(text: str) -> dict[str, tuple[float, float]]:
-    """`model=IN/OUT,...` (USD per million tokens). Raises ValueError naming a bad entry."""
-    out: dict[str, tuple[float, float]] = {}
-    for entry in (e.strip() for e in text.split(",")):
-        if not entry:
-            continue
-        model, equals, pair = entry.partition("=")
-        given, slash, taken = pair.partition("/")
-        try:
-            prices = (float(given), float(taken))
-        except ValueError:
-            prices = (-1.0, -1.0)
-        if not equals or not slash or not model.strip() or min(prices) < 0 or "nan" in pair:
-            raise ValueError(f"{entry!r} is not model=IN/OUT (USD per million tokens)")
-        out[model.strip()] = prices
-    return out
 
 
 def cost_of(usage: Usage, api: Api, overrides: Prices) -> float | None:

@@ -12,7 +12,7 @@ from redis import Redis
 
 from app.github import API_VERSION, USER_AGENT, App, GitHubError, Retry, segment
 from app.settings import parse
-from jobs.kinds.ci import job_log
+from jobs.ci import job_log
 from tests import fakes
 from tests import payloads as p
 

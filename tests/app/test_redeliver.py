@@ -7,7 +7,8 @@ import pytest
 from redis import Redis
 
 from app.github import App
-from app.redeliver import Delivery, parse_duration, redeliver, to_redeliver
+from app.parsing import parse_duration
+from app.redeliver import Delivery, redeliver, to_redeliver
 from app.settings import parse
 from tests import fakes
 from tests import payloads as p

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from jobs import workspace
-from jobs.boundary.git import GitError, auth_config, git
+from jobs.boundary.own_git import GitError, auth_config, git
 from jobs.workspace import POOL_SIZE, Workspaces
 from tests import fakes
 

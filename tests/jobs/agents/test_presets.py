@@ -19,8 +19,9 @@ from app.settings import parse
 from app.store import spend
 from app.store.store import TaskRecord
 from jobs.agents.presets import LAST_MESSAGE, PRESETS, SUMMARY_LIMIT, write_home
-from jobs.agents.runner import AgentConfigError, check_keys
-from jobs.agents.try_agent import try_agent
+from jobs.agents.runner import check_keys
+from jobs.errors import AgentConfigError
+from jobs.try_agent import try_agent
 from jobs.workspace import Workspaces
 from tests import fakes
 from tests.agents.models.anthropic import FakeAnthropic

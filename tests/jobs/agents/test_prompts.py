@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from jobs.agents.prompts import ReviewNote, ci_prompt, clean, fenced, issue_prompt, review_prompt
-from jobs.kinds.ci import Failure
+from jobs.ci import Failure
 
 
 def test_hidden_and_invisible_text_is_removed() -> None:

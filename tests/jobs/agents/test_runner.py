@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from jobs.agents.presets import PRESETS
-from jobs.agents.runner import AgentConfigError, agent_env, argv_for, check_keys, run
+from jobs.agents.runner import agent_env, argv_for, check_keys, run
+from jobs.errors import AgentConfigError
 
 HELP = Path(__file__).resolve().parents[2] / "fixtures" / "agent-help"
 

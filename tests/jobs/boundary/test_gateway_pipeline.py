@@ -19,9 +19,9 @@ from app import budget
 from app.__main__ import main
 from app.dispatch import Dispatcher
 from app.store import spend
-from app.store.metrics import render
 from app.tasks import Kind, State, Task
-from jobs.spend import day_budget
+from app.web.metrics import render
+from jobs import day_budget
 from tests import fakes
 from tests import payloads as p
 from tests.agents.models.openai_chat import OpenAIChat

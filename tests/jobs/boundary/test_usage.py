@@ -7,8 +7,9 @@ from collections.abc import Mapping
 
 import pytest
 
+from app.parsing import parse_prices
 from jobs.boundary.usage import WINDOW, Usage, UsageReader
-from jobs.spend.prices import cost_of, parse_prices
+from jobs.spend.prices import cost_of
 
 
 def sse(*events: Mapping[str, object], named: bool = False) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.fleet.state import FleetState
-from app.fleet.wake import wake, wake_stale
+from app.fleet.waking import wake, wake_stale
 from app.tasks import Cancel, State
 from jobs.fleet.waiting import MAX_BLOCKERS
 from tests import fakes

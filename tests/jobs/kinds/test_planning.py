@@ -13,8 +13,8 @@ from app.fleet.epic_state import EpicState
 from app.github import GitHubError
 from app.tasks import Kind, State, Task
 from jobs.entry import execute
-from jobs.kinds.epic_comment import MARKER, extract_yaml
 from jobs.kinds.planning import follow
+from jobs.report.epic_comment import MARKER, extract_yaml
 from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import World

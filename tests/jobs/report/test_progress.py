@@ -13,7 +13,7 @@ from app.github import GitHubError
 from app.tasks import Kind, State, Task
 from jobs.entry import HAND_BACK_SIGNAL
 from jobs.errors import HANDED_BACK
-from jobs.kinds import fix_ci
+from jobs.kinds import ci_fix as fix_ci
 from jobs.report import progress
 from jobs.report.progress import Heartbeat
 from tests import payloads as p

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.dispatch import Dispatcher
 from app.fleet.state import FleetState
-from app.store.store import Store
+from app.store import Store
 from app.tasks import State
 
 

@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from app.fleet.epic_plan import COMMENT_MARKER, Checked, Row, owned
-from jobs.boundary.protected import printable
+from app.fleet import COMMENT_MARKER, Checked, Row, owned
+from jobs.boundary import printable
 
 MARKER = COMMENT_MARKER
 YAML_MARKER = "<!-- forgehand:plan-yaml -->"

@@ -10,11 +10,9 @@ from starlette.responses import HTMLResponse, Response
 
 from app.dashboard.pages import page, state_badge
 from app.dashboard.routes import allowed, web_base
-from app.fleet import plan
-from app.fleet.epic_plan import PlanError, check, parse
-from app.fleet.epic_state import Epic, EpicState
+from app.fleet import Epic, EpicState, PlanError, check, parse, plan
 from app.settings import Settings
-from app.store.store import Store
+from app.store import Store
 
 
 def _numbers(base: str, kind: str, values: tuple[int, ...]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.tasks import State
-from jobs.kinds import fix_ci
+from jobs.kinds import ci_fix as fix_ci
 from jobs.report import words as report
 from tests import fakes
 from tests import payloads as p

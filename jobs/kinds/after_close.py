@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.fleet.state import FleetState
+from app.fleet import FleetState
 from app.github import GitHubError, segment
 from app.tasks import Task
 from jobs.fleet import pulls as fleet

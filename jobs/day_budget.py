@@ -9,10 +9,10 @@ import time
 from app import budget
 from app.dispatch import Dispatcher
 from app.github import GitHubError
-from app.store.store import Store
+from app.store import Store
 from app.tasks import Kind, State, Task
 from jobs.pipeline import Context, status_for
-from jobs.spend.metering import day_refusal
+from jobs.spend import day_refusal
 
 WAITING = "fh:budget:day-waiting"  # task ids, scored by when they may start again
 # The kinds that run an agent; the others (clean-ups, notices) make no model call.

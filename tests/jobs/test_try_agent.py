@@ -8,7 +8,7 @@ import pytest
 
 from app.__main__ import main
 
-SCRIPTED = Path(__file__).resolve().parents[2] / "agents" / "scripted.py"
+SCRIPTED = Path(__file__).resolve().parents[1] / "agents" / "scripted.py"
 
 
 def use(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: str) -> None:
@@ -33,7 +33,7 @@ def test_an_agent_that_fixes_the_scratch_bug_passes(
 def test_the_shipped_demo_agent_passes(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    demo = Path(__file__).resolve().parents[3] / "simulator" / "demo_agent.py"
+    demo = Path(__file__).resolve().parents[2] / "simulator" / "demo_agent.py"
     use(monkeypatch, tmp_path, "fix")
     monkeypatch.setenv("AGENT_COMMAND", shlex.join([sys.executable, str(demo), "careful"]))
     assert main(["try-agent"]) == 0, capsys.readouterr().out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.tasks import Cancel, Kind, State, Task
-from jobs.kinds import fix_ci
+from jobs.kinds import ci_fix as fix_ci
 from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import BRANCH, World, agent_pids, gone

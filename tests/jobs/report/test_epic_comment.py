@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.fleet.epic_plan import check, parse
-from jobs.kinds.epic_comment import (
+from jobs.report.epic_comment import (
     MARKER,
     Progress,
     cell,

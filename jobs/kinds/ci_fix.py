@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from app.github import Installation
-from app.store.metrics import count_escalation
+from app.store import count_escalation
 from app.tasks import Task
+from jobs import ci
 from jobs.agents import prompts
-from jobs.boundary.redact import redactor_for
+from jobs.boundary import redactor_for
 from jobs.errors import BudgetStopped, Escalated, TaskFailed
-from jobs.kinds import ci, planning
+from jobs.kinds import planning
 from jobs.lock import pull_request_lock
 from jobs.pipeline import (
     Context,
@@ -24,9 +25,8 @@ from jobs.pipeline import (
     reported,
     status_for,
 )
+from jobs.report import CheckRun, StatusComment, checked, retitle
 from jobs.report import words as report
-from jobs.report.progress import CheckRun, checked, retitle
-from jobs.report.status import StatusComment
 
 # How long a fix waits for the commit's other checks to finish, and how often it looks.
 CHECK_WAIT = 20 * 60.0

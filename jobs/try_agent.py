@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.settings import Settings
-from jobs.agents import prompts
+from jobs.agents import PRESETS, prompts
 from jobs.agents import runner as agent
-from jobs.agents.presets import PRESETS
-from jobs.boundary.sandbox import Sandbox
-from jobs.boundary.usage import Usage
+from jobs.boundary import Sandbox, Usage
 from jobs.pipeline import run_sandboxed
 from jobs.workspace import Workspaces
 

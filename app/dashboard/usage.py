@@ -12,8 +12,7 @@ from starlette.responses import HTMLResponse, Response
 from app.dashboard.pages import page
 from app.dashboard.routes import allowed
 from app.settings import Settings
-from app.store import spend
-from app.store.store import Store
+from app.store import Store, spend
 
 DAYS = 30
 
