@@ -1,7 +1,7 @@
 """The agents: each preset (how a released CLI is run, configured and read), the process
 runner (clean environment, own process group, timeouts), the prompts, and `try-agent`.
 
-May import app's shared modules, jobs.boundary and jobs' shared modules.
+May import jobs.boundary, jobs.ci and jobs.errors.
 """
 
 from jobs.agents import prompts, runner

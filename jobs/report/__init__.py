@@ -1,5 +1,6 @@
 """What forgehand says on GitHub: a running task's `forgehand` check run, its status comment,
-the words of comments and pull request bodies, and the plan comment on an epic.
+the words of comments and pull request bodies, and the plan comment on an epic. May import
+app, jobs' top modules and jobs.boundary.
 """
 
 from jobs.report import words

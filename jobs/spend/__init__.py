@@ -1,5 +1,5 @@
 """Spend on the worker's side: one run's meter (the budget the gateway asks before a call, the
-usage it reports after), prices, and the installation's day budget.
+usage it reports after) and prices. May import app, app.store and jobs.boundary.
 """
 
 from jobs.spend.metering import TaskMeter, day_refusal

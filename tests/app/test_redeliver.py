@@ -7,7 +7,6 @@ import pytest
 from redis import Redis
 
 from app.github import App
-from app.parsing import parse_duration
 from app.redeliver import Delivery, redeliver, to_redeliver
 from app.settings import parse
 from tests import fakes
@@ -29,15 +28,6 @@ def test_only_guids_that_never_succeeded_are_asked_for_once() -> None:
     ]  # fmt: skip
     chosen = to_redeliver(deliveries, NOW - timedelta(hours=2))
     assert [(x.guid, x.id) for x in chosen] == [("a", 2)]
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("90m", 5400), ("6h", 21600), ("2d", 172800), ("30", 30)]
-)
-def test_durations(text: str, seconds: int) -> None:
-    assert parse_duration(text) == timedelta(seconds=seconds)
-    with pytest.raises(ValueError, match="not a duration"):
-        parse_duration("soon")
 
 
 @pytest.fixture
