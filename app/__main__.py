@@ -250,8 +250,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from jobs.worker import run_workers
 
     return run_workers(
-        settings.redis_url, args.n, args.burst, settings.log_level, settings.workspaces_dir,
-        settings.worker_drain_timeout,
+        settings.redis_url, args.n, args.burst, settings.log_level, settings.log_format,
+        settings.workspaces_dir, settings.worker_drain_timeout,
     )  # fmt: skip
 
 
@@ -299,8 +299,8 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
         ctx = multiprocessing.get_context("spawn")
         worker = ctx.Process(
             target=run_in_own_session, name="worker",
-            args=(url, args.n, settings.log_level, settings.workspaces_dir,
-                  settings.worker_drain_timeout),
+            args=(url, args.n, settings.log_level, settings.log_format,
+                  settings.workspaces_dir, settings.worker_drain_timeout),
         )  # fmt: skip
         try:
             # Until it is in a session of its own, the worker is in the terminal's foreground

@@ -19,6 +19,7 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.worker import BaseWorker
 
+from app import logs
 from app.dispatch import Dispatcher, job_timeout, queue_for
 from app.store import Store, connect, schema
 from app.tasks import State
@@ -160,7 +161,12 @@ def reap(workspaces: Workspaces) -> None:
 
 
 def work(
-    redis_url: str, burst: bool, log_level: str, workspaces_dir: Path, drain_timeout: int
+    redis_url: str,
+    burst: bool,
+    log_level: str,
+    log_format: str,
+    workspaces_dir: Path,
+    drain_timeout: int,
 ) -> bool:
     """Run a worker until it is asked to stop (or, with burst, the queue is empty).
 
@@ -171,6 +177,8 @@ def work(
     RQ's worker quits when Redis vanishes in the middle of a job; this one waits for Redis to
     come back and carries on, so an outage needs no restart by hand.
     """
+    # A worker of several is a new interpreter (spawned), with no logging of its own yet.
+    logs.configure(log_level, log_format)
     workspaces = Workspaces(workspaces_dir)
     while True:
         redis = connect(redis_url)
@@ -221,10 +229,11 @@ def run_workers(
     count: int,
     burst: bool,
     log_level: str,
+    log_format: str,
     workspaces_dir: Path,
     drain_timeout: int,
 ) -> int:
-    args = (redis_url, burst, log_level, workspaces_dir, drain_timeout)
+    args = (redis_url, burst, log_level, log_format, workspaces_dir, drain_timeout)
     if count == 1:
         work(*args)
         return 0
@@ -250,9 +259,16 @@ def run_workers(
 
 
 def run_in_own_session(
-    redis_url: str, count: int, log_level: str, workspaces_dir: Path, drain_timeout: int
+    redis_url: str,
+    count: int,
+    log_level: str,
+    log_format: str,
+    workspaces_dir: Path,
+    drain_timeout: int,
 ) -> None:
     """`forgehand dev`'s workers, in a session of their own: the terminal's Ctrl-C reaches
     `dev` alone, which stops them itself, in order, while Redis is still there."""
     os.setsid()
-    sys.exit(run_workers(redis_url, count, False, log_level, workspaces_dir, drain_timeout))
+    sys.exit(
+        run_workers(redis_url, count, False, log_level, log_format, workspaces_dir, drain_timeout)
+    )

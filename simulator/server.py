@@ -1,4 +1,4 @@
-"""The simulator served over HTTP on 127.0.0.1, in a background thread."""
+"""The simulator served over HTTP on 127.0.0.1 (or every address), in a background thread."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ from simulator.github import GitHubSimulator, logs_host
 class Server:
     """A GitHubSimulator behind a real HTTP server; job logs under /_logs, another path."""
 
-    def __init__(self, sim: GitHubSimulator) -> None:
+    def __init__(self, sim: GitHubSimulator, host: str = "127.0.0.1") -> None:
+        """`host` "0.0.0.0" lets containers on a bridge network reach it through the bridge's
+        address, as they reach GitHub; this machine still reaches it on 127.0.0.1."""
         self.sim = sim
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            s.bind((host, 0))
             self.port = s.getsockname()[1]
         config = uvicorn.Config(
-            self._asgi, host="127.0.0.1", port=self.port, log_level="warning", interface="asgi3"
+            self._asgi, host=host, port=self.port, log_level="warning", interface="asgi3"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -62,6 +62,7 @@ class Simulation:
     repo: str = "demo/calc"
     repo_id: int = 4101
     installation_id: int = 77
+    host: str = "127.0.0.1"  # the address the API listens on (Server)
     deliveries: list[Delivery] = field(default_factory=list)
     sim: GitHubSimulator = field(init=False)
     server: Server = field(init=False)
@@ -87,7 +88,7 @@ class Simulation:
         self.sim.permissions = {"carol": "admin", "alice": "write"}
         if shapes.PERMISSIONS.get("workflows") != "write":
             self.sim.guard_workflows()
-        self.server = Server(self.sim)
+        self.server = Server(self.sim, self.host)
         # Logs live on "another host", as on GitHub: the App must not send its token there.
         self.sim.logs_url = f"http://localhost:{self.server.port}/_logs"
         self.sim.listeners.append(self._app_did)

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -65,62 +66,69 @@ def test_the_image_runs_unprivileged_and_keeps_no_build_secret() -> None:
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[tuple[Simulation, dict[str, str]]]:
+def sim(tmp_path: Path) -> Iterator[tuple[Simulation, Path]]:
+    """The simulator, listening on every address so that containers reach it through their
+    network's gateway, and a directory holding compose.yaml as shipped beside a user's .env."""
     private, public = key_pair()
     secret = secrets.token_hex(16)
     port = free_port()
     simulation = Simulation(
         root=tmp_path / "sim", webhook_url=f"http://127.0.0.1:{port}/api/github/webhooks",
         secret=secret, app_id=APP_ID, public_key=public, test_command="python3 test_calc.py",
+        host="0.0.0.0",
     )  # fmt: skip
     simulation.start({"calc.py": CALC, "test_calc.py": TESTS, "README.md": "# calc\n"})
     simulation.open_issue(1, "add() subtracts", ISSUE)
+    project = tmp_path / "forgehand"
+    project.mkdir()
+    shutil.copy(ROOT / "compose.yaml", project)
+    shutil.copy(ROOT / "tests/image/compose.test.yaml", project)
     settings = {
+        "FORGEHAND_IMAGE": IMAGE,
         "APP_ID": str(APP_ID),
         "PRIVATE_KEY": private.strip().replace("\n", "\\n"),
         "WEBHOOK_SECRET": secret,
-        "GITHUB_API_URL": simulation.server.api_url,
+        # GitHub Enterprise Server's setting; host.containers.internal is Podman's name for the
+        # machine the containers run on.
+        "GITHUB_API_URL": f"http://host.containers.internal:{simulation.server.port}/api/v3",
+        "REDIS_PASSWORD": secrets.token_hex(16),
+        "PORT": str(port),
         "AGENT": "command",
         "AGENT_COMMAND": DEMO,
-    }
-    env_file = tmp_path / "forgehand.env"
-    env_file.write_text("".join(f'{k}="{v}"\n' for k, v in settings.items()))
-    compose_env = {
-        "FORGEHAND_IMAGE": IMAGE,
-        "FORGEHAND_ENV_FILE": str(env_file),
-        "REDIS_PASSWORD": secrets.token_hex(16),
-        "REDIS_PORT": str(free_port()),
-        "PORT": str(port),
-        "SIM_ROOT": str(tmp_path / "sim"),
         "WORKERS": "1",
     }
+    (project / ".env").write_text("".join(f'{k}="{v}"\n' for k, v in settings.items()))
     try:
-        yield simulation, compose_env
+        yield simulation, project
     finally:
         simulation.stop()
 
 
-def compose(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    files = ["-f", str(ROOT / "compose.yaml"), "-f", str(ROOT / "tests/image/compose.test.yaml")]
+def compose(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # The .env's names are taken from it alone, as on a user's machine, not from this one's.
+    settings = {line.split("=", 1)[0] for line in (project / ".env").read_text().splitlines()}
+    env = {k: v for k, v in os.environ.items() if k not in settings}
+    files = ["-f", "compose.yaml", "-f", "compose.test.yaml"]
     return subprocess.run(
-        [PODMAN_COMPOSE, "-p", "forgehand-image-test", *files, *args],
-        env=os.environ | env, capture_output=True, text=True, timeout=600, check=False,
+        [PODMAN_COMPOSE, "-p", "forgehand-image-test", *files, *args], cwd=project,
+        env=env | {"SIM_ROOT": str(project.parent / "sim")},
+        capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
 
 
 def test_compose_takes_a_labelled_issue_to_a_pull_request(
-    sim: tuple[Simulation, dict[str, str]],
+    sim: tuple[Simulation, Path],
 ) -> None:
-    simulation, env = sim
-    up = compose(env, "up", "-d")
+    simulation, project = sim
+    up = compose(project, "up", "-d", "--no-build")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        wait_healthy(f"http://127.0.0.1:{env['PORT']}/healthz")
+        wait_healthy(f"http://127.0.0.1:{urlsplit(simulation.webhook_url).port}/healthz")
         simulation.label_issue(1, "agent")
         simulation.wait(lambda: simulation.sim.pulls, 180, "a pull request")
         (number,) = simulation.sim.pulls
         assert simulation.sim.pulls[number]["head"].startswith("agent/issue-1")
     finally:
-        logs = compose(env, "logs")
-        compose(env, "down", "-v")
+        logs = compose(project, "logs")
+        compose(project, "down", "-v")
         print(logs.stdout[-5000:], logs.stderr[-2000:])

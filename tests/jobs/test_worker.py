@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from redis import Redis
@@ -9,6 +14,7 @@ from rq import Queue
 from rq.worker import BaseWorker
 
 from jobs.worker import ForgehandWorker
+from simulator.sandbox import key_pair
 from tests.fakes import BurstWorker
 
 
@@ -40,3 +46,24 @@ def test_a_worker_stops_listening_for_commands_at_once(redis: Redis) -> None:
     assert stops_listening(ForgehandWorker([queue], connection=redis))
     # The tests' in-process worker too: with RQ's order, 30 tests waited out that minute.
     assert stops_listening(BurstWorker([queue], connection=redis))
+
+
+def test_each_of_several_workers_logs_in_the_log_format(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    # `worker -n 2` spawns its workers as new interpreters: they logged in RQ's own format,
+    # and forgehand's lines (every step of a task) not at all, whatever LOG_FORMAT said.
+    settings = {
+        "REDIS_URL": redis_url,
+        "LOG_FORMAT": "json",
+        "APP_ID": "1",
+        "PRIVATE_KEY": key_pair()[0],
+        "WORKSPACES_DIR": str(tmp_path / "workspaces"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "worker", "-n", "2", "--burst"], cwd=tmp_path,
+        env=os.environ | settings, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert len([r for r in records if "started with PID" in r["msg"]]) == 2, done.stderr
