@@ -106,8 +106,10 @@ def kind_of(item: Item) -> str:
 
 
 # Tasks that keep forgehand's books (the files a push changed), not work people asked for.
-BOOKKEEPING = frozenset({Kind.SYNC})
-PULL_KINDS = frozenset({Kind.CI, Kind.REVIEW, Kind.CLOSED, Kind.FORK, Kind.CONFLICT, Kind.SYNC})
+BOOKKEEPING = frozenset({Kind.SYNC, Kind.VERDICT})
+PULL_KINDS = frozenset(
+    {Kind.CI, Kind.REVIEW, Kind.CLOSED, Kind.FORK, Kind.CONFLICT, Kind.SYNC, Kind.VERDICT}
+)
 
 
 def is_pull(row: Row) -> bool:
@@ -173,6 +175,7 @@ def what(row: Row) -> str:
         Kind.CONFLICT: f"merge the base ({sha}) and resolve conflicts",
         Kind.RERUN: f"Re-run pressed by {task.sender}",
         Kind.SYNC: f"see which files {sha} changes",
+        Kind.VERDICT: f"say on its check run what CI made of {sha}",
     }.get(task.kind, task.kind.value)
 
 

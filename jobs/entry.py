@@ -27,6 +27,7 @@ from jobs.redact import redactor_for
 from jobs.rerun import rerun
 from jobs.resolve import resolve_issue
 from jobs.review import address_review
+from jobs.verdict import tell_verdict
 from jobs.workspace import Workspaces
 
 HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
@@ -43,6 +44,7 @@ HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
     Kind.APPROVE: approve,
     Kind.RERUN: rerun,
     Kind.SYNC: fleet.pushed,
+    Kind.VERDICT: tell_verdict,
 }
 
 
