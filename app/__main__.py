@@ -20,9 +20,10 @@ from importlib import metadata
 from pathlib import Path
 from types import FrameType
 
+from redis import Redis
 from redis.exceptions import RedisError
 
-from app import logs, spend
+from app import logs, spend, work_items
 from app.redis_conn import connect, embedded_redis
 from app.settings import Settings, SettingsError, load
 from app.store import Store
@@ -133,14 +134,16 @@ def _parser() -> argparse.ArgumentParser:
         choices=("claude", "codex", "aider", "opencode", "gemini", "command"),
     )  # fmt: skip
     tasks = _command(
-        sub, "tasks", "List tasks, newest first: id, kind, repository, issue/PR, state, "
-        "attempt, cost, updated, and why a task failed or was escalated.",
+        sub, "tasks", "List the work, most recently updated first: each issue and pull "
+        "request forgehand worked on, with its title, state, attempts, last outcome, what to "
+        "do next and its model spend. --json lists the tasks themselves, with their ids.",
         "REDIS_URL, or a `forgehand dev` running in this directory.",
     )  # fmt: skip
     tasks.add_argument("--json", action="store_true", help="one JSON array")
     tasks.add_argument(
-        "--limit", type=_positive, default=50, help="how many, newest first (default 50)"
-    )
+        "--limit", type=_positive, default=50,
+        help="how many issues and pull requests (with --json: tasks), newest first (default 50)",
+    )  # fmt: skip
     tasks.add_argument("--plan", metavar="REPO", help="the fleet of one repository (owner/name)")
     usage = _command(
         sub, "usage", "Tokens and cost of the agents' model calls, by day, repository and "
@@ -375,30 +378,41 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
         if args.plan:
             return _plan(Store(connect(url)), args.plan)
         redis = connect(url)
-        records = Store(redis).recent(args.limit)
-        spent = spend.tasks_spend(redis, [(r.id, r.run) for r in records])
+        if args.json:
+            return _tasks_json(redis, args.limit)
+        items = work_items.read_items(Store(redis))[: args.limit]
+        spent = work_items.spend_of(redis, items)
     except RedisError as exc:
         raise SettingsError(f"Redis at {url} does not answer: {exc}") from None
-    if args.json:
-        out = [r.as_json() | {"usage": u.as_json()} for r, u in zip(records, spent, strict=True)]
-        print(json.dumps(out, indent=2))
-        return 0
-    rows = [("ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "COST", "UPDATED", "WHY")]
-    for r, used in zip(records, spent, strict=True):
-        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.updated))
-        # Why a task failed can carry a CI log's or an agent's words: no control characters
-        # reach the operator's terminal.
-        why = printable(r.error.replace("\n", " "))
+    rows = [("REPO", "ISSUE/PR", "TITLE", "STATE", "ATTEMPTS", "LAST OUTCOME", "NEXT", "SPEND",
+             "UPDATED")]  # fmt: skip
+    for item in items:
+        updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(item.updated))
         rows.append(
-            (r.id, r.task.kind.value, r.task.repo, f"#{r.task.number}", r.state.value,
-             str(r.attempt) if r.attempt else "-", spend.cost_cell(used), updated,
-             why if len(why) <= 80 else why[:79] + "…")
+            (item.repo, work_items.name(item), _cell(item.title or "—", 40), item.state,
+             work_items.tries(item, settings.max_attempts), _cell(item.outcome, 70),
+             _cell(item.next_step, 50), spend.cost_cell(spent[item.key]), updated)
         )  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    if not records:
-        print("(no tasks yet)")
+    if not items:
+        print("(no work yet)")
+    return 0
+
+
+def _cell(words: str, limit: int) -> str:
+    """One line of at most `limit` characters. Titles, outcomes and reasons carry an issue's,
+    a CI log's or an agent's words: no control characters reach the operator's terminal."""
+    flat = printable(words.replace("\n", " "))
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _tasks_json(redis: Redis, limit: int) -> int:
+    records = Store(redis).recent(limit)
+    spent = spend.tasks_spend(redis, [(r.id, r.run) for r in records])
+    out = [r.as_json() | {"usage": u.as_json()} for r, u in zip(records, spent, strict=True)]
+    print(json.dumps(out, indent=2))
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from redis import Redis
 
+from app.spend import Spend, work_spend
 from app.store import TASKS_INDEX, Store, task_key, text
 from app.task_rows import Row, row_from_hash
 from app.tasks import Kind
@@ -97,6 +98,25 @@ class Item:
     @property
     def path(self) -> str:
         return f"/work/{self.repo}/{self.number}"
+
+
+def name(item: Item) -> str:
+    if not item.number:
+        return "(the repository)"
+    return f"{'PR' if item.pull else 'issue'} #{item.number}"
+
+
+def tries(item: Item, max_attempts: int) -> str:
+    tasks = f"{len(item.work)} task{'s' * (len(item.work) != 1)}"
+    if item.attempts:
+        return f"{tasks} · {len(item.attempts)}/{max_attempts} CI fixes"
+    return tasks
+
+
+def spend_of(redis: Redis, items: list[Item]) -> dict[tuple[int, int], Spend]:
+    """Each item's model spend: all runs of all its tasks, in two round trips."""
+    used = work_spend(redis, (r.id for item in items for r in item.rows))
+    return {i.key: sum((used[r.id] for r in i.rows), Spend()) for i in items}
 
 
 def kind_of(item: Item) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from app.dashboard_pages import ago, linked, page, state_badge, took, worker_banner
 from app.spend import Spend, cost_cell
-from app.work_items import Item, ci_words, kind_of, outcome, shown_state, what
+from app.work_items import Item, ci_words, kind_of, name, outcome, shown_state, tries, what
 
 
 def github_url(web: str, item: Item) -> str:
@@ -19,24 +19,11 @@ def github_url(web: str, item: Item) -> str:
     return f"{web}/{item.repo}/{kind}/{item.number}" if item.number else f"{web}/{item.repo}"
 
 
-def _name(item: Item) -> str:
-    if not item.number:
-        return "(the repository)"
-    return f"{'PR' if item.pull else 'issue'} #{item.number}"
-
-
 def _next(item: Item) -> str:
     """The next step; the ways out of an escalation are a click away."""
     if item.state == "escalated":
         return f"a human takes over: see <a href='{escape(item.path)}#way-out'>the ways out</a>"
     return escape(item.next_step)
-
-
-def _tries(item: Item, max_attempts: int) -> str:
-    tasks = f"{len(item.work)} task{'s' * (len(item.work) != 1)}"
-    if item.attempts:
-        return f"{tasks} · {len(item.attempts)}/{max_attempts} CI fixes"
-    return tasks
 
 
 def items_html(
@@ -49,9 +36,9 @@ def items_html(
         known = item.state if item.state in ("failed", "escalated") else ""
         rows.append(
             f"<tr class='{known}'><td>{escape(item.repo)}</td>"
-            f"<td><a href='{escape(item.path)}'>{escape(_name(item))}</a></td>"
+            f"<td><a href='{escape(item.path)}'>{escape(name(item))}</a></td>"
             f"<td>{escape(item.title) or '<span class=muted>—</span>'}</td>"
-            f"<td>{state_badge(item.state)}</td><td>{_tries(item, max_attempts)}</td>"
+            f"<td>{state_badge(item.state)}</td><td>{tries(item, max_attempts)}</td>"
             f"<td>{linked(item.outcome[:200], web, item.repo)}</td>"
             f"<td>{_next(item)}</td>"
             f"<td>{cost_cell(spent.get((item.repo_id, item.number), Spend()))}</td>"
@@ -126,7 +113,7 @@ def way_out(item: Item, label: str, prefix: str, max_attempts: int) -> str:
 def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
               depth: int, workers: int) -> str:  # fmt: skip
     now = time.time()
-    there = f"<a href='{escape(github_url(web, item))}'>{escape(_name(item))} on GitHub</a>"
+    there = f"<a href='{escape(github_url(web, item))}'>{escape(name(item))} on GitHub</a>"
     link = ""
     if item.linked:
         other = "issue" if item.pull else "pull request"
@@ -134,7 +121,7 @@ def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
                 f"#{item.linked}</a>")  # fmt: skip
     head = (
         f"<p><a href='/'>← all work</a></p>{worker_banner(depth, workers)}"
-        f"<h1>{escape(item.repo)} {escape(_name(item))}"
+        f"<h1>{escape(item.repo)} {escape(name(item))}"
         f"{': ' + escape(item.title) if item.title else ''}</h1>"
         f"<p>{escape(kind_of(item))} · {there}{link} · {state_badge(item.state, 'state')}</p>"
         f"<p id='outcome'>Last outcome: {linked(item.outcome, web, item.repo)}</p>"
@@ -162,4 +149,4 @@ def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
         + "</table>"
     )
     live = any(r.active for r in item.rows)
-    return page(f"{item.repo} {_name(item)}", head + fixes + tasks, refresh=live)
+    return page(f"{item.repo} {name(item)}", head + fixes + tasks, refresh=live)
