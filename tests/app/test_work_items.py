@@ -169,3 +169,7 @@ def test_a_finished_task_page_says_what_it_came_to(redis: Redis) -> None:
     assert "The agent was not run in this task." in fix and "No prompt yet." not in fix
     assert "the change is on GitHub" in fix and "No change committed." not in fix
     assert "failed (unit, lint)" in last
+    # The escalated task says it once and points at the attempts and the ways out.
+    assert last.count("escalated after 2 failed attempts") == 0
+    assert last.count("handed to a human after 2 failed attempts") == 1
+    assert f"<a href='/work/{p.REPO}/12#way-out'>the pull request's page</a>" in last
