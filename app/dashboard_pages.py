@@ -268,8 +268,8 @@ def task_html(row: Row, steps: list[dict[str, Any]], log: list[str], prompt: str
     failed = ""
     if row.task.kind is Kind.CI and row.task.sha:
         said = ci.get(row.task.sha, "not read yet")
-        failed = (f"<p id='ci'>CI on {linked(row.task.sha[:7], web, repo)}: "
-                  f"{escape(said)}</p>")  # fmt: skip
+        failed = (f"<p id='ci'>CI on {linked(row.task.sha[:7], web, repo)}, the commit it set "
+                  f"out to fix: {escape(said)}</p>")  # fmt: skip
     work = ""
     if row.task.number:
         work = (f" · <a href='/work/{escape(repo)}/{row.task.number}'>all work on "
@@ -303,7 +303,7 @@ def task_html(row: Row, steps: list[dict[str, Any]], log: list[str], prompt: str
         f"<h1>{escape(what(row)[:1].upper() + what(row)[1:])} · {target_link(web, row)}"
         f"{' ' + escape(title) if title else ''}</h1>"
         f"<p class='muted id'>task {escape(row.id)}</p>"
-        f"<p>{escape(row.task.kind.value)} · {state_badge(row.state, 'state')}"
+        f"<p>{escape(row.task.kind.value)} · {state_badge(shown_state(row, ci), 'state')}"
         f"{' · attempt ' + tried if tried else ''} · took <span id='took'>{took(row, now)}"
         f"</span> {' '.join(buttons)}</p>{why}{ended}{failed}"
         f"<p id='spend' class='muted'>Model use: {escape(spent or 'no model calls')}</p>"

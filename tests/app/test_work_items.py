@@ -163,7 +163,9 @@ def test_a_finished_task_page_says_what_it_came_to(redis: Redis) -> None:
         fix = c.get(f"/tasks/{FIRST.id}").text
         last = c.get(f"/tasks/{LAST.id}").text
     assert "Fix CI failing on a1a1a1a" in fix and "Resolve #7: add() subtracts" in fix
-    assert "id='ci'>CI on <a" in fix and "failed (unit)</p>" in fix
+    assert "id='ci'>CI on <a" in fix and "the commit it set out to fix: failed (unit)</p>" in fix
+    # Done, but not green: CI failed on what it pushed.
+    assert "id='state' class='state ci-failed'>✖ done, CI failed on it<" in fix
     assert "CI on it: failed (unit)" in fix  # its outcome
     # Not run here: no prompt, and the pushed change is on GitHub, not "no change".
     assert "The agent was not run in this task." in fix and "No prompt yet." not in fix
