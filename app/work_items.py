@@ -109,7 +109,7 @@ def name(item: Item) -> str:
 def tries(item: Item, max_attempts: int) -> str:
     tasks = f"{len(item.work)} task{'s' * (len(item.work) != 1)}"
     if item.attempts:
-        return f"{tasks} · {len(item.attempts)}/{max_attempts} CI fixes"
+        return f"{tasks} · {len(item.attempts)}/{max_attempts} fix attempts"
     return tasks
 
 

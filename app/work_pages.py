@@ -62,9 +62,9 @@ def items_html(
     return page("forgehand", body, refresh=live)
 
 
-def attempts_html(item: Item, web: str) -> str:
-    """The CI-fix attempts that count on a pull request: what failed, what was tried, what
-    it came to."""
+def attempts_html(item: Item, web: str, max_attempts: int) -> str:
+    """The fix attempts that count on a pull request (CI failures and merge conflicts alike):
+    what failed, what was tried, what it came to."""
     rows = []
     for entry in item.attempts:
         rows.append(
@@ -76,7 +76,9 @@ def attempts_html(item: Item, web: str) -> str:
             f"<td>{_task_link(entry)}</td></tr>"
         )
     return (
-        "<table id='attempts'><tr><th>Attempt</th><th>CI failed on</th><th>What failed</th>"
+        f"<p class='muted'>CI failures and merge conflicts forgehand tried to fix count alike: "
+        f"{len(item.attempts)} of {max_attempts} used. Green CI resets the count.</p>"
+        "<table id='attempts'><tr><th>Attempt</th><th>Failed on</th><th>What failed</th>"
         "<th>What the agent changed</th><th>Outcome</th><th>Task</th></tr>"
         + "".join(rows)
         + "</table>"
@@ -86,7 +88,9 @@ def attempts_html(item: Item, web: str) -> str:
 def attempt_outcome(entry: dict[str, Any], ci: dict[str, str]) -> str:
     pushed = str(entry.get("pushed") or "")
     if pushed:
-        return f"fix pushed as {pushed[:7]} — CI on it: {ci_words(pushed, ci)}"
+        merged = str(entry.get("failed") or "").startswith("merge conflict")
+        lead = "merge pushed as" if merged else "fix pushed as"
+        return f"{lead} {pushed[:7]} — CI on it: {ci_words(pushed, ci)}"
     return str(entry.get("result") or "—")
 
 
@@ -131,7 +135,7 @@ def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
     if item.escalated:
         fixes += way_out(item, label, prefix, max_attempts)
     if item.attempts:
-        fixes += f"<h2>CI-fix attempts</h2>{attempts_html(item, web)}"
+        fixes += f"<h2>Fix attempts</h2>{attempts_html(item, web, max_attempts)}"
     rows = []
     for n, row in enumerate(item.rows, 1):
         known = row.state if row.state in ("failed", "escalated") else ""

@@ -13,6 +13,7 @@ from app.store import Store, task_key
 from app.task_rows import Row
 from app.tasks import Kind, Task
 from app.work_items import group, outcome
+from app.work_pages import attempt_outcome
 from tests import payloads as p
 from tests.fakes import LOCAL_URL
 
@@ -25,6 +26,15 @@ BASE = Task(Kind.BASE, p.INSTALLATION, p.REPO_ID, p.REPO, 0, "carol", sha="d4" *
 
 def row(task: Task, state: str, error: str = "", result: str = "", at: float = 1.0) -> Row:
     return Row(task, state, 0, at, at, error, result)
+
+
+def test_an_attempt_says_whether_it_pushed_a_fix_or_a_merge() -> None:
+    fix = {"failed": "unit (failure)", "pushed": "b" * 40}
+    merge = {"failed": "merge conflict with main", "pushed": "c" * 40}
+    ci = {"b" * 40: "passed"}
+    assert attempt_outcome(fix, ci) == "fix pushed as bbbbbbb — CI on it: passed"
+    assert attempt_outcome(merge, ci) == "merge pushed as ccccccc — CI on it: pending"
+    assert attempt_outcome({"result": "no change"}, ci) == "no change"
 
 
 def test_outcomes_read_as_what_happened() -> None:
@@ -121,7 +131,7 @@ def test_the_main_view_lists_issues_and_pull_requests(redis: Redis) -> None:
     assert f"<a href='/work/{p.REPO}/12'>PR #12</a>" in page
     assert f"<a href='/work/{p.REPO}/7'>issue #7</a>" in page
     assert "Addition &lt;b&gt;subtracts&lt;/b&gt;" in page and "<b>subtracts" not in page
-    assert "3 tasks · 2/3 CI fixes" in page and "id='no-worker'" not in page
+    assert "3 tasks · 2/3 fix attempts" in page and "id='no-worker'" not in page
     assert "⚠ escalated" in page and "handed to a human" in page
     assert FIRST.id not in page.replace(f"/tasks/{FIRST.id}", "")  # ids only in links
 
