@@ -37,7 +37,7 @@ def items_html(
         rows.append(
             f"<tr class='{known}'><td>{escape(item.repo)}</td>"
             f"<td><a href='{escape(item.path)}'>{escape(name(item))}</a></td>"
-            f"<td>{escape(item.title) or '<span class=muted>—</span>'}</td>"
+            f"<td>{escape(item.title or _untitled(item)) or '<span class=muted>—</span>'}</td>"
             f"<td>{state_badge(item.state)}</td><td>{tries(item, max_attempts)}</td>"
             f"<td>{linked(item.outcome[:200], web, item.repo)}</td>"
             f"<td>{_next(item)}</td>"
@@ -114,10 +114,17 @@ def way_out(item: Item, label: str, prefix: str, max_attempts: int) -> str:
     )
 
 
+def _untitled(item: Item) -> str:
+    """What an item without a title of its own is about (the repository: its base moved)."""
+    return "" if item.number else "work on the repository, not on one issue or PR"
+
+
 def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
               depth: int, workers: int) -> str:  # fmt: skip
     now = time.time()
-    there = f"<a href='{escape(github_url(web, item))}'>{escape(name(item))} on GitHub</a>"
+    shown = name(item) if item.number else item.repo
+    titled = item.title or _untitled(item)
+    there = f"<a href='{escape(github_url(web, item))}'>{escape(shown)} on GitHub</a>"
     link = ""
     if item.linked:
         other = "issue" if item.pull else "pull request"
@@ -126,7 +133,7 @@ def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
     head = (
         f"<p><a href='/'>← all work</a></p>{worker_banner(depth, workers)}"
         f"<h1>{escape(item.repo)} {escape(name(item))}"
-        f"{': ' + escape(item.title) if item.title else ''}</h1>"
+        f"{': ' + escape(titled) if titled else ''}</h1>"
         f"<p>{escape(kind_of(item))} · {there}{link} · {state_badge(item.state, 'state')}</p>"
         f"<p id='outcome'>Last outcome: {linked(item.outcome, web, item.repo)}</p>"
         f"<p id='next'>Next: {escape(item.next_step)}</p>"

@@ -185,3 +185,14 @@ def test_a_finished_task_page_says_what_it_came_to(redis: Redis) -> None:
     assert last.count("escalated after 2 failed attempts") == 0
     assert last.count("handed to a human after 2 failed attempts") == 1
     assert f"<a href='/work/{p.REPO}/12#way-out'>the pull request's page</a>" in last
+
+
+def test_work_on_the_repository_itself_says_so(redis: Redis) -> None:
+    base = Task(Kind.BASE, p.INSTALLATION, p.REPO_ID, p.REPO, 0, "carol", sha="d" * 40)
+    Dispatcher(Store(redis), 60).enqueue(base, "test")
+    with client(redis) as c:
+        work, item = c.get("/").text, c.get(f"/work/{p.REPO}/0").text
+    said = "work on the repository, not on one issue or PR"
+    assert said in work
+    assert f"{p.REPO} (the repository): {said}</h1>" in item
+    assert f"{p.REPO} on GitHub</a>" in item and "(the repository) on GitHub" not in item
