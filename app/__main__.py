@@ -23,7 +23,7 @@ from types import FrameType
 from redis import Redis
 from redis.exceptions import RedisError
 
-from app import logs, spend, work_items
+from app import logs, spend, work_text
 from app.redis_conn import connect, embedded_redis
 from app.settings import Settings, SettingsError, load
 from app.store import Store
@@ -380,32 +380,11 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
         redis = connect(url)
         if args.json:
             return _tasks_json(redis, args.limit)
-        items = work_items.read_items(Store(redis))[: args.limit]
-        spent = work_items.spend_of(redis, items)
+        lines = work_text.table(Store(redis), settings.max_attempts, args.limit)
     except RedisError as exc:
         raise SettingsError(f"Redis at {url} does not answer: {exc}") from None
-    rows = [("REPO", "ISSUE/PR", "TITLE", "STATE", "ATTEMPTS", "LAST OUTCOME", "NEXT", "SPEND",
-             "UPDATED")]  # fmt: skip
-    for item in items:
-        updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(item.updated))
-        rows.append(
-            (item.repo, work_items.name(item), _cell(item.title or "—", 40), item.state,
-             work_items.tries(item, settings.max_attempts), _cell(item.outcome, 70),
-             _cell(item.next_step, 50), spend.cost_cell(spent[item.key]), updated)
-        )  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    if not items:
-        print("(no work yet)")
+    print("\n".join(lines))
     return 0
-
-
-def _cell(words: str, limit: int) -> str:
-    """One line of at most `limit` characters. Titles, outcomes and reasons carry an issue's,
-    a CI log's or an agent's words: no control characters reach the operator's terminal."""
-    flat = printable(words.replace("\n", " "))
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _tasks_json(redis: Redis, limit: int) -> int:
