@@ -106,6 +106,11 @@ def name(item: Item) -> str:
     return f"{'PR' if item.pull else 'issue'} #{item.number}"
 
 
+def heading(item: Item) -> str:
+    """Its title; work on no issue or pull request (the base moved) says what it is."""
+    return item.title if item.number else "work on the repository, not on one issue or PR"
+
+
 def tries(item: Item, max_attempts: int) -> str:
     tasks = f"{len(item.work)} task{'s' * (len(item.work) != 1)}"
     if item.attempts:

@@ -11,7 +11,17 @@ from typing import Any
 
 from app.dashboard_pages import ago, linked, page, state_badge, took, worker_banner
 from app.spend import Spend, cost_cell
-from app.work_items import Item, ci_words, kind_of, name, outcome, shown_state, tries, what
+from app.work_items import (
+    Item,
+    ci_words,
+    heading,
+    kind_of,
+    name,
+    outcome,
+    shown_state,
+    tries,
+    what,
+)
 
 
 def github_url(web: str, item: Item) -> str:
@@ -37,7 +47,7 @@ def items_html(
         rows.append(
             f"<tr class='{known}'><td>{escape(item.repo)}</td>"
             f"<td><a href='{escape(item.path)}'>{escape(name(item))}</a></td>"
-            f"<td>{escape(item.title or _untitled(item)) or '<span class=muted>—</span>'}</td>"
+            f"<td>{escape(heading(item)) or '<span class=muted>—</span>'}</td>"
             f"<td>{state_badge(item.state)}</td><td>{tries(item, max_attempts)}</td>"
             f"<td>{linked(item.outcome[:200], web, item.repo)}</td>"
             f"<td>{_next(item)}</td>"
@@ -114,16 +124,11 @@ def way_out(item: Item, label: str, prefix: str, max_attempts: int) -> str:
     )
 
 
-def _untitled(item: Item) -> str:
-    """What an item without a title of its own is about (the repository: its base moved)."""
-    return "" if item.number else "work on the repository, not on one issue or PR"
-
-
 def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
               depth: int, workers: int) -> str:  # fmt: skip
     now = time.time()
     shown = name(item) if item.number else item.repo
-    titled = item.title or _untitled(item)
+    titled = heading(item)
     there = f"<a href='{escape(github_url(web, item))}'>{escape(shown)} on GitHub</a>"
     link = ""
     if item.linked:

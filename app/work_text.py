@@ -20,8 +20,8 @@ def table(store: Store, max_attempts: int, limit: int) -> list[str]:
     for item in items:
         updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(item.updated))
         rows.append(
-            (item.repo, work_items.name(item), cell(item.title or "—", 40), item.state,
-             work_items.tries(item, max_attempts), cell(item.outcome, 70),
+            (item.repo, work_items.name(item), cell(work_items.heading(item) or "—", 40),
+             item.state, work_items.tries(item, max_attempts), cell(item.outcome, 70),
              cell(item.next_step, 50), spend.cost_cell(spent[item.key]), updated)
         )  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEAD))]
