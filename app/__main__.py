@@ -20,9 +20,11 @@ from importlib import metadata
 from pathlib import Path
 from types import FrameType
 
+from redis import Redis
 from redis.exceptions import RedisError
 
 from app import logs
+from app.dashboard import work_text
 from app.settings import Settings, SettingsError, load
 from app.store import Store, connect, embedded_redis, spend
 from jobs.boundary import printable
@@ -132,14 +134,16 @@ def _parser() -> argparse.ArgumentParser:
         choices=("claude", "codex", "aider", "opencode", "gemini", "command"),
     )  # fmt: skip
     tasks = _command(
-        sub, "tasks", "List tasks, newest first: id, kind, repository, issue/PR, state, "
-        "attempt, cost, updated, and why a task failed or was escalated.",
+        sub, "tasks", "List the work, most recently updated first: each issue and pull "
+        "request forgehand worked on, with its title, state, attempts, last outcome, what to "
+        "do next and its model spend. --json lists the tasks themselves, with their ids.",
         "REDIS_URL, or a `forgehand dev` running in this directory.",
     )  # fmt: skip
     tasks.add_argument("--json", action="store_true", help="one JSON array")
     tasks.add_argument(
-        "--limit", type=_positive, default=50, help="how many, newest first (default 50)"
-    )
+        "--limit", type=_positive, default=50,
+        help="how many issues and pull requests (with --json: tasks), newest first (default 50)",
+    )  # fmt: skip
     tasks.add_argument("--plan", metavar="REPO", help="the fleet of one repository (owner/name)")
     usage = _command(
         sub, "usage", "Tokens and cost of the agents' model calls, by day, repository and "
@@ -373,30 +377,20 @@ def _tasks(settings: Settings, args: argparse.Namespace) -> int:
         if args.plan:
             return _plan(Store(connect(url)), args.plan)
         redis = connect(url)
-        records = Store(redis).recent(args.limit)
-        spent = spend.tasks_spend(redis, [(r.id, r.run) for r in records])
+        if args.json:
+            return _tasks_json(redis, args.limit)
+        lines = work_text.table(Store(redis), settings.max_attempts, args.limit)
     except RedisError as exc:
         raise SettingsError(f"Redis at {url} does not answer: {exc}") from None
-    if args.json:
-        out = [r.as_json() | {"usage": u.as_json()} for r, u in zip(records, spent, strict=True)]
-        print(json.dumps(out, indent=2))
-        return 0
-    rows = [("ID", "KIND", "REPO", "NUMBER", "STATE", "ATTEMPT", "COST", "UPDATED", "WHY")]
-    for r, used in zip(records, spent, strict=True):
-        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.updated))
-        # Why a task failed can carry a CI log's or an agent's words: no control characters
-        # reach the operator's terminal.
-        why = printable(r.error.replace("\n", " "))
-        rows.append(
-            (r.id, r.task.kind.value, r.task.repo, f"#{r.task.number}", r.state.value,
-             str(r.attempt) if r.attempt else "-", spend.cost_cell(used), updated,
-             why if len(why) <= 80 else why[:79] + "…")
-        )  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    if not records:
-        print("(no tasks yet)")
+    print("\n".join(lines))
+    return 0
+
+
+def _tasks_json(redis: Redis, limit: int) -> int:
+    records = Store(redis).recent(limit)
+    spent = spend.tasks_spend(redis, [(r.id, r.run) for r in records])
+    out = [r.as_json() | {"usage": u.as_json()} for r, u in zip(records, spent, strict=True)]
+    print(json.dumps(out, indent=2))
     return 0
 
 

@@ -24,6 +24,8 @@ class Kind(StrEnum):
     APPROVE = "approve"  # `/agent approve` on an epic: file its plan as issues
     RERUN = "rerun"  # "Re-run" pressed on a `forgehand` check run: retry its task
     SYNC = "sync"  # someone (or the App) pushed to an agent pull request: its files changed
+    # CI finished on a commit a task pushed: that task's check run says what CI made of it
+    VERDICT = "verdict"
 
     @property
     def on_issue(self) -> bool:
@@ -97,6 +99,10 @@ class Task:
                 return f"rerun-{self.repo_id}-{self.check_run_id}"
             case Kind.SYNC:
                 return f"sync-{self.repo_id}-{self.number}-{self.sha}"
+            case Kind.VERDICT:
+                # Keyed by the commit: the job reads CI as it is when it runs, so a suite that
+                # finishes while it is still queued needs no job of its own.
+                return f"verdict-{self.repo_id}-{self.sha}"
 
     def to_fields(self) -> dict[str, str]:
         # Not asdict(): it deep-copies, and this runs for every queued task.
@@ -150,6 +156,14 @@ class ResetAttempts:
 
 
 @dataclass(frozen=True)
+class CiSettled:
+    """CI finished on a commit of an agent pull request: if a task of forgehand's pushed that
+    commit, `task` (a VERDICT task) gives that task's check run CI's word on it."""
+
+    task: Task
+
+
+@dataclass(frozen=True)
 class Wake:
     """Something the repository's waiting tasks may wait for changed (an issue or an agent
     pull request closed): each looks again."""
@@ -158,4 +172,4 @@ class Wake:
     reason: str
 
 
-Action = Task | Cancel | InstallationChange | ResetAttempts | Wake
+Action = Task | Cancel | InstallationChange | ResetAttempts | CiSettled | Wake

@@ -32,6 +32,7 @@ from jobs.kinds import (
     resolve_conflict,
     resolve_issue,
     run_command,
+    tell_verdict,
 )
 from jobs.workspace import Workspaces
 
@@ -49,6 +50,7 @@ HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
     Kind.APPROVE: approve,
     Kind.RERUN: rerun,
     Kind.SYNC: fleet.pushed,
+    Kind.VERDICT: tell_verdict,
 }
 
 

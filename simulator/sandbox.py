@@ -20,6 +20,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from app.dashboard import work_text
 from app.settings import Settings
 from app.store import Store, connect, embedded_redis
 from app.tasks import State
@@ -278,11 +279,7 @@ def run(
         for comment in sim.sim.comments.values():
             if "stopped after" in comment["body"]:
                 print("\n" + comment["body"], file=out)
-        print("\nTasks:", file=out)
-        for record in reversed(stack.store.recent(50)):
-            attempt = f"attempt {record.attempt}" if record.attempt else ""
-            print(f"  {record.id:58} {record.state.value:9} {attempt:9}  {record.error[:70]}",
-                  file=out)  # fmt: skip
+        _print_work(stack, out)
         print(
             f"""
 What to look at:
@@ -298,6 +295,13 @@ What to look at:
             serve_until_interrupted(narrator, dashboard)
     expected = "escalated" if scenario == "escalate" else "green"
     return 0 if outcome.startswith(expected) else 1
+
+
+def _print_work(stack: Stack, out: Any) -> None:
+    """The work as it ended, as `forgehand tasks` shows it (the dashboard's main view)."""
+    print("\nThe work as it ended (forgehand tasks):", file=out)
+    for line in work_text.table(stack.store, stack.settings.max_attempts, 50):
+        print(f"  {line}", file=out)
 
 
 def limit(settings: Settings) -> float:
@@ -355,9 +359,7 @@ def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool 
         settle(stack.store, narrator, deadline)
         print(f"\nThe plan as it ended (forgehand tasks --plan {sim.repo}):", file=out)
         print(plan.text(plan.read(stack.store, sim.repo)), file=out)
-        print("\nTasks:", file=out)
-        for record in reversed(stack.store.recent(50)):
-            print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
+        _print_work(stack, out)
         dashboard = f"http://127.0.0.1:{stack.port}/"
         print(f"\n  the dashboard: {dashboard}", file=out)
         print(f"  git --git-dir {sim.origin} log --all --oneline --graph", file=out, flush=True)
@@ -393,9 +395,7 @@ def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool =
         settle(stack.store, narrator, deadline)
         print(f"\nThe plan comment on #{EPIC} as it ended:\n", file=out)
         print(played["plan"], file=out)
-        print("\nTasks:", file=out)
-        for record in reversed(stack.store.recent(50)):
-            print(f"  {record.id:58} {record.state.value:9} {record.error[:60]}", file=out)
+        _print_work(stack, out)
         print(f"\n  git --git-dir {sim.origin} log --all --oneline --graph", file=out, flush=True)
         if keep:
             serve_until_interrupted(narrator, f"{dashboard}/plan/{sim.repo}")

@@ -5,7 +5,7 @@ Reads what the worker and the webhook recorded; writes only what a person asks (
 May import app's shared modules, app.store and app.fleet.
 """
 
-from app.dashboard import routes
+from app.dashboard import routes, work_text
 from app.dashboard.pages import page
 from app.dashboard.plan import plan_page
 from app.dashboard.routes import web_base
@@ -17,4 +17,5 @@ __all__ = [
     "routes",
     "usage_page",
     "web_base",
+    "work_text",
 ]

@@ -260,14 +260,16 @@ def task_html(row: Row, steps: list[dict[str, Any]], log: list[str], prompt: str
     tried = attempt(row, max_attempts)
     css = "why" if row.state in MARKS else "muted"
     why = (f"<p class='{css}' id='why'>{escape(MARKS.get(row.state, row.state))}: "
-           f"{escape(row.error)}</p>" if row.error else "")  # fmt: skip
+           f"{escape(row.error)}</p>" if row.error and row.active else "")  # fmt: skip
+    # A finished task's reason is its outcome: said once, marked as the reason was.
     ended = "" if row.active else (
-        f"<p id='outcome'>Outcome: {linked(outcome(row, ci), web, repo)}</p>")  # fmt: skip
+        f"<p id='outcome'{f' class={css}' if row.error else ''}>Outcome: "
+        f"{linked(outcome(row, ci), web, repo)}</p>{_next_html(row)}")  # fmt: skip
     failed = ""
     if row.task.kind is Kind.CI and row.task.sha:
         said = ci.get(row.task.sha, "not read yet")
-        failed = (f"<p id='ci'>CI on {linked(row.task.sha[:7], web, repo)}: "
-                  f"{escape(said)}</p>")  # fmt: skip
+        failed = (f"<p id='ci'>CI on {linked(row.task.sha[:7], web, repo)}, the commit it set "
+                  f"out to fix: {escape(said)}</p>")  # fmt: skip
     work = ""
     if row.task.number:
         work = (f" · <a href='/work/{escape(repo)}/{row.task.number}'>all work on "
@@ -285,28 +287,43 @@ def task_html(row: Row, steps: list[dict[str, Any]], log: list[str], prompt: str
             + ("No change yet." if row.active else "No change committed.")
             + "</p>"
         )
-    if prompt:
-        asked = (f"<details><summary>The agent's last prompt</summary><pre id='prompt'>"
-                 f"{escape(prompt)}</pre></details>")  # fmt: skip
+    if not (row.active or prompt or log or diff or pushed):
+        # Nothing of an agent to show: three empty sections would only say so three times.
+        agent = "<h2>Agent</h2><p id='prompt'>The agent was not run in this task.</p>"
     else:
-        asked = ("<p class='muted' id='prompt'>"
+        asked = (f"<details><summary>The agent's last prompt</summary><pre id='prompt'>"
+                 f"{escape(prompt)}</pre></details>" if prompt else
+                 "<p class='muted' id='prompt'>"
                  + ("No prompt yet." if row.active else "The agent was not run in this task.")
                  + "</p>")  # fmt: skip
+        agent = (f"<h2>Agent output</h2><pre id='log'>{text_log}</pre><h2>Change</h2>{change}"
+                 f"<h2>Prompt</h2>{asked}")  # fmt: skip
     body = (
         f"<p><a href='/'>← all work</a>{work}</p>"
         f"<h1>{escape(what(row)[:1].upper() + what(row)[1:])} · {target_link(web, row)}"
         f"{' ' + escape(title) if title else ''}</h1>"
         f"<p class='muted id'>task {escape(row.id)}</p>"
-        f"<p>{escape(row.task.kind.value)} · {state_badge(row.state, 'state')}"
+        f"<p>{escape(row.task.kind.value)} · {state_badge(shown_state(row, ci), 'state')}"
         f"{' · attempt ' + tried if tried else ''} · took <span id='took'>{took(row, now)}"
         f"</span> {' '.join(buttons)}</p>{why}{ended}{failed}"
         f"<p id='spend' class='muted'>Model use: {escape(spent or 'no model calls')}</p>"
         f"<h2>Timeline</h2><table id='timeline'>{steps_html(steps)}</table>"
-        f"<h2>Agent output</h2><pre id='log'>{text_log}</pre>"
-        f"<h2>Change</h2>{change}<h2>Prompt</h2>{asked}"
+        f"{agent}"
         + f"<script>{_POLL % (_js(row.id), _js(row.state))}</script>"
     )  # fmt: skip
     return page(f"{what(row)} · {repo}#{row.task.number}", body)
+
+
+def _next_html(row: Row) -> str:
+    """What a person does about a task that failed or gave up."""
+    if row.state == "escalated" and row.task.number:
+        page = f"/work/{escape(row.task.repo)}/{row.task.number}"
+        return (f"<p id='next'>Next: a human takes over. The attempts, what failed each time, "
+                f"and the ways out are on <a href='{page}#way-out'>the pull request's page"
+                "</a>.</p>")  # fmt: skip
+    if row.state == "failed":
+        return "<p id='next'>Next: fix the cause above, then Retry.</p>"
+    return ""
 
 
 # While the task is live, re-reads it every two seconds: the log and the timeline as text and

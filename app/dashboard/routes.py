@@ -114,8 +114,7 @@ def index_view(store: Store, settings: Settings, filters: Filters, page: int) ->
 def work_view(store: Store, settings: Settings) -> str:
     redis: Redis = store.redis
     items = work_items.read_items(store)
-    used = spend.work_spend(redis, (r.id for item in items for r in item.rows))
-    spent = {(i.repo_id, i.number): sum((used[r.id] for r in i.rows), spend.Spend()) for i in items}
+    spent = work_items.spend_of(redis, items)
     return work_pages.items_html(
         items, web_base(settings.github_api_url), queue_for(redis).count,
         Worker.count(connection=redis), settings.max_attempts, spent,

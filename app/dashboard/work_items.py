@@ -13,7 +13,7 @@ from typing import Any
 from redis import Redis
 
 from app.dashboard.task_rows import Row, row_from_hash
-from app.store import TASKS_INDEX, Store, task_key, text
+from app.store import TASKS_INDEX, Spend, Store, task_key, text, work_spend
 from app.tasks import Kind
 
 # The newest tasks the main view groups; older work is in the task list.
@@ -99,6 +99,30 @@ class Item:
         return f"/work/{self.repo}/{self.number}"
 
 
+def name(item: Item) -> str:
+    if not item.number:
+        return "(the repository)"
+    return f"{'PR' if item.pull else 'issue'} #{item.number}"
+
+
+def heading(item: Item) -> str:
+    """Its title; work on no issue or pull request (the base moved) says what it is."""
+    return item.title if item.number else "work on the repository, not on one issue or PR"
+
+
+def tries(item: Item, max_attempts: int) -> str:
+    tasks = f"{len(item.work)} task{'s' * (len(item.work) != 1)}"
+    if item.attempts:
+        return f"{tasks} · {len(item.attempts)}/{max_attempts} fix attempts"
+    return tasks
+
+
+def spend_of(redis: Redis, items: list[Item]) -> dict[tuple[int, int], Spend]:
+    """Each item's model spend: all runs of all its tasks, in two round trips."""
+    used = work_spend(redis, (r.id for item in items for r in item.rows))
+    return {i.key: sum((used[r.id] for r in i.rows), Spend()) for i in items}
+
+
 def kind_of(item: Item) -> str:
     if not item.number:
         return "repository"
@@ -106,8 +130,10 @@ def kind_of(item: Item) -> str:
 
 
 # Tasks that keep forgehand's books (the files a push changed), not work people asked for.
-BOOKKEEPING = frozenset({Kind.SYNC})
-PULL_KINDS = frozenset({Kind.CI, Kind.REVIEW, Kind.CLOSED, Kind.FORK, Kind.CONFLICT, Kind.SYNC})
+BOOKKEEPING = frozenset({Kind.SYNC, Kind.VERDICT})
+PULL_KINDS = frozenset(
+    {Kind.CI, Kind.REVIEW, Kind.CLOSED, Kind.FORK, Kind.CONFLICT, Kind.SYNC, Kind.VERDICT}
+)
 
 
 def is_pull(row: Row) -> bool:
@@ -173,6 +199,7 @@ def what(row: Row) -> str:
         Kind.CONFLICT: f"merge the base ({sha}) and resolve conflicts",
         Kind.RERUN: f"Re-run pressed by {task.sender}",
         Kind.SYNC: f"see which files {sha} changes",
+        Kind.VERDICT: f"say on its check run what CI made of {sha}",
     }.get(task.kind, task.kind.value)
 
 

@@ -10,7 +10,17 @@ from html import escape
 from typing import Any
 
 from app.dashboard.pages import ago, linked, page, state_badge, took, worker_banner
-from app.dashboard.work_items import Item, ci_words, kind_of, outcome, shown_state, what
+from app.dashboard.work_items import (
+    Item,
+    ci_words,
+    heading,
+    kind_of,
+    name,
+    outcome,
+    shown_state,
+    tries,
+    what,
+)
 from app.store import Spend, cost_cell
 
 
@@ -19,24 +29,11 @@ def github_url(web: str, item: Item) -> str:
     return f"{web}/{item.repo}/{kind}/{item.number}" if item.number else f"{web}/{item.repo}"
 
 
-def _name(item: Item) -> str:
-    if not item.number:
-        return "(the repository)"
-    return f"{'PR' if item.pull else 'issue'} #{item.number}"
-
-
 def _next(item: Item) -> str:
     """The next step; the ways out of an escalation are a click away."""
     if item.state == "escalated":
         return f"a human takes over: see <a href='{escape(item.path)}#way-out'>the ways out</a>"
     return escape(item.next_step)
-
-
-def _tries(item: Item, max_attempts: int) -> str:
-    tasks = f"{len(item.work)} task{'s' * (len(item.work) != 1)}"
-    if item.attempts:
-        return f"{tasks} · {len(item.attempts)}/{max_attempts} CI fixes"
-    return tasks
 
 
 def items_html(
@@ -49,9 +46,9 @@ def items_html(
         known = item.state if item.state in ("failed", "escalated") else ""
         rows.append(
             f"<tr class='{known}'><td>{escape(item.repo)}</td>"
-            f"<td><a href='{escape(item.path)}'>{escape(_name(item))}</a></td>"
-            f"<td>{escape(item.title) or '<span class=muted>—</span>'}</td>"
-            f"<td>{state_badge(item.state)}</td><td>{_tries(item, max_attempts)}</td>"
+            f"<td><a href='{escape(item.path)}'>{escape(name(item))}</a></td>"
+            f"<td>{escape(heading(item)) or '<span class=muted>—</span>'}</td>"
+            f"<td>{state_badge(item.state)}</td><td>{tries(item, max_attempts)}</td>"
             f"<td>{linked(item.outcome[:200], web, item.repo)}</td>"
             f"<td>{_next(item)}</td>"
             f"<td>{cost_cell(spent.get((item.repo_id, item.number), Spend()))}</td>"
@@ -75,9 +72,9 @@ def items_html(
     return page("forgehand", body, refresh=live)
 
 
-def attempts_html(item: Item, web: str) -> str:
-    """The CI-fix attempts that count on a pull request: what failed, what was tried, what
-    it came to."""
+def attempts_html(item: Item, web: str, max_attempts: int) -> str:
+    """The fix attempts that count on a pull request (CI failures and merge conflicts alike):
+    what failed, what was tried, what it came to."""
     rows = []
     for entry in item.attempts:
         rows.append(
@@ -89,7 +86,9 @@ def attempts_html(item: Item, web: str) -> str:
             f"<td>{_task_link(entry)}</td></tr>"
         )
     return (
-        "<table id='attempts'><tr><th>Attempt</th><th>CI failed on</th><th>What failed</th>"
+        f"<p class='muted'>CI failures and merge conflicts forgehand tried to fix count alike: "
+        f"{len(item.attempts)} of {max_attempts} used. Green CI resets the count.</p>"
+        "<table id='attempts'><tr><th>Attempt</th><th>Failed on</th><th>What failed</th>"
         "<th>What the agent changed</th><th>Outcome</th><th>Task</th></tr>"
         + "".join(rows)
         + "</table>"
@@ -99,7 +98,9 @@ def attempts_html(item: Item, web: str) -> str:
 def attempt_outcome(entry: dict[str, Any], ci: dict[str, str]) -> str:
     pushed = str(entry.get("pushed") or "")
     if pushed:
-        return f"fix pushed as {pushed[:7]} — CI on it: {ci_words(pushed, ci)}"
+        merged = str(entry.get("failed") or "").startswith("merge conflict")
+        lead = "merge pushed as" if merged else "fix pushed as"
+        return f"{lead} {pushed[:7]} — CI on it: {ci_words(pushed, ci)}"
     return str(entry.get("result") or "—")
 
 
@@ -126,7 +127,9 @@ def way_out(item: Item, label: str, prefix: str, max_attempts: int) -> str:
 def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
               depth: int, workers: int) -> str:  # fmt: skip
     now = time.time()
-    there = f"<a href='{escape(github_url(web, item))}'>{escape(_name(item))} on GitHub</a>"
+    shown = name(item) if item.number else item.repo
+    titled = heading(item)
+    there = f"<a href='{escape(github_url(web, item))}'>{escape(shown)} on GitHub</a>"
     link = ""
     if item.linked:
         other = "issue" if item.pull else "pull request"
@@ -134,8 +137,8 @@ def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
                 f"#{item.linked}</a>")  # fmt: skip
     head = (
         f"<p><a href='/'>← all work</a></p>{worker_banner(depth, workers)}"
-        f"<h1>{escape(item.repo)} {escape(_name(item))}"
-        f"{': ' + escape(item.title) if item.title else ''}</h1>"
+        f"<h1>{escape(item.repo)} {escape(name(item))}"
+        f"{': ' + escape(titled) if titled else ''}</h1>"
         f"<p>{escape(kind_of(item))} · {there}{link} · {state_badge(item.state, 'state')}</p>"
         f"<p id='outcome'>Last outcome: {linked(item.outcome, web, item.repo)}</p>"
         f"<p id='next'>Next: {escape(item.next_step)}</p>"
@@ -144,7 +147,7 @@ def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
     if item.escalated:
         fixes += way_out(item, label, prefix, max_attempts)
     if item.attempts:
-        fixes += f"<h2>CI-fix attempts</h2>{attempts_html(item, web)}"
+        fixes += f"<h2>Fix attempts</h2>{attempts_html(item, web, max_attempts)}"
     rows = []
     for n, row in enumerate(item.rows, 1):
         known = row.state if row.state in ("failed", "escalated") else ""
@@ -162,4 +165,4 @@ def item_html(item: Item, web: str, max_attempts: int, label: str, prefix: str,
         + "</table>"
     )
     live = any(r.active for r in item.rows)
-    return page(f"{item.repo} {_name(item)}", head + fixes + tasks, refresh=live)
+    return page(f"{item.repo} {name(item)}", head + fixes + tasks, refresh=live)

@@ -3,7 +3,7 @@ depends on, overlaps, state, suggested merge order — for the dashboard and the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.fleet.decisions import Pull, merge_order, overlaps
 from app.fleet.state import FleetState
@@ -64,6 +64,14 @@ def read(store: Store, repo: str, limit: int = 1000) -> list[Row]:
     repo_id = tasks[0].task.repo_id
     fleet = FleetState(store.redis)
     plan = rows(tasks, fleet.pulls(repo_id), fleet.depends(repo_id))
+    # The task is done once its pull request opened; a pull request out of CI-fix
+    # attempts is what the row's state must say then.
+    plan = [
+        replace(r, state="escalated", why="out of CI-fix attempts; a human takes over")
+        if r.pull and store.escalated(repo_id, r.pull)
+        else r
+        for r in plan
+    ]
     return with_closed(plan, fleet.closed_pulls(repo_id))
 
 

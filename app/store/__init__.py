@@ -20,7 +20,7 @@ from app.store.metrics import (
 )
 from app.store.redis_conn import connect, embedded_redis
 from app.store.schema import SchemaError, ensure
-from app.store.spend import Spend, cost_cell
+from app.store.spend import Spend, cost_cell, work_spend
 from app.store.store import TASKS_INDEX, Store, TaskRecord, task_key, text
 
 __all__ = [
@@ -47,4 +47,5 @@ __all__ = [
     "spend",
     "task_key",
     "text",
+    "work_spend",
 ]

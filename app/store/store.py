@@ -270,6 +270,17 @@ class Store:
         raw = self.redis.hgetall(f"fh:pr:{repo_id}:{number}:ci")
         return {text(k): text(v) for k, v in raw.items()}
 
+    def note_pushed(self, repo_id: int, number: int, sha: str, task_id: str, lead: str) -> None:
+        """`task_id` pushed `sha`; its check run's title is `lead` followed by what CI says of
+        the commit. Kept past a reset, like CI's results."""
+        entry = json.dumps({"task": task_id, "lead": lead})
+        self.redis.hset(f"fh:pr:{repo_id}:{number}:pushed", sha, entry)
+
+    def pushed_by(self, repo_id: int, number: int, sha: str) -> dict[str, str] | None:
+        """The task that pushed `sha` and its check run's title lead, if a task did."""
+        raw = self.redis.hget(f"fh:pr:{repo_id}:{number}:pushed", sha)
+        return {str(k): str(v) for k, v in json.loads(raw).items()} if raw else None
+
     def escalated(self, repo_id: int, number: int) -> bool:
         return bool(self.redis.exists(f"fh:pr:{repo_id}:{number}:escalated"))
 

@@ -13,7 +13,16 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from app.fleet import COMMENT_MARKER
-from app.tasks import Action, Cancel, InstallationChange, Kind, ResetAttempts, Task, Wake
+from app.tasks import (
+    Action,
+    Cancel,
+    CiSettled,
+    InstallationChange,
+    Kind,
+    ResetAttempts,
+    Task,
+    Wake,
+)
 
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 FAILING_CONCLUSIONS = frozenset({"failure", "timed_out", "startup_failure"})
@@ -468,7 +477,7 @@ def _green(payload: Payload, facts: Facts) -> Decision:
         return ignore("check suite concluded success")
     task = found.tasks[0]
     reset = ResetAttempts(task.repo_id, task.number, "CI passed", sha=task.sha)
-    return Decision(actions=(reset,))
+    return Decision(actions=(reset, CiSettled(replace(task, kind=Kind.VERDICT))))
 
 
 def _check_run(payload: Payload, facts: Facts) -> Decision:

@@ -11,6 +11,7 @@ from jobs.kinds.planning import approve, plan_epic, recheck
 from jobs.kinds.rerun_check import rerun
 from jobs.kinds.resolve import resolve_issue
 from jobs.kinds.review import address_review
+from jobs.kinds.verdict import tell_verdict
 
 __all__ = [
     "address_review",
@@ -25,4 +26,5 @@ __all__ = [
     "resolve_conflict",
     "resolve_issue",
     "run_command",
+    "tell_verdict",
 ]

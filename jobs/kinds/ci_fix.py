@@ -25,7 +25,7 @@ from jobs.pipeline import (
     reported,
     status_for,
 )
-from jobs.report import CheckRun, StatusComment, checked, retitle
+from jobs.report import CheckRun, StatusComment, checked, tell_ci
 from jobs.report import words as report
 
 # How long a fix waits for the commit's other checks to finish, and how often it looks.
@@ -59,11 +59,13 @@ def fix_ci(task: Task, ctx: Context) -> str:
         if not failures:
             return "no failing checks on the head any more"
         # The check names are the repository's: redacted before the dashboard shows them.
-        words = redactor_for(ctx.settings, api.token()).text(ci.verdict(runs, statuses).words)
+        redactor = redactor_for(ctx.settings, api.token())
+        words = redactor.text(ci.verdict(runs, statuses).words)
         ctx.store.mark_failed(task.repo_id, number, task.sha, words)
         if not ctx.store.tracked(task.repo_id, number):
             _rebuild(task, ctx, api, pr)
-        _retitle_fixes(task, ctx, api, repo, number, words)
+        # The task that pushed this commit (a fix, a review, `/agent`) says CI failed on it.
+        tell_ci(api, ctx.store, task, task.sha, words, redactor)
         with checked(check_run_for(api, ctx, task, task.sha)) as check:
             return _attempt(task, ctx, api, repo, pr, failures, check)
 
@@ -88,18 +90,6 @@ def _rebuild(task: Task, ctx: Context, api: Installation, pr: PullRequest) -> No
     escalated = any(lbl.get("name") == ctx.settings.escalation_label for lbl in labels)
     ctx.store.restore_attempts(task.repo_id, pr.number, entries, escalated)
     ctx.store.audit(task.id, "attempts rebuilt", f"{len(entries)} from the pull request's comments")
-
-
-def _retitle_fixes(
-    task: Task, ctx: Context, api: Installation, repo: Repo, number: int, words: str
-) -> None:
-    """The attempts that pushed this commit now say what CI made of it, on their check runs."""
-    limit = repo.config.max_attempts or ctx.settings.max_attempts
-    redactor = redactor_for(ctx.settings, api.token())
-    for entry in ctx.store.attempts(task.repo_id, number):
-        if entry.get("pushed") == task.sha and entry.get("task"):
-            title = report.fix_title(task.sha, int(entry.get("attempt") or 0), limit, words)
-            retitle(api, ctx.store, str(entry["task"]), task.repo, title, redactor)
 
 
 def _green(api: Installation, repo: str, sha: str) -> bool:
@@ -167,9 +157,10 @@ def _attempt(
         )
         status.update(headline)
         summary = report.quote(status.redactor.text(change.result.summary))
-        # Never green: this check run is on the commit whose CI failed.
-        title = report.fix_title(change.head, attempt, limit, "pending")
-        check.finish("neutral", title, summary, change.result.tail)
+        # Not green yet: CI on the fix has not spoken (a verdict task retitles it when it has).
+        lead = report.fix_lead(change.head, attempt, limit)
+        ctx.store.note_pushed(task.repo_id, pr.number, change.head, task.id, lead)
+        check.finish("neutral", report.ci_title(lead, "pending"), summary, change.result.tail)
         return result
 
 

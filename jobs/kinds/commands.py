@@ -76,6 +76,9 @@ def run_command(task: Task, ctx: Context) -> str:
                 headline = f"✅ Pushed `{change.head[:7]}` for @{task.sender}."
             else:
                 headline = f"@{task.sender}: " + change.result.nothing_done("nothing was pushed")
+            if change.head:
+                lead = report.pushed_lead(headline)
+                ctx.store.note_pushed(task.repo_id, task.number, change.head, task.id, lead)
             check.finish(
                 "success" if change.head else "neutral",
                 report.pushed_title(headline, change.head), summary, change.result.tail,

@@ -93,7 +93,9 @@ def resolve_conflict(task: Task, ctx: Context) -> str:
             return f"escalated after {len(done)} attempts"
         status = status_for(api, ctx, task)
         attempt = len(done) + 1
-        entry: dict[str, object] = {"attempt": attempt, "sha": pr.head_sha, "failed": failing[0]}
+        entry: dict[str, object] = {
+            "attempt": attempt, "sha": pr.head_sha, "failed": failing[0], "task": task.id,
+        }  # fmt: skip
         with reported(status, ctx, task):
             status.update(
                 f"🔀 This pull request conflicts with `{base}`: merging `{base}` into it and "

@@ -54,6 +54,9 @@ def address_review(task: Task, ctx: Context) -> str:
                 reply = "Looked at this; the agent made no change for it (see its summary below)."
                 headline = f"@{reviewer}: " + change.result.nothing_done("nothing was pushed")
             summary = status.redactor.text(change.result.summary).strip()
+            if change.head:
+                lead = report.pushed_lead(headline)
+                ctx.store.note_pushed(task.repo_id, task.number, change.head, task.id, lead)
             check.finish(
                 "success" if change.head else "neutral",
                 report.pushed_title(headline, change.head), report.quote(summary),

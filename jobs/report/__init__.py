@@ -5,7 +5,7 @@ app, jobs' top modules and jobs.boundary.
 
 from jobs.report import words
 from jobs.report.epic_comment import MARKER, Progress, code, extract_yaml, render
-from jobs.report.progress import CheckRun, Heartbeat, checked, dashboard_url, retitle
+from jobs.report.progress import CheckRun, Heartbeat, checked, dashboard_url, retitle, tell_ci
 from jobs.report.status import StatusComment
 from jobs.report.words import working_line
 
@@ -21,6 +21,7 @@ __all__ = [
     "extract_yaml",
     "render",
     "retitle",
+    "tell_ci",
     "words",
     "working_line",
 ]

@@ -158,10 +158,12 @@ class CheckRun:
 
 
 def retitle(
-    api: Installation, store: Store, task_id: str, repo: str, title: str, redactor: Redactor
-) -> None:
+    api: Installation, store: Store, task_id: str, repo: str, title: str, redactor: Redactor,
+    conclusion: str | None = None,
+) -> None:  # fmt: skip
     """Give a finished task's check run a new title (what became of its work since), its
-    summary kept. The title may name the repository's checks: it is redacted."""
+    summary kept, and `conclusion` if given. The title may name the repository's checks: it
+    is redacted."""
     run_id = store.check_run(task_id)
     if run_id is None:
         return
@@ -169,9 +171,29 @@ def retitle(
         run = api.get(f"/repos/{repo}/check-runs/{run_id}")
         summary = (run.get("output") or {}).get("summary") or ""
         output = {"title": report.defuse(redactor.text(title))[:200], "summary": summary}
-        api.patch(f"/repos/{repo}/check-runs/{run_id}", {"output": output})
+        body: dict[str, object] = {"output": output}
+        if conclusion is not None and run.get("status") == "completed":
+            body["conclusion"] = conclusion
+        api.patch(f"/repos/{repo}/check-runs/{run_id}", body)
     except GitHubError as exc:
         log.warning("check run %s not retitled: %s", run_id, exc, extra={"task": task_id})
+
+
+def tell_ci(
+    api: Installation, store: Store, task: Task, sha: str, words: str, redactor: Redactor
+) -> bool:
+    """The check run of the task that pushed `sha` on `task`'s pull request now says what CI
+    said of it (`words`: "passed", "failed (unit, lint)", …); False when no task pushed it."""
+    pushed = store.pushed_by(task.repo_id, task.number, sha)
+    if pushed is None:
+        return False
+    title = report.ci_title(pushed["lead"], words)
+    record = store.get(pushed["task"])
+    sits_on = record.task.sha if record is not None else ""
+    on_red = bool(sits_on) and store.known_failed(task.repo_id, task.number, sits_on)
+    conclusion = report.ci_conclusion(words, on_red)
+    retitle(api, store, pushed["task"], task.repo, title, redactor, conclusion)
+    return True
 
 
 @contextmanager

@@ -187,15 +187,35 @@ def never_green_on_red(conclusion: str, title: str, sha: str, ci: str) -> tuple[
     return conclusion, title
 
 
+def ci_title(lead: str, ci: str) -> str:
+    """A check-run title: what a task did (`lead`), then what CI said of the commit it pushed."""
+    return f"{lead} — CI on it: {ci}"
+
+
+def pushed_lead(headline: str) -> str:
+    """A review's or `/agent` request's headline as the lead of its check-run title."""
+    return headline.rstrip(".")
+
+
 def pushed_title(headline: str, pushed: str) -> str:
     """A check run's title once its task pushed `pushed` ("" for nothing): CI on it has not
     spoken yet."""
-    return f"{headline} CI on {pushed[:7]}: pending" if pushed else headline
+    return ci_title(pushed_lead(headline), "pending") if pushed else headline
 
 
-def fix_title(pushed: str, attempt: int, limit: int, ci: str) -> str:
-    """A CI-fix attempt's check-run title: what it pushed and what CI said of it."""
-    return f"Fix pushed as {pushed[:7]} (attempt {attempt} of {limit}); CI on it: {ci}"
+def fix_lead(pushed: str, attempt: int, limit: int) -> str:
+    """What a CI-fix attempt did, for its check-run title."""
+    return f"Fix pushed as {pushed[:7]} (attempt {attempt} of {limit})"
+
+
+def ci_conclusion(ci: str, on_red: bool = False) -> str | None:
+    """The conclusion of a check run whose task pushed a commit on which CI said `ci`: green
+    only once CI passed, never while it is red, and never on a commit of its own whose CI is
+    known red (`on_red`: a CI fix's check run sits on the commit it set out to fix); None:
+    leave it as it is."""
+    if ci == "passed":
+        return "neutral" if on_red else "success"
+    return "neutral" if ci.startswith("failed") else None
 
 
 def check_output(

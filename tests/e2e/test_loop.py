@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 
 import httpx
 import pytest
@@ -79,15 +80,27 @@ def test_labelled_issue_to_green_pull_request_through_a_ci_fix(careful: Stack) -
         return sorted(r.task.kind.value for r in careful.store.recent())
 
     sim.wait(lambda: "sync" in kinds(), 30, "the push's sync task")
-    assert kinds() == ["ci", "issue", "sync"]
+
     # The CI fix showed itself as a `forgehand` check run; GitHub told the App of it (as it
     # does), and that started nothing.
-    ours = [r for runs in sim.sim.check_runs.values() for r in runs if r["name"] == "forgehand"]
-    # On the commit whose CI failed it is never green: neutral, saying what it pushed.
-    assert [(r["status"], r["conclusion"]) for r in ours] == [("completed", "neutral")]
-    assert ours[0]["output"]["title"].startswith("Fix pushed as ")
+    def ours() -> list[dict[str, Any]]:
+        runs = sim.sim.check_runs.values()
+        return [r for run in runs for r in run if r["name"] == "forgehand"]
+
+    # Once CI passed on the fix it pushed (red→green) the title says so; the check run sits on
+    # the commit whose CI failed, so it is neutral there, never green on a red commit.
+    fixed = sim.sim.head_sha(pull["head"])[:7]
+    told = f"Fix pushed as {fixed} (attempt 1 of 3) — CI on it: passed"
+    sim.wait(lambda: ours()[0]["output"]["title"] == told, 30, "the check run told of green CI")
+    assert [(r["status"], r["conclusion"]) for r in ours()] == [("completed", "neutral")]
+    assert kinds() == ["ci", "issue", "sync", "verdict"]
+    (verdict,) = [r.id for r in careful.store.recent() if r.task.kind.value == "verdict"]
+    sim.wait(lambda: _state(careful, verdict) == "done", 30, "the verdict task done")
+    said = careful.store.redis.hget(f"fh:task:{verdict}", "result")
+    assert said == f"CI on {fixed}: passed".encode()
     assert (
-        ours[0]["details_url"] == f"http://127.0.0.1:{careful.port}/tasks/{ours[0]['external_id']}"
+        ours()[0]["details_url"]
+        == f"http://127.0.0.1:{careful.port}/tasks/{ours()[0]['external_id']}"
     )
     own_events = [d for d in sim.deliveries if d.event == "check_run" and
                   d.payload["check_run"]["app"]["id"] == sim.app_id]  # fmt: skip

@@ -213,7 +213,12 @@ def test_failed_task_page_says_why_and_offers_retry(redis: Redis, queued: Store)
     raw_state(redis, TASK.id, "failed", "agent program not found: <claude>")
     with client(redis) as c:
         page = c.get(f"/tasks/{TASK.id}").text
-    assert "<p class='why' id='why'>✖ failed: agent program not found: &lt;claude&gt;</p>" in page
+    # Said once, as its outcome, with what to do about it.
+    assert (
+        "<p id='outcome' class=why>Outcome: failed: agent program not found: &lt;claude&gt;</p>"
+        "<p id='next'>Next: fix the cause above, then Retry.</p>"
+    ) in page
+    assert page.count("agent program not found") == 1
     assert "id='retry'" in page and "id='cancel'" not in page
     assert f"name='csrf' value='{token()}'" in page
 
@@ -226,7 +231,9 @@ def test_a_finished_task_without_output_says_so(redis: Redis) -> None:
         raw_state(redis, TASK.id, "failed", "agent program not found")
         over = c.get(f"/tasks/{TASK.id}").text
     assert "<pre id='log'>(no output yet)</pre>" in waiting
-    assert "<pre id='log'>(no output)</pre>" in over
+    # No agent ran: one line says so, not three empty sections.
+    assert "<h2>Agent</h2><p id='prompt'>The agent was not run in this task.</p>" in over
+    assert "id='log'" not in over and "No change committed." not in over
 
 
 def test_cancel_stops_a_queued_task_through_the_cancel_path(redis: Redis, queued: Store) -> None:

@@ -8,6 +8,7 @@ from starlette.testclient import TestClient
 
 from app.dashboard.task_rows import Row
 from app.dashboard.work_items import group, outcome
+from app.dashboard.work_pages import attempt_outcome
 from app.dispatch import Dispatcher, queue_for
 from app.settings import parse
 from app.store.store import Store, task_key
@@ -25,6 +26,15 @@ BASE = Task(Kind.BASE, p.INSTALLATION, p.REPO_ID, p.REPO, 0, "carol", sha="d4" *
 
 def row(task: Task, state: str, error: str = "", result: str = "", at: float = 1.0) -> Row:
     return Row(task, state, 0, at, at, error, result)
+
+
+def test_an_attempt_says_whether_it_pushed_a_fix_or_a_merge() -> None:
+    fix = {"failed": "unit (failure)", "pushed": "b" * 40}
+    merge = {"failed": "merge conflict with main", "pushed": "c" * 40}
+    ci = {"b" * 40: "passed"}
+    assert attempt_outcome(fix, ci) == "fix pushed as bbbbbbb — CI on it: passed"
+    assert attempt_outcome(merge, ci) == "merge pushed as ccccccc — CI on it: pending"
+    assert attempt_outcome({"result": "no change"}, ci) == "no change"
 
 
 def test_outcomes_read_as_what_happened() -> None:
@@ -121,7 +131,7 @@ def test_the_main_view_lists_issues_and_pull_requests(redis: Redis) -> None:
     assert f"<a href='/work/{p.REPO}/12'>PR #12</a>" in page
     assert f"<a href='/work/{p.REPO}/7'>issue #7</a>" in page
     assert "Addition &lt;b&gt;subtracts&lt;/b&gt;" in page and "<b>subtracts" not in page
-    assert "3 tasks · 2/3 CI fixes" in page and "id='no-worker'" not in page
+    assert "3 tasks · 2/3 fix attempts" in page and "id='no-worker'" not in page
     assert "⚠ escalated" in page and "handed to a human" in page
     assert FIRST.id not in page.replace(f"/tasks/{FIRST.id}", "")  # ids only in links
 
@@ -163,9 +173,26 @@ def test_a_finished_task_page_says_what_it_came_to(redis: Redis) -> None:
         fix = c.get(f"/tasks/{FIRST.id}").text
         last = c.get(f"/tasks/{LAST.id}").text
     assert "Fix CI failing on a1a1a1a" in fix and "Resolve #7: add() subtracts" in fix
-    assert "id='ci'>CI on <a" in fix and "failed (unit)</p>" in fix
+    assert "id='ci'>CI on <a" in fix and "the commit it set out to fix: failed (unit)</p>" in fix
+    # Done, but not green: CI failed on what it pushed.
+    assert "id='state' class='state ci-failed'>✖ done, CI failed on it<" in fix
     assert "CI on it: failed (unit)" in fix  # its outcome
     # Not run here: no prompt, and the pushed change is on GitHub, not "no change".
     assert "The agent was not run in this task." in fix and "No prompt yet." not in fix
     assert "the change is on GitHub" in fix and "No change committed." not in fix
     assert "failed (unit, lint)" in last
+    # The escalated task says it once and points at the attempts and the ways out.
+    assert last.count("escalated after 2 failed attempts") == 0
+    assert last.count("handed to a human after 2 failed attempts") == 1
+    assert f"<a href='/work/{p.REPO}/12#way-out'>the pull request's page</a>" in last
+
+
+def test_work_on_the_repository_itself_says_so(redis: Redis) -> None:
+    base = Task(Kind.BASE, p.INSTALLATION, p.REPO_ID, p.REPO, 0, "carol", sha="d" * 40)
+    Dispatcher(Store(redis), 60).enqueue(base, "test")
+    with client(redis) as c:
+        work, item = c.get("/").text, c.get(f"/work/{p.REPO}/0").text
+    said = "work on the repository, not on one issue or PR"
+    assert said in work
+    assert f"{p.REPO} (the repository): {said}</h1>" in item
+    assert f"{p.REPO} on GitHub</a>" in item and "(the repository) on GitHub" not in item

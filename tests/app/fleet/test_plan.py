@@ -50,6 +50,14 @@ def test_plan_rows_put_pull_requests_in_merge_order_then_waiting_issues(redis: R
     assert rows[2].depends_on == (7,) and rows[2].why == "waiting for #7"
     assert rows[1].files == ("a.py", "calc.py")
     assert plan.read(Store(redis), "someone/else") == []
+    # A pull request out of CI-fix attempts: its row says so, not its issue task's "done".
+    Store(redis).set_escalated(p.REPO_ID, 20)
+    (_, row, _) = plan.read(Store(redis), p.REPO)
+    assert (row.pull, row.state, row.why) == (
+        20,
+        "escalated",
+        "out of CI-fix attempts; a human takes over",
+    )
 
 
 def test_merged_pull_requests_stay_in_the_plan(redis: Redis) -> None:

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from app.tasks import Cancel, InstallationChange, Kind, ResetAttempts, Task, Wake
+from app.tasks import Cancel, CiSettled, InstallationChange, Kind, ResetAttempts, Task, Wake
 from app.web.triggers import Decision, Facts, PayloadError, command_verb, decide, starts_nothing
 from tests import payloads as p
 
@@ -347,9 +347,13 @@ def test_fork_pull_requests_get_a_notice_task_not_work() -> None:
     assert decide("pull_request", other, FACTS).ignored == "branch feature is not under agent/"
 
 
-def test_green_suite_resets_attempts() -> None:
-    (reset,) = decide("check_suite", p.check_suite("success"), FACTS).actions
+def test_green_suite_resets_attempts_and_tells_the_check_run_of_whoever_pushed_it() -> None:
+    reset, settled = decide("check_suite", p.check_suite("success"), FACTS).actions
     assert reset == ResetAttempts(p.REPO_ID, 12, "CI passed", sha="c" * 40)
+    assert isinstance(settled, CiSettled)
+    told = settled.task
+    assert (told.kind, told.number, told.sha) == (Kind.VERDICT, 12, "c" * 40)
+    assert told.id == f"verdict-{p.REPO_ID}-{'c' * 40}"
 
 
 def test_removing_the_escalation_label_resets_attempts() -> None:

@@ -206,6 +206,18 @@ def test_ten_failing_checks_on_one_sha_make_one_task(client: TestClient, redis: 
     assert queued_ids(redis) == [f"ci-{p.REPO_ID}-{'c' * 40}"]
 
 
+def test_green_ci_queues_a_verdict_only_on_a_commit_a_task_pushed(
+    client: TestClient, redis: Redis
+) -> None:
+    green = p.check_suite("success")
+    assert post(client, "check_suite", green, "d-1").json()["tasks"] == []
+    assert queued_ids(redis) == []
+    Store(redis).note_pushed(p.REPO_ID, 12, "c" * 40, "ci-1-b", "Fix pushed as ccccccc")
+    verdict = f"verdict-{p.REPO_ID}-{'c' * 40}"
+    assert post(client, "check_suite", green, "d-2").json()["tasks"] == [verdict]
+    assert queued_ids(redis) == [verdict]
+
+
 def test_unlabel_cancels_the_queued_task(client: TestClient, redis: Redis) -> None:
     post(client, "issues", p.issues())
     response = post(client, "issues", p.issues(action="unlabeled"))

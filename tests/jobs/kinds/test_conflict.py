@@ -42,6 +42,7 @@ def test_a_conflicted_pull_request_gets_the_base_merged_in_and_resolved(world: W
     assert status and "resolved the conflicts in `calc.py`" in status[0]
     (attempt,) = world.store.attempts(p.REPO_ID, number)
     assert attempt["failed"] == "merge conflict with main"
+    assert attempt["task"].startswith("conflict-")  # the attempts table links its task
     # Now it merges: the base moving again queues nothing.
     commit_to_main(world, "NEWS.md", "news\n")
     assert world.run(base_moved(world)).state is State.DONE

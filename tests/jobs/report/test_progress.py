@@ -59,7 +59,7 @@ def test_ci_fix_shows_progress_and_outcome_on_its_check_run(
     # Never green on the commit whose CI failed: the title says what was done and CI's state.
     assert (run["status"], run["conclusion"]) == ("completed", "neutral")
     pushed = world.github.head_sha(BRANCH)[:7]
-    assert run["output"]["title"] == f"Fix pushed as {pushed} (attempt 1 of 3); CI on it: pending"
+    assert run["output"]["title"] == f"Fix pushed as {pushed} (attempt 1 of 3) — CI on it: pending"
     assert "> Tweaked calc.py." in run["output"]["summary"]  # the agent's own words
     assert "**Steps so far**" in run["output"]["summary"] and url in run["output"]["summary"]
     assert "Tweaked calc.py." in run["output"]["text"]  # the log tail
@@ -185,7 +185,7 @@ def test_a_fix_check_run_learns_what_ci_said_of_its_commit(world: World) -> None
     world.fail_ci(number)  # CI fails on the pushed fix too: the next attempt runs
     first = next(r for r in own_runs(world) if r["id"] == first["id"])
     assert first["output"]["title"] == (
-        f"Fix pushed as {pushed[:7]} (attempt 1 of 3); CI on it: failed (tests)"
+        f"Fix pushed as {pushed[:7]} (attempt 1 of 3) — CI on it: failed (tests)"
     )
     assert first["conclusion"] == "neutral"
     assert "**Steps so far**" in first["output"]["summary"]  # the summary is kept
@@ -207,12 +207,72 @@ def test_a_check_run_is_never_green_on_a_commit_whose_ci_is_red(world: World) ->
     assert run["conclusion"] == "neutral"
     pushed = world.github.head_sha(BRANCH)[:7]
     assert run["output"]["title"] == (
-        f"✅ Pushed `{pushed}` for @alice. CI on {pushed}: pending · CI on {head[:7]}: "
-        "failed (lint)"
+        f"✅ Pushed `{pushed}` for @alice — CI on it: pending · CI on {head[:7]}: failed (lint)"
     )
     assert world.redis.hget(f"fh:task:{task.id}", "result") == b"pushed " + (
         world.github.head_sha(BRANCH)[:7].encode()
     )
+
+
+def _command(world: World, number: int, comment: int) -> Task:
+    world.github.issue_comments[comment] = {"id": comment, "body": "/agent add a docstring",
+                                            "user": {"login": "alice"}}  # fmt: skip
+    return Task(Kind.COMMAND, p.INSTALLATION, p.REPO_ID, p.REPO, number, "alice",
+                comment_id=comment)  # fmt: skip
+
+
+def test_an_agent_request_check_run_goes_green_only_once_ci_passes_on_what_it_pushed(
+    world: World,
+) -> None:
+    number = world.open_pull_request()
+    world.use_agent("tweak")
+    record = world.run(_command(world, number, 9001))
+    assert record.state is State.DONE, record.error
+    (run,) = own_runs(world)
+    pushed = world.github.head_sha(BRANCH)
+    lead = f"✅ Pushed `{pushed[:7]}` for @alice"
+    assert run["output"]["title"] == f"{lead} — CI on it: pending"
+    world.github.add_check_run(pushed, "tests", status="in_progress")
+    verdict = Task(Kind.VERDICT, p.INSTALLATION, p.REPO_ID, p.REPO, number, "ci", sha=pushed)
+    assert world.run(verdict).state is State.DONE
+    run = next(r for r in own_runs(world) if r["id"] == run["id"])
+    assert run["output"]["title"] == f"{lead} — CI on it: pending"  # a suite still runs
+    world.github.check_runs[pushed][-1].update(status="completed", conclusion="success")
+    assert world.run(verdict).state is State.DONE
+    run = next(r for r in own_runs(world) if r["id"] == run["id"])
+    assert (run["conclusion"], run["output"]["title"]) == ("success", f"{lead} — CI on it: passed")
+    assert "**Steps so far**" in run["output"]["summary"]  # the summary is kept
+    assert world.redis.hget(f"fh:task:{verdict.id}", "result") == (
+        f"CI on {pushed[:7]}: passed".encode()
+    )
+
+
+def test_an_agent_request_check_run_says_ci_failed_on_what_it_pushed_and_is_not_green(
+    world: World,
+) -> None:
+    number = world.open_pull_request()
+    world.use_agent("tweak")
+    assert world.run(_command(world, number, 9001)).state is State.DONE
+    (run,) = own_runs(world)
+    assert run["conclusion"] == "success"
+    pushed = world.github.head_sha(BRANCH)
+    world.fail_ci(number)  # CI fails on the pushed commit: its fix task tells the request's run
+    run = next(r for r in own_runs(world) if r["id"] == run["id"])
+    assert (run["conclusion"], run["output"]["title"]) == (
+        "neutral",
+        f"✅ Pushed `{pushed[:7]}` for @alice — CI on it: failed (tests)",
+    )
+
+
+def test_a_verdict_on_a_commit_no_task_pushed_changes_nothing(world: World) -> None:
+    number = world.open_pull_request()
+    head = world.github.head_sha(BRANCH)
+    verdict = Task(Kind.VERDICT, p.INSTALLATION, p.REPO_ID, p.REPO, number, "ci", sha=head)
+    assert world.run(verdict).state is State.DONE
+    assert world.redis.hget(f"fh:task:{verdict.id}", "result") == (
+        f"no task of forgehand's pushed {head[:7]}".encode()
+    )
+    assert world.github.requests("PATCH", "/check-runs/") == []
 
 
 def test_check_names_the_repository_chose_are_redacted_where_forgehand_repeats_them(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 
+from jobs.report import words as report
 from jobs.report.words import (
     RESET_MARKER,
     attempt_marker,
@@ -74,3 +75,11 @@ def test_agent_words_elsewhere_cannot_forge_a_marker() -> None:
     for text in (status, body, table):
         assert markers(text) == []
         assert "forgehand:reset" in text  # shown, not hidden
+
+
+def test_a_check_run_is_green_only_when_ci_passed_and_its_own_commit_is_not_red() -> None:
+    assert report.ci_conclusion("passed") == "success"
+    assert report.ci_conclusion("passed", on_red=True) == "neutral"
+    assert report.ci_conclusion("failed (unit, lint)") == "neutral"
+    assert report.ci_conclusion("failed (unit)", on_red=True) == "neutral"
+    assert report.ci_conclusion("pending") is None

@@ -1,0 +1,23 @@
+"""CI finished on a commit a task of forgehand's pushed: that task's check run, which said
+"CI on it: pending", now says what CI made of it."""
+
+from __future__ import annotations
+
+from app.tasks import Task
+from jobs import ci
+from jobs.boundary import redactor_for
+from jobs.pipeline import Context
+from jobs.report import tell_ci
+
+
+def tell_verdict(task: Task, ctx: Context) -> str:
+    api = ctx.app.installation(task.installation_id)
+    # Read now, not taken from the event: another suite on the commit may still be running,
+    # or may have failed since.
+    words = ci.verdict(*ci.read_checks(api, task.repo, task.sha)).words
+    # The check names are the repository's: redacted before GitHub and the dashboard show them.
+    redactor = redactor_for(ctx.settings, api.token())
+    words = redactor.text(words)
+    if not tell_ci(api, ctx.store, task, task.sha, words, redactor):
+        return f"no task of forgehand's pushed {task.sha[:7]}"
+    return f"CI on {task.sha[:7]}: {words}"
