@@ -156,7 +156,9 @@ def main() -> None:
     metered: list[object] = []
     placeholder = new_placeholder()
     results: Queue[tuple[str, float, int]] = context.Queue()
-    with Gateway(found, placeholder, lambda: None, lambda a, u: metered.append(u)) as gateway:
+    with Gateway(
+        found, placeholder, lambda api, model: None, lambda a, u: metered.append(u)
+    ) as gateway:
         urls = (upstream_url, gateway.listen(), bare_relay(upstream_url))
         client = context.Process(
             target=client_process, args=(results, urls, placeholder, args.calls, args.rounds)

@@ -20,7 +20,14 @@ from jobs import day_budget, fleet, pipeline
 from jobs.closed import closed, fork_notice
 from jobs.commands import run_command
 from jobs.conflict import check_base, resolve_conflict
-from jobs.errors import HANDED_BACK, Escalated, HandedBack, TaskFailed, permanent_reason
+from jobs.errors import (
+    HANDED_BACK,
+    DayBudgetReached,
+    Escalated,
+    HandedBack,
+    TaskFailed,
+    permanent_reason,
+)
 from jobs.fix_ci import fix_ci
 from jobs.planning import approve, plan_epic, recheck
 from jobs.redact import redactor_for
@@ -119,6 +126,9 @@ def execute(
         if store.transition(task_id, (State.RUNNING,), State.QUEUED, HANDED_BACK):
             store.audit(task_id, "handed back", f"worker {worker} is stopping")
         return "handed back"
+    except DayBudgetReached as exc:
+        day_budget.wait(ctx, record.task, str(exc))
+        return str(exc)
     except Escalated as exc:
         # It names the failing checks, which the repository's CI chose.
         reason = redactor_for(ctx.settings).text(str(exc))

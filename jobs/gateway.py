@@ -21,6 +21,7 @@ import secrets
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -39,6 +40,9 @@ MAX_BODY = 32 * 1024 * 1024
 MAX_CALLS = 4
 IDLE = 300.0  # seconds a kept-alive connection may wait for its next request
 UPSTREAM_TIMEOUT = 600.0  # seconds without a byte from the model API
+# When the agent hangs up while its answer streams, the upstream bills the whole answer all the
+# same: it is read to its end (for its usage, passed to no one) for at most this long.
+DRAIN = 300.0
 PLACEHOLDER_PREFIX = "fh-gw-"
 KEPT_CONNECTIONS = 8  # idle connections a gateway keeps to one upstream
 
@@ -75,6 +79,8 @@ CALLS: dict[Api, re.Pattern[str]] = {
     ),
     "openrouter": re.compile(r"(/v1)?/(chat/completions|completions|models(/[^/]+)?)"),
 }
+# Calls that cost nothing (listing models, counting tokens): admitted whatever their model.
+FREE = re.compile(r"(.*/)?(models(/[^/:]+)?|messages/count_tokens|models/[^/:]+:countTokens)")
 AUTH_HEADERS = ("x-api-key", "authorization", "x-goog-api-key", "api-key")
 HOP_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
@@ -82,7 +88,9 @@ HOP_HEADERS = frozenset({
     "accept-encoding",
 })  # fmt: skip
 
-Admit = Callable[[], str | None]
+# Why a call may not start (the budget, an unpriced model under a cost cap), or None; given the
+# call's API and model, None for a call that costs nothing.
+Admit = Callable[[Api, str | None], str | None]
 Meter = Callable[[Api, Usage], None]
 
 
@@ -331,12 +339,12 @@ class Gateway:
     ) -> bool:  # fmt: skip
         """Admit, forward and meter one model call."""
         api = upstream.api
-        refusal = self.admit()
+        body, model, streamed = _prepare(api, rest, request.body)
+        refusal = self.admit(api, None if FREE.fullmatch(rest) else model)
         if refusal is not None:
             with self._lock:
                 self.refused.append(refusal)
             return _send(client, 402, _json_type(), _error(api, 402, f"forgehand: {refusal}"))
-        body, model, streamed = _prepare(api, rest, request.body)
         # Gemini streams server-sent events only when asked (`alt=sse`); else one JSON array.
         sse = streamed and (api != "gemini" or ("alt", "sse") in query)
         query = [(n, v) for n, v in query if n != "key"]
@@ -346,8 +354,8 @@ class Gateway:
         headers += [upstream.auth(), ("Accept-Encoding", "identity"),
                     ("Content-Length", str(len(body)))]  # fmt: skip
         try:
-            connection, response = self._send_upstream(upstream.base, request.method, path,
-                                                       headers, body)  # fmt: skip
+            connection, sock, response = self._send_upstream(
+                upstream.base, request.method, path, headers, body)  # fmt: skip
         except (OSError, http.client.HTTPException) as exc:
             host = urlsplit(upstream.base).netloc
             message = f"forgehand gateway: could not reach {host}: {type(exc).__name__}"
@@ -362,18 +370,20 @@ class Gateway:
                 connection.close()
 
         try:
-            return self._relay(client, response, UsageReader(api, model, sse), api, release)
+            reader = UsageReader(api, model, sse)
+            return self._relay(client, response, sock, reader, api, release)
         except BaseException:
             connection.close()
             raise
 
     def _send_upstream(
         self, base: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    ) -> tuple[http.client.HTTPConnection, socket.socket, http.client.HTTPResponse]:
         """The request sent and the answer's head read, on a kept connection to the upstream
-        when there is one (no new TLS handshake per call), else a new one. A kept connection
-        the upstream closed meanwhile fails before any answer: the request is sent again on a
-        new one, once."""
+        when there is one (no new TLS handshake per call), else a new one; with the socket the
+        answer is read from (the connection lets go of it when the answer ends it). A kept
+        connection the upstream closed meanwhile fails before any answer: the request is sent
+        again on a new one, once."""
         kept = self._take(base)
         for connection in (kept, _connect(base)) if kept else (_connect(base),):
             try:
@@ -381,7 +391,9 @@ class Gateway:
                 for name, value in headers:
                     connection.putheader(name, value)
                 connection.endheaders(body if body else None)
-                return connection, connection.getresponse()
+                sock = connection.sock
+                assert sock is not None  # endheaders connected it
+                return connection, sock, connection.getresponse()
             except (OSError, http.client.HTTPException):
                 connection.close()
                 if connection is not kept:
@@ -406,11 +418,12 @@ class Gateway:
         return hmac.compare_digest(value.encode(), self.placeholder.encode())
 
     def _relay(
-        self, client: socket.socket, response: http.client.HTTPResponse, reader: UsageReader,
-        api: Api, release: Callable[[bool], None],
+        self, client: socket.socket, response: http.client.HTTPResponse, upstream: socket.socket,
+        reader: UsageReader, api: Api, release: Callable[[bool], None],
     ) -> bool:  # fmt: skip
         """Pass the answer on as it comes, reading its usage and hiding the real keys;
-        `release` gets whether the upstream's answer was read whole, once it ends."""
+        `release` gets whether the upstream's answer was read whole, once it ends. Should the
+        agent hang up, the rest is still read (within DRAIN) for its usage."""
         secret = SecretFilter(self._filter_keys)
         # Always chunked: hiding a key changes the length, and the end of the answer is sent
         # only once its usage is metered, so whoever sees the end sees the spend.
@@ -419,18 +432,35 @@ class Gateway:
         headers.append(("Transfer-Encoding", "chunked"))
         head = f"HTTP/1.1 {response.status} {response.reason}\r\n"
         head += "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
-        read_whole = sent = False
+        read_whole = False
+        deadline: float | None = None  # once the agent has gone
         try:
             client.sendall(head.encode("latin-1", "replace"))
-            while data := response.read1(CHUNK):
-                reader.feed(data)
-                _write(client, secret.feed(data))
-            read_whole = sent = True
-        except http.client.HTTPException:
-            pass  # cut short by the upstream: the agent sees it cut, as the upstream cut it
         except OSError:
-            # The agent went away, or the upstream did: either way the answer is not whole.
-            pass
+            deadline = time.monotonic() + DRAIN
+        try:
+            while True:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    upstream.settimeout(left)
+                data = response.read1(CHUNK)
+                if not data:
+                    read_whole = True
+                    break
+                reader.feed(data)
+                if deadline is None:
+                    try:
+                        _write(client, secret.feed(data))
+                    except OSError:
+                        deadline = time.monotonic() + DRAIN
+        except (http.client.HTTPException, OSError):
+            pass  # cut short by the upstream: the agent sees it cut, as the upstream cut it
+        sent = read_whole and deadline is None
+        if deadline is not None:
+            with contextlib.suppress(OSError):  # closed already when the answer closed it
+                upstream.settimeout(UPSTREAM_TIMEOUT)
         release(read_whole)
         usage = reader.finish()
         if usage is not None:
@@ -495,7 +525,7 @@ def _in_background(body: bytes) -> bool:
 
 def _prepare(api: Api, rest: str, body: bytes) -> tuple[bytes, str, bool]:
     """The body to forward, the model it names and whether its answer streams. A streamed
-    Chat Completions call is asked to report its usage (`stream_options.include_usage`)."""
+    (Chat) Completions call is asked to report its usage (`stream_options.include_usage`)."""
     streamed = ":streamGenerateContent" in rest
     model = rest.rpartition("/models/")[2].partition(":")[0] if api == "gemini" else ""
     try:
@@ -508,7 +538,8 @@ def _prepare(api: Api, rest: str, body: bytes) -> tuple[bytes, str, bool]:
         model = value["model"]
     if value.get("stream") is True:
         streamed = True
-        if rest.endswith("/chat/completions"):
+        # Chat Completions, and the legacy text completions, which take the same option.
+        if rest.endswith("/completions"):
             options = value.get("stream_options")
             options = options if isinstance(options, dict) else {}
             if options.get("include_usage") is not True:
