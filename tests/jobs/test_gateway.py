@@ -491,3 +491,77 @@ def test_an_answer_the_agent_hangs_up_on_is_read_to_its_end_and_metered() -> Non
         hung_up.set()
         assert metered.wait(30)
     assert calls == [Usage("gpt-4o", input=7000, output=900)]
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_a_key_split_across_reads_and_chunks_of_the_answer_is_hidden() -> None:
+    """The upstream's chunked framing is undone before the key is looked for: a key cut in
+    two by a chunk's end, and by the gateway's reads, is found all the same."""
+    got_first = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    event = b'data: {"said": "' + REAL.encode() + b'"}\n\n'
+    cut = event.index(REAL.encode()) + 9
+    usage = {
+        "model": "gpt-4o",
+        "choices": [],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+    }
+    last = b"data: %s\n\ndata: [DONE]\n\n" % json.dumps(usage).encode()
+
+    def upstream() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                read_request(conn)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n"
+                             + chunk(b"data: first\n\n") + chunk(event[:cut])[:-2])  # fmt: skip
+                got_first.wait(10)
+                small = b"".join(chunk(b"data: %d\n\n" % n) for n in range(1000))
+                conn.sendall(b"\r\n" + chunk(event[cut:]) + small + chunk(last) + b"0\r\n\r\n")
+
+    threading.Thread(target=upstream, daemon=True).start()
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls):
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("POST", "/openai/chat/completions", b'{"model": "gpt-4o"}',
+                           {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+        response = connection.getresponse()
+        first = response.read1(65536)
+        got_first.set()
+        answer = first + response.read()
+        connection.close()
+    small = b"".join(b"data: %d\n\n" % n for n in range(1000))
+    hidden = event.replace(REAL.encode(), b"[redacted]")
+    assert answer == b"data: first\n\n" + hidden + small + last
+    assert first.startswith(b"data: first\n\n") and REAL.encode()[:9] not in first
+    assert calls == [("openai", Usage("gpt-4o", input=5, output=2))]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /openai/models/x\nHost:y HTTP/1.1",
+        b"POST /openai/models/x HTTP/1.1\r\nX-A: b\nHost: y",
+    ],
+)
+def test_a_request_that_would_write_lines_of_its_own_upstream_is_refused(head: bytes) -> None:
+    with (
+        OpenAIChat() as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}) as (gw, _, calls),
+    ):
+        client, server = socket.socketpair()
+        serving = threading.Thread(target=gw.serve, args=(server, b""))
+        serving.start()
+        auth = b"Authorization: Bearer " + gw.placeholder.encode()
+        client.sendall(head + b"\r\n" + auth + b"\r\nContent-Length: 0\r\n\r\n")
+        answer = client.recv(65536)
+        client.close()
+        serving.join(10)
+        server.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert api.requests == [] and calls == []
