@@ -381,11 +381,9 @@ class Gateway:
         when there is one (no new TLS handshake per call), else a new one. A kept connection
         the upstream closed meanwhile fails before any answer: the request is sent again on a
         new one, once."""
-        parts = urlsplit(base)
-        host = parts.hostname or ""
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}" + (f":{parts.port}" if parts.port
-                 else ""), *(f"{n}: {v}" for n, v in headers), "", ""]  # fmt: skip
-        request = "\r\n".join(lines).encode("latin-1", "replace") + body
+        host = urlsplit(base).netloc.rpartition("@")[2]
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", *(f"{n}: {v}" for n, v in headers)]
+        request = "\r\n".join([*lines, "", ""]).encode("latin-1", "replace") + body
         kept = self._take(base)
         while True:
             sock = kept if kept is not None else _connect(base)
