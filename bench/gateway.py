@@ -7,7 +7,9 @@ interleaved; prints a Markdown table of medians:
 - latency: a small Chat Completions call (a JSON answer with usage), each on a connection of
   its own as the gateway's clients and the gateway itself open them
 - throughput: a streamed answer of --megabytes in server-sent events of ~200 bytes, read
-  to its end, MB/s
+  to its end, MB/s: sent as one body up to the connection's close, and in chunks of one event
+  each, as the model APIs send their streams (Transfer-Encoding: chunked); the client reads
+  raw bytes, as a CLI's HTTP library in C or Rust or Go would, and counts the bytes on the wire
 The upstream is a raw-socket server that writes pre-built answers, so that what is measured
 is the gateway's own cost (a Python http.server would dominate both sides); it and the client
 run in processes of their own, as the model API and the agent's CLI do, so that none of the
@@ -45,8 +47,15 @@ def big_stream(megabytes: int) -> bytes:
     return body + b"data: " + json.dumps(tail).encode() + b"\n\ndata: [DONE]\n\n"
 
 
+def chunked(stream: bytes) -> bytes:
+    """`stream` in chunks of one event each."""
+    events = [e + b"\n\n" for e in stream.split(b"\n\n") if e]
+    return b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+
+
 class Upstream:
-    """Answers every request with `small` (JSON) or, when the body says `stream`, `stream`."""
+    """Answers every request with `small` (JSON) or, when the body says `stream`, `stream`
+    (in chunks when it says `chunked` too)."""
 
     def __init__(self, listener: socket.socket, small: bytes, stream: bytes) -> None:
         self.small = (
@@ -54,6 +63,7 @@ class Upstream:
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(small) + small
         )
         self.stream = stream
+        self.chunked = chunked(stream)
         self.listener = listener
 
     def serve_forever(self) -> None:
@@ -73,9 +83,11 @@ class Upstream:
             if b'"stream": true' not in body:
                 conn.sendall(self.small)
                 return
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                         b"Connection: close\r\n\r\n")  # fmt: skip
-            view = memoryview(self.stream)
+            framed = b'"chunked"' in body
+            framing = b"Transfer-Encoding: chunked" if framed else b"Connection: close"
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%s\r\n\r\n"
+                         % framing)  # fmt: skip
+            view = memoryview(self.chunked if framed else self.stream)
             for start in range(0, len(view), 65536):
                 conn.sendall(view[start : start + 65536])
 
@@ -119,9 +131,10 @@ def client_process(
         results.put(("small straight", *call(straight, "", False)))
         results.put(("small gateway", *call(gateway, key, False)))
     for _ in range(rounds):
-        results.put(("stream straight", *call(straight, "", True)))
-        results.put(("stream gateway", *call(gateway, key, True)))
-        results.put(("stream relay", *call(relay, "", True)))
+        for framing in ("", " chunked"):
+            results.put((f"stream{framing} straight", *stream(straight, "", framing)))
+            results.put((f"stream{framing} gateway", *stream(gateway, key, framing)))
+            results.put((f"stream{framing} relay", *stream(relay, "", framing)))
 
 
 def call(url: str, key: str, stream: bool) -> tuple[float, int]:
@@ -141,6 +154,24 @@ def call(url: str, key: str, stream: bool) -> tuple[float, int]:
     return time.perf_counter() - started, size
 
 
+def stream(url: str, key: str, framing: str) -> tuple[float, int]:
+    """Seconds to a streamed answer's last byte (the connection closed after it), and the
+    bytes read, read raw: http.client reads a chunked body one chunk per call."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"model": "gpt-4o", "stream": True, "framing": framing.strip()}).encode()
+    path = "/openai/chat/completions" if key else "/chat/completions"
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")  # fmt: skip
+    started = time.perf_counter()
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(head.encode() + body)
+        buffer = bytearray(1 << 20)
+        size = 0
+        while read := sock.recv_into(buffer):
+            size += read
+    return time.perf_counter() - started, size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=300)
@@ -156,33 +187,39 @@ def main() -> None:
     metered: list[object] = []
     placeholder = new_placeholder()
     results: Queue[tuple[str, float, int]] = context.Queue()
-    with Gateway(found, placeholder, lambda: None, lambda a, u: metered.append(u)) as gateway:
+    with Gateway(
+        found, placeholder, lambda api, model: None, lambda a, u: metered.append(u)
+    ) as gateway:
         urls = (upstream_url, gateway.listen(), bare_relay(upstream_url))
         client = context.Process(
             target=client_process, args=(results, urls, placeholder, args.calls, args.rounds)
         )
         client.start()
-        got = [results.get() for _ in range(2 * args.calls + 3 * args.rounds)]
+        got = [results.get() for _ in range(2 * args.calls + 6 * args.rounds)]
         client.join()
     server.kill()
     server.join()
-    assert len(metered) == args.calls + args.rounds, "every call through the gateway is metered"
+    metered_calls = args.calls + 2 * args.rounds
+    assert len(metered) == metered_calls, "every call through the gateway is metered"
     direct = [s for name, s, _ in got if name == "small straight"]
     through = [s for name, s, _ in got if name == "small gateway"]
-    rate_direct = [n / s / 1e6 for name, s, n in got if name == "stream straight"]
-    rate_through = [n / s / 1e6 for name, s, n in got if name == "stream gateway"]
-    rate_relay = statistics.median(n / s / 1e6 for name, s, n in got if name == "stream relay")
     d, t = statistics.median(direct) * 1000, statistics.median(through) * 1000
-    rd, rt = statistics.median(rate_direct), statistics.median(rate_through)
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print()
     print("| measure | straight | through the gateway | ratio / added |")
     print("|---|---|---|---|")
     print(f"| small call, median ms ({args.calls} calls) | {d:.2f} | {t:.2f} | +{t - d:.2f} ms |")
-    print(f"| {args.megabytes} MB stream, median MB/s ({args.rounds} rounds) | {rd:.0f} | "
-          f"{rt:.0f} | {rt / rd:.2f}x |")  # fmt: skip
-    print(f"| the same through a bare Python relay, MB/s | {rd:.0f} | {rate_relay:.0f} | "
-          f"{rate_relay / rd:.2f}x |")  # fmt: skip
+    for framing, label in (("", "up to the close"), (" chunked", "in chunks of one event")):
+
+        def rate(which: str, framing: str = framing) -> float:
+            named = f"stream{framing} {which}"
+            return statistics.median(n / s / 1e6 for name, s, n in got if name == named)
+
+        rd, rt, rr = rate("straight"), rate("gateway"), rate("relay")
+        print(f"| {args.megabytes} MB stream {label}, median MB/s ({args.rounds} rounds) | "
+              f"{rd:.0f} | {rt:.0f} | {rt / rd:.2f}x |")  # fmt: skip
+        print(f"| the same through a bare Python relay, MB/s | {rd:.0f} | {rr:.0f} | "
+              f"{rr / rd:.2f}x |")  # fmt: skip
 
 
 if __name__ == "__main__":

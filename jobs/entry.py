@@ -17,7 +17,14 @@ from app.store import Store, count_task
 from app.tasks import Kind, State, Task
 from jobs import day_budget, pipeline
 from jobs.boundary import redactor_for
-from jobs.errors import HANDED_BACK, Escalated, HandedBack, TaskFailed, permanent_reason
+from jobs.errors import (
+    HANDED_BACK,
+    DayBudgetReached,
+    Escalated,
+    HandedBack,
+    TaskFailed,
+    permanent_reason,
+)
 from jobs.fleet import pulls as fleet
 from jobs.kinds import (
     address_review,
@@ -127,6 +134,9 @@ def execute(
         if store.transition(task_id, (State.RUNNING,), State.QUEUED, HANDED_BACK):
             store.audit(task_id, "handed back", f"worker {worker} is stopping")
         return "handed back"
+    except DayBudgetReached as exc:
+        day_budget.wait(ctx, record.task, str(exc))
+        return str(exc)
     except Escalated as exc:
         # It names the failing checks, which the repository's CI chose.
         reason = redactor_for(ctx.settings).text(str(exc))

@@ -23,6 +23,11 @@ class BudgetStopped(TaskFailed):
     help, so a CI fix escalates at once instead of using its other attempts."""
 
 
+class DayBudgetReached(Exception):
+    """The repository's own daily budget is spent: the task waits for the next UTC day
+    instead of starting (jobs/day_budget.py); the message says why."""
+
+
 class Escalated(Exception):
     """The pull request is a human's now (out of attempts); the message says why."""
 

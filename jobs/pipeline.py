@@ -42,10 +42,17 @@ from jobs.boundary import (
     redactor_for,
     upstreams,
 )
-from jobs.errors import HANDED_BACK, AgentConfigError, BudgetStopped, HandedBack, TaskFailed
+from jobs.errors import (
+    HANDED_BACK,
+    AgentConfigError,
+    BudgetStopped,
+    DayBudgetReached,
+    HandedBack,
+    TaskFailed,
+)
 from jobs.report import CheckRun, Heartbeat, StatusComment, dashboard_url
 from jobs.report import words as report
-from jobs.spend import TaskMeter
+from jobs.spend import AGENT_KINDS, Caps, TaskMeter, day_refusal
 from jobs.workspace import Workspaces, Worktree
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
@@ -256,10 +263,12 @@ class Run:
             self.task.id, record.run if record else 0, record.attempt if record else 0,
             self.task.installation_id, self.task.repo, config.agent or settings.agent,
         )  # fmt: skip
+        caps = Caps(
+            task=budget.task_cap(settings.max_cost_per_task, config.max_cost_per_task, raised),
+            day=settings.max_cost_per_day, repo_day=config.max_cost_per_day,
+        )  # fmt: skip
         return TaskMeter(
-            self.ctx.store.redis, where, settings.prices,
-            task_cap=budget.task_cap(settings.max_cost_per_task, config.max_cost_per_task, raised),
-            day_cap=settings.max_cost_per_day, repo_day_cap=config.max_cost_per_day,
+            self.ctx.store.redis, where, settings.prices, caps,
             say=lambda line: self.ctx.store.append_log(self.task.id, [line]),
         )  # fmt: skip
 
@@ -612,6 +621,13 @@ def prepare(task: Task, ctx: Context, check: bool = True) -> tuple[Installation,
         if exc.permanent:
             raise TaskFailed(str(exc)) from exc
         raise
+    # The operator's day cap was checked before the task began (jobs/day_budget.py); the
+    # repository's own is known only now that its config is read.
+    repo_day = repo.config.max_cost_per_day
+    if repo_day is not None and task.kind in AGENT_KINDS:
+        why = day_refusal(ctx.store.redis, task.installation_id, task.repo, Caps(repo_day=repo_day))
+        if why is not None:
+            raise DayBudgetReached(why)
     if task.number:
         note_title(api, ctx, task)
     return api, repo

@@ -70,7 +70,7 @@ def try_agent(settings: Settings, name: str, say: Callable[[str], None]) -> Tria
                 sandbox, tree, argv, prompt, env,
                 files=(prompt_file,), trusted=True, preset=PRESETS.get(name),
                 repository_allow=(), log_path=root / "agent.log",
-                admit=lambda: None, meter=lambda api, call: calls.append(call),
+                admit=lambda api, model: None, meter=lambda api, call: calls.append(call),
                 timeout=settings.agent_timeout,
                 idle_timeout=min(settings.agent_idle_timeout, settings.agent_timeout),
                 on_output=lambda lines: _each(say, lines), on_refused=refused.append,

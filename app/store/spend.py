@@ -36,6 +36,10 @@ def _installation_key(installation: int, day: str) -> str:
     return f"fh:spend:installation:{installation}:{day}"
 
 
+def _repo_key(repo: str, day: str) -> str:
+    return f"fh:spend:repo:{repo}:{day}"
+
+
 @dataclass(frozen=True)
 class Spend:
     input: int = 0
@@ -136,11 +140,14 @@ def record(redis: Redis, call: Call, at: float | None = None) -> None:
                 pipe.hincrby(key, prefix + "unknown", 1)
             else:
                 pipe.hincrbyfloat(key, prefix + "cost", call.cost)
-        if call.cost is not None:
-            pipe.incrbyfloat(_installation_key(where.installation, day), call.cost)
+        # The day's totals a budget is checked against, as counters: admitting a call reads
+        # them, never the day's whole table.
+        for key in (_installation_key(where.installation, day), _repo_key(where.repo, day)):
+            if call.cost is not None:
+                pipe.incrbyfloat(key, call.cost)
+            pipe.expire(key, 3 * 86400)
         pipe.expire(task, DAYS_KEPT * 86400)
         pipe.expire(_day_key(day), DAYS_KEPT * 86400)
-        pipe.expire(_installation_key(where.installation, day), 3 * 86400)
         pipe.execute()
 
 
@@ -178,15 +185,30 @@ def work_spend(redis: Redis, task_ids: Iterable[str]) -> dict[str, Spend]:
     return found
 
 
-def installation_day_cost(redis: Redis, installation: int, at: float | None = None) -> float:
-    value = redis.get(_installation_key(installation, day_of(time.time() if at is None else at)))
-    return float(text(value)) if value is not None else 0.0
+@dataclass(frozen=True)
+class Spent:
+    """What the calls of known cost came to so far: a task's run, and today its
+    installation's and its repository's."""
+
+    task: float
+    installation_day: float
+    repo_day: float
 
 
-def repo_day_cost(redis: Redis, repo: str, at: float | None = None) -> float:
-    """What a repository's calls of known cost came to today."""
-    fields = _fields(redis, _day_key(day_of(time.time() if at is None else at)))
-    return sum(s.spend.cost for s in _rows("", fields) if s.repo == repo)
+def spent(
+    redis: Redis, installation: int, repo: str, run: tuple[str, int] | None = None,
+    at: float | None = None,
+) -> Spent:  # fmt: skip
+    """What a budget is checked against, in one round trip (`run`: a task's run, else 0)."""
+    day = day_of(time.time() if at is None else at)
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.get(_installation_key(installation, day))
+        pipe.get(_repo_key(repo, day))
+        if run is not None:
+            pipe.hget(_task_key(*run), "cost")
+        found = pipe.execute()
+    costs = [float(text(v)) if v is not None else 0.0 for v in found]
+    return Spent(costs[2] if run is not None else 0.0, costs[0], costs[1])
 
 
 def raise_cap(redis: Redis, repo_id: int, number: int, amount: float) -> None:

@@ -21,6 +21,7 @@ import secrets
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -39,6 +40,9 @@ MAX_BODY = 32 * 1024 * 1024
 MAX_CALLS = 4
 IDLE = 300.0  # seconds a kept-alive connection may wait for its next request
 UPSTREAM_TIMEOUT = 600.0  # seconds without a byte from the model API
+# When the agent hangs up while its answer streams, the upstream bills the whole answer all the
+# same: it is read to its end (for its usage, passed to no one) for at most this long.
+DRAIN = 300.0
 PLACEHOLDER_PREFIX = "fh-gw-"
 KEPT_CONNECTIONS = 8  # idle connections a gateway keeps to one upstream
 
@@ -75,6 +79,8 @@ CALLS: dict[Api, re.Pattern[str]] = {
     ),
     "openrouter": re.compile(r"(/v1)?/(chat/completions|completions|models(/[^/]+)?)"),
 }
+# Calls that cost nothing (listing models, counting tokens): admitted whatever their model.
+FREE = re.compile(r"(.*/)?(models(/[^/:]+)?|messages/count_tokens|models/[^/:]+:countTokens)")
 AUTH_HEADERS = ("x-api-key", "authorization", "x-goog-api-key", "api-key")
 HOP_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
@@ -82,7 +88,9 @@ HOP_HEADERS = frozenset({
     "accept-encoding",
 })  # fmt: skip
 
-Admit = Callable[[], str | None]
+# Why a call may not start (the budget, an unpriced model under a cost cap), or None; given the
+# call's API and model, None for a call that costs nothing.
+Admit = Callable[[Api, str | None], str | None]
 Meter = Callable[[Api, Usage], None]
 
 
@@ -228,7 +236,7 @@ class Gateway:
         self._lock = threading.Lock()
         self._calls = threading.BoundedSemaphore(MAX_CALLS)
         self._listener: socket.socket | None = None
-        self._idle: dict[str, list[http.client.HTTPConnection]] = {}  # to each upstream
+        self._idle: dict[str, list[socket.socket]] = {}  # to each upstream
 
     # --- the loopback listener, for AGENT_SANDBOX=none ------------------------------------
 
@@ -331,12 +339,12 @@ class Gateway:
     ) -> bool:  # fmt: skip
         """Admit, forward and meter one model call."""
         api = upstream.api
-        refusal = self.admit()
+        body, model, streamed = _prepare(api, rest, request.body)
+        refusal = self.admit(api, None if FREE.fullmatch(rest) else model)
         if refusal is not None:
             with self._lock:
                 self.refused.append(refusal)
             return _send(client, 402, _json_type(), _error(api, 402, f"forgehand: {refusal}"))
-        body, model, streamed = _prepare(api, rest, request.body)
         # Gemini streams server-sent events only when asked (`alt=sse`); else one JSON array.
         sse = streamed and (api != "gemini" or ("alt", "sse") in query)
         query = [(n, v) for n, v in query if n != "key"]
@@ -346,91 +354,117 @@ class Gateway:
         headers += [upstream.auth(), ("Accept-Encoding", "identity"),
                     ("Content-Length", str(len(body)))]  # fmt: skip
         try:
-            connection, response = self._send_upstream(upstream.base, request.method, path,
-                                                       headers, body)  # fmt: skip
-        except (OSError, http.client.HTTPException) as exc:
+            sock, answer = self._send_upstream(upstream.base, request.method, path, headers, body)
+        except (OSError, _BadAnswer) as exc:
             host = urlsplit(upstream.base).netloc
             message = f"forgehand gateway: could not reach {host}: {type(exc).__name__}"
             return _send(client, 502, _json_type(), _error(api, 502, message))
 
         def release(read_whole: bool) -> None:
             # Before the agent sees the end: its next call may come at once.
-            if read_whole and not response.will_close:
-                response.close()  # read1 never marks an answer of known length as done
-                self._put_back(upstream.base, connection)
+            if read_whole and answer.reusable:
+                self._put_back(upstream.base, sock)
             else:
-                connection.close()
+                sock.close()
 
         try:
-            return self._relay(client, response, UsageReader(api, model, sse), api, release)
+            reader = UsageReader(api, model, sse)
+            return self._relay(client, sock, answer, reader, api, release)
         except BaseException:
-            connection.close()
+            sock.close()
             raise
 
     def _send_upstream(
         self, base: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    ) -> tuple[socket.socket, _Answer]:
         """The request sent and the answer's head read, on a kept connection to the upstream
         when there is one (no new TLS handshake per call), else a new one. A kept connection
         the upstream closed meanwhile fails before any answer: the request is sent again on a
         new one, once."""
+        host = urlsplit(base).netloc.rpartition("@")[2]
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", *(f"{n}: {v}" for n, v in headers)]
+        request = "\r\n".join([*lines, "", ""]).encode("latin-1", "replace") + body
         kept = self._take(base)
-        for connection in (kept, _connect(base)) if kept else (_connect(base),):
+        while True:
+            sock = kept if kept is not None else _connect(base)
             try:
-                connection.putrequest(method, path, skip_host=False, skip_accept_encoding=True)
-                for name, value in headers:
-                    connection.putheader(name, value)
-                connection.endheaders(body if body else None)
-                return connection, connection.getresponse()
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                if connection is not kept:
+                sock.sendall(request)
+                return sock, _read_answer(sock, method)
+            except (OSError, _BadAnswer):
+                sock.close()
+                if kept is None:
                     raise
-        raise AssertionError("unreachable: the last try raises")
+                kept = None
 
-    def _take(self, base: str) -> http.client.HTTPConnection | None:
+    def _take(self, base: str) -> socket.socket | None:
         with self._lock:
             idle = self._idle.get(base)
             return idle.pop() if idle else None
 
-    def _put_back(self, base: str, connection: http.client.HTTPConnection) -> None:
+    def _put_back(self, base: str, sock: socket.socket) -> None:
         with self._lock:
             idle = self._idle.setdefault(base, [])
             if self._open and len(idle) < KEPT_CONNECTIONS:
-                idle.append(connection)
+                idle.append(sock)
                 return
-        connection.close()
+        sock.close()
 
     def _valid(self, presented: str) -> bool:
         value = presented.removeprefix("Bearer ").removeprefix("bearer ").strip()
         return hmac.compare_digest(value.encode(), self.placeholder.encode())
 
     def _relay(
-        self, client: socket.socket, response: http.client.HTTPResponse, reader: UsageReader,
-        api: Api, release: Callable[[bool], None],
+        self, client: socket.socket, upstream: socket.socket, answer: _Answer,
+        reader: UsageReader, api: Api, release: Callable[[bool], None],
     ) -> bool:  # fmt: skip
         """Pass the answer on as it comes, reading its usage and hiding the real keys;
-        `release` gets whether the upstream's answer was read whole, once it ends."""
+        `release` gets whether the upstream's answer was read whole, once it ends. Should the
+        agent hang up, the rest is still read (within DRAIN) for its usage."""
         secret = SecretFilter(self._filter_keys)
         # Always chunked: hiding a key changes the length, and the end of the answer is sent
-        # only once its usage is metered, so whoever sees the end sees the spend.
-        headers = [(n, secret.text(v)) for n, v in response.getheaders()
+        # only once its usage is metered, so whoever sees the end sees the spend. The
+        # upstream's own framing is undone by reads as large as the socket holds, not chunk by
+        # chunk: its chunks are often one event of a hundred bytes.
+        headers = [(n, secret.text(v)) for n, v in answer.headers
                    if n.lower() not in HOP_HEADERS]  # fmt: skip
         headers.append(("Transfer-Encoding", "chunked"))
-        head = f"HTTP/1.1 {response.status} {response.reason}\r\n"
+        head = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
         head += "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
-        read_whole = sent = False
+        frame = answer.body
+        deadline: float | None = None  # once the agent has gone
         try:
             client.sendall(head.encode("latin-1", "replace"))
-            while data := response.read1(CHUNK):
-                reader.feed(data)
-                _write(client, secret.feed(data))
-            read_whole = sent = True
-        except http.client.HTTPException:
-            pass  # cut short by the upstream: the agent sees it cut, as the upstream cut it
         except OSError:
-            # The agent went away, or the upstream did: either way the answer is not whole.
-            pass
+            deadline = time.monotonic() + DRAIN
+        data = answer.early
+        try:
+            while not frame.done:
+                if not data:
+                    if deadline is not None:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        upstream.settimeout(left)
+                    data = upstream.recv(CHUNK)
+                    if not data:
+                        frame.closed()
+                        break
+                payload, data = frame.feed(data), b""
+                if not payload:
+                    continue
+                reader.feed(payload)
+                if deadline is None:
+                    try:
+                        _write(client, secret.feed(payload))
+                    except OSError:
+                        deadline = time.monotonic() + DRAIN
+        except (_BadAnswer, OSError):
+            pass  # cut short by the upstream: the agent sees it cut, as the upstream cut it
+        read_whole = frame.done
+        sent = read_whole and deadline is None
+        if deadline is not None:
+            with contextlib.suppress(OSError):  # closed already when the answer closed it
+                upstream.settimeout(UPSTREAM_TIMEOUT)
         release(read_whole)
         usage = reader.finish()
         if usage is not None:
@@ -476,15 +510,154 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def _connect(base: str) -> http.client.HTTPConnection:
+def _connect(base: str) -> socket.socket:
     parts = urlsplit(base)
     host = parts.hostname or ""
-    if parts.scheme == "https":
-        context = ssl.create_default_context()
-        return http.client.HTTPSConnection(
-            host, parts.port, timeout=UPSTREAM_TIMEOUT, context=context
-        )
-    return http.client.HTTPConnection(host, parts.port, timeout=UPSTREAM_TIMEOUT)
+    tls = parts.scheme == "https"
+    sock = socket.create_connection((host, parts.port or (443 if tls else 80)), UPSTREAM_TIMEOUT)
+    if not tls:
+        return sock
+    try:
+        return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+class _BadAnswer(Exception):
+    """The upstream's answer breaks HTTP/1.1: it ends there."""
+
+
+class _Frame:
+    """An upstream answer's body as its framing says (a length, chunks, or up to the
+    connection's close), fed as it is read: its payload, and whether it has ended."""
+
+    def __init__(self, kind: str, length: int = 0) -> None:
+        self.kind = kind  # "length", "chunked", "close" or "none"
+        self.left = length  # of the length, or of the chunk being read
+        self.done = kind == "none" or (kind == "length" and length == 0)
+        self.extra = False  # bytes came past its end: the connection cannot be reused
+        self._line = b""  # chunked: a size line not yet whole
+        self._trailers: bytes | None = None  # chunked: after the last chunk, what came of them
+
+    def closed(self) -> None:
+        """The upstream closed the connection: the end of a body that ends so, else a cut."""
+        self.done = self.kind == "close"
+
+    def feed(self, data: bytes) -> bytes:
+        if self.kind == "close":
+            return data
+        if self.kind == "length":
+            payload = data[: self.left]
+            self.left -= len(payload)
+            self.done = self.left == 0
+            self.extra = len(data) > len(payload)
+            return payload
+        if self._trailers is not None:
+            self._end(data)
+            return b""
+        return self._chunks(data)
+
+    def _chunks(self, data: bytes) -> bytes:
+        # One step per chunk, and the APIs send a chunk per event of a hundred bytes or so:
+        # kept to a regular expression's match and a slice.
+        if self._line:
+            data, self._line = self._line + data, b""
+        view = memoryview(data)
+        pieces: list[memoryview] = []
+        at, size, left, match = 0, len(data), self.left, _CHUNK.match
+        while at < size:
+            if not left:
+                found = match(data, at)
+                if found is None:
+                    if data.find(b"\r\n", at + 2) >= 0 or size - at > MAX_HEAD:
+                        raise _BadAnswer("a bad chunk size line")
+                    self._line = data[at:]  # the rest of the line is still to come
+                    break
+                at = found.end()
+                left = int(found[1], 16)
+                if not left:
+                    self._trailers = b""
+                    self._end(data[at:])
+                    break
+            end = at + left
+            if end > size:
+                end = size
+            pieces.append(view[at:end])
+            left -= end - at
+            at = end
+        self.left = left
+        if len(pieces) == 1 and len(pieces[0]) == size:
+            return data
+        return b"".join(pieces)
+
+    def _end(self, data: bytes) -> None:
+        """After the last chunk: trailers (passed on to no one) up to a blank line."""
+        rest = (self._trailers or b"") + data
+        end = 2 if rest.startswith(b"\r\n") else rest.find(b"\r\n\r\n") + 4
+        if end >= 2:
+            self.done = True
+            self.extra = len(rest) > end
+        elif len(rest) > MAX_HEAD:
+            raise _BadAnswer("trailers too long")
+        else:
+            self._trailers = rest
+
+
+# A chunk's size line, after the CRLF that ends the chunk before it.
+_CHUNK = re.compile(rb"(?:\r\n)?([0-9a-fA-F]{1,15})(?:;[^\r\n]*)?\r\n")
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_BREAK = re.compile(r"[\r\n\x00]")
+
+
+@dataclass
+class _Answer:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: _Frame
+    early: bytes  # what was read of the body with the head
+    keep_alive: bool
+
+    @property
+    def reusable(self) -> bool:
+        return self.keep_alive and not self.body.extra
+
+
+def _read_answer(sock: socket.socket, method: str) -> _Answer:
+    """An upstream answer's head (informational ones skipped), and how its body is framed."""
+    buffer = b""
+    while True:
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            if len(buffer) > MAX_HEAD:
+                raise _BadAnswer("an answer head too long")
+            chunk = sock.recv(CHUNK)
+            if not chunk:
+                raise ConnectionError("the upstream closed the connection before answering")
+            buffer += chunk
+        head, buffer = buffer[:end].decode("latin-1"), buffer[end + 4 :]
+        first, *lines = head.split("\r\n")
+        version, _, rest = first.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise _BadAnswer("a malformed status line")
+        if not 100 <= int(code) < 200:
+            break
+    headers = [(n.strip(), v.strip()) for n, _, v in (line.partition(":") for line in lines)]
+    found = {n.lower(): v for n, v in headers}
+    status = int(code)
+    tokens = {t.strip().lower() for t in found.get("connection", "").split(",")}
+    keep_alive = "close" not in tokens and (version != "HTTP/1.0" or "keep-alive" in tokens)
+    length = found.get("content-length", "").strip()
+    if method == "HEAD" or status in (204, 304):
+        frame = _Frame("none")
+    elif "chunked" in found.get("transfer-encoding", "").lower():
+        frame = _Frame("chunked")
+    elif length.isdigit():
+        frame = _Frame("length", int(length))
+    else:
+        frame, keep_alive = _Frame("close"), False
+    return _Answer(status, reason, headers, frame, buffer, keep_alive)
 
 
 def _in_background(body: bytes) -> bool:
@@ -495,7 +668,7 @@ def _in_background(body: bytes) -> bool:
 
 def _prepare(api: Api, rest: str, body: bytes) -> tuple[bytes, str, bool]:
     """The body to forward, the model it names and whether its answer streams. A streamed
-    Chat Completions call is asked to report its usage (`stream_options.include_usage`)."""
+    (Chat) Completions call is asked to report its usage (`stream_options.include_usage`)."""
     streamed = ":streamGenerateContent" in rest
     model = rest.rpartition("/models/")[2].partition(":")[0] if api == "gemini" else ""
     try:
@@ -508,7 +681,8 @@ def _prepare(api: Api, rest: str, body: bytes) -> tuple[bytes, str, bool]:
         model = value["model"]
     if value.get("stream") is True:
         streamed = True
-        if rest.endswith("/chat/completions"):
+        # Chat Completions, and the legacy text completions, which take the same option.
+        if rest.endswith("/completions"):
             options = value.get("stream_options")
             options = options if isinstance(options, dict) else {}
             if options.get("include_usage") is not True:
@@ -530,7 +704,10 @@ def _read_request(client: socket.socket, buffer: bytes) -> tuple[_Request | None
     head, buffer = buffer[:end], buffer[end + 4 :]
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+    # What is passed on goes into forgehand's own request upstream: a bare LF, a NUL or a
+    # control character would let the agent write lines of its own into it.
+    if (len(parts) != 3 or not parts[2].startswith("HTTP/1.") or _CONTROL.search(parts[1])
+            or any(_BREAK.search(line) for line in lines)):  # fmt: skip
         _send(client, 400, [], b"forgehand gateway: malformed request line\n")
         raise _Closed
     headers: list[tuple[str, str]] = []

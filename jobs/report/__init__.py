@@ -5,7 +5,7 @@ app, jobs' top modules and jobs.boundary.
 
 from jobs.report import words
 from jobs.report.epic_comment import MARKER, Progress, code, extract_yaml, render
-from jobs.report.progress import CheckRun, Heartbeat, checked, dashboard_url, retitle, tell_ci
+from jobs.report.progress import CheckRun, Heartbeat, checked, dashboard_url, tell_ci
 from jobs.report.status import StatusComment
 from jobs.report.words import working_line
 
@@ -20,7 +20,6 @@ __all__ = [
     "dashboard_url",
     "extract_yaml",
     "render",
-    "retitle",
     "tell_ci",
     "words",
     "working_line",

@@ -2,9 +2,11 @@
 usage it reports after) and prices. May import app, app.store and jobs.boundary.
 """
 
-from jobs.spend.metering import TaskMeter, day_refusal
+from jobs.spend.metering import AGENT_KINDS, Caps, TaskMeter, day_refusal
 
 __all__ = [
+    "AGENT_KINDS",
+    "Caps",
     "TaskMeter",
     "day_refusal",
 ]

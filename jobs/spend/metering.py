@@ -10,8 +10,45 @@ from redis import Redis
 
 from app import budget
 from app.store import spend
+from app.tasks import Kind
 from jobs.boundary import Api, Usage
-from jobs.spend.prices import Prices, cost_of
+from jobs.spend.prices import Prices, cost_of, priced
+
+# The kinds that run an agent; the others (clean-ups, notices) make no model call.
+AGENT_KINDS = frozenset({Kind.ISSUE, Kind.CI, Kind.REVIEW, Kind.COMMAND, Kind.CONFLICT})
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The caps on a task's spend, in USD; None: no such cap."""
+
+    task: float | None = None
+    day: float | None = None  # the operator's, for the installation's day
+    repo_day: float | None = None  # the repository's, for its own day
+
+    @property
+    def any(self) -> bool:
+        return self.task is not None or self.day is not None or self.repo_day is not None
+
+
+def refusal(caps: Caps, spent: spend.Spent) -> str | None:
+    """Why no more model calls may start under `caps`, having spent `spent`, or None."""
+    if caps.task is not None and spent.task >= caps.task:
+        return budget.stopped(spent.task, caps.task)
+    if caps.day is not None and spent.installation_day >= caps.day:
+        return budget.day_reached(spent.installation_day, caps.day)
+    if caps.repo_day is not None and spent.repo_day >= caps.repo_day:
+        return budget.day_reached(spent.repo_day, caps.repo_day)
+    return None
+
+
+def unpriced(model: str) -> str:
+    shown = model[:100]
+    return (
+        f"no price is known for the model {shown!r}, and a cost cap applies: its calls are "
+        f"refused until AGENT_PRICES gives one (e.g. AGENT_PRICES={shown}=3/15, USD per "
+        "million input/output tokens)"
+    )
 
 
 @dataclass
@@ -19,22 +56,21 @@ class TaskMeter:
     redis: Redis
     where: spend.Where
     prices: Prices
-    task_cap: float | None
-    day_cap: float | None  # the operator's, for the installation's day
-    repo_day_cap: float | None  # the repository's, for its own day
+    caps: Caps
     say: Callable[[str], None]  # a line for the task's log
     _unpriced: set[str] = field(default_factory=set)
 
-    def admit(self) -> str | None:
-        """Why a call may not start now, or None."""
-        if self.task_cap is not None:
-            spent = spend.task_spend(self.redis, self.where.task_id, self.where.run).cost
-            if spent >= self.task_cap:
-                return budget.stopped(spent, self.task_cap)
+    def admit(self, api: Api, model: str | None) -> str | None:
+        """Why a call to `model` (None: a call that costs nothing) may not start now, or None.
+        Under a cost cap, a model of unknown price is refused: its calls would count as free."""
+        if not self.caps.any:
+            return None
         where = self.where
-        return day_refusal(
-            self.redis, where.installation, where.repo, self.day_cap, self.repo_day_cap
-        )
+        run = (where.task_id, where.run)
+        why = refusal(self.caps, spend.spent(self.redis, where.installation, where.repo, run))
+        if why is None and model is not None and not priced(model, api, self.prices):
+            return unpriced(model)
+        return why
 
     def record(self, api: Api, usage: Usage) -> None:
         cost = cost_of(usage, api, self.prices)
@@ -49,16 +85,6 @@ class TaskMeter:
         spend.record(self.redis, call)
 
 
-def day_refusal(
-    redis: Redis, installation: int, repo: str, day_cap: float | None, repo_day_cap: float | None
-) -> str | None:
+def day_refusal(redis: Redis, installation: int, repo: str, caps: Caps) -> str | None:
     """Why the installation's (or the repository's) day allows no more model calls, or None."""
-    if day_cap is not None:
-        today = spend.installation_day_cost(redis, installation)
-        if today >= day_cap:
-            return budget.day_reached(today, day_cap)
-    if repo_day_cap is not None:
-        today = spend.repo_day_cost(redis, repo)
-        if today >= repo_day_cap:
-            return budget.day_reached(today, repo_day_cap)
-    return None
+    return refusal(caps, spend.spent(redis, installation, repo))

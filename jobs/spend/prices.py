@@ -38,6 +38,11 @@ def cost_of(usage: Usage, api: Api, overrides: Prices) -> float | None:
     return _table(model, PROVIDERS[api], usage)
 
 
+def priced(model: str, api: Api, overrides: Prices) -> bool:
+    """Whether a call to `model` can be priced before its answer says what it used."""
+    return cost_of(Usage(model), api, overrides) is not None
+
+
 def _table(model: str, provider: str, usage: Usage) -> float | None:
     prices = _genai_prices()
     try:

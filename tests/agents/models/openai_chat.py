@@ -6,7 +6,8 @@
         assert fake.requests
 
 Serves `POST /v1/chat/completions` (streaming SSE `chat.completion.chunk`s, or one
-`chat.completion`) and `GET /v1/models`, on 127.0.0.1 at a free port. The scripted model fixes
+`chat.completion`), the legacy `POST /v1/completions` (which always answers FINAL) and
+`GET /v1/models`, on 127.0.0.1 at a free port. The scripted model fixes
 calc.py (`return a - b` becomes `return a + b`):
 
 - when the request offers tools, it calls one on its first turn: an edit tool (old/new
@@ -343,7 +344,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self._body()
         self._record(body)
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        path = self.path.rstrip("/")
+        legacy = path.endswith("/v1/completions")
+        if not path.endswith("/chat/completions") and not legacy:
             self._json(404, _error("not found", "invalid_request_error"))
             return
         if not self.owner.authorized(self.headers.get("Authorization")):
@@ -362,18 +365,17 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             self._json(400, _error("expected a JSON body", "invalid_request_error"))
             return
-        reply = answer(body, self.owner.write)
+        reply = Reply(FINAL) if legacy else answer(body, self.owner.write)
         model = str(body.get("model") or "fake-model")
         if not body.get("stream") or (body.get("stream_options") or {}).get("include_usage"):
             self.owner.report(_USAGE["prompt_tokens"], _USAGE["completion_tokens"])
         if body.get("stream"):
-            self._stream(
-                reply, model, bool((body.get("stream_options") or {}).get("include_usage"))
-            )
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._stream(reply, model, usage, legacy)
         else:
-            self._json(200, _completion(reply, model))
+            self._json(200, _completion(reply, model, legacy))
 
-    def _stream(self, reply: Reply, model: str, usage: bool) -> None:
+    def _stream(self, reply: Reply, model: str, usage: bool, legacy: bool) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -381,10 +383,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        for chunk in _chunks(reply, self.owner.chunk_size):
-            self._event(_envelope(ident, model, chunk))
+        for chunk in _chunks(reply, self.owner.chunk_size, legacy):
+            self._event(_envelope(ident, model, chunk, legacy))
         if usage:
-            last = _envelope(ident, model, None)
+            last = _envelope(ident, model, None, legacy)
             last["usage"] = _USAGE
             self._event(last)
         self.wfile.write(b"data: [DONE]\n\n")
@@ -408,34 +410,44 @@ def _error(message: str, kind: str, code: str | None = None) -> Json:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def _completion(reply: Reply, model: str) -> Json:
-    message: Json = {"role": "assistant", "content": reply.content}
-    if reply.tool_calls:
-        message["tool_calls"] = list(reply.tool_calls)
+def _completion(reply: Reply, model: str, legacy: bool = False) -> Json:
+    choice: Json = {"index": 0, "logprobs": None, "finish_reason": reply.finish_reason}
+    if legacy:
+        choice["text"] = reply.content
+    else:
+        message: Json = {"role": "assistant", "content": reply.content}
+        if reply.tool_calls:
+            message["tool_calls"] = list(reply.tool_calls)
+        choice["message"] = message
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion",
+        "object": "text_completion" if legacy else "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
-        ],
+        "choices": [choice],
         "usage": _USAGE,
     }
 
 
-def _envelope(ident: str, model: str, choice: Json | None) -> Json:
+def _envelope(ident: str, model: str, choice: Json | None, legacy: bool = False) -> Json:
     return {
         "id": ident,
-        "object": "chat.completion.chunk",
+        "object": "text_completion" if legacy else "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
         "choices": [] if choice is None else [choice],
     }
 
 
-def _chunks(reply: Reply, size: int) -> Iterator[Json]:
-    """The choices of a streamed reply: role, content pieces, tool call pieces, finish."""
+def _chunks(reply: Reply, size: int, legacy: bool = False) -> Iterator[Json]:
+    """The choices of a streamed reply: role, content pieces, tool call pieces, finish (a
+    legacy completion's: text pieces, finish)."""
+    if legacy:
+        text = reply.content or ""
+        for start in range(0, len(text), size):
+            yield {"index": 0, "text": text[start : start + size], "finish_reason": None}
+        yield {"index": 0, "text": "", "finish_reason": "stop"}
+        return
 
     def choice(delta: Json, finish: str | None = None) -> Json:
         return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}

@@ -32,8 +32,9 @@ def test_calls_add_up_per_run_attempt_day_repository_and_installation(redis: Red
     assert (run.calls, run.unknown, run.input, run.cost) == (3, 1, 3_000_000, 0.42)
     assert spend.task_spend(redis, TASK.id, 1, attempt=1).cost == 0.02
     assert spend.task_spend(redis, TASK.id, 2).calls == 0  # another run starts from nothing
-    assert spend.installation_day_cost(redis, p.INSTALLATION, DAY) == 0.42
-    assert spend.repo_day_cost(redis, p.REPO, DAY) == 0.42
+    today = spend.spent(redis, p.INSTALLATION, p.REPO, (TASK.id, 1), DAY)
+    assert today == spend.Spent(task=0.42, installation_day=0.42, repo_day=0.42)
+    assert spend.spent(redis, p.INSTALLATION, "octo/other", None, DAY).repo_day == 0
     rows = spend.by_day(redis, 1, DAY)
     assert [(r.repo, r.spend.calls) for r in rows] == [(p.REPO, 2), ("octo/other", 1)]
     assert spend.by_day(redis, 1, DAY + 86400) == []  # the next day has none

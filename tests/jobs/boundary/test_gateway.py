@@ -15,11 +15,18 @@ from typing import Any
 
 import pytest
 
-from jobs.boundary.gateway import MAX_CALLS, Gateway, agent_variables, new_placeholder, upstreams
+from jobs.boundary.gateway import (
+    MAX_CALLS,
+    Admit,
+    Gateway,
+    agent_variables,
+    new_placeholder,
+    upstreams,
+)
 from jobs.boundary.usage import Api, Usage
 from tests.agents.models.anthropic import FakeAnthropic
 from tests.agents.models.gemini import GeminiFake
-from tests.agents.models.openai_chat import OpenAIChat
+from tests.agents.models.openai_chat import FINAL, OpenAIChat
 from tests.agents.models.openai_responses import OpenAIResponses
 
 REAL = "sk-real-key-0123456789abcdef"
@@ -27,7 +34,7 @@ REAL = "sk-real-key-0123456789abcdef"
 
 @contextmanager
 def gateway(
-    env: dict[str, str], admit: Any = lambda: None
+    env: dict[str, str], admit: Admit = lambda api, model: None
 ) -> Iterator[tuple[Gateway, str, list[tuple[Api, Usage]]]]:
     calls: list[tuple[Api, Usage]] = []
     found = upstreams(env)
@@ -270,7 +277,8 @@ def test_a_call_past_the_budget_is_refused_in_the_apis_own_shape() -> None:
     with (
         OpenAIChat() as api,
         gateway(
-            {"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}, admit=lambda: refusal
+            {"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url},
+            admit=lambda api, model: refusal,
         ) as (gw, url, calls),
     ):
         status, _, raw = post(url, "/openai/chat/completions", {"model": "gpt-4o"},
@@ -374,7 +382,7 @@ def test_calls_at_once_cannot_race_past_the_budget() -> None:
     calls at once must not have them all admitted before the first is counted."""
     metered: list[list[tuple[Api, Usage]]] = []
 
-    def admit() -> str | None:  # a budget of one call
+    def admit(api: Api, model: str | None) -> str | None:  # a budget of one call
         return "stopped at $1.00 of the $1.00 budget" if metered[0] else None
 
     with (
@@ -406,3 +414,154 @@ def test_a_call_the_api_would_run_in_the_background_is_refused() -> None:
         status, _, _ = post(url, "/openai/responses", {"model": "gpt-5", "background": True},
                             {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
     assert status == 403 and api.requests == [] and calls == []
+
+
+def test_a_streamed_text_completion_is_asked_for_its_usage() -> None:
+    """The scripted server, as the real API, reports a stream's usage only when asked."""
+    with (
+        OpenAIChat() as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}) as (gw, url, calls),
+    ):
+        body = {"model": "gpt-3.5-turbo-instruct", "prompt": "hi", "stream": True}
+        status, _, raw = post(url, "/openai/completions", body,
+                              {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+    assert status == 200, raw
+    sent = api.requests[-1]
+    assert sent.body is not None and sent.body["stream_options"] == {"include_usage": True}
+    assert "".join(c["choices"][0]["text"] for c in sse_data(raw) if c["choices"]) == FINAL
+    assert calls == [("openai", Usage("gpt-3.5-turbo-instruct", input=100, output=20))]
+
+
+def test_a_call_is_admitted_knowing_its_model_and_a_free_one_as_costing_nothing() -> None:
+    asked: list[tuple[Api, str | None]] = []
+
+    def admit(api: Api, model: str | None) -> None:
+        asked.append((api, model))
+
+    with (
+        OpenAIChat() as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}, admit) as (
+            gw, url, _),
+    ):  # fmt: skip
+        auth = {"Authorization": f"Bearer {gw.placeholder}"}
+        post(url, "/openai/chat/completions", {"model": "gpt-4o"}, auth)
+        post(url, "/openai/models/gpt-4o", {}, auth)
+    assert asked == [("openai", "gpt-4o"), ("openai", None)]
+
+
+def test_an_answer_the_agent_hangs_up_on_is_read_to_its_end_and_metered() -> None:
+    """The upstream bills the whole answer whoever reads it: the agent's hanging up mid-stream
+    must not make its call free."""
+    hung_up = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    reported = {"prompt_tokens": 7000, "completion_tokens": 900}
+
+    def upstream() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                read_request(conn)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             b"Connection: close\r\n\r\ndata: first\n\n")  # fmt: skip
+                hung_up.wait(10)
+                # Megabytes more: the gateway's writes to the agent fail before the end.
+                piece = {"choices": [{"delta": {"content": "x" * 1000}}]}
+                conn.sendall(b"data: %s\n\n" % json.dumps(piece).encode() * 4096)
+                last = {"model": "gpt-4o", "choices": [], "usage": reported}
+                conn.sendall(b"data: %s\n\ndata: [DONE]\n\n" % json.dumps(last).encode())
+
+    threading.Thread(target=upstream, daemon=True).start()
+    metered = threading.Event()
+    calls: list[Usage] = []
+
+    def meter(api: Api, usage: Usage) -> None:
+        calls.append(usage)
+        metered.set()
+
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    found = upstreams({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base})
+    with Gateway(found, new_placeholder(), lambda api, model: None, meter) as gw:
+        host, port = gw.listen().removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        body = json.dumps({"model": "gpt-4o", "stream": True, "messages": []})
+        connection.request("POST", "/openai/chat/completions", body,
+                           {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+        assert connection.getresponse().read1(65536) == b"data: first\n\n"
+        connection.close()
+        hung_up.set()
+        assert metered.wait(30)
+    assert calls == [Usage("gpt-4o", input=7000, output=900)]
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_a_key_split_across_reads_and_chunks_of_the_answer_is_hidden() -> None:
+    """The upstream's chunked framing is undone before the key is looked for: a key cut in
+    two by a chunk's end, and by the gateway's reads, is found all the same."""
+    got_first = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    event = b'data: {"said": "' + REAL.encode() + b'"}\n\n'
+    cut = event.index(REAL.encode()) + 9
+    usage = {
+        "model": "gpt-4o",
+        "choices": [],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+    }
+    last = b"data: %s\n\ndata: [DONE]\n\n" % json.dumps(usage).encode()
+
+    def upstream() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                read_request(conn)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n"
+                             + chunk(b"data: first\n\n") + chunk(event[:cut])[:-2])  # fmt: skip
+                got_first.wait(10)
+                small = b"".join(chunk(b"data: %d\n\n" % n) for n in range(1000))
+                conn.sendall(b"\r\n" + chunk(event[cut:]) + small + chunk(last) + b"0\r\n\r\n")
+
+    threading.Thread(target=upstream, daemon=True).start()
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls):
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("POST", "/openai/chat/completions", b'{"model": "gpt-4o"}',
+                           {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
+        response = connection.getresponse()
+        first = response.read1(65536)
+        got_first.set()
+        answer = first + response.read()
+        connection.close()
+    small = b"".join(b"data: %d\n\n" % n for n in range(1000))
+    hidden = event.replace(REAL.encode(), b"[redacted]")
+    assert answer == b"data: first\n\n" + hidden + small + last
+    assert first.startswith(b"data: first\n\n") and REAL.encode()[:9] not in first
+    assert calls == [("openai", Usage("gpt-4o", input=5, output=2))]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /openai/models/x\nHost:y HTTP/1.1",
+        b"POST /openai/models/x HTTP/1.1\r\nX-A: b\nHost: y",
+    ],
+)
+def test_a_request_that_would_write_lines_of_its_own_upstream_is_refused(head: bytes) -> None:
+    with (
+        OpenAIChat() as api,
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": api.base_url}) as (gw, _, calls),
+    ):
+        client, server = socket.socketpair()
+        serving = threading.Thread(target=gw.serve, args=(server, b""))
+        serving.start()
+        auth = b"Authorization: Bearer " + gw.placeholder.encode()
+        client.sendall(head + b"\r\n" + auth + b"\r\nContent-Length: 0\r\n\r\n")
+        answer = client.recv(65536)
+        client.close()
+        serving.join(10)
+        server.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert api.requests == [] and calls == []

@@ -66,7 +66,8 @@ def test_a_command_agents_calls_are_metered_as_the_api_reported_them(
     assert all(r.headers.get("authorization") == f"Bearer {REAL}" for r in model.completions)
     (row,) = spend.by_day(world.redis, 1)
     assert (row.repo, row.agent, row.spend.calls) == (record.task.repo, "command", 2)
-    assert spend.installation_day_cost(world.redis, record.task.installation_id) == used.cost
+    today = spend.spent(world.redis, record.task.installation_id, record.task.repo)
+    assert today.installation_day == today.repo_day == used.cost
     # Where people see it: the status comment, /metrics, `forgehand tasks` and `usage`.
     assert any("Model use: $0.28 · 240 tokens" in b for b in world.github.comment_bodies(7))
     text = render(world.redis).decode()
@@ -239,3 +240,41 @@ def test_a_ci_fix_past_its_budget_escalates_at_once(world: World, model: OpenAIC
     # One attempt, not all three: trying again could not have helped.
     assert len(world.store.attempts(p.REPO_ID, number)) == 1
     assert world.store.escalated(p.REPO_ID, number)
+
+
+def test_a_model_of_unknown_price_is_refused_under_a_cost_cap_until_agent_prices_gives_one(
+    world: World, model: OpenAIChat
+) -> None:
+    # Metered as free, its calls would never reach the cap: they are refused (fail closed).
+    world.setenv("MAX_COST_PER_TASK", "5")
+    use_model_agent(world, calls=1, model_name="forgehand-fake-model")
+    record = world.run(world.issue_task())
+    assert record.state is State.FAILED
+    assert "no price is known for the model 'forgehand-fake-model'" in record.error
+    assert model.completions == []
+    # The CLI showed the gateway's error, which says what to set.
+    log = "\n".join(world.store.log_tail(record.id))
+    assert "402" in log and "AGENT_PRICES=forgehand-fake-model=3/15" in log
+    world.setenv("AGENT_PRICES", "forgehand-fake-model=1/1")
+    again = world.run(world.issue_task())
+    assert again.state is State.DONE, again.error
+    assert spend.task_spend(world.redis, again.id, again.run).unknown == 0
+
+
+def test_a_repositorys_own_day_budget_makes_new_tasks_wait_for_the_next_utc_day(
+    world: World, model: OpenAIChat
+) -> None:
+    world.setenv("AGENT_PRICES", "gpt-4o=1000/1000")
+    world.github.config_text = "max_cost_per_day: 0.10\n"
+    use_model_agent(world, calls=1)
+    first = world.run(world.issue_task())
+    assert first.state is State.DONE, first.error  # it started under the cap; $0.12 now
+    world.github.add_issue(8, "Subtraction adds", "`sub(3, 2)` returns 5.")
+    second = world.run(world.issue_task(8))
+    assert second.state is State.WAITING, second.error
+    assert second.error == "daily budget reached ($0.12 of $0.10 today), resumes at 00:00 UTC"
+    assert len(model.completions) == 1  # its agent never ran
+    said = world.github.comment_bodies(8)[-1]
+    assert "Waiting: daily budget reached ($0.12 of $0.10 today), resumes at 00:00 UTC" in said
+    tomorrow = budget.next_day(time.time()) + 1
+    assert day_budget.wake_due(world.store, Dispatcher(world.store, 600), tomorrow) == [second.id]
