@@ -109,7 +109,7 @@ class World:
     def forked_worker(self, redis_url: str) -> multiprocessing.process.BaseProcess:
         """The real forking worker, as `forgehand worker` runs it (the fake GitHub forks too)."""
         proc = multiprocessing.get_context("fork").Process(
-            target=work, args=(redis_url, True, "warning", self.workspaces, 1800)
+            target=work, args=(redis_url, True, "warning", "pretty", self.workspaces, 1800)
         )
         proc.start()
         return proc
