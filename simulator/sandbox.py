@@ -79,8 +79,8 @@ def key_pair() -> tuple[str, str]:
 class Narrator:
     """Prints what changed since it last looked: tasks, agent output, commits, checks, PRs."""
 
-    def __init__(self, sim: Simulation, store: Store, out: Any) -> None:
-        self.sim, self.store, self.out = sim, store, out
+    def __init__(self, sim: Simulation, store: Store, out: Any, stack: Stack | None = None) -> None:
+        self.sim, self.store, self.out, self.stack = sim, store, out, stack
         self.states: dict[str, str] = {}
         self.log_lines: dict[str, int] = {}
         self.seen_pulls: set[int] = set()
@@ -92,12 +92,24 @@ class Narrator:
         self.running_since: dict[str, float] = {}
         self.last_output: dict[str, float] = {}
         self.failed: str | None = None  # the first task seen failed, with its reason
+        self.worker_told = False
 
     def say(self, text: str) -> None:
         self.last_said = time.monotonic()
         print(f"[{self.last_said - self.started:6.1f}s] {text}", file=self.out, flush=True)
 
     def look(self) -> None:
+        """Raises WorkerStopped, once, when the worker has exited: nothing queued would run."""
+        worker = self.stack.worker if self.stack is not None else None
+        if worker is not None and worker.poll() is not None and not self.worker_told:
+            self.worker_told = True
+            assert self.stack is not None
+            log = self.stack.logs / "worker.log"
+            tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+            said = "\n".join(f"    {line}" for line in tail)
+            raise WorkerStopped(
+                f"the worker stopped (exit {worker.returncode}); the end of {log}:\n{said}"
+            )
         now = time.monotonic()
         for record in reversed(self.store.recent(50)):
             lines = self.store.log_tail(record.id)
@@ -224,6 +236,10 @@ class Stack:
         self.worker = self._start("worker")
 
 
+class WorkerStopped(RuntimeError):
+    """The sandbox's worker exited: what is queued would wait for ever."""
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -256,7 +272,7 @@ def run(
     agent = None if "AGENT" in os.environ else [sys.executable, demo_agent, demo]
     with Stack(settings, root, agent) as stack:
         sim = stack.sim
-        narrator = Narrator(sim, stack.store, out)
+        narrator = Narrator(sim, stack.store, out, stack)
         narrator.say(f"simulated GitHub at {sim.server.api_url}; repository {sim.repo}")
         shown = (
             stack.env["AGENT_COMMAND"]
@@ -273,7 +289,10 @@ def run(
         narrator.say(f"carol labels issue #1 `{settings.trigger_label}`")
         sim.label_issue(1, settings.trigger_label)
         deadline = time.monotonic() + limit(settings)
-        outcome = _until_done(sim, narrator, settings, deadline)
+        try:
+            outcome = _until_done(sim, narrator, settings, deadline)
+        except WorkerStopped as exc:
+            outcome = f"stopped: {exc}"
         narrator.say(outcome)
         settle(stack.store, narrator, deadline)
         for comment in sim.sim.comments.values():
@@ -325,10 +344,16 @@ def settle(store: Store, narrator: Narrator, deadline: float) -> None:
     busy = (State.QUEUED, State.RUNNING)
     live = []
     while time.monotonic() < deadline:
-        narrator.look()
+        if not narrator.worker_told:
+            try:
+                narrator.look()
+            except WorkerStopped as exc:
+                narrator.say(f"stopped: {exc}")
         live = [r for r in store.recent(200) if r.state in busy]
         if not live:
             return
+        if narrator.worker_told:  # nothing will run them
+            break
         time.sleep(0.2)
     narrator.say(f"stopping with {len(live)} task(s) unfinished: {', '.join(r.id for r in live)}")
 
@@ -340,7 +365,7 @@ def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool 
 
     with Stack(settings, root, _fleet_agent(), fleet.FILES) as stack:
         sim = stack.sim
-        narrator = Narrator(sim, stack.store, out)
+        narrator = Narrator(sim, stack.store, out, stack)
         narrator.say(f"simulated GitHub at {sim.server.api_url}; repository {sim.repo}")
 
         def state_of(task_id: str) -> str | None:
@@ -353,7 +378,7 @@ def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool 
         code = 0
         try:
             story.play(sim.repo_id)
-        except (TimeoutError, AssertionError) as exc:
+        except (TimeoutError, AssertionError, WorkerStopped) as exc:
             narrator.say(f"stopped: {exc}")
             code = 1
         settle(stack.store, narrator, deadline)
@@ -375,7 +400,7 @@ def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool =
 
     with Stack(settings, root, _fleet_agent(), fleet.FILES) as stack:
         sim = stack.sim
-        narrator = Narrator(sim, stack.store, out)
+        narrator = Narrator(sim, stack.store, out, stack)
         narrator.say(f"simulated GitHub at {sim.server.api_url}; repository {sim.repo}")
         dashboard = f"http://127.0.0.1:{stack.port}"
         narrator.say(f"dashboard: {dashboard}/ and the plan: {dashboard}/plan/{sim.repo}")
@@ -389,7 +414,7 @@ def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool =
         story = PlanStory(sim, state_of, narrator.say, limit(settings))
         try:
             played = story.play(sim.repo_id)
-        except (TimeoutError, AssertionError) as exc:
+        except (TimeoutError, AssertionError, WorkerStopped) as exc:
             narrator.say(f"stopped: {exc}")
             return 1
         settle(stack.store, narrator, deadline)
