@@ -9,7 +9,7 @@ from app.store import count_escalation
 from app.tasks import Task
 from jobs import ci
 from jobs.agents import prompts
-from jobs.boundary import redactor_for
+from jobs.boundary import Redactor, redactor_for
 from jobs.errors import BudgetStopped, Escalated, TaskFailed
 from jobs.kinds import planning
 from jobs.lock import pull_request_lock
@@ -59,11 +59,12 @@ def fix_ci(task: Task, ctx: Context) -> str:
         if not failures:
             return "no failing checks on the head any more"
         # The check names are the repository's: redacted before the dashboard shows them.
-        words = redactor_for(ctx.settings, api.token()).text(ci.verdict(runs, statuses).words)
+        redactor = redactor_for(ctx.settings, api.token())
+        words = redactor.text(ci.verdict(runs, statuses).words)
         ctx.store.mark_failed(task.repo_id, number, task.sha, words)
         if not ctx.store.tracked(task.repo_id, number):
             _rebuild(task, ctx, api, pr)
-        _retitle_fixes(task, ctx, api, repo, number, words)
+        _retitle_fixes(task, ctx, api, repo, number, words, redactor)
         with checked(check_run_for(api, ctx, task, task.sha)) as check:
             return _attempt(task, ctx, api, repo, pr, failures, check)
 
@@ -91,11 +92,11 @@ def _rebuild(task: Task, ctx: Context, api: Installation, pr: PullRequest) -> No
 
 
 def _retitle_fixes(
-    task: Task, ctx: Context, api: Installation, repo: Repo, number: int, words: str
-) -> None:
+    task: Task, ctx: Context, api: Installation, repo: Repo, number: int, words: str,
+    redactor: Redactor,
+) -> None:  # fmt: skip
     """The attempts that pushed this commit now say what CI made of it, on their check runs."""
     limit = repo.config.max_attempts or ctx.settings.max_attempts
-    redactor = redactor_for(ctx.settings, api.token())
     for entry in ctx.store.attempts(task.repo_id, number):
         if entry.get("pushed") == task.sha and entry.get("task"):
             title = report.fix_title(task.sha, int(entry.get("attempt") or 0), limit, words)
