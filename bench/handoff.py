@@ -5,7 +5,7 @@
 SOURCE_DIR (e.g. an unpacked sympy sdist) is committed as the origin repository. Each round is
 one task as the pipeline runs it: a worktree (kept from the round before, after the first),
 ten files changed as an agent would, then what forgehand does once the agent has exited —
-`Run.commit` (the hand-off, the diff for the dashboard, the commit list), `check_protected`
+`commit` (the hand-off, the diff for the dashboard, the commit list), `check_protected`
 and `push` to the origin — timed together. Runs against whichever forgehand is importable, so
 the same script measures two checkouts (PYTHONPATH=<other checkout>). Also times a fresh
 `git clone` and taking a kept tree, for the at-least-5-times target of docs/benchmarks.md.
@@ -36,7 +36,7 @@ from app.settings import parse
 from app.store.store import Store
 from app.tasks import Kind, Task
 from jobs.boundary.redact import redactor_for
-from jobs.pipeline import Context, Repo, Run
+from jobs.pipeline import Context, Repo, Run, check_protected, commit, push
 from jobs.workspace import Workspaces
 
 GIT_ENV = os.environ | {
@@ -113,9 +113,9 @@ def main() -> int:
                 run = Run(task, ctx, repo, tree, identity)
                 run.__dict__["redactor"] = redactor_for(replace(settings), None)
                 started = time.perf_counter()
-                commits = run.commit(f"Change {CHANGED} files")
-                run.check_protected()
-                run.push(Token())  # type: ignore[arg-type]
+                commits = commit(run, f"Change {CHANGED} files")
+                check_protected(run)
+                push(run, Token())  # type: ignore[arg-type]
                 handoff.append(time.perf_counter() - started)
                 assert commits, "nothing was committed"
         clones = []

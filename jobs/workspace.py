@@ -68,6 +68,18 @@ class Worktree:
         where = ["--git-dir", str(self.gitdir), "--work-tree", str(self.path)]
         return git([*where, *args], self.path, token=token, env=env, check=check)
 
+    def capped(
+        self, args: Sequence[str], limit: int, *, work_tree: bool = False
+    ) -> tuple[str, bool]:
+        """forgehand's git on this tree for output whose size the agent decides (a diff, a
+        listing of its commits or paths): at most `limit` bytes of it, and whether it was cut
+        there. Only with `work_tree` is git shown the tree the agent left: reading commits
+        needs nothing of it. Run from the task's directory, which the agent never had."""
+        where = ["--git-dir", str(self.gitdir)]
+        if work_tree:
+            where += ["--work-tree", str(self.path)]
+        return git_capped([*where, *args], self.task_dir, limit)
+
 
 class Workspaces:
     def __init__(self, root: Path) -> None:
@@ -315,12 +327,10 @@ def _clean(tree: Worktree) -> bool:
     except OSError:
         return False
     tree.git(["clean", "--quiet", "-ffdx"], check=False)
-    where = ["--git-dir", str(tree.gitdir), "--work-tree", str(tree.path)]
     # Read with a cap: whatever is left, a byte of it is enough to refuse the tree.
-    left, cut = git_capped(
-        [*where, "status", "--porcelain", "-z", "--ignored", "--untracked-files=all"],
-        tree.path, 1,
-    )  # fmt: skip
+    left, cut = tree.capped(
+        ["status", "--porcelain", "-z", "--ignored", "--untracked-files=all"], 1, work_tree=True
+    )
     return not left and not cut
 
 

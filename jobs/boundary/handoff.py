@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.boundary import bounded, protected
-from jobs.boundary.own_git import GIT_TIMEOUT, GitError, base_env, git_capped
+from jobs.boundary.own_git import GIT_TIMEOUT, GitError, base_env
 from jobs.boundary.sandbox import Sandbox
 from jobs.boundary.tree_limits import Limits, over
 from jobs.errors import TaskFailed
@@ -148,10 +148,10 @@ def gitlinks(tree: Worktree, head: str) -> list[str]:
     """Paths where any commit from the base to `head` (merges against each parent) records a
     gitlink: a nested repository, whose commit forgehand would reference but never check.
     (forgehand's git ignores submodules in diffs by default, so this asks not to.)"""
-    raw, cut = git_capped(
-        ["--git-dir", str(tree.gitdir), "log", "-m", "--raw", "--no-renames", "--no-abbrev",
-         "--ignore-submodules=none", "-z", "--format=", f"{tree.base}..{head}"],
-        tree.task_dir, LISTING_LIMIT,
+    raw, cut = tree.capped(
+        ["log", "-m", "--raw", "--no-renames", "--no-abbrev", "--ignore-submodules=none", "-z",
+         "--format=", f"{tree.base}..{head}"],
+        LISTING_LIMIT,
     )  # fmt: skip
     if cut:
         raise TaskFailed("The agent's change is too large to check, so nothing was pushed.")

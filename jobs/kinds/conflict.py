@@ -18,7 +18,21 @@ from jobs.boundary import GitError, protected
 from jobs.errors import TaskFailed
 from jobs.kinds.ci_fix import escalate
 from jobs.lock import pull_request_lock
-from jobs.pipeline import Context, PullRequest, Repo, Run, prepare, read_pull, reported, status_for
+from jobs.pipeline import (
+    Context,
+    PullRequest,
+    Repo,
+    Run,
+    agent_then_tests,
+    changed_names,
+    prepare,
+    push,
+    read_pull,
+    reported,
+    setup,
+    status_for,
+    take,
+)
 from jobs.report import StatusComment
 from jobs.workspace import Worktree
 
@@ -141,14 +155,14 @@ def _merge_base_into(
         installation=task.installation_id,
     ) as tree:  # fmt: skip
         work = Run(task, ctx, repo, tree, identity)
-        env = work._env()  # the App's identity, as its other commits
+        env = work.env()  # the App's identity, as its other commits
         message = f"Merge {repo.base_branch} into {pr.branch}"
         files = _merge(tree, base_sha, message, env)
         if files:
             ctx.store.audit(task.id, "conflicts", ", ".join(files))
-            work.setup()
-            work.agent_then_tests(
-                conflict_prompt(task.repo, pr.number, pr.branch, repo.base_branch, files)
+            setup(work)
+            agent_then_tests(
+                work, conflict_prompt(task.repo, pr.number, pr.branch, repo.base_branch, files)
             )
             left = [f for f in files if _unresolved(tree.path, f)]
             if left:
@@ -159,11 +173,11 @@ def _merge_base_into(
                 )
             # The resolution is the tree the agent left, handed over as data; the merge
             # commit is forgehand's, on the branch and the base.
-            resolved = work.take(message)
+            resolved = take(work, message)
             tree.git(["read-tree", f"{resolved}^{{tree}}"])
             tree.git(["commit", "--quiet", "--no-verify", "--no-edit"], env=env)
         _check_resolution(work, tree.base, base_sha)
-        work.push(api)
+        push(work, api)
         return tree.git(["rev-parse", "HEAD"]).strip(), files
 
 
@@ -210,9 +224,9 @@ def _check_resolution(work: Run, branch_head: str, base_sha: str) -> None:
         return
     tree = work.tree
     fork = tree.git(["merge-base", branch_head, base_sha]).strip()
-    not_theirs = work.changed_names(base_sha, "HEAD", commits=False)
-    ours = work.changed_names(branch_head, "HEAD", commits=False)
-    theirs_changed = work.changed_names(fork, base_sha, commits=False)
+    not_theirs = changed_names(work, base_sha, "HEAD", commits=False)
+    ours = changed_names(work, branch_head, "HEAD", commits=False)
+    theirs_changed = changed_names(work, fork, base_sha, commits=False)
     hit = protected.violations(sorted(not_theirs & (ours | theirs_changed)), globs)
     if hit:
         raise TaskFailed(

@@ -36,7 +36,16 @@ from jobs.agents import prompts
 from jobs.boundary import Redactor, redactor_for
 from jobs.errors import TaskFailed
 from jobs.fleet import post_or_edit
-from jobs.pipeline import Context, Repo, Run, check_sender, prepare, reported, status_for
+from jobs.pipeline import (
+    Context,
+    Repo,
+    Run,
+    check_sender,
+    prepare,
+    reported,
+    run_agent,
+    status_for,
+)
 from jobs.report import MARKER, Heartbeat, Progress, code, extract_yaml, render
 
 FIRST_LINES = 20  # of a bad plan file, shown with the reason
@@ -84,7 +93,7 @@ def plan_epic(task: Task, ctx: Context) -> str:
                 status.update(f"⏳ Planning… {beat.line()}")
 
             work = Run(task, ctx, repo, tree, identity, Heartbeat(progress))
-            result = work.run_agent(prompts.plan_prompt(epic))
+            result = run_agent(work, prompts.plan_prompt(epic))
             raw = read_plan(tree.path, result.tail)
         # The agent's words go on GitHub: redacted before they are even parsed.
         text = status.redactor.text(raw)

@@ -11,7 +11,16 @@ from jobs.errors import TaskFailed
 from jobs.fleet import overlap, waiting
 from jobs.fleet import pulls as fleet
 from jobs.kinds import planning
-from jobs.pipeline import Context, Run, branch_name, config_problems, prepare, reported, status_for
+from jobs.pipeline import (
+    Context,
+    Run,
+    branch_name,
+    config_problems,
+    prepare,
+    reported,
+    run,
+    status_for,
+)
 from jobs.report import Heartbeat
 from jobs.report import words as report
 
@@ -54,18 +63,15 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
                 ))  # fmt: skip
 
             work = Run(task, ctx, repo, tree, identity, Heartbeat(progress))
-            work.setup()
             prompt = prompts.issue_prompt(
                 task.repo, task.number, title, issue.get("body"), tree.branch
             )
             if instructions:
                 prompt += "\n" + prompts.fenced(f"extra request by {task.sender}", instructions)
-            result = work.agent_then_tests(prompt)
-            commits = work.commit(f"Resolve #{task.number}: {title}".strip())
+            change = run(work, api, prompt, f"Resolve #{task.number}: {title}".strip())
+            result, commits = change.result, change.commits
             if not commits:
                 raise TaskFailed(result.nothing_done("there is no pull request"), result.tail)
-            work.check_protected()
-            work.push(api)
             changed = overlap.changed_files(tree.gitdir, tree.base, "HEAD")
             pr = api.post(
                 f"{repo_path}/pulls",

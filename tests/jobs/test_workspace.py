@@ -102,6 +102,20 @@ def test_what_the_agent_does_to_its_git_hides_nothing_from_forgehand(
         assert tree.git(["status", "--porcelain"]).strip() == "M calc.py"
 
 
+def test_capped_reads_with_a_cap_and_shows_git_the_tree_only_when_asked(
+    tmp_path: Path, origin: Path
+) -> None:
+    ws = Workspaces(tmp_path / "ws")
+    with ws.worktree("t-1", 1, f"file://{origin}", None, "agent/x", "main", True) as tree:
+        (tree.path / "new.txt").write_text("by the agent\n")
+        status = ["status", "--porcelain"]
+        assert tree.capped(status, 1024, work_tree=True) == ("?? new.txt\n", False)
+        with pytest.raises(GitError, match="work tree"):
+            tree.capped(status, 1024)
+        log, cut = tree.capped(["log", "--format=%H", tree.base], 10)
+        assert cut and len(log) <= 10
+
+
 def test_a_task_stopped_part_way_loses_its_worktree(tmp_path: Path, origin: Path) -> None:
     ws = Workspaces(tmp_path / "ws")
     url = f"file://{origin}"
