@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ import httpx
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from redis.exceptions import RedisError
 
+from app.cli.common import Command
 from app.github import App, GitHubError
 from app.settings import Settings, SettingsError, load
 from app.store import connect
@@ -330,3 +332,20 @@ def _agent_tools(settings: Settings) -> Iterator[Check]:
 def _version(text: str) -> tuple[int, ...]:
     found = re.search(r"(\d+)\.(\d+)", text)
     return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+def _doctor(_args: argparse.Namespace) -> int:
+    # Doctor reports a bad setting as one of its checks instead of stopping at it, so it loads
+    # the settings itself rather than through with_settings.
+    checks = run()
+    for check in checks:
+        print(check.line())
+    return 0 if all(c.ok for c in checks) else 1
+
+
+COMMAND = Command(
+    "doctor", "Check settings, key, GitHub, installations, webhook URL, Redis, git, "
+    "disk, agent and sandbox: one line each; non-zero exit on any problem.",
+    "whatever the other commands need; it says which are missing.",
+    _doctor,
+)  # fmt: skip

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from app.__main__ import main, sandbox_dir
+from app.cli import main
+from app.cli.sandbox import sandbox_dir
 from app.dispatch import Dispatcher
 from app.settings import SettingsError
 from app.store.store import Store
