@@ -1,11 +1,14 @@
 """What forgehand keeps in Redis: deliveries seen, task records and their timelines,
 installations, counters for /metrics, the model spend, the schema version, and the connection
-(or an embedded server where the machine has none).
+(or an embedded server where the machine has none). `Store` composes one class per kind of
+record (deliveries, tasks, timeline, attempts, pulls, items, installations), all over one
+connection; the keys they share are in keys.py.
 
 May import app's shared modules only.
 """
 
 from app.store import schema, spend
+from app.store.keys import TASKS_INDEX, task_key, text
 from app.store.metrics import (
     AGENT,
     AGENT_BUCKETS,
@@ -21,7 +24,8 @@ from app.store.metrics import (
 from app.store.redis_conn import connect, embedded_redis
 from app.store.schema import SchemaError, ensure
 from app.store.spend import Spend, cost_cell
-from app.store.store import TASKS_INDEX, Store, TaskRecord, task_key, text
+from app.store.store import Store
+from app.store.tasks import TaskRecord
 
 __all__ = [
     "AGENT",
