@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from app.store import TASKS_INDEX
 from app.store.redis_conn import connect, embedded_redis
-from app.store.store import TASKS_INDEX
 from simulator import shapes
 from simulator.sandbox import free_port, key_pair, stop_process
 

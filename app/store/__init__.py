@@ -6,6 +6,7 @@ May import app's shared modules only.
 """
 
 from app.store import schema, spend
+from app.store.keys import TASKS_INDEX, task_key, text
 from app.store.metrics import (
     AGENT,
     AGENT_BUCKETS,
@@ -21,7 +22,8 @@ from app.store.metrics import (
 from app.store.redis_conn import connect, embedded_redis
 from app.store.schema import SchemaError, ensure
 from app.store.spend import Spend, cost_cell, work_spend
-from app.store.store import TASKS_INDEX, Store, TaskRecord, task_key, text
+from app.store.store import Store
+from app.store.tasks import TaskRecord
 
 __all__ = [
     "AGENT",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from redis import Redis
 
-from app.store.store import text
+from app.store.keys import text
 
 SCHEMA_KEY = "fh:schema"
 LOCK_KEY = "fh:schema:migrating"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 
-from app.store.store import task_key, text
+from app.store.keys import task_key, text
 
 KINDS = ("input", "output", "cached", "cache_write")
 # Day totals are kept this long; `forgehand usage --since` looks back at most this far.

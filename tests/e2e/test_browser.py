@@ -21,7 +21,7 @@ from redis import Redis
 from app.dashboard.routes import form_token
 from app.dispatch import Dispatcher
 from app.settings import parse
-from app.store.store import Store, task_key
+from app.store import Store, task_key
 from app.tasks import Kind, State, Task
 from app.web.main import create_app
 from simulator.sandbox import free_port

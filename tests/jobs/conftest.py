@@ -17,7 +17,7 @@ from redis import Redis
 
 from app.dispatch import Dispatcher, queue_for
 from app.github import App
-from app.store.store import Store, TaskRecord
+from app.store import Store, TaskRecord
 from app.tasks import Kind, Task
 from jobs import pipeline
 from jobs.entry import execute, worker_settings

@@ -13,7 +13,7 @@ from app.dashboard.task_rows import Filters, Selection, Summary, select
 from app.dashboard.timeline import Part, durations, parts
 from app.dispatch import Dispatcher, queue_for
 from app.settings import parse
-from app.store.store import Store, task_key
+from app.store import Store, task_key
 from app.tasks import Kind, State, Task
 from app.web.main import create_app
 from tests import payloads as p

@@ -11,7 +11,7 @@ from app.dashboard.work_items import group, outcome
 from app.dashboard.work_pages import attempt_outcome
 from app.dispatch import Dispatcher, queue_for
 from app.settings import parse
-from app.store.store import Store, task_key
+from app.store import Store, task_key
 from app.tasks import Kind, Task
 from app.web.main import create_app
 from tests import payloads as p

@@ -9,9 +9,8 @@ import pytest
 from redis import Redis
 
 from app.dispatch import Dispatcher
-from app.store import schema
+from app.store import Store, schema, task_key
 from app.store.schema import SCHEMA, SCHEMA_KEY, SchemaError, ensure
-from app.store.store import Store, task_key
 from app.tasks import Kind, State, Task
 from tests import fakes
 from tests import payloads as p

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from app.settings import parse
-from app.store import spend
-from app.store.store import TaskRecord
+from app.store import TaskRecord, spend
 from jobs.agents.presets import LAST_MESSAGE, PRESETS, SUMMARY_LIMIT, write_home
 from jobs.agents.runner import check_keys
 from jobs.errors import AgentConfigError

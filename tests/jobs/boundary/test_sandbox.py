@@ -17,7 +17,7 @@ import pytest
 
 from app.__main__ import main
 from app.settings import parse
-from app.store.store import TaskRecord
+from app.store import TaskRecord
 from app.tasks import State
 from jobs.agents.runner import LINE_LIMIT, LOG_LIMIT
 from jobs.boundary import sandbox
