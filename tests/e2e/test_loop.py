@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 
 import httpx
 import pytest
@@ -80,9 +81,18 @@ def test_labelled_issue_to_green_pull_request_through_a_ci_fix(careful: Stack) -
 
     sim.wait(lambda: "sync" in kinds(), 30, "the push's sync task")
     assert kinds() == ["ci", "issue", "sync"]
+
     # The CI fix showed itself as a `forgehand` check run; GitHub told the App of it (as it
-    # does), and that started nothing.
-    ours = [r for runs in sim.sim.check_runs.values() for r in runs if r["name"] == "forgehand"]
+    # does), and that started nothing. The task completes it after its push, which CI (and the
+    # sync task) may answer first.
+    def check_runs() -> list[dict[str, Any]]:
+        return [r for runs in sim.sim.check_runs.values() for r in runs if r["name"] == "forgehand"]
+
+    def completed() -> bool:
+        return bool(check_runs()) and all(r["status"] == "completed" for r in check_runs())
+
+    sim.wait(completed, 30, "the check run to complete")
+    ours = check_runs()
     # On the commit whose CI failed it is never green: neutral, saying what it pushed.
     assert [(r["status"], r["conclusion"]) for r in ours] == [("completed", "neutral")]
     assert ours[0]["output"]["title"].startswith("Fix pushed as ")
