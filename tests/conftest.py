@@ -1,5 +1,5 @@
-"""Shared fixtures: a real Redis (the machine's at REDIS_URL, else an embedded one), flushed
-per test on a database of its own."""
+"""Shared fixtures: a real Redis (the machine's at REDIS_URL, else an embedded one per test
+process), flushed per test on a database of its own."""
 
 from __future__ import annotations
 
@@ -13,8 +13,22 @@ from redis import Redis
 from app.store.redis_conn import connect, embedded_redis
 
 # Tests never touch database 0, where a developer's own forgehand may keep its state;
-# FORGEHAND_TEST_DB picks another, so that two test runs can share one Redis server.
-TEST_DB = int(os.environ.get("FORGEHAND_TEST_DB", "13"))
+# FORGEHAND_TEST_DB picks another, so that two test runs can share one Redis server. Under
+# pytest-xdist each worker flushes the database it uses, so worker gwN takes the base + N: the
+# default base 12 leaves the four workers of addopts 12 to 15, Redis's last databases.
+TEST_DB = int(os.environ.get("FORGEHAND_TEST_DB", "12")) + int(
+    os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+)
+
+
+# The longest tests — a wheel built and installed into a fresh venv, whole stacks of processes
+# waiting out heartbeats — start first: under pytest-xdist a worker that picked one of them up
+# last would keep the run going alone for minutes after the others had finished.
+FIRST = ("tests/test_install.py", "tests/e2e/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(FIRST))
 
 
 def _with_db(url: str, db: int) -> str:

@@ -1,12 +1,15 @@
 """What the real-CLI tests share: finding a CLI under FORGEHAND_AGENTS_DIR (or skipping), a
-sandbox (or skipping), the scratch repository with its bug, and reading JSON event lines."""
+sandbox (or skipping), the scratch repository with its bug, running a CLI in the sandbox as
+forgehand does, and reading JSON event lines."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,10 @@ from app.fleet.epic_plan import check
 from app.fleet.epic_plan import parse as parse_plan
 from app.settings import parse
 from jobs.agents import prompts
+from jobs.agents import runner as agent
 from jobs.boundary.sandbox import Sandbox, SandboxUnavailable
 from jobs.kinds.planning import read_plan
-
-BROKEN = "def add(a, b):\n    return a - b\n"
+from tests.agents.models.calc import BROKEN
 
 
 def installed(name: str, *relative: str) -> Path:
@@ -51,6 +54,70 @@ def repository(work: Path) -> None:
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "calc.py"], check=True)
     subprocess.run([*git, "commit", "-qm", "init"], check=True)
+
+
+def workspace(root: Path) -> Path:
+    """`root` holding what a task's agent gets: `work` (the repository), `home` and `objects`."""
+    repository(root / "work")
+    for name in ("home", "objects"):
+        (root / name).mkdir(exist_ok=True)
+    return root
+
+
+@dataclass
+class Run:
+    result: agent.AgentResult
+    seen: list[tuple[float, str]]  # each output line with when the runner passed it on
+    output: str  # the log, as forgehand keeps it
+    refused: list[str]  # the connections the egress proxy refused
+    work: Path
+    home: Path
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for _, line in self.seen]
+
+    def events(self) -> list[dict[str, Any]]:
+        return events(self.lines)
+
+
+def run_cli(
+    root: Path,
+    argv: Sequence[str],
+    variables: Mapping[str, str],
+    allow: Sequence[str],
+    *,
+    prompt: str = "",
+    files: Sequence[Path] = (),
+    timeout: float = 120,
+    idle_timeout: float | None = None,
+    tail_lines: int = 60,
+) -> Run:
+    """`argv` run as forgehand runs an agent: a trusted command in the sandbox on the
+    workspace `workspace(root)` made, its environment the basics and `variables`, reaching
+    only the hosts in `allow`, given `prompt` on stdin and `files` read-only."""
+    box = contained()
+    work, home, objects = root / "work", root / "home", root / "objects"
+    base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    env = agent.agent_env(base, (), variables)
+    seen: list[tuple[float, str]] = []
+    refused: list[str] = []
+    log = root / "agent.log"
+    with box.jail(work, home, objects, allow, refused.append) as jail:
+        launch = jail.command(argv, env, files=files, trusted=True)
+        result = agent.run(
+            launch.argv,
+            workdir=work,
+            prompt=prompt,
+            env=launch.env,
+            log_path=log,
+            timeout=timeout,
+            idle_timeout=timeout if idle_timeout is None else idle_timeout,
+            on_output=lambda lines: seen.extend((time.monotonic(), line) for line in lines),
+            preexec=launch.preexec,
+            tail_lines=tail_lines,
+        )
+    return Run(result, seen, log.read_text(errors="replace"), refused, work, home)
 
 
 def events(lines: Iterable[str]) -> list[dict[str, Any]]:

@@ -14,19 +14,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.agents import runner as agent
-from tests.agents.cli import (
-    PLAN_FILE,
-    contained,
-    installed,
-    planning_prompt_for,
-    read_back_plan,
-    repository,
-)
-from tests.agents.models.openai_chat import BROKEN, FINAL, FIXED, Mode, OpenAIChat
+from tests.agents import cli
+from tests.agents.models.calc import BROKEN, FINAL, FIXED
+from tests.agents.models.openai_chat import Mode, OpenAIChat
 
 VERSION = "0.86.2"
 KEY = "sk-test-aider-0123"
@@ -59,7 +51,7 @@ MODEL_INFO = {
 
 
 def python() -> Path:
-    return installed("aider", "aider", "bin", "aider").with_name("python")
+    return cli.installed("aider", "aider", "bin", "aider").with_name("python")
 
 
 def write_home(home: Path) -> None:
@@ -80,23 +72,10 @@ def write_home(home: Path) -> None:
     )
 
 
-@dataclass
-class Run:
-    result: agent.AgentResult
-    output: str
-    work: Path
-    home: Path
-    refused: list[str]
-
-
-def run_aider(tmp_path: Path, port: int, key: str | None, prompt: str = PROMPT) -> Run:
+def run_aider(tmp_path: Path, port: int, key: str | None, prompt: str = PROMPT) -> cli.Run:
     program = python()
-    box = contained()
-    work, home, objects = tmp_path / "work", tmp_path / "home", tmp_path / "objects"
-    repository(work)
-    home.mkdir()
-    objects.mkdir()
-    write_home(home)
+    root = cli.workspace(tmp_path)
+    write_home(root / "home")
     prompt_file = tmp_path / "prompt.md"
     prompt_file.write_text(prompt)
     extra = {
@@ -107,24 +86,10 @@ def run_aider(tmp_path: Path, port: int, key: str | None, prompt: str = PROMPT) 
     }
     if key is not None:
         extra["OPENAI_API_KEY"] = key
-    env = agent.agent_env({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}, (), extra)
     argv = [str(program), "-m", "aider", *FLAGS, "--message-file", str(prompt_file)]
-    refused: list[str] = []
-    with box.jail(work, home, objects, [f"127.0.0.1:{port}"], refused.append) as jail:
-        launch = jail.command(argv, env, files=[prompt_file], trusted=True)
-        result = agent.run(
-            launch.argv,
-            workdir=work,
-            prompt="",
-            env=launch.env,
-            log_path=tmp_path / "aider.log",
-            timeout=300,
-            idle_timeout=120,
-            preexec=launch.preexec,
-            tail_lines=200,
-        )
-    output = (tmp_path / "aider.log").read_text(errors="replace")
-    return Run(result, output, work, home, refused)
+    allow = [f"127.0.0.1:{port}"]
+    return cli.run_cli(root, argv, extra, allow, files=[prompt_file], timeout=300, idle_timeout=120,
+                   tail_lines=200)  # fmt: skip
 
 
 def serve(mode: Mode = "ok") -> OpenAIChat:
@@ -182,8 +147,8 @@ def test_aider_version(tmp_path: Path) -> None:
 
 def test_aider_writes_a_plan(tmp_path: Path) -> None:
     python()
-    with OpenAIChat(api_key=KEY, write=("forgehand-plan.yml", PLAN_FILE)) as fake:
-        run = run_aider(tmp_path, fake.port, KEY, prompt=planning_prompt_for(tmp_path))
+    with OpenAIChat(api_key=KEY, write=("forgehand-plan.yml", cli.PLAN_FILE)) as fake:
+        run = run_aider(tmp_path, fake.port, KEY, prompt=cli.planning_prompt_for(tmp_path))
     assert run.result.exit_code == 0, run.output
-    read_back_plan(run.work)
+    cli.read_back_plan(run.work)
     assert run.refused == []

@@ -18,25 +18,14 @@ from __future__ import annotations
 import platform
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from jobs.agents import runner as agent
-from jobs.boundary.sandbox import Sandbox
-from tests.agents.cli import (
-    PLAN_FILE,
-    contained,
-    events,
-    installed,
-    planning_prompt,
-    read_back_plan,
-    repository,
-)
-from tests.agents.models.openai_responses import BROKEN, FINAL, FIXED, OpenAIResponses
+from tests.agents import cli
+from tests.agents.models.calc import BROKEN, FINAL, FIXED
+from tests.agents.models.openai_responses import OpenAIResponses
 
 PROMPT = "Fix the bug in calc.py: add() must return the sum of its arguments."
 KEY = "sk-test-0000"
@@ -93,7 +82,7 @@ def codex_program() -> Path:
     if not package:
         pytest.skip(f"no Codex binary for {platform.machine()}")
     parts = ("codex", "node_modules", "@openai", f"codex-{package}", "vendor", target, "bin")
-    return installed("Codex", *parts, "codex")
+    return cli.installed("Codex", *parts, "codex")
 
 
 @pytest.fixture
@@ -101,46 +90,23 @@ def codex() -> Path:
     return codex_program()
 
 
-@pytest.fixture
-def sandbox() -> Sandbox:
-    return contained()
+def messages(run: cli.Run) -> list[str]:
+    """The agent's messages: `item.completed` events whose item is an agent_message."""
+    return [
+        str(e["item"].get("text", ""))
+        for e in run.events()
+        if e.get("type") == "item.completed"
+        and isinstance(e.get("item"), dict)
+        and e["item"].get("type") == "agent_message"
+    ]
 
 
-@pytest.fixture
-def scratch(tmp_path: Path) -> Iterator[Path]:
-    for name in ("home", "objects"):
-        (tmp_path / name).mkdir()
-    repository(tmp_path / "work")
-    yield tmp_path
-
-
-@dataclass
-class Run:
-    result: agent.AgentResult
-    lines: list[str]
-    refused: list[str]
-    work: Path
-    home: Path
-
-    def events(self) -> list[dict[str, Any]]:
-        return events(self.lines)
-
-    def messages(self) -> list[str]:
-        """The agent's messages: `item.completed` events whose item is an agent_message."""
-        return [
-            str(e["item"].get("text", ""))
-            for e in self.events()
-            if e.get("type") == "item.completed"
-            and isinstance(e.get("item"), dict)
-            and e["item"].get("type") == "agent_message"
-        ]
-
-    def failure(self) -> str:
-        """The message of the `turn.failed` event, or ""."""
-        for e in self.events():
-            if e.get("type") == "turn.failed" and isinstance(e.get("error"), dict):
-                return str(e["error"].get("message", ""))
-        return ""
+def failure(run: cli.Run) -> str:
+    """The message of the `turn.failed` event, or ""."""
+    for e in run.events():
+        if e.get("type") == "turn.failed" and isinstance(e.get("error"), dict):
+            return str(e["error"].get("message", ""))
+    return ""
 
 
 def free_port() -> int:
@@ -151,35 +117,19 @@ def free_port() -> int:
 
 def run_codex(
     codex: Path,
-    sandbox: Sandbox,
     scratch: Path,
     base_url: str,
     extra: Mapping[str, str],
     timeout: float = 120,
     idle_timeout: float | None = None,
     prompt: str = PROMPT,
-) -> Run:
-    work, home, objects = scratch / "work", scratch / "home", scratch / "objects"
+) -> cli.Run:
+    home = scratch / "home"
     (home / ".codex").mkdir(exist_ok=True)
     (home / ".codex" / "config.toml").write_text(config_toml(base_url))
-    env = agent.agent_env({"PATH": "/usr/bin:/bin"}, (), extra)
-    lines: list[str] = []
-    refused: list[str] = []
     allow = [base_url.removeprefix("http://").split("/", 1)[0]]
-    with sandbox.jail(work, home, objects, allow, refused.append) as jail:
-        launch = jail.command([str(codex), *ARGV], env, trusted=True)
-        result = agent.run(
-            launch.argv,
-            workdir=work,
-            prompt=prompt,
-            env=launch.env,
-            log_path=scratch / "log",
-            timeout=timeout,
-            idle_timeout=timeout if idle_timeout is None else idle_timeout,
-            on_output=lines.extend,
-            preexec=launch.preexec,
-        )
-    return Run(result, lines, refused, work, home)
+    return cli.run_cli(scratch, [str(codex), *ARGV], extra, allow, prompt=prompt, timeout=timeout,
+                   idle_timeout=idle_timeout)  # fmt: skip
 
 
 def test_version(codex: Path) -> None:
@@ -188,15 +138,15 @@ def test_version(codex: Path) -> None:
     assert done.stdout.startswith("codex-cli "), done.stdout
 
 
-def test_fixes_calc_and_reports(codex: Path, sandbox: Sandbox, scratch: Path) -> None:
+def test_fixes_calc_and_reports(codex: Path, scratch: Path) -> None:
     with OpenAIResponses() as fake:
-        run = run_codex(codex, sandbox, scratch, fake.base_url, {"CODEX_API_KEY": KEY})
+        run = run_codex(codex, scratch, fake.base_url, {"CODEX_API_KEY": KEY})
         turns = fake.turns
         requests = fake.requests
     tail = run.result.tail
     assert run.result.exit_code == 0 and run.result.killed is None, tail
     assert (run.work / "calc.py").read_text() == FIXED, tail
-    assert run.messages()[-1:] == [FINAL], tail
+    assert messages(run)[-1:] == [FINAL], tail
     assert (run.home / LAST_MESSAGE).read_text().strip() == FINAL
     kinds = [e.get("type") for e in run.events()]
     assert kinds[0] == "thread.started" and kinds[-1] == "turn.completed", kinds
@@ -210,71 +160,67 @@ def test_fixes_calc_and_reports(codex: Path, sandbox: Sandbox, scratch: Path) ->
     assert outputs, second.get("input")
 
 
-def test_slow_model_still_finishes(codex: Path, sandbox: Sandbox, scratch: Path) -> None:
+def test_slow_model_still_finishes(codex: Path, scratch: Path) -> None:
     with OpenAIResponses(delay=2.0) as fake:
-        run = run_codex(codex, sandbox, scratch, fake.base_url, {"CODEX_API_KEY": KEY})
+        run = run_codex(codex, scratch, fake.base_url, {"CODEX_API_KEY": KEY})
     assert run.result.exit_code == 0, run.result.tail
     assert (run.work / "calc.py").read_text() == FIXED
     assert run.result.seconds >= 4.0
-    assert run.messages()[-1:] == [FINAL]
+    assert messages(run)[-1:] == [FINAL]
 
 
-def test_missing_key_fails_at_once(codex: Path, sandbox: Sandbox, scratch: Path) -> None:
+def test_missing_key_fails_at_once(codex: Path, scratch: Path) -> None:
     with OpenAIResponses() as fake:
-        run = run_codex(codex, sandbox, scratch, fake.base_url, {}, timeout=60)
+        run = run_codex(codex, scratch, fake.base_url, {}, timeout=60)
         requests = fake.requests
     assert run.result.exit_code == 1 and run.result.killed is None, run.result.tail
-    assert run.failure() == "Missing environment variable: `CODEX_API_KEY`."
+    assert failure(run) == "Missing environment variable: `CODEX_API_KEY`."
     assert requests == []
     assert run.result.seconds < 20
     assert (scratch / "work" / "calc.py").read_text() == BROKEN
 
 
-def test_server_error_fails_without_retrying(codex: Path, sandbox: Sandbox, scratch: Path) -> None:
+def test_server_error_fails_without_retrying(codex: Path, scratch: Path) -> None:
     with OpenAIResponses(mode="error") as fake:
-        run = run_codex(codex, sandbox, scratch, fake.base_url, {"CODEX_API_KEY": KEY}, 60)
+        run = run_codex(codex, scratch, fake.base_url, {"CODEX_API_KEY": KEY}, 60)
         turns = fake.turns
     assert run.result.exit_code == 1 and run.result.killed is None, run.result.tail
-    assert run.failure(), run.result.tail
+    assert failure(run), run.result.tail
     assert len(turns) == 1  # request_max_retries = 0, stream_max_retries = 0
     assert run.result.seconds < 20
 
 
-def test_unreachable_api_fails_at_once(codex: Path, sandbox: Sandbox, scratch: Path) -> None:
+def test_unreachable_api_fails_at_once(codex: Path, scratch: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    run = run_codex(codex, sandbox, scratch, url, {"CODEX_API_KEY": KEY}, timeout=60)
+    run = run_codex(codex, scratch, url, {"CODEX_API_KEY": KEY}, timeout=60)
     assert run.result.exit_code == 1 and run.result.killed is None, run.result.tail
     # The egress proxy answers for the upstream it could not reach.
-    assert "502" in run.failure(), run.result.tail
+    assert "502" in failure(run), run.result.tail
     assert run.result.seconds < 20
 
 
-def test_stalled_stream_times_out(codex: Path, sandbox: Sandbox, scratch: Path) -> None:
+def test_stalled_stream_times_out(codex: Path, scratch: Path) -> None:
     with OpenAIResponses(mode="stall") as fake:
-        run = run_codex(codex, sandbox, scratch, fake.base_url, {"CODEX_API_KEY": KEY}, 90)
+        run = run_codex(codex, scratch, fake.base_url, {"CODEX_API_KEY": KEY}, 90)
     assert run.result.exit_code == 1 and run.result.killed is None, run.result.tail
-    assert "idle timeout" in run.failure(), run.result.tail
+    assert "idle timeout" in failure(run), run.result.tail
     assert 15 < run.result.seconds < 60
 
 
-def test_hung_api_is_left_to_the_idle_watchdog(
-    codex: Path, sandbox: Sandbox, scratch: Path
-) -> None:
+def test_hung_api_is_left_to_the_idle_watchdog(codex: Path, scratch: Path) -> None:
     """No setting bounds the wait for response headers: Codex prints nothing and waits."""
     with OpenAIResponses(mode="hang") as fake:
-        run = run_codex(
-            codex, sandbox, scratch, fake.base_url, {"CODEX_API_KEY": KEY}, 60, idle_timeout=8
-        )
+        run = run_codex(codex, scratch, fake.base_url, {"CODEX_API_KEY": KEY}, 60, idle_timeout=8)
         turns = fake.turns
     assert run.result.killed == "idle", run.result.tail
     assert len(turns) == 1
     assert [e.get("type") for e in run.events()][-1] == "turn.started"
 
 
-def test_writes_a_plan(codex: Path, sandbox: Sandbox, scratch: Path) -> None:
-    with OpenAIResponses(write=("forgehand-plan.yml", PLAN_FILE)) as fake:
-        run = run_codex(codex, sandbox, scratch, fake.base_url, {"CODEX_API_KEY": KEY},
-                        prompt=planning_prompt(scratch / "work"))  # fmt: skip
+def test_writes_a_plan(codex: Path, scratch: Path) -> None:
+    with OpenAIResponses(write=("forgehand-plan.yml", cli.PLAN_FILE)) as fake:
+        run = run_codex(codex, scratch, fake.base_url, {"CODEX_API_KEY": KEY},
+                        prompt=cli.planning_prompt(scratch / "work"))  # fmt: skip
     assert run.result.exit_code == 0 and run.result.killed is None, run.result.tail
-    read_back_plan(run.work)
+    cli.read_back_plan(run.work)
     assert run.refused == []

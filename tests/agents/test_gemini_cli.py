@@ -12,24 +12,13 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from jobs.agents import runner as agent
-from jobs.boundary.sandbox import Sandbox
-from tests.agents.cli import (
-    PLAN_FILE,
-    contained,
-    events,
-    installed,
-    planning_prompt,
-    read_back_plan,
-    repository,
-)
-from tests.agents.models.gemini import FINAL_TEXT, GeminiFake, Mode, free_port
+from tests.agents import cli
+from tests.agents.models.gemini import FINAL_TEXT, GeminiFake, Mode, action, free_port
 
 VERSION = "0.61.0"
 PROMPT = "Fix add() in calc.py: it must return a + b, not a - b."
@@ -59,7 +48,7 @@ SETTINGS = {
 
 
 def gemini_program() -> Path:
-    return installed("Gemini CLI", "gemini", "node_modules", ".bin", "gemini")
+    return cli.installed("Gemini CLI", "gemini", "node_modules", ".bin", "gemini")
 
 
 @pytest.fixture
@@ -67,32 +56,7 @@ def program() -> Path:
     return gemini_program()
 
 
-@pytest.fixture
-def sandbox() -> Sandbox:
-    return contained()
-
-
-@dataclass
-class Run:
-    result: agent.AgentResult
-    output: str
-    work: Path
-    refused: list[str]
-    seen: list[tuple[float, str]]  # each output line with when the runner passed it on
-
-    def events(self) -> list[dict[str, object]]:
-        """The stream-json events among the output lines (the CLI also prints plain warnings)."""
-        return events(self.output.splitlines())
-
-
-@pytest.fixture
-def scratch(tmp_path: Path) -> Iterator[Path]:
-    repository(tmp_path / "work")
-    yield tmp_path
-
-
 def run_gemini(
-    sandbox: Sandbox,
     program: Path,
     scratch: Path,
     port: int,
@@ -101,39 +65,21 @@ def run_gemini(
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
     prompt: str = PROMPT,
-) -> Run:
-    work, home, objects = scratch / "work", scratch / "home", scratch / "objects"
-    home.mkdir(exist_ok=True)
-    objects.mkdir(exist_ok=True)
+) -> cli.Run:
+    home = scratch / "home"
     (home / ".gemini").mkdir(exist_ok=True)
     (home / ".gemini" / "settings.json").write_text(json.dumps(SETTINGS, indent=2))
-    base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     keys = {"GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{port}", "GEMINI_API_KEY": "test-key"}
-    launch_env = agent.agent_env(base, (), keys if env is None else env)
-    refused: list[str] = []
-    seen: list[tuple[float, str]] = []
-    log = scratch / "agent.log"
-    with sandbox.jail(work, home, objects, (f"127.0.0.1:{port}",), refused.append) as jail:
-        launch = jail.command([str(program), *args], launch_env, trusted=True)
-        result = agent.run(
-            launch.argv,
-            workdir=work,
-            prompt=prompt,
-            env=launch.env,
-            log_path=log,
-            timeout=timeout,
-            idle_timeout=timeout,
-            on_output=lambda lines: seen.extend((time.monotonic(), line) for line in lines),
-            preexec=launch.preexec,
-        )
-    return Run(result, log.read_text(errors="replace"), work, refused, seen)
+    allow = [f"127.0.0.1:{port}"]
+    return cli.run_cli(scratch, [str(program), *args], keys if env is None else env, allow,
+                   prompt=prompt, timeout=timeout)  # fmt: skip
 
 
 def with_fake(
-    sandbox: Sandbox, program: Path, scratch: Path, mode: Mode = "ok", delay: float = 0.0
-) -> tuple[Run, GeminiFake]:
+    program: Path, scratch: Path, mode: Mode = "ok", delay: float = 0.0
+) -> tuple[cli.Run, GeminiFake]:
     with GeminiFake(mode=mode, delay=delay) as fake:
-        run = run_gemini(sandbox, program, scratch, fake.port)
+        run = run_gemini(program, scratch, fake.port)
     return run, fake
 
 
@@ -144,8 +90,8 @@ def said(events: list[dict[str, object]]) -> str:
     )
 
 
-def test_fixes_calc_and_reports(sandbox: Sandbox, program: Path, scratch: Path) -> None:
-    run, fake = with_fake(sandbox, program, scratch)
+def test_fixes_calc_and_reports(program: Path, scratch: Path) -> None:
+    run, fake = with_fake(program, scratch)
     assert run.result.exit_code == 0, run.output
     assert (run.work / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
     events = run.events()
@@ -158,43 +104,41 @@ def test_fixes_calc_and_reports(sandbox: Sandbox, program: Path, scratch: Path) 
     assert run.refused == []
     calls = fake.model_calls()
     assert calls and len(calls) == len(fake.requests)
-    assert {c.path for c in calls} == {"/v1beta/models/gemini-2.5-pro:streamGenerateContent"}
+    assert {c.route for c in calls} == {"/v1beta/models/gemini-2.5-pro:streamGenerateContent"}
     assert all(c.headers.get("x-goog-api-key") == "test-key" for c in calls)
     assert "gemini-2.5-pro" in str(calls[0].headers.get("user-agent", ""))
 
 
-def test_progress_streams_while_the_model_is_slow(
-    sandbox: Sandbox, program: Path, scratch: Path
-) -> None:
+def test_progress_streams_while_the_model_is_slow(program: Path, scratch: Path) -> None:
     """Each event is printed when it happens, not at the end: an idle watchdog sees the tool
     call a model turn before the result."""
-    run, _fake = with_fake(sandbox, program, scratch, delay=3.0)
+    run, _fake = with_fake(program, scratch, delay=3.0)
     assert run.result.exit_code == 0, run.output
     when = {json.loads(line)["type"]: t for t, line in run.seen if line.startswith('{"type"')}
     assert when["result"] - when["tool_use"] >= 2.0
     assert said(run.events()) == FINAL_TEXT
 
 
-def test_version(sandbox: Sandbox, program: Path, scratch: Path) -> None:
-    run = run_gemini(sandbox, program, scratch, free_port(), args=("--version",), timeout=60)
+def test_version(program: Path, scratch: Path) -> None:
+    run = run_gemini(program, scratch, free_port(), args=("--version",), timeout=60)
     assert run.result.exit_code == 0, run.output
     assert run.output.strip().splitlines()[-1] == VERSION
 
 
-def test_missing_key_fails_at_once(sandbox: Sandbox, program: Path, scratch: Path) -> None:
+def test_missing_key_fails_at_once(program: Path, scratch: Path) -> None:
     port = free_port()
     started = time.monotonic()
     run = run_gemini(
-        sandbox, program, scratch, port, env={"GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{port}"}
+        program, scratch, port, env={"GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{port}"}
     )
     assert run.result.exit_code == 41, run.output
     assert "GEMINI_API_KEY" in run.output
     assert time.monotonic() - started < 30
 
 
-def test_server_error_gives_up(sandbox: Sandbox, program: Path, scratch: Path) -> None:
+def test_server_error_gives_up(program: Path, scratch: Path) -> None:
     started = time.monotonic()
-    run, fake = with_fake(sandbox, program, scratch, mode="error")
+    run, fake = with_fake(program, scratch, mode="error")
     assert run.result.exit_code not in (0, None), run.output
     assert run.result.killed is None
     assert len(fake.model_calls()) == MAX_ATTEMPTS
@@ -203,9 +147,9 @@ def test_server_error_gives_up(sandbox: Sandbox, program: Path, scratch: Path) -
     assert (run.work / "calc.py").read_text() == "def add(a, b):\n    return a - b\n"
 
 
-def test_api_not_listening_gives_up(sandbox: Sandbox, program: Path, scratch: Path) -> None:
+def test_api_not_listening_gives_up(program: Path, scratch: Path) -> None:
     started = time.monotonic()
-    run = run_gemini(sandbox, program, scratch, free_port())
+    run = run_gemini(program, scratch, free_port())
     assert run.result.exit_code not in (0, None), run.output
     assert "fetch failed" in run.output
     assert time.monotonic() - started < 60
@@ -289,7 +233,7 @@ def test_fake_edits_then_reports() -> None:
         count = post(f"{fake.url}/v1beta/models/gemini-2.5-pro:countTokens", body)
         assert count[0] == 200 and json.loads(count[1])["totalTokens"] > 0
         assert post(f"{fake.url}/v1beta/models", {})[0] == 404
-    assert [r.action for r in fake.requests] == [
+    assert [action(r) for r in fake.requests] == [
         "streamGenerateContent", "streamGenerateContent", "streamGenerateContent",
         "generateContent", "countTokens", "",
     ]  # fmt: skip
@@ -329,10 +273,10 @@ def test_fake_failure_modes() -> None:
     assert time.monotonic() - started >= 0.5
 
 
-def test_gemini_writes_a_plan(sandbox: Sandbox, program: Path, scratch: Path) -> None:
-    with GeminiFake(write=("forgehand-plan.yml", PLAN_FILE)) as fake:
-        run = run_gemini(sandbox, program, scratch, fake.port,
-                         prompt=planning_prompt(scratch / "work"))  # fmt: skip
+def test_gemini_writes_a_plan(program: Path, scratch: Path) -> None:
+    with GeminiFake(write=("forgehand-plan.yml", cli.PLAN_FILE)) as fake:
+        run = run_gemini(program, scratch, fake.port,
+                         prompt=cli.planning_prompt(scratch / "work"))  # fmt: skip
     assert run.result.exit_code == 0, run.output
-    read_back_plan(run.work)
+    cli.read_back_plan(run.work)
     assert run.refused == []

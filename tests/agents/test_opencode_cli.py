@@ -18,23 +18,14 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jobs.agents import runner as agent
-from tests.agents.cli import (
-    PLAN_FILE,
-    contained,
-    events,
-    installed,
-    planning_prompt_for,
-    read_back_plan,
-    repository,
-)
-from tests.agents.models.openai_chat import BROKEN, FINAL, FIXED, Mode, OpenAIChat
+from tests.agents import cli
+from tests.agents.models.calc import BROKEN, FINAL, FIXED
+from tests.agents.models.openai_chat import Mode, OpenAIChat
 
 VERSION = "1.18.33"
 KEY = "sk-test-opencode-0123"
@@ -81,7 +72,7 @@ def agents_dir() -> Path:
 
 
 def program() -> Path:
-    return installed("opencode", "opencode", "node_modules", ".bin", "opencode")
+    return cli.installed("opencode", "opencode", "node_modules", ".bin", "opencode")
 
 
 def ripgrep() -> Path | None:
@@ -111,60 +102,29 @@ def write_home(home: Path, timeout_ms: int | None = None) -> None:
         shutil.copy2(rg, home / ".cache" / "opencode" / "bin" / "rg")
 
 
-@dataclass
-class Run:
-    result: agent.AgentResult
-    output: str
-    work: Path
-    refused: list[str]
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return events(self.output.splitlines())
-
-    @property
-    def final(self) -> str:
-        """The text of the last step: what opencode said when it was done."""
-        text: list[str] = []
-        for event in self.events:
-            if event.get("type") == "step_start":
-                text = []
-            elif event.get("type") == "text":
-                text.append(str(event["part"]["text"]))
-        return "".join(text)
+def final(run: cli.Run) -> str:
+    """The text of the last step: what opencode said when it was done."""
+    text: list[str] = []
+    for event in run.events():
+        if event.get("type") == "step_start":
+            text = []
+        elif event.get("type") == "text":
+            text.append(str(event["part"]["text"]))
+    return "".join(text)
 
 
 def run_opencode(
     tmp_path: Path, port: int, key: str | None, timeout_ms: int | None = None,
     prompt: str = PROMPT,
-) -> Run:  # fmt: skip
+) -> cli.Run:  # fmt: skip
     opencode = program()
-    box = contained()
-    work, home, objects = tmp_path / "work", tmp_path / "home", tmp_path / "objects"
-    repository(work)
-    home.mkdir()
-    objects.mkdir()
-    write_home(home, timeout_ms)
+    root = cli.workspace(tmp_path)
+    write_home(root / "home", timeout_ms)
     extra = dict(ENV) | {"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"}
     if key is not None:
         extra["OPENAI_API_KEY"] = key
-    env = agent.agent_env({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}, (), extra)
-    refused: list[str] = []
-    with box.jail(work, home, objects, [f"127.0.0.1:{port}"], refused.append) as jail:
-        launch = jail.command([str(opencode), *ARGV], env, trusted=True)
-        result = agent.run(
-            launch.argv,
-            workdir=work,
-            prompt=prompt,
-            env=launch.env,
-            log_path=tmp_path / "opencode.log",
-            timeout=300,
-            idle_timeout=120,
-            preexec=launch.preexec,
-            tail_lines=200,
-        )
-    output = (tmp_path / "opencode.log").read_text(errors="replace")
-    return Run(result, output, work, refused)
+    return cli.run_cli(root, [str(opencode), *ARGV], extra, [f"127.0.0.1:{port}"], prompt=prompt,
+                   timeout=300, idle_timeout=120, tail_lines=200)  # fmt: skip
 
 
 def serve(mode: Mode = "ok") -> OpenAIChat:
@@ -177,8 +137,8 @@ def test_opencode_fixes_calc_and_says_so(tmp_path: Path) -> None:
         run = run_opencode(tmp_path, fake.port, KEY)
     assert run.result.exit_code == 0, run.output
     assert (run.work / "calc.py").read_text() == FIXED
-    assert run.final == FINAL
-    tools = [e["part"] for e in run.events if e.get("type") == "tool_use"]
+    assert final(run) == FINAL
+    tools = [e["part"] for e in run.events() if e.get("type") == "tool_use"]
     assert [(t["tool"], t["state"]["status"]) for t in tools] == [("edit", "completed")]
     assert "\x1b" not in run.output
     assert run.refused == []  # nothing but the model was tried
@@ -195,7 +155,7 @@ def test_opencode_without_a_key_fails_with_the_apis_401(tmp_path: Path) -> None:
     with serve() as fake:
         run = run_opencode(tmp_path, fake.port, None)
     assert run.result.exit_code == 1, run.output
-    errors = [e for e in run.events if e.get("type") == "error"]
+    errors = [e for e in run.events() if e.get("type") == "error"]
     assert errors and errors[-1]["error"]["data"]["statusCode"] == 401
     assert (run.work / "calc.py").read_text() == BROKEN
     assert all("authorization" not in c.headers for c in fake.completions)
@@ -209,7 +169,7 @@ def test_opencode_gives_up_on_a_silent_api_after_the_providers_timeout(tmp_path:
         run = run_opencode(tmp_path, fake.port, KEY, timeout_ms=5000)
     assert run.result.exit_code == 1, run.output
     assert run.result.seconds < 60
-    errors = [e for e in run.events if e.get("type") == "error"]
+    errors = [e for e in run.events() if e.get("type") == "error"]
     assert errors and errors[-1]["error"]["data"]["message"] == "The operation timed out."
     assert (run.work / "calc.py").read_text() == BROKEN
 
@@ -227,9 +187,9 @@ def test_opencode_version(tmp_path: Path) -> None:
 
 def test_opencode_writes_a_plan(tmp_path: Path) -> None:
     program()
-    with OpenAIChat(api_key=KEY, write=("forgehand-plan.yml", PLAN_FILE)) as fake:
-        prompt = planning_prompt_for(tmp_path)
+    with OpenAIChat(api_key=KEY, write=("forgehand-plan.yml", cli.PLAN_FILE)) as fake:
+        prompt = cli.planning_prompt_for(tmp_path)
         run = run_opencode(tmp_path, fake.port, KEY, prompt=prompt)
     assert run.result.exit_code == 0, run.output
-    read_back_plan(run.work)
+    cli.read_back_plan(run.work)
     assert run.refused == []

@@ -27,13 +27,11 @@ import itertools
 import json
 import re
 import shlex
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
-from tests.agents.models.server import FakeServer
+from tests.agents.models.server import FakeServer, Handler, Recorded
 
 FINAL_TEXT = "Fixed add() to return a + b."
 BROKEN = "return a - b"
@@ -52,17 +50,6 @@ COMMAND_KEYS = ("command", "cmd", "script")
 PATCH_KEYS = ("patch", "input")
 # Where a system prompt names the working directory (Claude Code: "Primary working directory").
 WORKDIR = re.compile(r"(?:[Ww]orking directory|cwd):\s*(/[^\s\"\\]+)")
-
-
-@dataclass(frozen=True)
-class Request:
-    """One request as the server got it; `body` is the parsed JSON, or None."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-    at: float
 
 
 @dataclass(frozen=True)
@@ -85,28 +72,20 @@ class FakeAnthropic(FakeServer):
     # or the shell, instead of fixing calc.py.
     content: str | None = None
     final_text: str = FINAL_TEXT
-    requests: list[Request] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     def __post_init__(self) -> None:
-        super().__init__()
-
-    def handler(self) -> type[BaseHTTPRequestHandler]:
-        return _handler(self)
-
-    def record(self, request: Request) -> None:
-        with self._lock:
-            self.requests.append(request)
+        super().__init__(_handler(self), delay=self.delay)
 
     def next_id(self, prefix: str) -> str:
         with self._lock:
             return f"{prefix}_{next(self._ids):024d}"
 
-    def messages(self) -> list[Request]:
+    def messages(self) -> list[Recorded]:
         """The requests to /v1/messages (any query string)."""
         return [r for r in self.requests if _route(r.path) == "/v1/messages"]
 
-    def tool_turns(self) -> list[Request]:
+    def tool_turns(self) -> list[Recorded]:
         """The requests to /v1/messages that offered tools: the agent's own turns."""
         return [r for r in self.messages() if isinstance(r.body, dict) and r.body.get("tools")]
 
@@ -283,42 +262,18 @@ def _usage(body: Mapping[str, Any], output: int) -> dict[str, int]:
     }
 
 
-def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        # HTTP/1.1 with explicit lengths, and a closed connection after each stream.
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _body(self) -> Any:
-            size = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(size) if size else b""
-            try:
-                return json.loads(raw) if raw else None
-            except ValueError:
-                return raw.decode("utf-8", "replace")
-
-        def _record(self) -> Any:
-            body = self._body()
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            fake.record(Request(self.command, self.path, headers, body, time.time()))
-            return body
+def _handler(fake: FakeAnthropic) -> type[Handler]:
+    class AnthropicHandler(Handler):
+        owner = fake
 
         def _json(self, status: int, payload: Any) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("request-id", fake.next_id("req"))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(status, payload, headers={"request-id": fake.next_id("req")})
 
         def _error(self, status: int, kind: str, message: str) -> None:
             self._json(status, {"type": "error", "error": {"type": kind, "message": message}})
 
         def do_GET(self) -> None:
-            self._record()
+            self.recorded()
             self._error(404, "not_found_error", f"Not found: {self.command} {self.path}")
 
         do_HEAD = do_GET
@@ -326,7 +281,7 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
         do_DELETE = do_GET
 
         def do_POST(self) -> None:
-            body = self._record()
+            body = self.recorded().body
             route = _route(self.path)
             if route == "/v1/messages/count_tokens" and isinstance(body, dict):
                 self._json(200, {"input_tokens": _usage(body, 0)["input_tokens"]})
@@ -337,12 +292,8 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             if not isinstance(body, dict):
                 self._error(400, "invalid_request_error", "body: expected a JSON object")
                 return
-            if fake.mode == "hang":
-                fake.wait_stopping()
-                self.close_connection = True
+            if self.held(fake.mode == "hang", fake.delay):
                 return
-            if fake.delay:
-                fake.wait_stopping(fake.delay)
             if fake.mode == "error":
                 self._error(500, "api_error", "Internal server error")
                 return
@@ -368,13 +319,8 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             }
 
         def _stream(self, body: Mapping[str, Any], blocks: list[dict[str, Any]], stop: str) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.send_header("request-id", fake.next_id("req"))
-            self.end_headers()
-            self.close_connection = True
+            request_id = {"request-id": fake.next_id("req")}
+            self.start_events("text/event-stream; charset=utf-8", request_id)
             self._event("message_start", {"message": self._message(body, [], None)})
             self._event("ping", {})
             for index, block in enumerate(blocks):
@@ -409,4 +355,4 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(f"event: {name}\ndata: {payload}\n\n".encode())
             self.wfile.flush()
 
-    return Handler
+    return AnthropicHandler

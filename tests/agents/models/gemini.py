@@ -30,11 +30,9 @@ import re
 import shlex
 import socket
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
 
-from tests.agents.models.server import FakeServer
+from tests.agents.models.server import FakeServer, Handler, Recorded
 
 FINAL_TEXT = "Fixed add() to return a + b."
 TARGET = "calc.py"
@@ -50,26 +48,10 @@ Mode = Literal["ok", "error", "hang"]
 Json = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """One request as the fake received it."""
-
-    method: str
-    path: str  # without the query
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: Any  # parsed JSON, or the raw text when it is not JSON, or None when empty
-
-    @property
-    def action(self) -> str:
-        """What a model call asks for: `streamGenerateContent`, `countTokens`, ... or ''."""
-        last = self.path.rsplit("/", 1)[-1]
-        return last.split(":", 1)[1] if ":" in last else ""
-
-    @property
-    def model(self) -> str:
-        last = self.path.rsplit("/", 1)[-1]
-        return last.split(":", 1)[0] if ":" in last else ""
+def action(request: Recorded) -> str:
+    """What a model call asks for: `streamGenerateContent`, `countTokens`, ... or ''."""
+    last = request.route.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else ""
 
 
 @dataclass
@@ -261,32 +243,18 @@ class GeminiFake(FakeServer):
     def __init__(
         self, *, mode: Mode = "ok", delay: float = 0.0, write: tuple[str, str] | None = None
     ) -> None:
-        # (path, text): the model writes that new file (a plan) instead of fixing calc.py.
-        self.write = write
         self.mode: Mode = mode
-        self.delay = delay
-        self.requests: list[Recorded] = []
-        super().__init__()
+        super().__init__(_handler(self), delay=delay, write=write)
 
-    def handler(self) -> type[BaseHTTPRequestHandler]:
-        return _handler(self)
-
-    def record(self, request: Recorded) -> None:
+    def model_calls(self, asked: str = "") -> list[Recorded]:
         with self._lock:
-            self.requests.append(request)
-
-    def model_calls(self, action: str = "") -> list[Recorded]:
-        with self._lock:
-            calls = [r for r in self.requests if r.action]
-        return [r for r in calls if not action or r.action == action]
+            calls = [r for r in self.requests if action(r)]
+        return [r for r in calls if not asked or action(r) == asked]
 
 
-def _handler(fake: GeminiFake) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+def _handler(fake: GeminiFake) -> type[Handler]:
+    class GeminiHandler(Handler):
+        owner = fake
 
         def do_GET(self) -> None:
             self._handle()
@@ -295,38 +263,20 @@ def _handler(fake: GeminiFake) -> type[BaseHTTPRequestHandler]:
             self._handle()
 
         def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body: Any = None
-            if raw:
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    body = raw.decode("utf-8", "replace")
-            parts = urlsplit(self.path)
-            recorded = Recorded(
-                self.command,
-                parts.path,
-                parse_qs(parts.query),
-                {k.lower(): v for k, v in self.headers.items()},
-                body,
-            )
-            fake.record(recorded)
-            action = recorded.action
-            if action not in ("streamGenerateContent", "generateContent", "countTokens"):
-                self._json(404, error_body(404, "NOT_FOUND", f"no such method: {parts.path}"))
+            recorded = self.recorded()
+            body, asked = recorded.body, action(recorded)
+            if asked not in ("streamGenerateContent", "generateContent", "countTokens"):
+                self._json(404, error_body(404, "NOT_FOUND", f"no such method: {recorded.route}"))
                 return
-            if fake.mode == "hang":
-                fake.wait_stopping(3600)
-                self.close_connection = True
+            if self.held(fake.mode == "hang", 0):
                 return
-            tokens = max(1, len(raw) // 4)
-            if action == "countTokens":
+            tokens = max(1, int(self.headers.get("Content-Length") or 0) // 4)
+            if asked == "countTokens":
                 self._json(200, {"totalTokens": tokens})
             elif fake.mode == "error":
                 if not fake.wait_stopping(fake.delay):
                     self._json(500, error_body(500, "INTERNAL", "scripted failure"))
-            elif action == "generateContent":
+            elif asked == "generateContent":
                 if not fake.wait_stopping(fake.delay):
                     fake.report(tokens, 12)
                     self._json(200, response(reply_parts(body, fake.write), tokens))
@@ -335,23 +285,13 @@ def _handler(fake: GeminiFake) -> type[BaseHTTPRequestHandler]:
                 self._sse(stream(reply_parts(body, fake.write), tokens), fake)
 
         def _json(self, status: int, payload: Json) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(status, payload, "application/json; charset=UTF-8")
 
         def _sse(self, chunks: list[Json], fake: GeminiFake) -> None:
             # No length: the stream ends when the connection closes, as the API's does. The
             # headers go out at once and the model "thinks" (`delay`) before its first chunk:
             # the CLI gives up on a response whose headers take 60 s.
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
+            self.start_events()
             try:
                 self.wfile.flush()
                 if fake.wait_stopping(fake.delay):
@@ -362,7 +302,7 @@ def _handler(fake: GeminiFake) -> type[BaseHTTPRequestHandler]:
             except OSError:
                 pass
 
-    return Handler
+    return GeminiHandler
 
 
 def free_port() -> int:

@@ -31,45 +31,22 @@ import shlex
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from tests.agents.models.server import FakeServer
+from tests.agents.models.calc import FILE, FINAL, FIXED, PATCH, SHELL_COMMAND
+from tests.agents.models.server import FakeServer, Handler, Recorded
 
-FINAL = "Fixed add() to return a + b."
-BROKEN = "def add(a, b):\n    return a - b\n"
-FIXED = "def add(a, b):\n    return a + b\n"
-FILE = "calc.py"
 COMMIT_MESSAGE = "fix: add() returns a + b"
 TITLE = "Fix add() in calc.py"
 
 Mode = Literal["ok", "error", "hang"]
 Json = dict[str, Any]
 
-SHELL_COMMAND = f"sed -i 's/return a - b/return a + b/' {FILE}"
-PATCH = (
-    "*** Begin Patch\n"
-    f"*** Update File: {FILE}\n"
-    "@@\n"
-    " def add(a, b):\n"
-    "-    return a - b\n"
-    "+    return a + b\n"
-    "*** End Patch"
-)
 FAILED = re.compile(
     r"\berror\b|\bfailed\b|must read|not found|no such file|denied|rejected|invalid",
     re.IGNORECASE,
 )
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Json | None
-    at: float = field(default_factory=time.monotonic)
 
 
 class OpenAIChat(FakeServer):
@@ -85,36 +62,15 @@ class OpenAIChat(FakeServer):
         api_key: str | None = None,
         write: tuple[str, str] | None = None,
     ) -> None:
-        # (path, text): the model writes that new file (a plan) instead of fixing calc.py.
-        self.write = write
         self.api_key = api_key
-        self.delay = delay
         self.mode: Mode = mode
         self.models = tuple(models)
         self.chunk_size = chunk_size
-        self.requests: list[Recorded] = []
-        self.log: list[str] = []
-        super().__init__()
-
-    def handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-
-        return Handler
+        super().__init__(_Handler, delay=delay, write=write)
 
     @property
     def completions(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
-
-    def record(self, request: Recorded) -> None:
-        with self._lock:
-            self.requests.append(request)
-
-    def note(self, line: str) -> None:
-        with self._lock:
-            self.log.append(line)
 
     def authorized(self, header: str | None) -> bool:
         """Like the real API: a bearer key is needed; `api_key`, when given, must match."""
@@ -300,70 +256,39 @@ def _edit_text(system: str, write: tuple[str, str] | None = None) -> str:
 # -- HTTP --------------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(Handler):
     owner: OpenAIChat
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        self.owner.note(format % args)
-
-    def _body(self) -> Json | None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return None
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, dict) else None
-
-    def _record(self, body: Json | None) -> None:
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        self.owner.record(Recorded(self.command, self.path, headers, body))
-
-    def _json(self, status: int, payload: Json) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self) -> None:
-        self._record(None)
+        self.recorded()
         if self.path.rstrip("/").endswith("/models"):
             models = [
                 {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
                 for m in self.owner.models
             ]
-            self._json(200, {"object": "list", "data": models})
+            self.send_json(200, {"object": "list", "data": models})
         else:
-            self._json(404, _error("not found", "invalid_request_error"))
+            self.send_json(404, _error("not found", "invalid_request_error"))
 
     def do_POST(self) -> None:
-        body = self._body()
-        self._record(body)
+        sent = self.recorded().body
+        body: Json | None = sent if isinstance(sent, dict) else None
         path = self.path.rstrip("/")
         legacy = path.endswith("/v1/completions")
         if not path.endswith("/chat/completions") and not legacy:
-            self._json(404, _error("not found", "invalid_request_error"))
+            self.send_json(404, _error("not found", "invalid_request_error"))
             return
         if not self.owner.authorized(self.headers.get("Authorization")):
-            self._json(401, _error(_NO_KEY, "invalid_request_error", "invalid_api_key"))
+            self.send_json(401, _error(_NO_KEY, "invalid_request_error", "invalid_api_key"))
             return
-        if self.owner.mode == "hang":
-            self.owner.wait_stopping()
-            self.close_connection = True
+        if self.held(self.owner.mode == "hang", self.owner.delay):
             return
-        if self.owner.delay:
-            time.sleep(self.owner.delay)
         if self.owner.mode == "error":
-            self._json(500, _error("The server had an error while processing your request.",
+            self.send_json(500, _error("The server had an error while processing your request.",
                                    "server_error"))  # fmt: skip
             return
         if body is None:
-            self._json(400, _error("expected a JSON body", "invalid_request_error"))
+            self.send_json(400, _error("expected a JSON body", "invalid_request_error"))
             return
         reply = Reply(FINAL) if legacy else answer(body, self.owner.write)
         model = str(body.get("model") or "fake-model")
@@ -373,15 +298,10 @@ class _Handler(BaseHTTPRequestHandler):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             self._stream(reply, model, usage, legacy)
         else:
-            self._json(200, _completion(reply, model, legacy))
+            self.send_json(200, _completion(reply, model, legacy))
 
     def _stream(self, reply: Reply, model: str, usage: bool, legacy: bool) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        self.start_events()
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         for chunk in _chunks(reply, self.owner.chunk_size, legacy):
             self._event(_envelope(ident, model, chunk, legacy))

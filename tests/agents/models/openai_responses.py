@@ -32,30 +32,15 @@ import shlex
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from tests.agents.models.server import FakeServer
-
-FINAL = "Fixed add() to return a + b."
-FILE = "calc.py"
-BROKEN = "def add(a, b):\n    return a - b\n"
-FIXED = "def add(a, b):\n    return a + b\n"
+from tests.agents.models.calc import FINAL, PATCH, SHELL_COMMAND
+from tests.agents.models.server import FakeServer, Handler, Recorded
 
 Mode = Literal["ok", "error", "hang", "stall"]
 Json = dict[str, Any]
 
-SHELL_COMMAND = f"sed -i 's/return a - b/return a + b/' {FILE}"
-PATCH = (
-    "*** Begin Patch\n"
-    f"*** Update File: {FILE}\n"
-    "@@\n"
-    " def add(a, b):\n"
-    "-    return a - b\n"
-    "+    return a + b\n"
-    "*** End Patch\n"
-)
 FAILED = re.compile(
     r"\berror\b|\bfailed\b|not found|no such file|denied|rejected|invalid|panicked"
     r"|exit code:? [1-9]|exited with code [1-9]",
@@ -63,15 +48,6 @@ FAILED = re.compile(
 )
 OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
 CALL_TYPES = ("function_call", "custom_tool_call", "local_shell_call")
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Json | None
-    at: float = field(default_factory=time.monotonic)
 
 
 class OpenAIResponses(FakeServer):
@@ -86,36 +62,15 @@ class OpenAIResponses(FakeServer):
         chunk_size: int = 12,
         write: tuple[str, str] | None = None,
     ) -> None:
-        # (path, text): the model writes that new file (a plan) instead of fixing calc.py.
-        self.write = write
-        self.delay = delay
         self.mode: Mode = mode
         self.models = tuple(models)
         self.chunk_size = chunk_size
-        self.requests: list[Recorded] = []
-        self.log: list[str] = []
-        super().__init__()
-
-    def handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-
-        return Handler
+        super().__init__(_Handler, delay=delay, write=write)
 
     @property
     def turns(self) -> list[Recorded]:
         """The POST /v1/responses requests: one per model turn (and per retry)."""
         return [r for r in self.requests if r.method == "POST" and r.path.endswith("/responses")]
-
-    def record(self, request: Recorded) -> None:
-        with self._lock:
-            self.requests.append(request)
-
-    def note(self, line: str) -> None:
-        with self._lock:
-            self.log.append(line)
 
 
 # -- the scripted model ----------------------------------------------------------------------
@@ -353,79 +308,42 @@ def events(reply: Call | str, model: str, chunk_size: int) -> Iterator[Json]:
     yield {"type": "response.completed", "response": _response(rid, model, "completed", [done])}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(Handler):
     owner: OpenAIResponses
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        self.owner.note(format % args)
-
-    def _body(self) -> Json | None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return None
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            return {"_raw": raw.decode(errors="replace")}
-        return parsed if isinstance(parsed, dict) else {"_json": parsed}
-
-    def _record(self, body: Json | None) -> None:
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        self.owner.record(Recorded(self.command, self.path, headers, body))
-
-    def _json(self, status: int, payload: Json) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _not_found(self) -> None:
-        self._json(404, {"error": {"message": f"no route {self.command} {self.path}"}})
+        self.send_json(404, {"error": {"message": f"no route {self.command} {self.path}"}})
 
     def do_GET(self) -> None:
-        self._record(None)
+        self.recorded()
         path = self.path.split("?", 1)[0].rstrip("/")
         if path.endswith("/models"):
             models = self.owner.models
             data = [{"id": m, "object": "model", "owned_by": "forgehand"} for m in models]
-            self._json(200, {"object": "list", "data": data})
+            self.send_json(200, {"object": "list", "data": data})
         else:
             self._not_found()
 
     def do_POST(self) -> None:
-        body = self._body()
-        self._record(body)
+        body = self.recorded().body
         if not self.path.split("?", 1)[0].rstrip("/").endswith("/responses"):
             self._not_found()
             return
         owner = self.owner
-        if owner.mode == "hang":
-            owner.wait_stopping()
-            self.close_connection = True
+        if self.held(owner.mode == "hang", owner.delay):
             return
-        if owner.delay:
-            time.sleep(owner.delay)
         if owner.mode == "error":
             error = {"message": "scripted failure", "type": "server_error", "code": None}
-            self._json(500, {"error": error})
+            self.send_json(500, {"error": error})
             return
-        request = body or {}
+        request: Json = body if isinstance(body, dict) else {}
         reply = answer(request, owner.write)
         model = str(request.get("model") or owner.models[0])
         owner.report(_usage()["input_tokens"], _usage()["output_tokens"])
         if not request.get("stream"):
-            self._json(200, _response(_ident("resp"), model, "completed", [_item_for(reply)]))
+            self.send_json(200, _response(_ident("resp"), model, "completed", [_item_for(reply)]))
             return
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        self.start_events()
         for event in events(reply, model, owner.chunk_size):
             chunk = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
             self.wfile.write(chunk.encode())

@@ -25,8 +25,9 @@ from jobs.boundary.gateway import (
 )
 from jobs.boundary.usage import Api, Usage
 from tests.agents.models.anthropic import FakeAnthropic
+from tests.agents.models.calc import FINAL
 from tests.agents.models.gemini import GeminiFake
-from tests.agents.models.openai_chat import FINAL, OpenAIChat
+from tests.agents.models.openai_chat import OpenAIChat
 from tests.agents.models.openai_responses import OpenAIResponses
 
 REAL = "sk-real-key-0123456789abcdef"

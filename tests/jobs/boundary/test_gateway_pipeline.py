@@ -10,8 +10,6 @@ import shlex
 import sys
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 
 import pytest
 
@@ -25,7 +23,7 @@ from jobs import day_budget
 from tests import fakes
 from tests import payloads as p
 from tests.agents.models.openai_chat import OpenAIChat
-from tests.agents.models.server import FakeServer
+from tests.agents.models.server import FakeServer, Handler
 from tests.jobs.boundary.test_sandbox import ATTACK, everything_public
 from tests.jobs.conftest import AGENT, BRANCH, World
 
@@ -130,35 +128,18 @@ def test_a_repository_may_lower_the_budget_but_never_raise_it(
     assert "of the $0.10 budget" in record.error
 
 
+class Echo(Handler):
+    def do_POST(self) -> None:
+        self.recorded()
+        headers = dict(self.headers.items())
+        self.send_json(200, {"echo": headers}, headers={"X-Echo": json.dumps(headers)})
+
+
 class EchoingModel(FakeServer):
     """A model API that answers every request with the request's own headers."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[dict[str, str]] = []
-
-    def handler(self) -> type[BaseHTTPRequestHandler]:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = dict(self.headers.items())
-                owner.seen.append(headers)
-                data = json.dumps({"echo": headers}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("X-Echo", json.dumps(headers))
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
+        super().__init__(Echo)
 
 
 def test_a_hostile_agent_gets_nothing_of_the_real_key(world: World) -> None:
@@ -176,7 +157,7 @@ def test_a_hostile_agent_gets_nothing_of_the_real_key(world: World) -> None:
     # It did reach the model through the gateway (the upstream saw the real key) and tried
     # everything; the echo came back redacted, forged keys and other paths were refused, the
     # model host itself was out of reach.
-    assert any(h.get("Authorization") == f"Bearer {REAL}" for h in upstream.seen)
+    assert any(r.headers.get("authorization") == f"Bearer {REAL}" for r in upstream.requests)
     assert "proxied /chat/completions 200" in found and "straight /chat/completions 200" in found
     assert "[redacted]" in found
     assert "proxied /chat/completions 401" in found and "straight /files 403" in found
