@@ -54,7 +54,10 @@ def test_a_fan_out_of_four_issues_plays_through_to_merge(tmp_path: Path) -> None
 
 def test_the_fleet_sandbox_narrates_the_story(tmp_path: Path) -> None:
     out = io.StringIO()
-    assert run(parse({}), "fleet", tmp_path / "sandbox", out) == 0, out.getvalue()
+    # The sandbox waits as long as AGENT_TIMEOUT allows each attempt (two hours by default):
+    # a story that stalls fails here in minutes instead.
+    settings = parse({"AGENT_TIMEOUT": "60"})
+    assert run(settings, "fleet", tmp_path / "sandbox", out) == 0, out.getvalue()
     told = out.getvalue()
     for line in ("#4 waits: it is blocked by #2", "both change calc.py; suggested merge order",
                  "now conflicts with main", "all four issues are done"):  # fmt: skip

@@ -54,7 +54,10 @@ def test_an_epic_becomes_a_plan_then_a_fleet_that_merges(tmp_path: Path) -> None
 
 def test_the_plan_sandbox_narrates_the_story(tmp_path: Path) -> None:
     out = io.StringIO()
-    assert run(parse({}), "plan", tmp_path / "sandbox", out) == 0, out.getvalue()
+    # The sandbox waits as long as AGENT_TIMEOUT allows each attempt (two hours by default):
+    # a story that stalls fails here in minutes instead.
+    settings = parse({"AGENT_TIMEOUT": "60"})
+    assert run(settings, "plan", tmp_path / "sandbox", out) == 0, out.getvalue()
     told = out.getvalue()
     for line in ("labels it `agent:plan`", "the agent's plan, checked by forgehand (3 rows)",
                  "as sub-issues of #2", "as the plan predicted", "Every row's pull request is "
