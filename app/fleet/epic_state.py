@@ -91,7 +91,12 @@ class EpicState:
         files it changes (as far as known)."""
         key = f"progress:{issue}"
         before = self.redis.hget(_key(repo_id, epic), key)
-        merged = (json.loads(before) if before is not None else {}) | step
+        old = json.loads(before) if before is not None else {}
+        merged = old | step
+        # The task that opened a pull request may tell of it after the pull request closed
+        # (a person merged it at once): closed is the last word on that pull request.
+        if old.get("pull") == step.get("pull") and old.get("state") in ("merged", "closed"):
+            merged["state"] = old["state"]
         self.redis.hset(_key(repo_id, epic), key, json.dumps(merged))
 
     def lock(self, repo_id: int, epic: int) -> Any:

@@ -89,15 +89,17 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
                 },
             )
         number = int(pr["number"])
+        # Known as the App's at once: a person may merge it before this task has finished,
+        # and what follows the close needs to know its issue.
+        ctx.store.add_app_pull_request(
+            task.repo_id, number, task.number, task.repo, task.installation_id, repo.base_branch
+        )
         waiting.opened(ctx, task)
         fleet.opened(api, ctx, task, number, tree.branch, changed)
         files = sorted(status.redactor.text(f) for f in changed[0])
         planning.follow(api, ctx, task, task.number, {"pull": number, "state": "open",
                                                       "changed": files})  # fmt: skip
         ctx.store.audit(task.id, "pull request", f"#{number} opened")
-        ctx.store.add_app_pull_request(
-            task.repo_id, number, task.number, task.repo, task.installation_id, repo.base_branch
-        )
         _request_review(api, task, number)
         status.update(f"✅ Opened #{number}.", problems)
         return f"opened #{number}"
