@@ -4,28 +4,20 @@ disjoint, one colliding, one dependent — to merge."""
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 from app.settings import parse
 from simulator import fleet
 from simulator.github import git_out
-from simulator.sandbox import Stack, run
-from tests.e2e.test_loop import ROOT
-
-FLEET_AGENT = [sys.executable, str(ROOT / "simulator" / "demo_agent.py"), "fleet"]
+from simulator.sandbox import FLEET_AGENT, Stack, run
 
 
 def test_a_fan_out_of_four_issues_plays_through_to_merge(tmp_path: Path) -> None:
     with Stack(parse({}), tmp_path / "sandbox", FLEET_AGENT, fleet.FILES) as stack:
         sim = stack.sim
 
-        def state_of(task_id: str) -> str | None:
-            record = stack.store.get(task_id)
-            return record.state.value if record else None
-
         said: list[str] = []
-        story = fleet.Story(sim, state_of, said.append, 120)
+        story = fleet.Story(sim, stack.state_of, said.append, 120)
         played = story.play(sim.repo_id)
         pulls, dependent = played["pulls"], played["dependent"]
         # The collision was flagged on both before either merged, with the order: #3's pull

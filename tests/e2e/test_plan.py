@@ -4,29 +4,21 @@ sub-issues, run as a fleet to merge, with the plan comment following it."""
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 from app.settings import parse
 from simulator import fleet
 from simulator.github import git_out
 from simulator.plan_story import EPIC, EPIC_BODY, EPIC_TITLE, PlanStory
-from simulator.sandbox import Stack, run
-from tests.e2e.test_loop import ROOT
-
-FLEET_AGENT = [sys.executable, str(ROOT / "simulator" / "demo_agent.py"), "fleet"]
+from simulator.sandbox import FLEET_AGENT, Stack, run
 
 
 def test_an_epic_becomes_a_plan_then_a_fleet_that_merges(tmp_path: Path) -> None:
     with Stack(parse({}), tmp_path / "sandbox", FLEET_AGENT, fleet.FILES) as stack:
         sim = stack.sim
 
-        def state_of(task_id: str) -> str | None:
-            record = stack.store.get(task_id)
-            return record.state.value if record else None
-
         said: list[str] = []
-        played = PlanStory(sim, state_of, said.append, 120).play(sim.repo_id)
+        played = PlanStory(sim, stack.state_of, said.append, 120).play(sim.repo_id)
         rows = played["rows"]
         gh = sim.sim
         # One issue per row, each a sub-issue of the epic, filed once; docs blocked by fix-add.
