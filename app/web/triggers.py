@@ -461,14 +461,20 @@ def _check_suite(payload: Payload, facts: Facts) -> Decision:
     return _suite_task(payload, facts)
 
 
-def _suite_task(payload: Payload, facts: Facts) -> Decision:
+def _checks_task(payload: Payload, facts: Facts, part: str, branch_at: str) -> Decision:
+    """The CI task of a check suite or run: `part` is the payload's, `branch_at` where its
+    branch is named."""
     return _ci_task(
         payload,
         facts,
-        _get(payload, "check_suite.head_sha", str),
-        _opt(payload, "check_suite.head_branch", str),
-        _opt(payload, "check_suite.pull_requests", list) or [],
+        _get(payload, f"{part}.head_sha", str),
+        _opt(payload, branch_at, str),
+        _opt(payload, f"{part}.pull_requests", list) or [],
     )
+
+
+def _suite_task(payload: Payload, facts: Facts) -> Decision:
+    return _checks_task(payload, facts, "check_suite", "check_suite.head_branch")
 
 
 def _green(payload: Payload, facts: Facts) -> Decision:
@@ -491,13 +497,7 @@ def _check_run(payload: Payload, facts: Facts) -> Decision:
         return ignore(f"check run concluded {conclusion}")
     if facts.app_id is not None and _opt(payload, "check_run.app.id", int) == facts.app_id:
         return ignore("check run created by the App itself")
-    return _ci_task(
-        payload,
-        facts,
-        _get(payload, "check_run.head_sha", str),
-        _opt(payload, "check_run.check_suite.head_branch", str),
-        _opt(payload, "check_run.pull_requests", list) or [],
-    )
+    return _checks_task(payload, facts, "check_run", "check_run.check_suite.head_branch")
 
 
 def _rerun(payload: Payload, facts: Facts) -> Decision:
