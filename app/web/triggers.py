@@ -237,13 +237,9 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
             return _plan_task(payload, facts, number)
         if label != facts.trigger_label:
             return ignore(f"label {label} is not {facts.trigger_label}")
-        if _opt(payload, "issue.pull_request", dict) is not None:
-            return ignore("the trigger label is for issues, not pull requests")
-        if _get(payload, "issue.state", str) != "open":
-            return ignore("issue is not open")
-        blocked = _sender_block(payload, facts)
-        if blocked:
-            return ignore(blocked)
+        unfit = _unfit_issue(payload, facts, "the trigger label is for issues, not pull requests")
+        if unfit:
+            return ignore(unfit)
         return _task(payload, facts, Kind.ISSUE, number, _get(payload, "sender.login", str))
     if action == "unlabeled":
         label = _get(payload, "label.name", str)
@@ -257,15 +253,21 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
     return ignore(f"issues.{action} is not a trigger")
 
 
+def _unfit_issue(payload: Payload, facts: Facts, on_pull_request: str) -> str | None:
+    """Why this issue may not start work (`on_pull_request` when it is a pull request), or
+    None."""
+    if _opt(payload, "issue.pull_request", dict) is not None:
+        return on_pull_request
+    if _get(payload, "issue.state", str) != "open":
+        return "issue is not open"
+    return _sender_block(payload, facts)
+
+
 def _plan_task(payload: Payload, facts: Facts, number: int, comment_id: int = 0) -> Decision:
     """An epic asks for a plan: by its label, or by a `/agent plan` comment."""
-    if _opt(payload, "issue.pull_request", dict) is not None:
-        return ignore("plans are made for issues, not pull requests")
-    if _get(payload, "issue.state", str) != "open":
-        return ignore("issue is not open")
-    blocked = _sender_block(payload, facts)
-    if blocked:
-        return ignore(blocked)
+    unfit = _unfit_issue(payload, facts, "plans are made for issues, not pull requests")
+    if unfit:
+        return ignore(unfit)
     sender = _get(payload, "sender.login", str)
     return _task(payload, facts, Kind.PLAN, number, sender, comment_id=comment_id)
 
