@@ -42,10 +42,16 @@ def test_a_fan_out_of_four_issues_plays_through_to_merge(tmp_path: Path) -> None
         assert {d.status for d in sim.deliveries} <= {202}
 
 
-def test_the_fleet_sandbox_narrates_the_story(tmp_path: Path) -> None:
+def assert_narrates(tmp_path: Path, story: str, lines: tuple[str, ...]) -> None:
+    """`forgehand sandbox <story>` plays through and says each of `lines`."""
     out = io.StringIO()
-    assert run(parse({}), "fleet", tmp_path / "sandbox", out) == 0, out.getvalue()
+    assert run(parse({}), story, tmp_path / "sandbox", out) == 0, out.getvalue()
     told = out.getvalue()
-    for line in ("#4 waits: it is blocked by #2", "both change calc.py; suggested merge order",
-                 "now conflicts with main", "all four issues are done"):  # fmt: skip
+    for line in lines:
         assert line in told, told
+
+
+def test_the_fleet_sandbox_narrates_the_story(tmp_path: Path) -> None:
+    assert_narrates(tmp_path, "fleet", ("#4 waits: it is blocked by #2",
+                    "both change calc.py; suggested merge order", "now conflicts with main",
+                    "all four issues are done"))  # fmt: skip

@@ -3,14 +3,14 @@ sub-issues, run as a fleet to merge, with the plan comment following it."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from app.settings import parse
 from simulator import fleet
 from simulator.github import git_out
 from simulator.plan_story import EPIC, EPIC_BODY, EPIC_TITLE, PlanStory
-from simulator.sandbox import FLEET_AGENT, Stack, run
+from simulator.sandbox import FLEET_AGENT, Stack
+from tests.e2e.test_fleet import assert_narrates
 
 
 def test_an_epic_becomes_a_plan_then_a_fleet_that_merges(tmp_path: Path) -> None:
@@ -45,13 +45,9 @@ def test_an_epic_becomes_a_plan_then_a_fleet_that_merges(tmp_path: Path) -> None
 
 
 def test_the_plan_sandbox_narrates_the_story(tmp_path: Path) -> None:
-    out = io.StringIO()
-    assert run(parse({}), "plan", tmp_path / "sandbox", out) == 0, out.getvalue()
-    told = out.getvalue()
-    for line in ("labels it `agent:plan`", "the agent's plan, checked by forgehand (3 rows)",
-                 "as sub-issues of #2", "as the plan predicted", "Every row's pull request is "
-                 "merged"):  # fmt: skip
-        assert line in told, told
+    assert_narrates(tmp_path, "plan", ("labels it `agent:plan`",
+                    "the agent's plan, checked by forgehand (3 rows)", "as sub-issues of #2",
+                    "as the plan predicted", "Every row's pull request is merged"))  # fmt: skip
 
 
 def test_a_person_edits_the_plan_and_a_reader_cannot_approve_it(tmp_path: Path) -> None:
