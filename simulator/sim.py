@@ -30,6 +30,15 @@ HOOK_ID = 501  # the App's webhook, as GitHub numbers it
 GIT_ENV_AUTHOR = ("-c", "user.name=Carol", "-c", "user.email=carol@example.com")
 
 
+def bare_from(seed: Path, bare: Path, message: str) -> Path:
+    """A new bare repository `bare` whose `main` is all of `seed` in one commit."""
+    git_out("init", "--quiet", "-b", "main", cwd=seed)
+    git_out("add", "-A", cwd=seed)
+    git_out(*GIT_ENV_AUTHOR, "commit", "--quiet", "-m", message, cwd=seed)
+    git_out("clone", "--quiet", "--bare", str(seed), str(bare), cwd=seed.parent)
+    return bare
+
+
 def signed_headers(secret: str, event: str, raw: bytes) -> dict[str, str]:
     """The headers GitHub sends with a delivery of `raw`: event, a new GUID, the signature."""
     signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
@@ -107,11 +116,7 @@ class Simulation:
         for name, text in files.items():
             (seed / name).parent.mkdir(parents=True, exist_ok=True)
             (seed / name).write_text(text)
-        git_out("init", "--quiet", "-b", "main", cwd=seed)
-        git_out("add", "-A", cwd=seed)
-        git_out(*GIT_ENV_AUTHOR, "commit", "--quiet", "-m", "Initial commit", cwd=seed)
-        git_out("clone", "--quiet", "--bare", str(seed), str(self.origin), cwd=seed.parent)
-        return self.origin
+        return bare_from(seed, self.origin, "Initial commit")
 
     def stop(self) -> None:
         self._stop.set()
