@@ -24,6 +24,7 @@ from jobs.boundary.gateway import (
     upstreams,
 )
 from jobs.boundary.usage import Api, Usage
+from simulator.server import read_request
 from tests.agents.models.anthropic import FakeAnthropic
 from tests.agents.models.gemini import GeminiFake
 from tests.agents.models.openai_chat import FINAL, OpenAIChat
@@ -211,18 +212,6 @@ def test_an_upstream_error_reaches_the_cli_as_sent() -> None:
     assert calls == []
 
 
-def read_request(conn: socket.socket) -> bytes:
-    """Read a whole request (closing with some of it unread would reset the connection)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-    while len(body) < length:
-        body += conn.recv(65536)
-    return head
-
-
 @contextlib.contextmanager
 def chat_call(url: str, placeholder: str, body: bytes) -> Iterator[http.client.HTTPResponse]:
     """A Chat Completions call through the gateway at `url`, its answer left for the test to
@@ -272,7 +261,7 @@ class Echo:
         with self.listener:
             conn, _ = self.listener.accept()
             with conn:
-                head = read_request(conn)
+                head, _ = read_request(conn)
                 echoed = head.replace(b"\r\n", b" | ")
                 conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nX-Echo: " + echoed + b"\r\n"
                              b"Connection: close\r\n\r\n")  # fmt: skip
