@@ -293,12 +293,7 @@ def _plan_edited(payload: Payload, facts: Facts) -> Decision:
     )  # fmt: skip
 
 
-def _issue_comment(payload: Payload, facts: Facts) -> Decision:
-    action = _get(payload, "action", str)
-    if action == "edited":
-        return _plan_edited(payload, facts)
-    if action != "created":
-        return ignore(f"issue_comment.{action} is not a trigger")
+def _comment_created(payload: Payload, facts: Facts) -> Decision:
     body = _get(payload, "comment.body", str)
     verb = command_verb(body, facts.command_prefix)
     if verb is None:
@@ -395,10 +390,7 @@ def _pull_request(payload: Payload, facts: Facts) -> Decision:
     return Decision(actions=(cancel, *closed.actions, wake))
 
 
-def _pull_request_review(payload: Payload, facts: Facts) -> Decision:
-    action = _get(payload, "action", str)
-    if action != "submitted":
-        return ignore(f"pull_request_review.{action} is not a trigger")
+def _review_submitted(payload: Payload, facts: Facts) -> Decision:
     state = _get(payload, "review.state", str).lower()
     if state not in REVIEW_STATES:
         return ignore(f"a review that is {state} asks for no change")
@@ -448,10 +440,7 @@ def _ci_task(
     )
 
 
-def _check_suite(payload: Payload, facts: Facts) -> Decision:
-    action = _get(payload, "action", str)
-    if action != "completed":
-        return ignore(f"check_suite.{action} is not a trigger")
+def _suite_completed(payload: Payload, facts: Facts) -> Decision:
     conclusion = _opt(payload, "check_suite.conclusion", str)
     # Before green is believed: forgehand's own check passing says nothing of CI.
     if facts.app_id is not None and _opt(payload, "check_suite.app.id", int) == facts.app_id:
@@ -488,12 +477,7 @@ def _green(payload: Payload, facts: Facts) -> Decision:
     return Decision(actions=(reset, CiSettled(replace(task, kind=Kind.VERDICT))))
 
 
-def _check_run(payload: Payload, facts: Facts) -> Decision:
-    action = _get(payload, "action", str)
-    if action == "rerequested":
-        return _rerun(payload, facts)
-    if action != "completed":
-        return ignore(f"check_run.{action} is not a trigger")
+def _run_completed(payload: Payload, facts: Facts) -> Decision:
     conclusion = _opt(payload, "check_run.conclusion", str)
     if conclusion not in FAILING_CONCLUSIONS:
         return ignore(f"check run concluded {conclusion}")
@@ -585,13 +569,32 @@ def _installation_repositories(payload: Payload, facts: Facts) -> Decision:
     return Decision(actions=(InstallationChange(installation, added=added, removed=removed),))
 
 
-_HANDLERS: dict[str, Callable[[Payload, Facts], Decision]] = {
+Handler = Callable[[Payload, Facts], Decision]
+
+
+def _by_action(event: str, handlers: Mapping[str, Handler]) -> Handler:
+    """The handler of an event whose actions each have their own; other actions are not
+    triggers."""
+
+    def handle(payload: Payload, facts: Facts) -> Decision:
+        action = _get(payload, "action", str)
+        handler = handlers.get(action)
+        if handler is None:
+            return ignore(f"{event}.{action} is not a trigger")
+        return handler(payload, facts)
+
+    return handle
+
+
+_HANDLERS: dict[str, Handler] = {
     "issues": _issues,
-    "issue_comment": _issue_comment,
+    "issue_comment": _by_action(
+        "issue_comment", {"created": _comment_created, "edited": _plan_edited}
+    ),
     "pull_request": _pull_request,
-    "pull_request_review": _pull_request_review,
-    "check_suite": _check_suite,
-    "check_run": _check_run,
+    "pull_request_review": _by_action("pull_request_review", {"submitted": _review_submitted}),
+    "check_suite": _by_action("check_suite", {"completed": _suite_completed}),
+    "check_run": _by_action("check_run", {"completed": _run_completed, "rerequested": _rerun}),
     "status": _status,
     "push": _push,
     "installation": _installation_event,
