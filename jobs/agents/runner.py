@@ -181,8 +181,14 @@ def run(
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        proc = spawn(argv, cwd=workdir, env=env, preexec=preexec, stdin=subprocess.PIPE,
-                     stderr=subprocess.STDOUT)  # fmt: skip
+        proc = spawn(
+            argv,
+            cwd=workdir,
+            env=env,
+            preexec=preexec,
+            stdin=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
     except FileNotFoundError:
         raise AgentConfigError(f"agent program not found: {argv[0]}") from None
     except PermissionError:

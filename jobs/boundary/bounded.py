@@ -62,8 +62,9 @@ def run(
     """Run `argv`, keeping at most `limit` bytes of its stdout (in memory, or written to
     `sink`) and the last STDERR_LIMIT bytes of its stderr; past the limit or the timeout its
     whole process group is killed."""
-    proc = spawn(argv, cwd=cwd, env=env, preexec=preexec, stdin=subprocess.DEVNULL,
-                 stderr=subprocess.PIPE)  # fmt: skip
+    proc = spawn(
+        argv, cwd=cwd, env=env, preexec=preexec, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     assert proc.stdout is not None and proc.stderr is not None
     errors = bytearray()
     timed_out = threading.Event()
@@ -108,7 +109,6 @@ def run(
 
 
 def kill_group(pgid: int, sig: signal.Signals) -> None:
-    """Signal a process group that may have ended (or, its leader reaped, been re-used by
-    nothing we may signal)."""
+    """Signal a process group; one already gone, or no longer ours to signal, is passed over."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)

@@ -61,6 +61,8 @@ def push_asked(
             headline = asked.unchanged + change.result.nothing_done("nothing was pushed")
         check.finish(
             "success" if change.head else "neutral",
-            report.pushed_title(headline, change.head), summary, change.result.tail,
-        )  # fmt: skip
+            report.pushed_title(headline, change.head),
+            summary,
+            change.result.tail,
+        )
     return Done(change, status, headline, summary)

@@ -56,12 +56,14 @@ def run_command(task: Task, ctx: Context) -> str:
             _reply(api, task, "This pull request is closed; nothing was done.")
             return "closed"
         sender = task.sender
-        done = push_asked(task, ctx, api, repo, pr, Asked(
+        asked = Asked(
             f"⏳ Working on @{sender}'s request…",
             prompts.instructions_prompt(task.repo, task.number, sender, instructions),
-            f"Apply request by {sender}", lambda head: f"✅ Pushed `{head}` for @{sender}.",
+            f"Apply request by {sender}",
+            lambda head: f"✅ Pushed `{head}` for @{sender}.",
             f"@{sender}: ",
-        ))  # fmt: skip
+        )
+        done = push_asked(task, ctx, api, repo, pr, asked)
         done.status.update(done.headline, done.summary)
         change = done.change
         return f"pushed {change.head[:7]}" if change.head else "no change"

@@ -33,10 +33,14 @@ def address_review(task: Task, ctx: Context) -> str:
             for c in comments
         ]  # fmt: skip
         prompt = prompts.review_prompt(task.repo, task.number, reviewer, review.get("body"), notes)
-        done = push_asked(task, ctx, api, repo, pr, Asked(
-            f"⏳ Addressing @{reviewer}'s review…", prompt, f"Address review by {reviewer}",
-            lambda head: f"✅ @{reviewer}: pushed `{head}` for your review.", f"@{reviewer}: ",
-        ))  # fmt: skip
+        asked = Asked(
+            f"⏳ Addressing @{reviewer}'s review…",
+            prompt,
+            f"Address review by {reviewer}",
+            lambda head: f"✅ @{reviewer}: pushed `{head}` for your review.",
+            f"@{reviewer}: ",
+        )
+        done = push_asked(task, ctx, api, repo, pr, asked)
         change = done.change
         if change.head:
             reply = f"Addressed in {change.head[:7]}."

@@ -52,6 +52,13 @@ def assert_narrates(tmp_path: Path, story: str, lines: tuple[str, ...]) -> None:
 
 
 def test_the_fleet_sandbox_narrates_the_story(tmp_path: Path) -> None:
-    assert_narrates(tmp_path, "fleet", ("#4 waits: it is blocked by #2",
-                    "both change calc.py; suggested merge order", "now conflicts with main",
-                    "all four issues are done"))  # fmt: skip
+    assert_narrates(
+        tmp_path,
+        "fleet",
+        (
+            "#4 waits: it is blocked by #2",
+            "both change calc.py; suggested merge order",
+            "now conflicts with main",
+            "all four issues are done",
+        ),
+    )

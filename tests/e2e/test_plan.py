@@ -45,9 +45,17 @@ def test_an_epic_becomes_a_plan_then_a_fleet_that_merges(tmp_path: Path) -> None
 
 
 def test_the_plan_sandbox_narrates_the_story(tmp_path: Path) -> None:
-    assert_narrates(tmp_path, "plan", ("labels it `agent:plan`",
-                    "the agent's plan, checked by forgehand (3 rows)", "as sub-issues of #2",
-                    "as the plan predicted", "Every row's pull request is merged"))  # fmt: skip
+    assert_narrates(
+        tmp_path,
+        "plan",
+        (
+            "labels it `agent:plan`",
+            "the agent's plan, checked by forgehand (3 rows)",
+            "as sub-issues of #2",
+            "as the plan predicted",
+            "Every row's pull request is merged",
+        ),
+    )
 
 
 def test_a_person_edits_the_plan_and_a_reader_cannot_approve_it(tmp_path: Path) -> None:

@@ -219,15 +219,15 @@ def chat_call(url: str, placeholder: str, body: bytes) -> Iterator[http.client.H
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
-        connection.request("POST", "/openai/chat/completions", body,
-                           {"Authorization": f"Bearer {placeholder}"})  # fmt: skip
+        connection.request(
+            "POST", "/openai/chat/completions", body, {"Authorization": f"Bearer {placeholder}"}
+        )
         yield connection.getresponse()
     finally:
         connection.close()
 
 
-STREAM_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-               b"Connection: close\r\n\r\n")  # fmt: skip
+STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
 
 
 def one_answer(first: bytes, then: threading.Event, rest: bytes) -> str:
@@ -467,8 +467,10 @@ def test_an_answer_the_agent_hangs_up_on_is_read_to_its_end_and_metered() -> Non
     # end.
     piece = {"choices": [{"delta": {"content": "x" * 1000}}]}
     last = {"model": "gpt-4o", "choices": [], "usage": reported}
-    rest = (b"data: %s\n\n" % json.dumps(piece).encode() * 4096
-            + b"data: %s\n\ndata: [DONE]\n\n" % json.dumps(last).encode())  # fmt: skip
+    rest = (
+        b"data: %s\n\n" % json.dumps(piece).encode() * 4096
+        + b"data: %s\n\ndata: [DONE]\n\n" % json.dumps(last).encode()
+    )
     base = one_answer(STREAM_HEAD + b"data: first\n\n", hung_up, rest)
     metered = threading.Event()
     calls: list[Usage] = []
@@ -507,10 +509,11 @@ def test_a_key_split_across_reads_and_chunks_of_the_answer_is_hidden() -> None:
     small = b"".join(chunk(b"data: %d\n\n" % n) for n in range(1000))
     base = one_answer(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + chunk(b"data: first\n\n") + chunk(event[:cut])[:-2],
+        + chunk(b"data: first\n\n")
+        + chunk(event[:cut])[:-2],
         got_first,
         b"\r\n" + chunk(event[cut:]) + small + chunk(last) + b"0\r\n\r\n",
-    )  # fmt: skip
+    )
     with (
         gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls),
         chat_call(url, gw.placeholder, b'{"model": "gpt-4o"}') as response,
