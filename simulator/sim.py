@@ -27,14 +27,13 @@ from simulator.server import Server
 
 ACTIONS_APP_ID = 15368  # GitHub Actions' own App id on github.com
 HOOK_ID = 501  # the App's webhook, as GitHub numbers it
-GIT_ENV_AUTHOR = ("-c", "user.name=Carol", "-c", "user.email=carol@example.com")
 
 
 def bare_from(seed: Path, bare: Path, message: str) -> Path:
     """A new bare repository `bare` whose `main` is all of `seed` in one commit."""
     git_out("init", "--quiet", "-b", "main", cwd=seed)
     git_out("add", "-A", cwd=seed)
-    git_out(*GIT_ENV_AUTHOR, "commit", "--quiet", "-m", message, cwd=seed)
+    git_out("commit", "--quiet", "-m", message, cwd=seed)
     git_out("clone", "--quiet", "--bare", str(seed), str(bare), cwd=seed.parent)
     return bare
 
