@@ -31,6 +31,7 @@ import time
 from multiprocessing import Queue
 
 from jobs.boundary.gateway import Gateway, new_placeholder, upstreams
+from simulator.server import read_request
 
 SMALL = json.dumps({
     "id": "x", "object": "chat.completion", "model": "gpt-4o",
@@ -73,13 +74,7 @@ class Upstream:
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            head, _, body = data.partition(b"\r\n\r\n")
-            size = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            while len(body) < size:
-                body += conn.recv(65536)
+            _, body = read_request(conn)
             if b'"stream": true' not in body:
                 conn.sendall(self.small)
                 return

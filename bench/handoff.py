@@ -26,8 +26,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from redis import Redis
 
 from app.github import App, Identity
@@ -38,6 +36,8 @@ from app.tasks import Kind, Task
 from jobs.boundary.redact import redactor_for
 from jobs.pipeline import Context, Repo, Run, check_protected, commit, push
 from jobs.workspace import Workspaces
+from simulator.sandbox import key_pair
+from simulator.sim import bare_from
 
 GIT_ENV = os.environ | {
     "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
@@ -54,11 +54,7 @@ def git(*args: str, cwd: Path) -> None:
 def origin_from(source: Path, root: Path) -> Path:
     seed = root / "seed"
     shutil.copytree(source, seed, symlinks=True)
-    git("init", "--quiet", "-b", "main", cwd=seed)
-    git("add", "-A", cwd=seed)
-    git("commit", "--quiet", "-m", "import", cwd=seed)
-    bare = root / "origin.git"
-    git("clone", "--quiet", "--bare", str(seed), str(bare), cwd=root)
+    bare = bare_from(seed, root / "origin.git", "import")
     shutil.rmtree(seed)
     return bare
 
@@ -89,12 +85,7 @@ def main() -> int:
     try:
         bare = origin_from(args.source.resolve(), root)
         url = f"file://{bare}"
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
+        pem, _ = key_pair()
         settings = parse({"WORKSPACES_DIR": str(root / "ws"), "AGENT_SANDBOX": "bwrap",
                           "APP_ID": "1", "PRIVATE_KEY": pem})  # fmt: skip
         ctx = Context(Store(redis), settings, App(settings, redis), Workspaces(root / "ws"))

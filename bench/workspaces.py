@@ -28,6 +28,7 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from jobs.workspace import Workspaces
+from simulator.sim import bare_from
 
 TASKS = 4
 GIT_ENV = os.environ | {
@@ -69,11 +70,7 @@ def stdlib_repo(root: Path) -> Path:
     seed = root / "stdlib-seed"
     shutil.copytree(sysconfig.get_paths()["stdlib"], seed, ignore=shutil.ignore_patterns(
         "__pycache__", "site-packages", "*.pyc"), symlinks=True)  # fmt: skip
-    git("init", "--quiet", "-b", "main", cwd=seed)
-    git("add", "-A", cwd=seed)
-    git("commit", "--quiet", "-m", "stdlib", cwd=seed)
-    bare = root / "stdlib.git"
-    git("clone", "--quiet", "--bare", str(seed), str(bare), cwd=root)
+    bare = bare_from(seed, root / "stdlib.git", "stdlib")
     shutil.rmtree(seed)
     return bare
 

@@ -21,11 +21,22 @@ import jwt
 
 from simulator import shapes
 
+# Git as the simulator's people use it: Carol writes every commit; no config of this machine's.
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Carol",
+    "GIT_AUTHOR_EMAIL": "carol@example.com",
+    "GIT_COMMITTER_NAME": "Carol",
+    "GIT_COMMITTER_EMAIL": "carol@example.com",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "PATH": "/usr/bin:/bin",
+}
 
-def git_out(*args: str, cwd: Path) -> str:
+
+def git_out(*args: str, cwd: Path, input: str | None = None) -> str:
     return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-        env={"PATH": "/usr/bin:/bin", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"},
+        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True,
+        input=input,
     ).stdout  # fmt: skip
 
 
@@ -484,8 +495,7 @@ def merges(origin: Path, base: str, head: str) -> bool:
     """Whether `head` merges into `base` without conflicts, by real git (≥ 2.38)."""
     found = subprocess.run(
         ["git", "merge-tree", "--write-tree", base, head], cwd=origin,
-        capture_output=True, env={"PATH": "/usr/bin:/bin", "GIT_CONFIG_GLOBAL": "/dev/null",
-                                  "GIT_CONFIG_NOSYSTEM": "1"},
+        capture_output=True, env=GIT_ENV,
     )  # fmt: skip
     return found.returncode == 0
 
@@ -499,8 +509,7 @@ def merge(gh: GitHubSimulator, number: int) -> str:
         raise ValueError(f"#{number} conflicts with {pull['base']}")
     tree = git_out("merge-tree", "--write-tree", base, head, cwd=gh.origin).split()[0]
     message = f"Merge pull request #{number} from {pull['head']}"
-    env = ("-c", "user.name=Carol", "-c", "user.email=carol@example.com")
-    commit = git_out(*env, "commit-tree", tree, "-p", base, "-p", head, "-m", message,
+    commit = git_out("commit-tree", tree, "-p", base, "-p", head, "-m", message,
                      cwd=gh.origin).strip()  # fmt: skip
     git_out("update-ref", f"refs/heads/{pull['base']}", commit, base, cwd=gh.origin)
     pull.update(state="closed", merged=True)

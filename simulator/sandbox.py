@@ -76,6 +76,9 @@ def key_pair() -> tuple[str, str]:
     return private, public
 
 
+FLEET_AGENT = [sys.executable, str(Path(__file__).with_name("demo_agent.py")), "fleet"]
+
+
 class Narrator:
     """Prints what changed since it last looked: tasks, agent output, commits, checks, PRs."""
 
@@ -97,6 +100,11 @@ class Narrator:
     def say(self, text: str) -> None:
         self.last_said = time.monotonic()
         print(f"[{self.last_said - self.started:6.1f}s] {text}", file=self.out, flush=True)
+
+    def state_of(self, task_id: str) -> str | None:
+        """A task's state, once what changed is told."""
+        self.look()
+        return state_in(self.store, task_id)
 
     def look(self) -> None:
         """Raises WorkerStopped, once, when the worker has exited: nothing queued would run."""
@@ -148,6 +156,11 @@ class Narrator:
                 first = comment["body"].split("\n")
                 text = next((line for line in first if line and not line.startswith("<!--")), "")
                 self.say(f"comment on #{comment['issue']}: {text[:100]}")
+
+
+def state_in(store: Store, task_id: str) -> str | None:
+    record = store.get(task_id)
+    return record.state.value if record else None
 
 
 class Stack:
@@ -206,6 +219,9 @@ class Stack:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def state_of(self, task_id: str) -> str | None:
+        return state_in(self.store, task_id)
 
     def __exit__(self, *exc: object) -> None:
         for proc in (self.worker, self.web):
@@ -368,13 +384,8 @@ def run_fleet(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool 
         narrator = Narrator(sim, stack.store, out, stack)
         narrator.say(f"simulated GitHub at {sim.server.api_url}; repository {sim.repo}")
 
-        def state_of(task_id: str) -> str | None:
-            narrator.look()
-            record = stack.store.get(task_id)
-            return record.state.value if record else None
-
         deadline = time.monotonic() + limit(settings)
-        story = fleet.Story(sim, state_of, narrator.say, limit(settings))
+        story = fleet.Story(sim, narrator.state_of, narrator.say, limit(settings))
         code = 0
         try:
             story.play(sim.repo_id)
@@ -405,13 +416,8 @@ def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool =
         dashboard = f"http://127.0.0.1:{stack.port}"
         narrator.say(f"dashboard: {dashboard}/ and the plan: {dashboard}/plan/{sim.repo}")
 
-        def state_of(task_id: str) -> str | None:
-            narrator.look()
-            record = stack.store.get(task_id)
-            return record.state.value if record else None
-
         deadline = time.monotonic() + limit(settings)
-        story = PlanStory(sim, state_of, narrator.say, limit(settings))
+        story = PlanStory(sim, narrator.state_of, narrator.say, limit(settings))
         try:
             played = story.play(sim.repo_id)
         except (TimeoutError, AssertionError, WorkerStopped) as exc:
@@ -429,8 +435,7 @@ def run_plan(settings: Settings, root: Path, out: Any = sys.stdout, keep: bool =
 
 def _fleet_agent() -> list[str] | None:
     """The demo agent in its fleet mode, unless AGENT names a real one."""
-    demo = str(Path(__file__).with_name("demo_agent.py"))
-    return None if "AGENT" in os.environ else [sys.executable, demo, "fleet"]
+    return None if "AGENT" in os.environ else FLEET_AGENT
 
 
 def wait_healthy(url: str, web: subprocess.Popen[bytes] | None = None) -> None:

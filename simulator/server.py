@@ -69,3 +69,16 @@ class Server:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def read_request(conn: socket.socket) -> tuple[bytes, bytes]:
+    """A whole request with a Content-Length, read from a raw socket: its head and its body
+    (a server that closed with some of it unread would reset the connection)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head, body

@@ -27,7 +27,15 @@ from simulator.server import Server
 
 ACTIONS_APP_ID = 15368  # GitHub Actions' own App id on github.com
 HOOK_ID = 501  # the App's webhook, as GitHub numbers it
-GIT_ENV_AUTHOR = ("-c", "user.name=Carol", "-c", "user.email=carol@example.com")
+
+
+def bare_from(seed: Path, bare: Path, message: str) -> Path:
+    """A new bare repository `bare` whose `main` is all of `seed` in one commit."""
+    git_out("init", "--quiet", "-b", "main", cwd=seed)
+    git_out("add", "-A", cwd=seed)
+    git_out("commit", "--quiet", "-m", message, cwd=seed)
+    git_out("clone", "--quiet", "--bare", str(seed), str(bare), cwd=seed.parent)
+    return bare
 
 
 def signed_headers(secret: str, event: str, raw: bytes) -> dict[str, str]:
@@ -107,11 +115,7 @@ class Simulation:
         for name, text in files.items():
             (seed / name).parent.mkdir(parents=True, exist_ok=True)
             (seed / name).write_text(text)
-        git_out("init", "--quiet", "-b", "main", cwd=seed)
-        git_out("add", "-A", cwd=seed)
-        git_out(*GIT_ENV_AUTHOR, "commit", "--quiet", "-m", "Initial commit", cwd=seed)
-        git_out("clone", "--quiet", "--bare", str(seed), str(self.origin), cwd=seed.parent)
-        return self.origin
+        return bare_from(seed, self.origin, "Initial commit")
 
     def stop(self) -> None:
         self._stop.set()

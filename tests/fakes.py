@@ -6,7 +6,6 @@ through respx, so unit tests assert on exactly the requests forgehand made.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -16,7 +15,7 @@ import respx
 from rq import Queue, SimpleWorker
 
 from jobs.worker import ListenerFirstWorker
-from simulator.github import Call, GitHubSimulator, logs_host
+from simulator.github import Call, GitHubSimulator, git_out, logs_host
 from simulator.sandbox import key_pair
 from tests import payloads as p
 
@@ -65,27 +64,8 @@ __all__ = ["Call", "FakeGitHub"]
 
 # --- git ------------------------------------------------------------------------------------
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Carol",
-    "GIT_AUTHOR_EMAIL": "carol@example.com",
-    "GIT_COMMITTER_NAME": "Carol",
-    "GIT_COMMITTER_EMAIL": "carol@example.com",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "PATH": "/usr/bin:/bin",
-}
-
-
-def sh_git(*args: str, cwd: Path, input: str | None = None) -> str:
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env=GIT_ENV,
-        check=True,
-        capture_output=True,
-        text=True,
-        input=input,
-    ).stdout
+# The tests' git is the simulator's: Carol's commits, no config of this machine's.
+sh_git = git_out
 
 
 def make_origin(root: Path) -> Path:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from app.dashboard.pages import page, state_badge
-from app.dashboard.routes import allowed, web_base
+from app.dashboard.routes import guarded, repo_in, web_base
 from app.fleet import Epic, EpicState, PlanError, check, parse, plan
 from app.settings import Settings
 from app.store import Store
@@ -89,11 +89,8 @@ def _epic_view(store: Store, base: str, repo_id: int, number: int, epic: Epic) -
     )
 
 
-async def plan_page(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    refused = allowed(request, settings)
-    if refused is not None:
-        return refused
-    repo = f"{request.path_params['owner']}/{request.path_params['name']}"
+@guarded
+async def plan_page(request: Request, settings: Settings) -> Response:
+    repo = repo_in(request)
     store: Store = request.app.state.intake.store
     return await run_in_threadpool(plan_view, store, settings, repo)

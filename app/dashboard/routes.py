@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from html import escape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -65,6 +66,28 @@ def allowed(request: Request, settings: Settings) -> Response | None:
         pass
     return Response("the dashboard answers only on this machine unless DASHBOARD_PASSWORD is set",
                     403)  # fmt: skip
+
+
+Handler = Callable[[Request, Settings], Awaitable[Response]]
+
+
+def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """The route for a dashboard handler: refused unless `allowed`, else given the settings."""
+
+    @functools.wraps(handler)
+    async def route(request: Request) -> Response:
+        settings: Settings = request.app.state.settings
+        refused = allowed(request, settings)
+        if refused is not None:
+            return refused
+        return await handler(request, settings)
+
+    return route
+
+
+def repo_in(request: Request) -> str:
+    """The owner/name repository a route's path names."""
+    return f"{request.path_params['owner']}/{request.path_params['name']}"
 
 
 def form_token(settings: Settings) -> str:
@@ -203,21 +226,15 @@ def retry_task(dispatcher: Dispatcher, task_id: str) -> str:
     return "" if outcome.enqueued else f"{task_id} is {outcome.note} already"
 
 
-async def work(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    refused = allowed(request, settings)
-    if refused is not None:
-        return refused
+@guarded
+async def work(request: Request, settings: Settings) -> Response:
     store: Store = request.app.state.intake.store
     return HTMLResponse(await run_in_threadpool(work_view, store, settings))
 
 
-async def item(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    refused = allowed(request, settings)
-    if refused is not None:
-        return refused
-    repo = f"{request.path_params['owner']}/{request.path_params['name']}"
+@guarded
+async def item(request: Request, settings: Settings) -> Response:
+    repo = repo_in(request)
     number = request.path_params["number"]
     store: Store = request.app.state.intake.store
     page = await run_in_threadpool(item_view, store, settings, repo, number)
@@ -226,21 +243,15 @@ async def item(request: Request) -> Response:
     )
 
 
-async def index(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    refused = allowed(request, settings)
-    if refused is not None:
-        return refused
+@guarded
+async def index(request: Request, settings: Settings) -> Response:
     filters, page = filters_from(dict(request.query_params))
     store: Store = request.app.state.intake.store
     return HTMLResponse(await run_in_threadpool(index_view, store, settings, filters, page))
 
 
-async def task_page(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    refused = allowed(request, settings)
-    if refused is not None:
-        return refused
+@guarded
+async def task_page(request: Request, settings: Settings) -> Response:
     task_id = request.path_params["task_id"]
     store: Store = request.app.state.intake.store
     if task_id.endswith(".json"):
@@ -250,11 +261,9 @@ async def task_page(request: Request) -> Response:
     return HTMLResponse(page) if page else HTMLResponse("no such task", 404)
 
 
-async def _act(request: Request, action: Callable[[Dispatcher, str], str]) -> Response:
-    settings: Settings = request.app.state.settings
-    refused = allowed(request, settings)
-    if refused is not None:
-        return refused
+async def _act(
+    request: Request, settings: Settings, action: Callable[[Dispatcher, str], str]
+) -> Response:
     body = await request.body()
     if len(body) > FORM_LIMIT:
         return HTMLResponse("form too large", 413)
@@ -271,9 +280,11 @@ async def _act(request: Request, action: Callable[[Dispatcher, str], str]) -> Re
     return RedirectResponse(f"/tasks/{task_id}", 303)
 
 
-async def cancel(request: Request) -> Response:
-    return await _act(request, cancel_task)
+@guarded
+async def cancel(request: Request, settings: Settings) -> Response:
+    return await _act(request, settings, cancel_task)
 
 
-async def retry(request: Request) -> Response:
-    return await _act(request, retry_task)
+@guarded
+async def retry(request: Request, settings: Settings) -> Response:
+    return await _act(request, settings, retry_task)

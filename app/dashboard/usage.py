@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from app.dashboard.pages import page
-from app.dashboard.routes import allowed
+from app.dashboard.routes import guarded
 from app.settings import Settings
 from app.store import Store, spend
 
@@ -59,10 +59,7 @@ def usage_view(store: Store, days: int = DAYS) -> str:
     return page("Model spend", body)
 
 
-async def usage_page(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    refused = allowed(request, settings)
-    if refused is not None:
-        return refused
+@guarded
+async def usage_page(request: Request, settings: Settings) -> Response:
     store: Store = request.app.state.intake.store
     return HTMLResponse(await run_in_threadpool(usage_view, store))

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 
+from app.budget import dollars
 from app.store.keys import task_key, text
 
 KINDS = ("input", "output", "cached", "cache_write")
@@ -24,20 +25,9 @@ def day_of(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
 
 
-def _task_key(task_id: str, run: int) -> str:
-    return f"fh:spend:task:{task_id}:{run}"
-
-
-def _day_key(day: str) -> str:
-    return f"fh:spend:day:{day}"
-
-
-def _installation_key(installation: int, day: str) -> str:
-    return f"fh:spend:installation:{installation}:{day}"
-
-
-def _repo_key(repo: str, day: str) -> str:
-    return f"fh:spend:repo:{repo}:{day}"
+def _key(kind: str, *parts: object) -> str:
+    """A spend total's key: `task` (id, run), `day`, `installation` (id, day), `repo` (day)."""
+    return ":".join(["fh:spend", kind, *map(str, parts)])
 
 
 @dataclass(frozen=True)
@@ -56,7 +46,7 @@ class Spend:
 
     def label(self) -> str:
         """`$0.42 · 1.2M tokens`, saying so when some calls' cost is unknown."""
-        cost = f"${self.cost:.2f}"
+        cost = dollars(self.cost)
         if self.unknown:
             calls = f"{self.unknown} call" + ("s" if self.unknown != 1 else "")
             cost += f" + unknown ({calls} of an unpriced model)"
@@ -125,11 +115,11 @@ class Call:
 def record(redis: Redis, call: Call, at: float | None = None) -> None:
     day = day_of(time.time() if at is None else at)
     where = call.where
-    task = _task_key(where.task_id, where.run)
+    task = _key("task", where.task_id, where.run)
     group = f"{where.repo}\t{where.agent}"
     with redis.pipeline(transaction=True) as pipe:
         for prefix, key in (
-            ("", task), (f"attempt:{where.attempt}:", task), (f"{group}\t", _day_key(day)),
+            ("", task), (f"attempt:{where.attempt}:", task), (f"{group}\t", _key("day", day)),
             (f"{group}\t", TOTALS),
         ):  # fmt: skip
             for kind, amount in zip(KINDS, call.tokens, strict=True):
@@ -142,12 +132,12 @@ def record(redis: Redis, call: Call, at: float | None = None) -> None:
                 pipe.hincrbyfloat(key, prefix + "cost", call.cost)
         # The day's totals a budget is checked against, as counters: admitting a call reads
         # them, never the day's whole table.
-        for key in (_installation_key(where.installation, day), _repo_key(where.repo, day)):
+        for key in (_key("installation", where.installation, day), _key("repo", where.repo, day)):
             if call.cost is not None:
                 pipe.incrbyfloat(key, call.cost)
             pipe.expire(key, 3 * 86400)
         pipe.expire(task, DAYS_KEPT * 86400)
-        pipe.expire(_day_key(day), DAYS_KEPT * 86400)
+        pipe.expire(_key("day", day), DAYS_KEPT * 86400)
         pipe.execute()
 
 
@@ -158,14 +148,14 @@ def _fields(redis: Redis, key: str) -> dict[str, str]:
 def task_spend(redis: Redis, task_id: str, run: int, attempt: int | None = None) -> Spend:
     """A task's run's spend, or one attempt's of it."""
     prefix = "" if attempt is None else f"attempt:{attempt}:"
-    return _spend(_fields(redis, _task_key(task_id, run)), prefix)
+    return _spend(_fields(redis, _key("task", task_id, run)), prefix)
 
 
 def tasks_spend(redis: Redis, runs: Iterable[tuple[str, int]]) -> list[Spend]:
     """Several tasks' runs' spend in one round trip."""
     with redis.pipeline(transaction=False) as pipe:
         for task_id, run in runs:
-            pipe.hgetall(_task_key(task_id, run))
+            pipe.hgetall(_key("task", task_id, run))
         raw = pipe.execute()
     return [_spend({text(k): text(v) for k, v in r.items()}) for r in raw]
 
@@ -202,10 +192,10 @@ def spent(
     """What a budget is checked against, in one round trip (`run`: a task's run, else 0)."""
     day = day_of(time.time() if at is None else at)
     with redis.pipeline(transaction=False) as pipe:
-        pipe.get(_installation_key(installation, day))
-        pipe.get(_repo_key(repo, day))
+        pipe.get(_key("installation", installation, day))
+        pipe.get(_key("repo", repo, day))
         if run is not None:
-            pipe.hget(_task_key(*run), "cost")
+            pipe.hget(_key("task", *run), "cost")
         found = pipe.execute()
     costs = [float(text(v)) if v is not None else 0.0 for v in found]
     return Spent(costs[2] if run is not None else 0.0, costs[0], costs[1])
@@ -235,7 +225,7 @@ def by_day(redis: Redis, days: int, now: float | None = None) -> list[Row]:
     wanted = [(today - timedelta(days=n)).isoformat() for n in range(min(days, DAYS_KEPT))]
     with redis.pipeline(transaction=False) as pipe:
         for day in wanted:
-            pipe.hgetall(_day_key(day))
+            pipe.hgetall(_key("day", day))
         raw = pipe.execute()
     rows: list[Row] = []
     for day, fields in zip(wanted, raw, strict=True):
@@ -261,7 +251,7 @@ def cost_cell(used: Spend) -> str:
     """A task's cost in a table: `$0.42`, `-` before any call, `$0.42+?` with unknown ones."""
     if not used.calls:
         return "-"
-    return f"${used.cost:.2f}" + ("+?" if used.unknown else "")
+    return dollars(used.cost) + ("+?" if used.unknown else "")
 
 
 def usage_table(rows: list[Row]) -> list[str]:

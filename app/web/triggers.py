@@ -237,13 +237,9 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
             return _plan_task(payload, facts, number)
         if label != facts.trigger_label:
             return ignore(f"label {label} is not {facts.trigger_label}")
-        if _opt(payload, "issue.pull_request", dict) is not None:
-            return ignore("the trigger label is for issues, not pull requests")
-        if _get(payload, "issue.state", str) != "open":
-            return ignore("issue is not open")
-        blocked = _sender_block(payload, facts)
-        if blocked:
-            return ignore(blocked)
+        unfit = _unfit_issue(payload, facts, "the trigger label is for issues, not pull requests")
+        if unfit:
+            return ignore(unfit)
         return _task(payload, facts, Kind.ISSUE, number, _get(payload, "sender.login", str))
     if action == "unlabeled":
         label = _get(payload, "label.name", str)
@@ -257,15 +253,21 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
     return ignore(f"issues.{action} is not a trigger")
 
 
+def _unfit_issue(payload: Payload, facts: Facts, on_pull_request: str) -> str | None:
+    """Why this issue may not start work (`on_pull_request` when it is a pull request), or
+    None."""
+    if _opt(payload, "issue.pull_request", dict) is not None:
+        return on_pull_request
+    if _get(payload, "issue.state", str) != "open":
+        return "issue is not open"
+    return _sender_block(payload, facts)
+
+
 def _plan_task(payload: Payload, facts: Facts, number: int, comment_id: int = 0) -> Decision:
     """An epic asks for a plan: by its label, or by a `/agent plan` comment."""
-    if _opt(payload, "issue.pull_request", dict) is not None:
-        return ignore("plans are made for issues, not pull requests")
-    if _get(payload, "issue.state", str) != "open":
-        return ignore("issue is not open")
-    blocked = _sender_block(payload, facts)
-    if blocked:
-        return ignore(blocked)
+    unfit = _unfit_issue(payload, facts, "plans are made for issues, not pull requests")
+    if unfit:
+        return ignore(unfit)
     sender = _get(payload, "sender.login", str)
     return _task(payload, facts, Kind.PLAN, number, sender, comment_id=comment_id)
 
@@ -291,12 +293,7 @@ def _plan_edited(payload: Payload, facts: Facts) -> Decision:
     )  # fmt: skip
 
 
-def _issue_comment(payload: Payload, facts: Facts) -> Decision:
-    action = _get(payload, "action", str)
-    if action == "edited":
-        return _plan_edited(payload, facts)
-    if action != "created":
-        return ignore(f"issue_comment.{action} is not a trigger")
+def _comment_created(payload: Payload, facts: Facts) -> Decision:
     body = _get(payload, "comment.body", str)
     verb = command_verb(body, facts.command_prefix)
     if verb is None:
@@ -393,10 +390,7 @@ def _pull_request(payload: Payload, facts: Facts) -> Decision:
     return Decision(actions=(cancel, *closed.actions, wake))
 
 
-def _pull_request_review(payload: Payload, facts: Facts) -> Decision:
-    action = _get(payload, "action", str)
-    if action != "submitted":
-        return ignore(f"pull_request_review.{action} is not a trigger")
+def _review_submitted(payload: Payload, facts: Facts) -> Decision:
     state = _get(payload, "review.state", str).lower()
     if state not in REVIEW_STATES:
         return ignore(f"a review that is {state} asks for no change")
@@ -446,10 +440,7 @@ def _ci_task(
     )
 
 
-def _check_suite(payload: Payload, facts: Facts) -> Decision:
-    action = _get(payload, "action", str)
-    if action != "completed":
-        return ignore(f"check_suite.{action} is not a trigger")
+def _suite_completed(payload: Payload, facts: Facts) -> Decision:
     conclusion = _opt(payload, "check_suite.conclusion", str)
     # Before green is believed: forgehand's own check passing says nothing of CI.
     if facts.app_id is not None and _opt(payload, "check_suite.app.id", int) == facts.app_id:
@@ -461,14 +452,20 @@ def _check_suite(payload: Payload, facts: Facts) -> Decision:
     return _suite_task(payload, facts)
 
 
-def _suite_task(payload: Payload, facts: Facts) -> Decision:
+def _checks_task(payload: Payload, facts: Facts, part: str, branch_at: str) -> Decision:
+    """The CI task of a check suite or run: `part` is the payload's, `branch_at` where its
+    branch is named."""
     return _ci_task(
         payload,
         facts,
-        _get(payload, "check_suite.head_sha", str),
-        _opt(payload, "check_suite.head_branch", str),
-        _opt(payload, "check_suite.pull_requests", list) or [],
+        _get(payload, f"{part}.head_sha", str),
+        _opt(payload, branch_at, str),
+        _opt(payload, f"{part}.pull_requests", list) or [],
     )
+
+
+def _suite_task(payload: Payload, facts: Facts) -> Decision:
+    return _checks_task(payload, facts, "check_suite", "check_suite.head_branch")
 
 
 def _green(payload: Payload, facts: Facts) -> Decision:
@@ -480,24 +477,13 @@ def _green(payload: Payload, facts: Facts) -> Decision:
     return Decision(actions=(reset, CiSettled(replace(task, kind=Kind.VERDICT))))
 
 
-def _check_run(payload: Payload, facts: Facts) -> Decision:
-    action = _get(payload, "action", str)
-    if action == "rerequested":
-        return _rerun(payload, facts)
-    if action != "completed":
-        return ignore(f"check_run.{action} is not a trigger")
+def _run_completed(payload: Payload, facts: Facts) -> Decision:
     conclusion = _opt(payload, "check_run.conclusion", str)
     if conclusion not in FAILING_CONCLUSIONS:
         return ignore(f"check run concluded {conclusion}")
     if facts.app_id is not None and _opt(payload, "check_run.app.id", int) == facts.app_id:
         return ignore("check run created by the App itself")
-    return _ci_task(
-        payload,
-        facts,
-        _get(payload, "check_run.head_sha", str),
-        _opt(payload, "check_run.check_suite.head_branch", str),
-        _opt(payload, "check_run.pull_requests", list) or [],
-    )
+    return _checks_task(payload, facts, "check_run", "check_run.check_suite.head_branch")
 
 
 def _rerun(payload: Payload, facts: Facts) -> Decision:
@@ -583,13 +569,32 @@ def _installation_repositories(payload: Payload, facts: Facts) -> Decision:
     return Decision(actions=(InstallationChange(installation, added=added, removed=removed),))
 
 
-_HANDLERS: dict[str, Callable[[Payload, Facts], Decision]] = {
+Handler = Callable[[Payload, Facts], Decision]
+
+
+def _by_action(event: str, handlers: Mapping[str, Handler]) -> Handler:
+    """The handler of an event whose actions each have their own; other actions are not
+    triggers."""
+
+    def handle(payload: Payload, facts: Facts) -> Decision:
+        action = _get(payload, "action", str)
+        handler = handlers.get(action)
+        if handler is None:
+            return ignore(f"{event}.{action} is not a trigger")
+        return handler(payload, facts)
+
+    return handle
+
+
+_HANDLERS: dict[str, Handler] = {
     "issues": _issues,
-    "issue_comment": _issue_comment,
+    "issue_comment": _by_action(
+        "issue_comment", {"created": _comment_created, "edited": _plan_edited}
+    ),
     "pull_request": _pull_request,
-    "pull_request_review": _pull_request_review,
-    "check_suite": _check_suite,
-    "check_run": _check_run,
+    "pull_request_review": _by_action("pull_request_review", {"submitted": _review_submitted}),
+    "check_suite": _by_action("check_suite", {"completed": _suite_completed}),
+    "check_run": _by_action("check_run", {"completed": _run_completed, "rerequested": _rerun}),
     "status": _status,
     "push": _push,
     "installation": _installation_event,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.agents.presets import PRESETS
-from jobs.boundary import disk_used
+from jobs.boundary import disk_used, kill_group, spawn
 from jobs.errors import AgentConfigError
 
 # What an agent may inherit from the worker's environment besides AGENT_ENV names.
@@ -181,15 +181,13 @@ def run(
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        proc = subprocess.Popen(
-            list(argv),
+        proc = spawn(
+            argv,
             cwd=workdir,
-            env=dict(env),
+            env=env,
+            preexec=preexec,
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec,
         )
     except FileNotFoundError:
         raise AgentConfigError(f"agent program not found: {argv[0]}") from None
@@ -204,7 +202,7 @@ def run(
             render, disk,
         )  # fmt: skip
     finally:
-        _kill_group(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid, signal.SIGKILL)
         # Reaped here too when the run was interrupted (a hand-back), not only at its end.
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
@@ -325,7 +323,7 @@ def _supervise(
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=POLL)
     # Children the agent left running would hold the output pipe open; they go too.
-    _kill_group(proc.pid, signal.SIGKILL)
+    kill_group(proc.pid, signal.SIGKILL)
     threads[1].join(timeout=10)
     stdout.close()
     flush()
@@ -356,17 +354,12 @@ def _cut(line: str) -> str:
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    _kill_group(proc.pid, signal.SIGTERM)
+    kill_group(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=KILL_GRACE)
     except subprocess.TimeoutExpired:
-        _kill_group(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid, signal.SIGKILL)
         proc.wait()
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def kill_recorded(pgid_file: Path) -> bool:
@@ -375,6 +368,6 @@ def kill_recorded(pgid_file: Path) -> bool:
         pgid = int(pgid_file.read_text().strip())
     except (OSError, ValueError):
         return False
-    _kill_group(pgid, signal.SIGKILL)
+    kill_group(pgid, signal.SIGKILL)
     pgid_file.unlink(missing_ok=True)
     return True

@@ -7,6 +7,7 @@ May import app.settings, app.parsing, jobs.errors and jobs.workspace; nothing el
 """
 
 from jobs.boundary import handoff, protected
+from jobs.boundary.bounded import kill_group, spawn
 from jobs.boundary.gateway import Admit, Gateway, Meter, agent_variables, new_placeholder, upstreams
 from jobs.boundary.handoff import EXCLUDES
 from jobs.boundary.own_git import GitError, git, git_capped
@@ -34,9 +35,11 @@ __all__ = [
     "git",
     "git_capped",
     "handoff",
+    "kill_group",
     "new_placeholder",
     "printable",
     "protected",
     "redactor_for",
+    "spawn",
     "upstreams",
 ]

@@ -26,6 +26,29 @@ class Output:
     timed_out: bool
 
 
+def spawn(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    preexec: Callable[[], None] | None,
+    stdin: int,
+    stderr: int,
+) -> subprocess.Popen[bytes]:
+    """Start `argv` with its stdout piped, in a session of its own: its process group holds
+    all it starts, so that `kill_group` can end every one of them."""
+    return subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        start_new_session=True,
+        preexec_fn=preexec,
+    )
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -39,15 +62,8 @@ def run(
     """Run `argv`, keeping at most `limit` bytes of its stdout (in memory, or written to
     `sink`) and the last STDERR_LIMIT bytes of its stderr; past the limit or the timeout its
     whole process group is killed."""
-    proc = subprocess.Popen(
-        list(argv),
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=preexec,
+    proc = spawn(
+        argv, cwd=cwd, env=env, preexec=preexec, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     assert proc.stdout is not None and proc.stderr is not None
     errors = bytearray()
@@ -61,7 +77,7 @@ def run(
 
     def expire() -> None:
         timed_out.set()
-        _kill(proc)
+        kill_group(proc.pid, signal.SIGKILL)
 
     reader = threading.Thread(target=drain_stderr, daemon=True)
     reader.start()
@@ -72,7 +88,7 @@ def run(
         while chunk := os.read(proc.stdout.fileno(), CHUNK):
             if size + len(chunk) > limit:
                 cut = True
-                _kill(proc)
+                kill_group(proc.pid, signal.SIGKILL)
                 break
             size += len(chunk)
             if sink is not None:
@@ -84,7 +100,7 @@ def run(
     finally:
         timer.cancel()
         if proc.poll() is None:
-            _kill(proc)
+            kill_group(proc.pid, signal.SIGKILL)
             proc.wait()
     reader.join(timeout=5)
     proc.stderr.close()
@@ -92,6 +108,7 @@ def run(
     return Output(bytes(kept), text, returncode, cut, timed_out.is_set())
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(pgid: int, sig: signal.Signals) -> None:
+    """Signal a process group; one already gone, or no longer ours to signal, is passed over."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pgid, sig)

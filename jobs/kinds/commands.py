@@ -12,18 +12,14 @@ from app.store import spend
 from app.tasks import Kind, Task
 from app.web import command_verb
 from jobs.agents import prompts
+from jobs.kinds.asked import Asked, push_asked
 from jobs.kinds.resolve import open_pull_request, resolve_issue
 from jobs.lock import pull_request_lock
 from jobs.pipeline import (
     Context,
-    change_pull_request,
-    check_run_for,
     prepare,
     read_pull,
-    reported,
-    status_for,
 )
-from jobs.report import checked
 from jobs.report import words as report
 
 
@@ -59,31 +55,17 @@ def run_command(task: Task, ctx: Context) -> str:
         if pr.state != "open":
             _reply(api, task, "This pull request is closed; nothing was done.")
             return "closed"
-        status = status_for(api, ctx, task)
-        with (
-            reported(status, ctx, task),
-            checked(check_run_for(api, ctx, task, pr.head_sha)) as check,
-        ):
-            status.update(f"⏳ Working on @{task.sender}'s request…")
-            prompt = prompts.instructions_prompt(task.repo, task.number, task.sender, instructions)
-            change = change_pull_request(
-                task, ctx, api, repo, pr, prompt, f"Apply request by {task.sender}", check
-            )
-            # Redacted before `quote` keeps only its end, which could cut a secret in two.
-            tail = status.redactor.text(change.result.summary)
-            summary = report.quote(tail) if tail.strip() else ""
-            if change.head:
-                headline = f"✅ Pushed `{change.head[:7]}` for @{task.sender}."
-            else:
-                headline = f"@{task.sender}: " + change.result.nothing_done("nothing was pushed")
-            if change.head:
-                lead = report.pushed_lead(headline)
-                ctx.store.note_pushed(task.repo_id, task.number, change.head, task.id, lead)
-            check.finish(
-                "success" if change.head else "neutral",
-                report.pushed_title(headline, change.head), summary, change.result.tail,
-            )  # fmt: skip
-        status.update(headline, summary)
+        sender = task.sender
+        asked = Asked(
+            f"⏳ Working on @{sender}'s request…",
+            prompts.instructions_prompt(task.repo, task.number, sender, instructions),
+            f"Apply request by {sender}",
+            lambda head: f"✅ Pushed `{head}` for @{sender}.",
+            f"@{sender}: ",
+        )
+        done = push_asked(task, ctx, api, repo, pr, asked)
+        done.status.update(done.headline, done.summary)
+        change = done.change
         return f"pushed {change.head[:7]}" if change.head else "no change"
 
 

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from app.tasks import Task
 from jobs.agents import prompts
+from jobs.kinds.asked import Asked, push_asked
 from jobs.lock import pull_request_lock
 from jobs.pipeline import (
     Context,
-    change_pull_request,
-    check_run_for,
     prepare,
     read_pull,
-    reported,
-    status_for,
 )
-from jobs.report import checked
-from jobs.report import words as report
 
 
 def address_review(task: Task, ctx: Context) -> str:
@@ -38,34 +33,22 @@ def address_review(task: Task, ctx: Context) -> str:
             for c in comments
         ]  # fmt: skip
         prompt = prompts.review_prompt(task.repo, task.number, reviewer, review.get("body"), notes)
-        status = status_for(api, ctx, task)
-        with (
-            reported(status, ctx, task),
-            checked(check_run_for(api, ctx, task, pr.head_sha)) as check,
-        ):
-            status.update(f"⏳ Addressing @{reviewer}'s review…")
-            change = change_pull_request(
-                task, ctx, api, repo, pr, prompt, f"Address review by {reviewer}", check
-            )
-            if change.head:
-                reply = f"Addressed in {change.head[:7]}."
-                headline = f"✅ @{reviewer}: pushed `{change.head[:7]}` for your review."
-            else:
-                reply = "Looked at this; the agent made no change for it (see its summary below)."
-                headline = f"@{reviewer}: " + change.result.nothing_done("nothing was pushed")
-            summary = status.redactor.text(change.result.summary).strip()
-            if change.head:
-                lead = report.pushed_lead(headline)
-                ctx.store.note_pushed(task.repo_id, task.number, change.head, task.id, lead)
-            check.finish(
-                "success" if change.head else "neutral",
-                report.pushed_title(headline, change.head), report.quote(summary),
-                change.result.tail,
-            )  # fmt: skip
+        asked = Asked(
+            f"⏳ Addressing @{reviewer}'s review…",
+            prompt,
+            f"Address review by {reviewer}",
+            lambda head: f"✅ @{reviewer}: pushed `{head}` for your review.",
+            f"@{reviewer}: ",
+        )
+        done = push_asked(task, ctx, api, repo, pr, asked)
+        change = done.change
+        if change.head:
+            reply = f"Addressed in {change.head[:7]}."
+        else:
+            reply = "Looked at this; the agent made no change for it (see its summary below)."
         # GitHub threads a reply under the thread's first comment only.
         roots = dict.fromkeys(c.get("in_reply_to_id") or c["id"] for c in comments)
         for root in roots:
             api.post(f"{base}/comments/{root}/replies", {"body": reply})
-        # Redacted before `quote` keeps only its end, which could cut a secret in two.
-        status.update(headline, report.quote(summary) if summary else "")
+        done.status.update(done.headline, done.summary)
         return f"pushed {change.head[:7]}" if change.head else "no change"

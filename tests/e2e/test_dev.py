@@ -3,11 +3,13 @@ a signed delivery over HTTP, a fake GitHub served over HTTP, a real agent proces
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -77,33 +79,41 @@ def test_labelled_issue_posted_to_dev_becomes_a_pull_request(tmp_path: Path) -> 
     assert not (tmp_path / ".forgehand" / "dev-redis-url").exists()
 
 
-def _start_dev(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
-    """`forgehand dev` in a session of its own (as a terminal runs it), with an embedded Redis."""
+@contextlib.contextmanager
+def _dev(tmp_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`forgehand dev` in a session of its own (as a terminal runs it), with an embedded Redis;
+    killed on the way out if a test left it running."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "APP_ID", "PRIVATE_KEY")}
     env |= {"WEBHOOK_SECRET": p.SECRET, "PORT": str(port), "PYTHONPATH": str(ROOT),
             "WORKSPACES_DIR": str(tmp_path / "ws")}  # fmt: skip
-    return subprocess.Popen(
+    dev = subprocess.Popen(
         [sys.executable, "-m", "app", "dev"], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
-
-
-def test_ctrl_c_stops_dev_cleanly_with_its_urls_printed(tmp_path: Path) -> None:
-    port = free_port()
-    dev = _start_dev(tmp_path, port)
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _healthy(url), "forgehand dev did not come up")
-        pointer = tmp_path / ".forgehand" / "dev-redis-url"
-        redis_socket = Path(pointer.read_text().split("?")[0].removeprefix("unix://"))
-        # What a terminal's Ctrl-C does: SIGINT to the whole foreground process group.
-        os.killpg(dev.pid, signal.SIGINT)
-        output, _ = dev.communicate(timeout=30)
+        yield dev
     finally:
         if dev.poll() is None:
             dev.kill()
             dev.wait()
-    text = output.decode()
+
+
+def _ctrl_c(dev: subprocess.Popen[bytes]) -> str:
+    """What a terminal's Ctrl-C does: SIGINT to the whole foreground process group; `dev`'s
+    output to its end."""
+    os.killpg(dev.pid, signal.SIGINT)
+    output, _ = dev.communicate(timeout=30)
+    return output.decode()
+
+
+def test_ctrl_c_stops_dev_cleanly_with_its_urls_printed(tmp_path: Path) -> None:
+    port = free_port()
+    with _dev(tmp_path, port) as dev:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _healthy(url), "forgehand dev did not come up")
+        pointer = tmp_path / ".forgehand" / "dev-redis-url"
+        redis_socket = Path(pointer.read_text().split("?")[0].removeprefix("unix://"))
+        text = _ctrl_c(dev)
     assert dev.returncode == 130, text
     assert "Traceback" not in text, text
     for line in (f"webhook:   {url}/api/github/webhooks", f"dashboard: {url}/",
@@ -117,20 +127,13 @@ def test_ctrl_c_while_the_worker_is_starting_prints_no_traceback(tmp_path: Path)
     """Ctrl-C at once, while `dev`'s worker is still starting (in the terminal's process group
     until it makes a session of its own): nothing it says is a traceback, and it leaves nothing
     running (a worker left behind would hold its output open: `communicate` would time out)."""
-    dev = _start_dev(tmp_path, free_port())
-    assert dev.stdout is not None
-    try:
+    with _dev(tmp_path, free_port()) as dev:
+        assert dev.stdout is not None
         seen = []
         for line in dev.stdout:  # printed just after the worker's process is started
             seen.append(line.decode())
             if line.startswith(b"forgehand dev on"):
                 break
-        os.killpg(dev.pid, signal.SIGINT)
-        output, _ = dev.communicate(timeout=30)
-    finally:
-        if dev.poll() is None:
-            dev.kill()
-            dev.wait()
-    text = "".join(seen) + output.decode()
+        text = "".join(seen) + _ctrl_c(dev)
     assert "Traceback" not in text, text
     assert dev.returncode == 130, text

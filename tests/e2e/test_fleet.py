@@ -4,28 +4,20 @@ disjoint, one colliding, one dependent — to merge."""
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 from app.settings import parse
 from simulator import fleet
 from simulator.github import git_out
-from simulator.sandbox import Stack, run
-from tests.e2e.test_loop import ROOT
-
-FLEET_AGENT = [sys.executable, str(ROOT / "simulator" / "demo_agent.py"), "fleet"]
+from simulator.sandbox import FLEET_AGENT, Stack, run
 
 
 def test_a_fan_out_of_four_issues_plays_through_to_merge(tmp_path: Path) -> None:
     with Stack(parse({}), tmp_path / "sandbox", FLEET_AGENT, fleet.FILES) as stack:
         sim = stack.sim
 
-        def state_of(task_id: str) -> str | None:
-            record = stack.store.get(task_id)
-            return record.state.value if record else None
-
         said: list[str] = []
-        story = fleet.Story(sim, state_of, said.append, 120)
+        story = fleet.Story(sim, stack.state_of, said.append, 120)
         played = story.play(sim.repo_id)
         pulls, dependent = played["pulls"], played["dependent"]
         # The collision was flagged on both before either merged, with the order: #3's pull
@@ -52,13 +44,26 @@ def test_a_fan_out_of_four_issues_plays_through_to_merge(tmp_path: Path) -> None
         assert {d.status for d in sim.deliveries} <= {202}
 
 
-def test_the_fleet_sandbox_narrates_the_story(tmp_path: Path) -> None:
+def assert_narrates(tmp_path: Path, story: str, lines: tuple[str, ...]) -> None:
+    """`forgehand sandbox <story>` plays through and says each of `lines`."""
     out = io.StringIO()
     # The sandbox waits as long as AGENT_TIMEOUT allows each attempt (two hours by default):
     # a story that stalls fails here in minutes instead.
     settings = parse({"AGENT_TIMEOUT": "60"})
-    assert run(settings, "fleet", tmp_path / "sandbox", out) == 0, out.getvalue()
+    assert run(settings, story, tmp_path / "sandbox", out) == 0, out.getvalue()
     told = out.getvalue()
-    for line in ("#4 waits: it is blocked by #2", "both change calc.py; suggested merge order",
-                 "now conflicts with main", "all four issues are done"):  # fmt: skip
+    for line in lines:
         assert line in told, told
+
+
+def test_the_fleet_sandbox_narrates_the_story(tmp_path: Path) -> None:
+    assert_narrates(
+        tmp_path,
+        "fleet",
+        (
+            "#4 waits: it is blocked by #2",
+            "both change calc.py; suggested merge order",
+            "now conflicts with main",
+            "all four issues are done",
+        ),
+    )

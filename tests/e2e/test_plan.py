@@ -3,30 +3,22 @@ sub-issues, run as a fleet to merge, with the plan comment following it."""
 
 from __future__ import annotations
 
-import io
-import sys
 from pathlib import Path
 
 from app.settings import parse
 from simulator import fleet
 from simulator.github import git_out
 from simulator.plan_story import EPIC, EPIC_BODY, EPIC_TITLE, PlanStory
-from simulator.sandbox import Stack, run
-from tests.e2e.test_loop import ROOT
-
-FLEET_AGENT = [sys.executable, str(ROOT / "simulator" / "demo_agent.py"), "fleet"]
+from simulator.sandbox import FLEET_AGENT, Stack
+from tests.e2e.test_fleet import assert_narrates
 
 
 def test_an_epic_becomes_a_plan_then_a_fleet_that_merges(tmp_path: Path) -> None:
     with Stack(parse({}), tmp_path / "sandbox", FLEET_AGENT, fleet.FILES) as stack:
         sim = stack.sim
 
-        def state_of(task_id: str) -> str | None:
-            record = stack.store.get(task_id)
-            return record.state.value if record else None
-
         said: list[str] = []
-        played = PlanStory(sim, state_of, said.append, 120).play(sim.repo_id)
+        played = PlanStory(sim, stack.state_of, said.append, 120).play(sim.repo_id)
         rows = played["rows"]
         gh = sim.sim
         # One issue per row, each a sub-issue of the epic, filed once; docs blocked by fix-add.
@@ -53,16 +45,17 @@ def test_an_epic_becomes_a_plan_then_a_fleet_that_merges(tmp_path: Path) -> None
 
 
 def test_the_plan_sandbox_narrates_the_story(tmp_path: Path) -> None:
-    out = io.StringIO()
-    # The sandbox waits as long as AGENT_TIMEOUT allows each attempt (two hours by default):
-    # a story that stalls fails here in minutes instead.
-    settings = parse({"AGENT_TIMEOUT": "60"})
-    assert run(settings, "plan", tmp_path / "sandbox", out) == 0, out.getvalue()
-    told = out.getvalue()
-    for line in ("labels it `agent:plan`", "the agent's plan, checked by forgehand (3 rows)",
-                 "as sub-issues of #2", "as the plan predicted", "Every row's pull request is "
-                 "merged"):  # fmt: skip
-        assert line in told, told
+    assert_narrates(
+        tmp_path,
+        "plan",
+        (
+            "labels it `agent:plan`",
+            "the agent's plan, checked by forgehand (3 rows)",
+            "as sub-issues of #2",
+            "as the plan predicted",
+            "Every row's pull request is merged",
+        ),
+    )
 
 
 def test_a_person_edits_the_plan_and_a_reader_cannot_approve_it(tmp_path: Path) -> None:

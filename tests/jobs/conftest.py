@@ -18,7 +18,7 @@ from redis import Redis
 from app.dispatch import Dispatcher, queue_for
 from app.github import App
 from app.store import Store, TaskRecord
-from app.tasks import Kind, Task
+from app.tasks import Kind, State, Task
 from jobs import pipeline
 from jobs.entry import execute, worker_settings
 from jobs.worker import work
@@ -76,6 +76,16 @@ class World:
         assert record.state.value == "done", record.error
         (number,) = self.github.pulls
         return number
+
+    def escalate_ci(self) -> tuple[int, TaskRecord]:
+        """CI fails on the pull request and its fix agent always fails: the pull request's
+        number, and its CI task's record once that task has handed it to a human."""
+        number = self.open_pull_request()
+        self.use_agent("fail")
+        self.github.add_check_run(self.github.head_sha(BRANCH), "tests")
+        record = self.run(self.ci_task(number))
+        assert record.state is State.ESCALATED, record.error
+        return number, record
 
     def ci_task(self, number: int, sha: str | None = None, branch: str = BRANCH) -> Task:
         sha = sha or self.github.head_sha(branch)

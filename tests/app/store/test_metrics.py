@@ -17,18 +17,27 @@ def metric_lines(client: TestClient) -> list[str]:
     return [line for line in response.text.splitlines() if not line.startswith("#")]
 
 
+def assert_serves(client: TestClient, *expected: str) -> None:
+    """/metrics has each of the `expected` lines."""
+    lines = metric_lines(client)
+    missing = [line for line in expected if line not in lines]
+    assert not missing, (missing, lines)
+
+
 def test_deliveries_by_event_and_outcome(redis: Redis) -> None:
     with make_client(redis) as client:
         post(client, "issues", p.issues(), "m-1")
         post(client, "issues", p.issues(), "m-1")
         post(client, "issues", p.issues(label="bug"))
         client.post(PATH, content=b"{}", headers={"X-GitHub-Event": "evil\nheader"})
-        lines = metric_lines(client)
-    assert 'forgehand_deliveries_total{event="issues",outcome="queued"} 1.0' in lines
-    assert 'forgehand_deliveries_total{event="issues",outcome="duplicate"} 1.0' in lines
-    assert 'forgehand_deliveries_total{event="issues",outcome="ignored"} 1.0' in lines
-    assert 'forgehand_deliveries_total{event="other",outcome="rejected"} 1.0' in lines
-    assert "forgehand_queue_depth 1.0" in lines
+        assert_serves(
+            client,
+            'forgehand_deliveries_total{event="issues",outcome="queued"} 1.0',
+            'forgehand_deliveries_total{event="issues",outcome="duplicate"} 1.0',
+            'forgehand_deliveries_total{event="issues",outcome="ignored"} 1.0',
+            'forgehand_deliveries_total{event="other",outcome="rejected"} 1.0',
+            "forgehand_queue_depth 1.0",
+        )
 
 
 def test_tasks_agent_durations_and_escalations(redis: Redis) -> None:
@@ -36,12 +45,14 @@ def test_tasks_agent_durations_and_escalations(redis: Redis) -> None:
     observe_agent(redis, 12.5)
     observe_agent(redis, 4000)
     with make_client(redis) as client:
-        lines = metric_lines(client)
-    assert 'forgehand_tasks_total{kind="issue",outcome="done"} 1.0' in lines
-    assert 'forgehand_agent_duration_seconds_bucket{le="15.0"} 1.0' in lines
-    assert 'forgehand_agent_duration_seconds_bucket{le="+Inf"} 2.0' in lines
-    assert "forgehand_agent_duration_seconds_sum 4012.5" in lines
-    assert "forgehand_escalations_total 0.0" in lines
+        assert_serves(
+            client,
+            'forgehand_tasks_total{kind="issue",outcome="done"} 1.0',
+            'forgehand_agent_duration_seconds_bucket{le="15.0"} 1.0',
+            'forgehand_agent_duration_seconds_bucket{le="+Inf"} 2.0',
+            "forgehand_agent_duration_seconds_sum 4012.5",
+            "forgehand_escalations_total 0.0",
+        )
 
 
 def test_tasks_by_their_state_now(redis: Redis) -> None:
@@ -53,8 +64,10 @@ def test_tasks_by_their_state_now(redis: Redis) -> None:
             pipe.execute()
         store.set_state(task.id, state, "why")
     with make_client(redis) as client:
-        lines = metric_lines(client)
-    assert 'forgehand_task_states{state="escalated"} 2.0' in lines
-    assert 'forgehand_task_states{state="failed"} 1.0' in lines
-    assert 'forgehand_task_states{state="queued"} 0.0' in lines
-    assert 'forgehand_task_states{state="done"} 0.0' in lines
+        assert_serves(
+            client,
+            'forgehand_task_states{state="escalated"} 2.0',
+            'forgehand_task_states{state="failed"} 1.0',
+            'forgehand_task_states{state="queued"} 0.0',
+            'forgehand_task_states{state="done"} 0.0',
+        )

@@ -29,6 +29,13 @@ def test_issue_labelled_with_trigger_makes_one_issue_task() -> None:
     )
 
 
+def assert_starts_nothing(event: str, payload: dict[str, Any], reason: str) -> None:
+    """`event` starts nothing, and the decision says why in words holding `reason`."""
+    decision = decide(event, payload, FACTS)
+    assert decision.actions == ()
+    assert decision.ignored is not None and reason in decision.ignored
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
@@ -39,9 +46,7 @@ def test_issue_labelled_with_trigger_makes_one_issue_task() -> None:
     ],
 )
 def test_issue_events_that_start_nothing(payload: dict[str, Any], reason: str) -> None:
-    decision = decide("issues", payload, FACTS)
-    assert decision.actions == ()
-    assert decision.ignored is not None and reason in decision.ignored
+    assert_starts_nothing("issues", payload, reason)
 
 
 def test_closed_issue_or_labelled_pull_request_starts_nothing() -> None:
@@ -162,9 +167,7 @@ def test_stop_command_cancels_then_acknowledges() -> None:
     ],
 )
 def test_comments_that_start_nothing(payload: dict[str, Any], reason: str) -> None:
-    decision = decide("issue_comment", payload, FACTS)
-    assert decision.actions == ()
-    assert reason in (decision.ignored or "")
+    assert_starts_nothing("issue_comment", payload, reason)
 
 
 def test_edited_comment_is_not_a_trigger() -> None:
@@ -228,9 +231,7 @@ def test_commented_review_counts_even_without_body() -> None:
     ],
 )
 def test_reviews_that_start_nothing(payload: dict[str, Any], reason: str) -> None:
-    decision = decide("pull_request_review", payload, FACTS)
-    assert decision.actions == ()
-    assert reason in (decision.ignored or "")
+    assert_starts_nothing("pull_request_review", payload, reason)
 
 
 def test_review_comment_events_are_handled_through_their_review() -> None:
@@ -274,9 +275,7 @@ def test_failing_conclusions(conclusion: str) -> None:
     ],
 )
 def test_ci_events_that_start_nothing(event: str, payload: dict[str, Any], reason: str) -> None:
-    decision = decide(event, payload, FACTS)
-    assert decision.actions == ()
-    assert reason in (decision.ignored or "")
+    assert_starts_nothing(event, payload, reason)
 
 
 def test_the_apps_own_green_suite_resets_nothing() -> None:
@@ -310,9 +309,7 @@ def test_rerun_on_the_apps_check_run_is_a_rerun_task() -> None:
     ],
 )
 def test_reruns_that_start_nothing(payload: dict[str, Any], reason: str) -> None:
-    decision = decide("check_run", payload, FACTS)
-    assert decision.actions == ()
-    assert reason in (decision.ignored or "")
+    assert_starts_nothing("check_run", payload, reason)
 
 
 # --- installations and the rest -----------------------------------------------------------

@@ -24,6 +24,7 @@ from jobs.boundary.gateway import (
     upstreams,
 )
 from jobs.boundary.usage import Api, Usage
+from simulator.server import read_request
 from tests.agents.models.anthropic import FakeAnthropic
 from tests.agents.models.calc import FINAL
 from tests.agents.models.gemini import GeminiFake
@@ -212,16 +213,40 @@ def test_an_upstream_error_reaches_the_cli_as_sent() -> None:
     assert calls == []
 
 
-def read_request(conn: socket.socket) -> bytes:
-    """Read a whole request (closing with some of it unread would reset the connection)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-    while len(body) < length:
-        body += conn.recv(65536)
-    return head
+@contextlib.contextmanager
+def chat_call(url: str, placeholder: str, body: bytes) -> Iterator[http.client.HTTPResponse]:
+    """A Chat Completions call through the gateway at `url`, its answer left for the test to
+    read as it comes."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request(
+            "POST", "/openai/chat/completions", body, {"Authorization": f"Bearer {placeholder}"}
+        )
+        yield connection.getresponse()
+    finally:
+        connection.close()
+
+
+STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+
+
+def one_answer(first: bytes, then: threading.Event, rest: bytes) -> str:
+    """An upstream that answers one call with `first`, and with `rest` only once `then` is
+    set (or ten seconds have passed); its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                read_request(conn)
+                conn.sendall(first)
+                then.wait(10)
+                conn.sendall(rest)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 class Echo:
@@ -237,7 +262,7 @@ class Echo:
         with self.listener:
             conn, _ = self.listener.accept()
             with conn:
-                head = read_request(conn)
+                head, _ = read_request(conn)
                 echoed = head.replace(b"\r\n", b" | ")
                 conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nX-Echo: " + echoed + b"\r\n"
                              b"Connection: close\r\n\r\n")  # fmt: skip
@@ -293,30 +318,14 @@ def test_answers_pass_as_they_come() -> None:
     """The second piece is sent only once the client has the first: a gateway that buffered
     would never answer."""
     got_first = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def upstream() -> None:
-        with listener:
-            conn, _ = listener.accept()
-            with conn:
-                read_request(conn)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                             b"Connection: close\r\n\r\ndata: first\n\n")  # fmt: skip
-                got_first.wait(10)
-                conn.sendall(b"data: second\n\n")
-
-    threading.Thread(target=upstream, daemon=True).start()
-    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, _):
-        host, port = url.removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        connection.request("POST", "/openai/chat/completions", b"{}",
-                           {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
-        response = connection.getresponse()
+    base = one_answer(STREAM_HEAD + b"data: first\n\n", got_first, b"data: second\n\n")
+    with (
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, _),
+        chat_call(url, gw.placeholder, b"{}") as response,
+    ):
         assert response.read1(65536) == b"data: first\n\n"
         got_first.set()
         assert response.read() == b"data: second\n\n"
-        connection.close()
 
 
 def test_the_agent_gets_placeholders_and_gateway_urls_and_no_real_key() -> None:
@@ -454,24 +463,16 @@ def test_an_answer_the_agent_hangs_up_on_is_read_to_its_end_and_metered() -> Non
     """The upstream bills the whole answer whoever reads it: the agent's hanging up mid-stream
     must not make its call free."""
     hung_up = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
     reported = {"prompt_tokens": 7000, "completion_tokens": 900}
-
-    def upstream() -> None:
-        with listener:
-            conn, _ = listener.accept()
-            with conn:
-                read_request(conn)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                             b"Connection: close\r\n\r\ndata: first\n\n")  # fmt: skip
-                hung_up.wait(10)
-                # Megabytes more: the gateway's writes to the agent fail before the end.
-                piece = {"choices": [{"delta": {"content": "x" * 1000}}]}
-                conn.sendall(b"data: %s\n\n" % json.dumps(piece).encode() * 4096)
-                last = {"model": "gpt-4o", "choices": [], "usage": reported}
-                conn.sendall(b"data: %s\n\ndata: [DONE]\n\n" % json.dumps(last).encode())
-
-    threading.Thread(target=upstream, daemon=True).start()
+    # Megabytes more after the first event: the gateway's writes to the agent fail before the
+    # end.
+    piece = {"choices": [{"delta": {"content": "x" * 1000}}]}
+    last = {"model": "gpt-4o", "choices": [], "usage": reported}
+    rest = (
+        b"data: %s\n\n" % json.dumps(piece).encode() * 4096
+        + b"data: %s\n\ndata: [DONE]\n\n" % json.dumps(last).encode()
+    )
+    base = one_answer(STREAM_HEAD + b"data: first\n\n", hung_up, rest)
     metered = threading.Event()
     calls: list[Usage] = []
 
@@ -479,16 +480,11 @@ def test_an_answer_the_agent_hangs_up_on_is_read_to_its_end_and_metered() -> Non
         calls.append(usage)
         metered.set()
 
-    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
     found = upstreams({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base})
     with Gateway(found, new_placeholder(), lambda api, model: None, meter) as gw:
-        host, port = gw.listen().removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=10)
         body = json.dumps({"model": "gpt-4o", "stream": True, "messages": []})
-        connection.request("POST", "/openai/chat/completions", body,
-                           {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
-        assert connection.getresponse().read1(65536) == b"data: first\n\n"
-        connection.close()
+        with chat_call(gw.listen(), gw.placeholder, body.encode()) as response:
+            assert response.read1(65536) == b"data: first\n\n"
         hung_up.set()
         assert metered.wait(30)
     assert calls == [Usage("gpt-4o", input=7000, output=900)]
@@ -502,7 +498,6 @@ def test_a_key_split_across_reads_and_chunks_of_the_answer_is_hidden() -> None:
     """The upstream's chunked framing is undone before the key is looked for: a key cut in
     two by a chunk's end, and by the gateway's reads, is found all the same."""
     got_first = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
     event = b'data: {"said": "' + REAL.encode() + b'"}\n\n'
     cut = event.index(REAL.encode()) + 9
     usage = {
@@ -512,30 +507,21 @@ def test_a_key_split_across_reads_and_chunks_of_the_answer_is_hidden() -> None:
     }
     last = b"data: %s\n\ndata: [DONE]\n\n" % json.dumps(usage).encode()
 
-    def upstream() -> None:
-        with listener:
-            conn, _ = listener.accept()
-            with conn:
-                read_request(conn)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\n"
-                             + chunk(b"data: first\n\n") + chunk(event[:cut])[:-2])  # fmt: skip
-                got_first.wait(10)
-                small = b"".join(chunk(b"data: %d\n\n" % n) for n in range(1000))
-                conn.sendall(b"\r\n" + chunk(event[cut:]) + small + chunk(last) + b"0\r\n\r\n")
-
-    threading.Thread(target=upstream, daemon=True).start()
-    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls):
-        host, port = url.removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        connection.request("POST", "/openai/chat/completions", b'{"model": "gpt-4o"}',
-                           {"Authorization": f"Bearer {gw.placeholder}"})  # fmt: skip
-        response = connection.getresponse()
+    small = b"".join(chunk(b"data: %d\n\n" % n) for n in range(1000))
+    base = one_answer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunk(b"data: first\n\n")
+        + chunk(event[:cut])[:-2],
+        got_first,
+        b"\r\n" + chunk(event[cut:]) + small + chunk(last) + b"0\r\n\r\n",
+    )
+    with (
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls),
+        chat_call(url, gw.placeholder, b'{"model": "gpt-4o"}') as response,
+    ):
         first = response.read1(65536)
         got_first.set()
         answer = first + response.read()
-        connection.close()
     small = b"".join(b"data: %d\n\n" % n for n in range(1000))
     hidden = event.replace(REAL.encode(), b"[redacted]")
     assert answer == b"data: first\n\n" + hidden + small + last

@@ -103,11 +103,7 @@ def test_always_failing_ci_escalates_after_exactly_max_attempts(world: World) ->
 
 
 def test_agent_failures_count_as_attempts(world: World) -> None:
-    number = world.open_pull_request()
-    world.use_agent("fail")
-    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
-    record = world.run(world.ci_task(number))
-    assert record.state is State.ESCALATED
+    number, record = world.escalate_ci()
     assert record.attempt == 3  # one task made all three
     attempts = world.store.attempts(p.REPO_ID, number)
     reason = "The agent exited with status 3: error: the model is unavailable"

@@ -75,11 +75,7 @@ def test_ci_fix_shows_progress_and_outcome_on_its_check_run(
 
 
 def test_escalation_completes_the_check_run_as_a_failure(world: World) -> None:
-    number = world.open_pull_request()
-    world.use_agent("fail")
-    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
-    record = world.run(world.ci_task(number))
-    assert record.state is State.ESCALATED
+    world.escalate_ci()
     (run,) = own_runs(world)
     assert (run["status"], run["conclusion"]) == ("completed", "failure")
     assert run["output"]["title"] == "Out of attempts: handed to a human"
