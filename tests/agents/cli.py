@@ -22,7 +22,7 @@ from jobs.agents import prompts
 from jobs.agents import runner as agent
 from jobs.boundary.sandbox import Sandbox, SandboxUnavailable
 from jobs.kinds.planning import read_plan
-from tests.agents.models.calc import BROKEN
+from tests.agents.models.calc import BROKEN, FIXED
 
 
 def installed(name: str, *relative: str) -> Path:
@@ -79,6 +79,11 @@ class Run:
 
     def events(self) -> list[dict[str, Any]]:
         return events(self.lines)
+
+    def fixed_calc(self) -> bool:
+        """The CLI ended well and left calc.py as the scripted model's edit makes it."""
+        assert self.result.exit_code == 0, self.output
+        return (self.work / "calc.py").read_text() == FIXED
 
 
 def run_cli(

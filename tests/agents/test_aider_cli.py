@@ -17,8 +17,8 @@ import subprocess
 from pathlib import Path
 
 from tests.agents import cli
-from tests.agents.models.calc import BROKEN, FINAL, FIXED
-from tests.agents.models.openai_chat import Mode, OpenAIChat
+from tests.agents.models.calc import BROKEN, FINAL
+from tests.agents.models.openai_chat import OpenAIChat
 
 VERSION = "0.86.2"
 KEY = "sk-test-aider-0123"
@@ -92,16 +92,11 @@ def run_aider(tmp_path: Path, port: int, key: str | None, prompt: str = PROMPT) 
                    tail_lines=200)  # fmt: skip
 
 
-def serve(mode: Mode = "ok") -> OpenAIChat:
-    return OpenAIChat(mode=mode, api_key=KEY)
-
-
 def test_aider_fixes_calc_and_says_so(tmp_path: Path) -> None:
     python()
-    with serve() as fake:
+    with OpenAIChat(api_key=KEY) as fake:
         run = run_aider(tmp_path, fake.port, KEY)
-    assert run.result.exit_code == 0, run.output
-    assert (run.work / "calc.py").read_text() == FIXED
+    assert run.fixed_calc()
     # The reply is printed as it streams; the same text ends the chat history in the home.
     assert FINAL in run.output
     assert "Applied edit to calc.py" in run.output
@@ -124,7 +119,7 @@ def test_aider_fixes_calc_and_says_so(tmp_path: Path) -> None:
 
 def test_aider_without_a_key_changes_nothing_yet_exits_0(tmp_path: Path) -> None:
     python()
-    with serve() as fake:
+    with OpenAIChat(api_key=KEY) as fake:
         run = run_aider(tmp_path, fake.port, None)
     assert run.result.exit_code == 0, run.output  # aider reports the error but exits 0
     assert "OPENAI_API_KEY" in run.output

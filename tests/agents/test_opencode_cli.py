@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from tests.agents import cli
-from tests.agents.models.calc import BROKEN, FINAL, FIXED
-from tests.agents.models.openai_chat import Mode, OpenAIChat
+from tests.agents.models.calc import BROKEN, FINAL
+from tests.agents.models.openai_chat import OpenAIChat
 
 VERSION = "1.18.33"
 KEY = "sk-test-opencode-0123"
@@ -127,16 +127,11 @@ def run_opencode(
                    timeout=300, idle_timeout=120, tail_lines=200)  # fmt: skip
 
 
-def serve(mode: Mode = "ok") -> OpenAIChat:
-    return OpenAIChat(mode=mode, api_key=KEY)
-
-
 def test_opencode_fixes_calc_and_says_so(tmp_path: Path) -> None:
     program()
-    with serve() as fake:
+    with OpenAIChat(api_key=KEY) as fake:
         run = run_opencode(tmp_path, fake.port, KEY)
-    assert run.result.exit_code == 0, run.output
-    assert (run.work / "calc.py").read_text() == FIXED
+    assert run.fixed_calc()
     assert final(run) == FINAL
     tools = [e["part"] for e in run.events() if e.get("type") == "tool_use"]
     assert [(t["tool"], t["state"]["status"]) for t in tools] == [("edit", "completed")]
@@ -152,7 +147,7 @@ def test_opencode_fixes_calc_and_says_so(tmp_path: Path) -> None:
 
 def test_opencode_without_a_key_fails_with_the_apis_401(tmp_path: Path) -> None:
     program()
-    with serve() as fake:
+    with OpenAIChat(api_key=KEY) as fake:
         run = run_opencode(tmp_path, fake.port, None)
     assert run.result.exit_code == 1, run.output
     errors = [e for e in run.events() if e.get("type") == "error"]
@@ -165,7 +160,7 @@ def test_opencode_gives_up_on_a_silent_api_after_the_providers_timeout(tmp_path:
     """Without `timeout` opencode waits 300 s per request and then asks again; with it, the
     run fails once that time has passed, without a retry."""
     program()
-    with serve("hang") as fake:
+    with OpenAIChat(mode="hang", api_key=KEY) as fake:
         run = run_opencode(tmp_path, fake.port, KEY, timeout_ms=5000)
     assert run.result.exit_code == 1, run.output
     assert run.result.seconds < 60
