@@ -32,10 +32,11 @@ test: lint
 	$(BIN)/pytest
 
 # The agent conformance suite: the five agent CLIs at the versions the presets were proven
-# with, each run through forgehand's sandbox and presets against a scripted model server.
+# with, each run through forgehand's sandbox and presets against a scripted model server; four
+# workers, not six: each runs a real CLI (node, minutes of CPU), the tests' idle limits hold.
 test-agents: $(STAMP)
 	bash tests/agents/install.sh $(AGENTS_DIR)
-	FORGEHAND_AGENTS_DIR=$(AGENTS_DIR) $(BIN)/pytest tests/agents tests/jobs/agents/test_presets.py
+	FORGEHAND_AGENTS_DIR=$(AGENTS_DIR) $(BIN)/pytest -n 4 tests/agents tests/jobs/agents/test_presets.py
 
 # forgehand's image (Containerfile), built with podman (ENGINE=docker for Docker);
 # AGENTS="claude codex" adds those agent CLIs.

@@ -15,8 +15,8 @@ from app.store.redis_conn import connect, embedded_redis
 # Tests never touch database 0, where a developer's own forgehand may keep its state;
 # FORGEHAND_TEST_DB picks another, so that two test runs can share one Redis server. Under
 # pytest-xdist each worker flushes the database it uses, so worker gwN takes the base + N: the
-# default base 12 leaves the four workers of addopts 12 to 15, Redis's last databases.
-TEST_DB = int(os.environ.get("FORGEHAND_TEST_DB", "12")) + int(
+# default base 10 leaves the six workers of addopts 10 to 15, Redis's last databases.
+TEST_DB = int(os.environ.get("FORGEHAND_TEST_DB", "10")) + int(
     os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
 )
 
