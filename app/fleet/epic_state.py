@@ -99,9 +99,10 @@ class EpicState:
             merged["state"] = old["state"]
         self.redis.hset(_key(repo_id, epic), key, json.dumps(merged))
 
-    def lock(self, repo_id: int, epic: int) -> Any:
-        """One task at a time files or re-renders an epic's plan."""
-        return self.redis.lock(f"{_key(repo_id, epic)}:lock", timeout=600, blocking_timeout=600)
+    def lock(self, repo_id: int, epic: int, hold: float = 600) -> Any:
+        """One task at a time files or re-renders an epic's plan. A holder that is killed (a
+        task cancelled because its issue closed) keeps the lock for `hold` seconds."""
+        return self.redis.lock(f"{_key(repo_id, epic)}:lock", timeout=hold, blocking_timeout=600)
 
     def refused_once(self, repo_id: int, epic: int, login: str) -> bool:
         """True the first time `login` is refused on this epic: they are told once, not at

@@ -409,7 +409,9 @@ def follow(api: Installation, ctx: Context, task: Task, issue: int, step: dict[s
         return
     state.progressed(task.repo_id, epic, issue, step)
     try:
-        with state.lock(task.repo_id, epic):
+        # A re-render takes a few requests; held longer, its holder was killed mid-way (its
+        # issue closed as its pull request merged), and the close's own re-render waits.
+        with state.lock(task.repo_id, epic, hold=60):
             known = state.get(task.repo_id, epic)
             if known is None or not known.comment:
                 return
