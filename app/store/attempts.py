@@ -8,6 +8,10 @@ from typing import Any
 
 from app.store.keys import Records, pull_key, text
 
+# CI's results and who pushed each commit outlive the pull request's attempts (the dashboard
+# shows them), but not for ever: gone this long after the pull request's last write.
+FACTS_KEPT = 400 * 86400
+
 
 class Attempts(Records):
     def attempts(self, repo_id: int, number: int) -> list[dict[str, Any]]:
@@ -27,6 +31,7 @@ class Attempts(Records):
             )
             if sha:
                 pipe.hset(pull_key(repo_id, number, "ci"), sha, "passed")
+                pipe.expire(pull_key(repo_id, number, "ci"), FACTS_KEPT)
             pipe.execute()
         return True
 
@@ -52,6 +57,7 @@ class Attempts(Records):
         with self.redis.pipeline() as pipe:
             pipe.sadd(pull_key(repo_id, number, "failed"), sha)
             pipe.hset(pull_key(repo_id, number, "ci"), sha, words)
+            pipe.expire(pull_key(repo_id, number, "ci"), FACTS_KEPT)
             pipe.execute()
 
     def known_failed(self, repo_id: int, number: int, sha: str) -> bool:
@@ -63,11 +69,18 @@ class Attempts(Records):
         raw = self.redis.hgetall(pull_key(repo_id, number, "ci"))
         return {text(k): text(v) for k, v in raw.items()}
 
+    def ci_result(self, repo_id: int, number: int, sha: str) -> str:
+        """What CI said of one commit ("" when nothing is known)."""
+        return text(self.redis.hget(pull_key(repo_id, number, "ci"), sha) or b"")
+
     def note_pushed(self, repo_id: int, number: int, sha: str, task_id: str, lead: str) -> None:
         """`task_id` pushed `sha`; its check run's title is `lead` followed by what CI says of
         the commit. Kept past a reset, like CI's results."""
         entry = json.dumps({"task": task_id, "lead": lead})
-        self.redis.hset(pull_key(repo_id, number, "pushed"), sha, entry)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(pull_key(repo_id, number, "pushed"), sha, entry)
+            pipe.expire(pull_key(repo_id, number, "pushed"), FACTS_KEPT)
+            pipe.execute()
 
     def pushed_by(self, repo_id: int, number: int, sha: str) -> dict[str, str] | None:
         """The task that pushed `sha` and its check run's title lead, if a task did."""

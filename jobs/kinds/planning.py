@@ -16,6 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import LockError
+
 from app.budget import lowest, plan_ceiling
 from app.dispatch import Dispatcher, job_timeout
 from app.fleet import (
@@ -428,8 +430,9 @@ def follow(api: Installation, ctx: Context, task: Task, issue: int, step: dict[s
             new = _render(ctx, replace(task, number=epic), found, checked, [], known)
             if new != body:
                 api.patch(path, {"body": new})
-    except GitHubError as exc:
-        ctx.store.audit(task.id, "plan comment not updated", str(exc))
+    except (GitHubError, LockError) as exc:
+        # LockError: the re-render outlasted its hold and another may have begun.
+        ctx.store.audit(task.id, "plan comment not updated", str(exc) or type(exc).__name__)
 
 
 @contextmanager

@@ -191,8 +191,9 @@ def tell_ci(
     record = store.get(pushed["task"])
     sits_on = record.task.sha if record is not None else ""
     # CI's results are kept past the reset that green CI makes: facts about commits.
-    known = store.ci_results(task.repo_id, task.number).get(sits_on, "") if sits_on else ""
-    on_red = known.startswith("failed")
+    on_red = bool(sits_on) and store.ci_result(task.repo_id, task.number, sits_on).startswith(
+        "failed"
+    )
     conclusion = report.ci_conclusion(words, on_red)
     retitle(api, store, pushed["task"], task.repo, title, redactor, conclusion)
     return True
