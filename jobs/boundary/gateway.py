@@ -380,7 +380,8 @@ class Gateway:
         """The request sent and the answer's head read, on a kept connection to the upstream
         when there is one (no new TLS handshake per call), else a new one. A kept connection
         the upstream closed meanwhile fails before any answer: the request is sent again on a
-        new one, once."""
+        new one, once; any other failure is not retried, since the upstream may have run
+        (and billed) the call."""
         host = urlsplit(base).netloc.rpartition("@")[2]
         lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", *(f"{n}: {v}" for n, v in headers)]
         request = "\r\n".join([*lines, "", ""]).encode("latin-1", "replace") + body
@@ -390,11 +391,14 @@ class Gateway:
             try:
                 sock.sendall(request)
                 return sock, _read_answer(sock, method)
-            except (OSError, _BadAnswer):
+            except ConnectionError:  # reset, broken pipe, or closed before any answer byte
                 sock.close()
                 if kept is None:
                     raise
                 kept = None
+            except (OSError, _BadAnswer):
+                sock.close()
+                raise
 
     def _take(self, base: str) -> socket.socket | None:
         with self._lock:
@@ -594,8 +598,9 @@ class _Frame:
     def _end(self, data: bytes) -> None:
         """After the last chunk: trailers (passed on to no one) up to a blank line."""
         rest = (self._trailers or b"") + data
-        end = 2 if rest.startswith(b"\r\n") else rest.find(b"\r\n\r\n") + 4
-        if end >= 2:
+        at = rest.find(b"\r\n\r\n")
+        end = 2 if rest.startswith(b"\r\n") else (at + 4 if at >= 0 else 0)
+        if end:
             self.done = True
             self.extra = len(rest) > end
         elif len(rest) > MAX_HEAD:
@@ -639,7 +644,11 @@ def _read_answer(sock: socket.socket, method: str) -> _Answer:
         first, *lines = head.split("\r\n")
         version, _, rest = first.partition(" ")
         code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        if (
+            not version.startswith("HTTP/1.")
+            or len(code) != 3
+            or not (code.isascii() and code.isdigit())
+        ):
             raise _BadAnswer("a malformed status line")
         if not 100 <= int(code) < 200:
             break
@@ -651,9 +660,10 @@ def _read_answer(sock: socket.socket, method: str) -> _Answer:
     length = found.get("content-length", "").strip()
     if method == "HEAD" or status in (204, 304):
         frame = _Frame("none")
+        frame.extra = bool(buffer)  # bytes past an answer with no body: never reuse it
     elif "chunked" in found.get("transfer-encoding", "").lower():
         frame = _Frame("chunked")
-    elif length.isdigit():
+    elif length.isascii() and length.isdigit():
         frame = _Frame("length", int(length))
     else:
         frame, keep_alive = _Frame("close"), False
@@ -677,7 +687,8 @@ def _prepare(api: Api, rest: str, body: bytes) -> tuple[bytes, str, bool]:
         return body, model or "unknown", streamed
     if not isinstance(value, dict):
         return body, model or "unknown", streamed
-    if isinstance(value.get("model"), str):
+    # Gemini runs the model its path names; a `model` in its body is only words.
+    if api != "gemini" and isinstance(value.get("model"), str):
         model = value["model"]
     if value.get("stream") is True:
         streamed = True
@@ -729,7 +740,7 @@ def _read_body(client: socket.socket, request: _Request, buffer: bytes) -> tuple
     if "chunked" in (request.header("transfer-encoding") or "").lower():
         return _read_chunked(client, buffer)
     raw = request.header("content-length") or "0"
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         _send(client, 400, [], b"forgehand gateway: bad Content-Length\n")
         raise _Closed
     size = int(raw)

@@ -5,7 +5,7 @@ and sizes alone, following no link, stopping at the first limit passed."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +29,7 @@ def over(root: Path, limits: Limits) -> str | None:
     stack = [(os.fsencode(root), b"")]
     while stack:
         directory, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue  # gone or unreadable: nothing there for forgehand to take either
-        for entry in entries:
+        for entry in _entries(directory):
             name = prefix + entry.name
             if len(name) > limits.path:
                 return f"a path longer than {limits.path} bytes (TREE_MAX_PATH)"
@@ -58,11 +54,7 @@ def disk_used(roots: Sequence[Path], stop_at: int) -> int:
     used = 0
     stack = [os.fsencode(r) for r in roots]
     while stack and used <= stop_at:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
+        for entry in _entries(stack.pop()):
             try:
                 info = entry.stat(follow_symlinks=False)
                 if entry.is_dir(follow_symlinks=False):
@@ -71,3 +63,13 @@ def disk_used(roots: Sequence[Path], stop_at: int) -> int:
                 continue
             used += info.st_blocks * 512
     return used
+
+
+def _entries(directory: bytes) -> Iterator[os.DirEntry[bytes]]:
+    """A directory's entries one at a time: the agent may have made a million names in one,
+    never held whole here. None when it is gone or unreadable (nothing there to take)."""
+    try:
+        with os.scandir(directory) as found:
+            yield from found
+    except OSError:
+        return

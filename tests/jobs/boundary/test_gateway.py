@@ -9,6 +9,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -159,6 +160,35 @@ def test_a_gemini_stream_is_metered_from_its_last_chunk() -> None:
     assert api.requests[-1].headers.get("x-goog-api-key") == REAL
 
 
+def test_a_gemini_call_is_admitted_for_the_model_its_path_runs_not_one_its_body_names() -> None:
+    """Gemini runs the model its URL names: a priced model named in the body must not let a
+    call to an unpriced one past a cost cap (its cost would go unmetered)."""
+    asked: list[str | None] = []
+
+    def admit(api: Api, model: str | None) -> str | None:
+        asked.append(model)
+        return None if model == "gemini-2.5-pro" else f"no price is known for the model {model!r}"
+
+    with (
+        GeminiFake() as api,
+        gateway({"GEMINI_API_KEY": REAL, "GOOGLE_GEMINI_BASE_URL": api.url}, admit) as (
+            gw,
+            url,
+            _,
+        ),
+    ):
+        body = {
+            "model": "gemini-2.5-pro",
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        }
+        status, _, _ = post(
+            url, "/gemini/v1beta/models/unpriced-model:generateContent", body,
+            {"x-goog-api-key": gw.placeholder},
+        )  # fmt: skip
+    assert asked == ["unpriced-model"]
+    assert status == 402 and api.requests == []
+
+
 @pytest.mark.parametrize("presented", ["", "sk-forged", "fh-gw-another-task", "Bearer x"])
 def test_a_missing_forged_or_other_placeholder_gets_401_and_reaches_nothing(
     presented: str,
@@ -247,6 +277,43 @@ def one_answer(first: bytes, then: threading.Event, rest: bytes) -> str:
 
     threading.Thread(target=serve, daemon=True).start()
     return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_chunked_answer_ending_across_two_reads_is_not_sent_to_the_api_twice() -> None:
+    """The last chunk's closing CRLF arrives in a read of its own: the gateway must wait for
+    it, not reuse the connection with it unread, fail the next call on it and send that call
+    again (billed twice, metered once)."""
+    requests: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    body = json.dumps({"usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    answer = head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n"
+
+    def serve() -> None:
+        with listener:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    while (request := conn.recv(65536)) and request.endswith(b"}"):
+                        requests.append(request)  # head and small body come in one read
+                        conn.sendall(answer)
+                        time.sleep(0.2)  # the final CRLF comes in a read of its own
+                        conn.sendall(b"\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls):
+        auth = {"Authorization": f"Bearer {gw.placeholder}"}
+        statuses = [post(url, "/openai/chat/completions", {"model": "gpt-4o"}, auth)[0]
+                    for _ in range(3)]  # fmt: skip
+    listener.close()
+    assert statuses == [200, 200, 200]
+    assert len(requests) == 3 and len(calls) == 3
 
 
 class Echo:
