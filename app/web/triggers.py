@@ -274,7 +274,13 @@ def _plan_task(payload: Payload, facts: Facts, number: int, comment_id: int = 0)
 
 def _plan_edited(payload: Payload, facts: Facts) -> Decision:
     """A person edited the App's plan comment: its YAML is checked again. Who may is the
-    worker's question (write access); the App's own edits come back here too and are not."""
+    worker's question (write access); the App's own edits come back here too and are not.
+
+    The payload tells the association of the comment's author (the App), not of whoever
+    edited it; but only people with write access may edit another's comment. What a stranger
+    can edit is a comment of their own that opens with the marker: it is no bot's, and once a
+    worker has learnt the App's name, not the App's.
+    """
     body = _get(payload, "comment.body", str)
     if not body.startswith(COMMENT_MARKER):
         return ignore("issue_comment.edited is not a trigger")
@@ -284,7 +290,8 @@ def _plan_edited(payload: Payload, facts: Facts) -> Decision:
     if blocked:
         return ignore(blocked)
     author = _opt(payload, "comment.user.login", str)
-    if facts.app_slug and author != f"{facts.app_slug}[bot]":
+    by_bot = _opt(payload, "comment.user.type", str) == "Bot"
+    if not by_bot or (facts.app_slug and author != f"{facts.app_slug}[bot]"):
         return ignore("the comment is not the App's plan")
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     return _task(
@@ -300,19 +307,17 @@ def _comment_created(payload: Payload, facts: Facts) -> Decision:
         return ignore(f"comment is not a {facts.command_prefix} command")
     number = _get(payload, "issue.number", int)
     on_issue = _opt(payload, "issue.pull_request", dict) is None
-    if on_issue and verb == "approve":
-        # Anyone may ask; the worker checks write access and answers in one line.
-        blocked = _sender_block(payload, facts)
-        if blocked:
-            return ignore(blocked)
-        sender = _get(payload, "sender.login", str)
-        comment_id = _get(payload, "comment.id", int)
-        return _task(payload, facts, Kind.APPROVE, number, sender, comment_id=comment_id)
+    # A hint, not a permission: the worker checks write access again.
     blocked = _sender_block(payload, facts) or _association_block(
         payload, "comment.author_association"
     )
     if blocked:
         return ignore(blocked)
+    if on_issue and verb == "approve":
+        # On any issue, labelled or not; a member without write access is answered in one line.
+        sender = _get(payload, "sender.login", str)
+        comment_id = _get(payload, "comment.id", int)
+        return _task(payload, facts, Kind.APPROVE, number, sender, comment_id=comment_id)
     if on_issue and verb == "plan":
         return _plan_task(payload, facts, number, _get(payload, "comment.id", int))
     if _opt(payload, "issue.pull_request", dict) is not None:

@@ -441,12 +441,22 @@ def test_plan_and_approve_comments_on_any_issue() -> None:
     assert (approve.kind, approve.id) == (Kind.APPROVE, f"approve-{p.REPO_ID}-7-9001")
 
 
-def test_anyone_may_ask_to_approve_but_only_members_to_plan() -> None:
-    # The worker answers an approval without write access in one line; a plan costs an agent.
-    stranger = p.comment("/agent approve", association="NONE", labels=())
-    assert only_task(decide("issue_comment", stranger, FACTS)).kind is Kind.APPROVE
-    stranger = p.comment("/agent plan", association="NONE", labels=())
-    assert "author_association NONE" in (decide("issue_comment", stranger, FACTS).ignored or "")
+STRANGERS = ("NONE", "FIRST_TIMER", "FIRST_TIME_CONTRIBUTOR", "CONTRIBUTOR", "MANNEQUIN")
+
+
+@pytest.mark.parametrize("association", STRANGERS)
+@pytest.mark.parametrize("verb", ["approve", "plan"])
+def test_a_stranger_asking_to_approve_or_plan_queues_nothing(association: str, verb: str) -> None:
+    # On a public repository anyone may comment: a job per comment would be a flood.
+    stranger = p.comment(f"/agent {verb}", association=association, labels=())
+    assert_starts_nothing("issue_comment", stranger, f"author_association {association}")
+    assert starts_nothing("issue_comment", stranger, FACTS) is not None  # before Redis is asked
+
+
+def test_a_member_may_ask_to_approve_and_the_app_may_not() -> None:
+    # A member without write access is the worker's to answer, in one line.
+    member = p.comment("/agent approve", association="COLLABORATOR", labels=())
+    assert only_task(decide("issue_comment", member, FACTS)).kind is Kind.APPROVE
     bot = p.comment("/agent approve", labels=(), sender="forgehand[bot]", sender_type="Bot")
     assert decide("issue_comment", bot, FACTS).ignored == "sent by the App itself"
 
@@ -463,6 +473,16 @@ def test_a_person_editing_the_plan_comment_has_it_checked_again() -> None:
     assert (task.kind, task.comment_id, task.sender) == (Kind.PLAN_EDIT, 9001, "alice")
     again = only_task(decide("issue_comment", plan_edited("<!-- forgehand:plan -->\ny"), FACTS))
     assert again.id != task.id  # each version of the comment is its own check
+
+
+@pytest.mark.parametrize("association", STRANGERS)
+def test_a_stranger_editing_a_plan_lookalike_of_their_own_queues_nothing(association: str) -> None:
+    # Their own comment, opened with the plan's marker; until a worker has learnt the App's
+    # name, the web process cannot tell it from the App's by its author's login.
+    edit = plan_edited(author="mallory", sender="mallory", association=association)
+    unknown = Facts(app_id=p.APP_ID)
+    assert decide("issue_comment", edit, unknown).actions == ()
+    assert starts_nothing("issue_comment", edit, FACTS) is not None
 
 
 @pytest.mark.parametrize(
