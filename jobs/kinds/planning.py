@@ -242,14 +242,26 @@ def _read_comment(
     return text, check(plan, epic.files, pulls), []
 
 
+NOT_THE_PLAN = "not this epic's plan comment"
+
+
+def _edited_epic(state: EpicState, task: Task) -> Epic | None:
+    """The epic whose plan comment the task's edited comment is, or None."""
+    epic = state.get(task.repo_id, task.number)
+    return epic if epic is not None and epic.comment == task.comment_id else None
+
+
 def recheck(task: Task, ctx: Context) -> str:
     """A person edited the plan comment: check the edited plan and update its table."""
-    api, repo = prepare(task, ctx)
     state = EpicState(ctx.store.redis)
+    # Asked of Redis before GitHub: an edit of any other comment costs no call.
+    if _edited_epic(state, task) is None:
+        return NOT_THE_PLAN
+    api, repo = prepare(task, ctx)
     with state.lock(task.repo_id, task.number):
-        epic = state.get(task.repo_id, task.number)
-        if epic is None or epic.comment != task.comment_id:
-            return "not this epic's plan comment"
+        epic = _edited_epic(state, task)  # read again where it cannot change under us
+        if epic is None:
+            return NOT_THE_PLAN
         redactor = redactor_for(ctx.settings, api.token())
         text, checked, problems = _read_comment(api, ctx, task, repo, epic, redactor)
         body = _render(ctx, task, text, checked, problems, epic, repo)

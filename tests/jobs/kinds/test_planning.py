@@ -196,6 +196,16 @@ def test_an_edited_plan_is_checked_again_and_is_the_one_filed(world: World) -> N
     assert gh.issues[11]["title"] == "Add mul()" and len(gh.issues) == 5
 
 
+def test_an_edit_of_another_comment_costs_no_github_call(world: World) -> None:
+    cid, _body = planned(world)
+    before = len(world.github.requests())
+    for other in (cid + 1, 0):  # another comment, or one on an epic with no plan
+        edit = Task(Kind.PLAN_EDIT, p.INSTALLATION, p.REPO_ID, p.REPO, 7 if other else 8,
+                    "alice", sha=f"e{other}", comment_id=other or cid)  # fmt: skip
+        assert execute_alone(world, edit) == "not this epic's plan comment"
+    assert world.github.requests()[before:] == []
+
+
 def test_an_invalid_edit_is_shown_and_refused_at_approval(world: World) -> None:
     cid, body = planned(world)
     gh = world.github
