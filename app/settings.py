@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -179,6 +180,15 @@ def parse(source: Mapping[str, str]) -> Settings:
                 "behind a reverse proxy every request looks local"
             )
 
+    forwarded_allow_ips = text("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
+    afar = _off_this_machine(forwarded_allow_ips)
+    if afar and not text("DASHBOARD_PASSWORD"):
+        raise SettingsError(
+            "DASHBOARD_PASSWORD is required when FORWARDED_ALLOW_IPS trusts a proxy off this "
+            f"machine ({', '.join(afar)}): a client it lets through may name 127.0.0.1 in "
+            "X-Forwarded-For, and without a password the dashboard answers to this machine"
+        )
+
     redis_url = text("REDIS_URL")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(
@@ -231,7 +241,7 @@ def parse(source: Mapping[str, str]) -> Settings:
         port=whole("PORT", 3000, maximum=65535),
         public_url=public_url,
         dashboard_password=text("DASHBOARD_PASSWORD"),
-        forwarded_allow_ips=text("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1",
+        forwarded_allow_ips=forwarded_allow_ips,
         log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
         log_format=choice("LOG_FORMAT", "pretty", LOG_FORMATS),
         retention_days=whole("RETENTION_DAYS", 14),
@@ -239,6 +249,24 @@ def parse(source: Mapping[str, str]) -> Settings:
         max_cost_per_day=dollars("MAX_COST_PER_DAY"),
         agent_prices=tuple((m, i, o) for m, (i, o) in prices.items()),
     )
+
+
+def _off_this_machine(allow: str) -> list[str]:
+    """The entries of FORWARDED_ALLOW_IPS that trust an address other than loopback."""
+    found = []
+    for entry in _list(allow):
+        # uvicorn reads `*` as any only when alone; anywhere, it says what was meant.
+        if entry == "*":
+            found.append(entry)
+            continue
+        try:
+            network = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            continue  # uvicorn compares it as text, and a client's address is never that
+        ends = (network.network_address, network.broadcast_address)
+        if not all(is_loopback(str(end)) for end in ends):
+            found.append(entry)
+    return found
 
 
 def _list(raw: str | None) -> tuple[str, ...]:

@@ -13,12 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
 from app import logs
 from app.settings import Settings, SettingsError, load
 from app.store import connect
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
 
 log = logging.getLogger("forgehand")
 
@@ -77,17 +82,21 @@ def positive(raw: str) -> int:
 def serve(
     settings: Settings, redis_url: str, before_exit: Callable[[], None] | None = None
 ) -> None:
-    import uvicorn
-
     from app.web import create_app, serving
 
     app = create_app(settings, connect(redis_url))
+    serving.run(serving.Server(web_config(settings, app), before_exit))
+
+
+def web_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
+    """How `forgehand web` serves `app`: uvicorn, believing FORWARDED_ALLOW_IPS's proxies."""
+    import uvicorn
+
     # Given explicitly, so that FORWARDED_ALLOW_IPS in .env counts as it does in the environment.
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning",
         proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
     )  # fmt: skip
-    serving.run(serving.Server(config, before_exit))
 
 
 def check_schema(redis_url: str) -> None:

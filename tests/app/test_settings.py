@@ -91,6 +91,26 @@ def test_web_url_is_where_people_reach_the_web_process() -> None:
     assert public.web_url == "https://forge.example.com"
 
 
+@pytest.mark.parametrize(
+    "allow", ["*", "10.89.0.1", "10.89.0.0/24", "127.0.0.1,::1,*", "::ffff:10.0.0.1", "0.0.0.0/0"]
+)
+def test_trusting_a_proxy_off_this_machine_requires_a_dashboard_password(allow: str) -> None:
+    # A client it lets through may claim, in X-Forwarded-For, to be this machine.
+    with pytest.raises(SettingsError) as refused:
+        parse({"FORWARDED_ALLOW_IPS": allow})
+    assert str(refused.value).startswith(
+        "DASHBOARD_PASSWORD is required when FORWARDED_ALLOW_IPS trusts a proxy off this machine"
+    )
+    assert allow.split(",")[-1] in str(refused.value)
+    taken = parse({"FORWARDED_ALLOW_IPS": allow, "DASHBOARD_PASSWORD": "sesame"})
+    assert taken.forwarded_allow_ips == allow
+
+
+@pytest.mark.parametrize("allow", ["127.0.0.1,::1", "127.0.0.2", "127.0.0.0/8", "::1/128"])
+def test_proxies_on_this_machine_need_no_password(allow: str) -> None:
+    assert parse({"FORWARDED_ALLOW_IPS": allow}).forwarded_allow_ips == allow
+
+
 def test_a_public_url_that_is_not_loopback_requires_a_dashboard_password() -> None:
     # Behind a reverse proxy on this machine every request comes from loopback.
     with pytest.raises(SettingsError, match="DASHBOARD_PASSWORD is required"):

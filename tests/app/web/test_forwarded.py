@@ -10,7 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis import Redis
+from starlette.testclient import TestClient
 
+from app.cli.common import web_config
+from app.settings import Settings, SettingsError, parse
+from app.web import create_app
 from simulator.sandbox import free_port, stop_process, wait_healthy
 from tests import fakes
 from tests import payloads as p
@@ -24,8 +29,8 @@ FORWARDED = {"X-Forwarded-For": "203.0.113.9"}
     [
         # The default believes a proxy on this machine: the client is 203.0.113.9, a stranger.
         (None, 403),
-        # A proxy elsewhere is believed; this request's header, from 127.0.0.1, is not.
-        ("10.0.0.2", 200),
+        # Another proxy on this machine is believed; this request's, from 127.0.0.1, is not.
+        ("127.0.0.2", 200),
     ],
 )
 def test_forwarded_for_counts_only_from_the_allowed_proxies(
@@ -53,3 +58,28 @@ def test_forwarded_for_counts_only_from_the_allowed_proxies(
         assert httpx.get(f"{url}/").status_code == 200  # from this machine, nothing forwarded
     finally:
         stop_process(web)
+
+
+AFAR = ("198.51.100.7", 40000)  # a client off this machine
+THIS_MACHINE = {"X-Forwarded-For": "127.0.0.1"}  # what it claims
+
+
+def through_uvicorn(settings: Settings, redis: Redis) -> TestClient:
+    """The web process as `forgehand web` serves it, behind uvicorn's own middleware."""
+    config = web_config(settings, create_app(settings, redis))
+    config.load()
+    return TestClient(config.loaded_app, client=AFAR, base_url=fakes.LOCAL_URL)
+
+
+@pytest.mark.parametrize("allow", ["*", "198.51.100.0/24", "198.51.100.7"])
+def test_a_client_afar_claiming_to_be_this_machine_never_sees_the_dashboard(
+    redis: Redis, allow: str
+) -> None:
+    source = {"WEBHOOK_SECRET": p.SECRET, "FORWARDED_ALLOW_IPS": allow}
+    refused = pytest.raises(SettingsError, match="DASHBOARD_PASSWORD is required when FORWARDED")
+    # Taken, these settings would believe the claim, and "only this machine" would let it in.
+    with refused, through_uvicorn(parse(source), redis) as c:
+        assert c.get("/", headers=THIS_MACHINE).status_code != 200
+    with through_uvicorn(parse(source | {"DASHBOARD_PASSWORD": "sesame"}), redis) as c:
+        assert c.get("/", headers=THIS_MACHINE).status_code == 401
+        assert c.get("/", headers=THIS_MACHINE, auth=("", "sesame")).status_code == 200
