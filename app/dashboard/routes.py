@@ -13,7 +13,6 @@ import binascii
 import functools
 import hashlib
 import hmac
-import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from html import escape
@@ -29,6 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from app.dashboard import pages, timeline, work_items, work_pages
 from app.dashboard.task_rows import Filters, Row, listing, read_row
 from app.dispatch import Dispatcher, queue_for
+from app.parsing import is_loopback
 from app.settings import Settings
 from app.store import Store, spend
 from app.tasks import Kind
@@ -58,12 +58,8 @@ def allowed(request: Request, settings: Settings) -> Response | None:
             return None
         return Response("authentication required", 401,
                         {"WWW-Authenticate": 'Basic realm="forgehand"'})  # fmt: skip
-    host = request.client.host if request.client else ""
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return None
-    except ValueError:
-        pass
+    if is_loopback(request.client.host if request.client else ""):
+        return None
     return Response("the dashboard answers only on this machine unless DASHBOARD_PASSWORD is set",
                     403)  # fmt: skip
 

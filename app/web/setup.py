@@ -27,6 +27,7 @@ from starlette.routing import Route
 from app.dashboard import page as styled
 from app.dashboard import web_base
 from app.github import HEADERS
+from app.parsing import is_loopback
 from app.settings import Settings
 
 MANIFEST_FILE = Path(__file__).parents[1] / "app.yml"
@@ -57,15 +58,15 @@ def new_app_url(settings: Settings, org: str) -> str:
 def unreachable(url: str) -> str:
     """Why GitHub cannot deliver webhooks to `url`, or "" when it may."""
     host = (urlsplit(url).hostname or "").lower()
+    if is_loopback(host):
+        return f"{host} is this machine"
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        if host == "localhost" or host.endswith(".localhost"):
-            return f"{host} is this machine"
         if "." not in host or host.endswith(LOCAL_SUFFIXES):
             return f"{host} is a name only your own network knows"
         return ""
-    if ip.is_loopback or ip.is_unspecified:
+    if ip.is_unspecified:
         return f"{host} is this machine"
     if ip.is_private or ip.is_link_local or ip.is_reserved:
         return f"{host} is a private address"
