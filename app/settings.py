@@ -51,6 +51,9 @@ class Settings:
     # under a directory it shows.
     private_key_path: Path | None = None
     env_file: Path | None = None
+    # Where `forgehand setup` and `/setup` write the App's settings; None: nowhere, as in a
+    # container whose files are not kept, so the page shows them to copy instead.
+    setup_env_file: Path | None = Path(".env")
     trigger_label: str = "agent"
     plan_label: str = "agent:plan"
     branch_prefix: str = "agent/"
@@ -210,6 +213,7 @@ def parse(source: Mapping[str, str]) -> Settings:
         raise SettingsError(f"AGENT_PRICES: {exc}") from None
 
     agent_timeout = whole("AGENT_TIMEOUT", 1800)
+    setup_env = text("SETUP_ENV_FILE") or ".env"
     return Settings(
         app_id=app_id,
         private_key=_private_key(text("PRIVATE_KEY"), text("PRIVATE_KEY_PATH")),
@@ -242,6 +246,7 @@ def parse(source: Mapping[str, str]) -> Settings:
         public_url=public_url,
         dashboard_password=text("DASHBOARD_PASSWORD"),
         forwarded_allow_ips=forwarded_allow_ips,
+        setup_env_file=None if setup_env == "-" else Path(setup_env),
         log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
         log_format=choice("LOG_FORMAT", "pretty", LOG_FORMATS),
         retention_days=whole("RETENTION_DAYS", 14),

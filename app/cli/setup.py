@@ -1,11 +1,10 @@
 """`forgehand setup`: register the GitHub App from app.yml through GitHub's manifest flow, on a
-page served until the App is registered, and write .env."""
+page served until the App is registered, and write .env (or show it, SETUP_ENV_FILE=-)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from app.cli.common import Command, check_port, with_settings
 from app.settings import Settings
@@ -29,7 +28,7 @@ def _setup(settings: Settings, args: argparse.Namespace) -> int:
         assert server is not None
         server.should_exit = True
 
-    env = Path(".env")
+    env = settings.setup_env_file
     config = uvicorn.Config(
         setup_app(settings, env, done), host=settings.host, port=settings.port,
         log_level="warning",
@@ -41,17 +40,22 @@ def _setup(settings: Settings, args: argparse.Namespace) -> int:
         serving.run(server)
     finally:
         if not registered:
-            print(f"Stopped before the App was registered; {env} was not written.",
+            print("Stopped before the App was registered; nothing was written.",
                   file=sys.stderr)  # fmt: skip
     if not registered:
         return 1
-    print(f"Registered: {env} now holds APP_ID, PRIVATE_KEY and WEBHOOK_SECRET.")
+    if env is None:
+        print("Registered: the last page showed APP_ID, PRIVATE_KEY and WEBHOOK_SECRET to copy "
+              "into your .env (SETUP_ENV_FILE=-: nothing was written here).")  # fmt: skip
+    else:
+        print(f"Registered: {env} now holds APP_ID, PRIVATE_KEY and WEBHOOK_SECRET.")
     return 0
 
 
 COMMAND = Command(
-    "setup", "Register the GitHub App from app.yml (manifest flow) and write .env; "
-    "open the printed /setup URL in a browser.",
+    "setup", "Register the GitHub App from app.yml (manifest flow) and write .env (with "
+    "SETUP_ENV_FILE=-, as in the image, show it to copy); open the printed /setup URL in a "
+    "browser.",
     "HOST and PORT where your browser and GitHub reach this machine.",
     with_settings(_setup),
 )  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis import Redis
@@ -84,7 +83,7 @@ def create_app(settings: Settings, redis: Redis) -> Starlette:
             Route("/tasks/{task_id}/retry", dashboard.retry, methods=["POST"]),
             Route("/plan/{owner}/{name}", plan_page, methods=["GET"]),
             Route("/usage", usage_page, methods=["GET"]),
-            *setup_routes(settings, Path(".env")),
+            *setup_routes(settings, settings.setup_env_file),
         ],
     )
     app.state.settings = settings

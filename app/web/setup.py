@@ -2,7 +2,8 @@
 
 The page posts app.yml, with this server's URLs filled in, to GitHub's "new App" form; GitHub
 sends the browser back with a code, which is exchanged for the App's id, key and secrets; those
-are written to .env, leaving every other line of it as it was.
+are written to .env, leaving every other line of it as it was. Where that file would not be kept
+(a container's, SETUP_ENV_FILE=-), the last page shows them as a .env block to copy instead.
 """
 
 from __future__ import annotations
@@ -89,7 +90,16 @@ https address; open <code>/setup</code> there;</li>
 App is registered, set its webhook URL to the channel in its settings on GitHub.</li></ul></div>"""
 
 
-def setup_page(settings: Settings, base_url: str, org: str, state: str) -> str:
+def _kept_where(env_file: Path | None) -> str:
+    if env_file is None:
+        return ("then shows them here to copy into your <code>.env</code>: this server's files "
+                "are not kept (<code>SETUP_ENV_FILE=-</code>), so it writes nothing")  # fmt: skip
+    return f"then writes its id, key and secrets to <code>{escape(str(env_file))}</code>"
+
+
+def setup_page(
+    settings: Settings, base_url: str, org: str, state: str, env_file: Path | None
+) -> str:
     action = f"{new_app_url(settings, org)}?state={state}"
     data = manifest(base_url, settings.webhook_path)
     hook = base_url + settings.webhook_path
@@ -102,7 +112,7 @@ def setup_page(settings: Settings, base_url: str, org: str, state: str) -> str:
     )
     body = f"""<h1>Register forgehand as a GitHub App</h1>
 <p>This creates the App on GitHub from <code>app.yml</code>, with webhooks sent to
-<code>{escape(hook)}</code>, then writes its id, key and secrets to <code>.env</code>.</p>
+<code>{escape(hook)}</code>, {_kept_where(env_file)}.</p>
 {_warning(hook)}
 <h2>Permissions it asks for</h2><table id="permissions"><tr><th>Permission</th>
 <th>Access</th></tr>{permissions}</table>
@@ -125,8 +135,8 @@ def exchange(settings: Settings, code: str) -> dict[str, Any]:
     return data
 
 
-def write_env(env_file: Path, app: dict[str, Any]) -> None:
-    values = {
+def env_values(app: dict[str, Any]) -> dict[str, str]:
+    return {
         "APP_ID": str(app["id"]),
         # One line, as the settings accept it: literal \n inside the quotes.
         "PRIVATE_KEY": app["pem"].strip().replace("\n", "\\n"),
@@ -134,12 +144,22 @@ def write_env(env_file: Path, app: dict[str, Any]) -> None:
         "GITHUB_CLIENT_ID": app.get("client_id") or "",
         "GITHUB_CLIENT_SECRET": app.get("client_secret") or "",
     }
+
+
+def write_env(env_file: Path, app: dict[str, Any]) -> None:
     env_file.touch(mode=0o600, exist_ok=True)
-    for key, value in values.items():
+    for key, value in env_values(app).items():
         set_key(env_file, key, value, quote_mode="always")
 
 
-def routes(settings: Settings, env_file: Path, on_done: Any = None) -> list[Route]:
+def env_block(app: dict[str, Any]) -> str:
+    """The lines write_env would write, quoted as it quotes them."""
+    quoted = {key: value.replace("'", "\\'") for key, value in env_values(app).items()}
+    return "".join(f"{key}='{value}'\n" for key, value in quoted.items())
+
+
+def routes(settings: Settings, env_file: Path | None, on_done: Any = None) -> list[Route]:
+    """`env_file`: where the App's settings are written; None: shown on the last page."""
     states: set[str] = set()
 
     async def page(request: Request) -> Response:
@@ -149,7 +169,7 @@ def routes(settings: Settings, env_file: Path, on_done: Any = None) -> list[Rout
         states.add(state)
         base = str(request.base_url).rstrip("/")
         org = request.query_params.get("org", "")
-        return HTMLResponse(setup_page(settings, base, org, state))
+        return HTMLResponse(setup_page(settings, base, org, state, env_file))
 
     async def callback(request: Request) -> Response:
         if configured(settings):
@@ -163,19 +183,18 @@ def routes(settings: Settings, env_file: Path, on_done: Any = None) -> list[Rout
             app = await run_in_threadpool(exchange, settings, code)
         except httpx.HTTPError as exc:
             return HTMLResponse(f"GitHub refused the registration code: {escape(str(exc))}", 502)
-        await run_in_threadpool(write_env, env_file, app)
+        if env_file is not None:
+            await run_in_threadpool(write_env, env_file, app)
         if on_done is not None:
             on_done()
         install = f"{app['html_url']}/installations/new"
-        return HTMLResponse(
-            styled(
-                "forgehand is registered",
-                f"<h1>{escape(app['slug'])} is registered</h1>"
-                f"<p>APP_ID, PRIVATE_KEY and WEBHOOK_SECRET are in "
-                f"<code>{escape(str(env_file))}</code>. Restart forgehand to use them.</p>"
-                f"<p><a id='install' href='{escape(install)}'>Install it on a repository</a></p>",
-            )
+        body = (
+            f"<h1>{escape(app['slug'])} is registered</h1>{_where_they_are(env_file, app)}"
+            f"<p><a id='install' href='{escape(install)}'>Install it on a repository</a></p>"
         )
+        # The App's key may be on it: no cache keeps a copy.
+        return HTMLResponse(styled("forgehand is registered", body),
+                            headers={"Cache-Control": "no-store"})  # fmt: skip
 
     return [
         Route("/setup", page, methods=["GET"]),
@@ -183,5 +202,18 @@ def routes(settings: Settings, env_file: Path, on_done: Any = None) -> list[Rout
     ]
 
 
-def setup_app(settings: Settings, env_file: Path, on_done: Any = None) -> Starlette:
+def _where_they_are(env_file: Path | None, app: dict[str, Any]) -> str:
+    if env_file is not None:
+        return (
+            f"<p>APP_ID, PRIVATE_KEY and WEBHOOK_SECRET are in "
+            f"<code>{escape(str(env_file))}</code>. Restart forgehand to use them.</p>"
+        )
+    return f"""<p><strong>Nothing was written</strong>: this server's files are not kept
+(<code>SETUP_ENV_FILE=-</code>, as in forgehand's image). Copy these lines into the
+<code>.env</code> that forgehand reads (compose's, on the host), then start it again. They hold
+the App's private key: this page is their only copy.</p>
+<pre id="env">{escape(env_block(app))}</pre>"""
+
+
+def setup_app(settings: Settings, env_file: Path | None, on_done: Any = None) -> Starlette:
     return Starlette(routes=routes(settings, env_file, on_done))

@@ -111,6 +111,12 @@ def test_proxies_on_this_machine_need_no_password(allow: str) -> None:
     assert parse({"FORWARDED_ALLOW_IPS": allow}).forwarded_allow_ips == allow
 
 
+def test_setup_writes_dot_env_unless_told_where_or_told_to_show_it() -> None:
+    assert parse({}).setup_env_file == Path(".env")
+    assert parse({"SETUP_ENV_FILE": "/host/.env"}).setup_env_file == Path("/host/.env")
+    assert parse({"SETUP_ENV_FILE": "-"}).setup_env_file is None
+
+
 def test_a_public_url_that_is_not_loopback_requires_a_dashboard_password() -> None:
     # Behind a reverse proxy on this machine every request comes from loopback.
     with pytest.raises(SettingsError, match="DASHBOARD_PASSWORD is required"):

@@ -234,7 +234,7 @@ def test_setup_stopped_before_registering_says_so_and_writes_nothing(tmp_path: P
             proc.wait()
     assert proc.returncode == 130, err  # as a program stopped by Ctrl-C exits
     assert "Registered" not in out + err
-    assert "Stopped before the App was registered; .env was not written." in err
+    assert "Stopped before the App was registered; nothing was written." in err
     assert not (tmp_path / ".env").exists()
 
 

@@ -75,6 +75,34 @@ def test_callback_exchanges_the_code_and_keeps_other_env_lines(tmp_path: Path) -
     assert settings.app_id == 31337 and settings.private_key == fakes.app_key()[0]
 
 
+def test_where_its_file_would_not_be_kept_setup_shows_the_settings_to_copy(
+    tmp_path: Path, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in forgehand's image, whose files go with its container (SETUP_ENV_FILE=-).
+    monkeypatch.chdir(tmp_path)
+    settings = parse({"WEBHOOK_SECRET": p.SECRET, "SETUP_ENV_FILE": "-"})
+    with respx.mock(assert_all_called=True) as router:
+        router.post("https://api.github.com/app-manifests/c0de/conversions").mock(
+            return_value=httpx.Response(201, json=CONVERSION)
+        )
+        with TestClient(create_app(settings, redis), base_url=LOCAL_URL) as c:
+            page = c.get("/setup").text
+            action, _ = form(page)
+            done = c.get(f"/setup/callback?code=c0de&state={action.split('state=')[1]}")
+    assert "shows them here to copy" in page and "writes its id" not in page
+    assert list(tmp_path.iterdir()) == []  # nothing written where it would be lost
+    assert done.status_code == 200 and done.headers["cache-control"] == "no-store"
+    assert "Nothing was written" in done.text
+    block = re.search(r'<pre id="env">(.*?)</pre>', done.text, re.S)
+    assert block is not None
+    copied = tmp_path / "host.env"
+    copied.write_text(html.unescape(block[1]))
+    values = dotenv_values(copied)
+    assert values["WEBHOOK_SECRET"] == "whsec" and values["GITHUB_CLIENT_SECRET"] == "shh"
+    taken = load({}, copied)  # pasted into the host's .env, it is read as written
+    assert taken.app_id == 31337 and taken.private_key == fakes.app_key()[0]
+
+
 def test_callback_without_our_state_is_refused(tmp_path: Path) -> None:
     with TestClient(setup_app(parse({}), tmp_path / ".env")) as c:
         assert c.get("/setup/callback?code=x&state=forged").status_code == 400
