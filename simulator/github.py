@@ -182,7 +182,11 @@ class GitHubSimulator:
         comment = self.comments[comment_id]
         login = comment.get("login", f"{self.slug}[bot]")
         kind = "Bot" if login.endswith("[bot]") else "User"
-        return shapes.comment(comment_id, comment["body"], login, kind)
+        view = shapes.comment(comment_id, comment["body"], login, kind)
+        if login == f"{self.slug}[bot]":
+            # As GitHub marks what an App wrote: the mark stays when a person edits it.
+            view["performed_via_github_app"] = shapes.app(self.app_id, self.slug)
+        return view
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
         """Tell listeners (the webhook sender) what the App just did on GitHub."""

@@ -173,6 +173,11 @@ def _is_self(payload: Payload, facts: Facts) -> bool:
     login = _opt(payload, "sender.login", str)
     if facts.app_slug and login == f"{facts.app_slug}[bot]":
         return True
+    # The App acts with its installation's token, as its bot. A person's edit of something
+    # the App wrote still carries the App's mark (`performed_via_github_app` names who wrote
+    # it), so the mark counts only when a bot sent the event.
+    if _opt(payload, "sender.type", str) != "Bot":
+        return False
     for via in ("issue", "comment", "review", "pull_request"):
         app = _opt(payload, f"{via}.performed_via_github_app.id", int)
         if app is not None and app == facts.app_id:

@@ -475,6 +475,21 @@ def test_a_person_editing_the_plan_comment_has_it_checked_again() -> None:
     assert again.id != task.id  # each version of the comment is its own check
 
 
+def test_a_person_editing_the_apps_comment_is_not_the_app() -> None:
+    # GitHub marks a comment an App wrote with that App (`performed_via_github_app`); an edit
+    # event carries the comment as it is, so the mark names the comment's author, not the
+    # person who edited it (the sender).
+    edit = plan_edited()
+    edit["comment"]["performed_via_github_app"] = {"id": p.APP_ID, "slug": "forgehand"}
+    for facts in (FACTS, Facts(app_id=p.APP_ID)):
+        assert only_task(decide("issue_comment", edit, facts)).kind is Kind.PLAN_EDIT
+    by_the_app = p.comment("/agent plan", sender="forgehand[bot]", sender_type="Bot")
+    by_the_app["comment"]["performed_via_github_app"] = {"id": p.APP_ID, "slug": "forgehand"}
+    assert decide("issue_comment", by_the_app, Facts(app_id=p.APP_ID)).ignored == (
+        "sent by the App itself"
+    )
+
+
 @pytest.mark.parametrize("association", STRANGERS)
 def test_a_stranger_editing_a_plan_lookalike_of_their_own_queues_nothing(association: str) -> None:
     # Their own comment, opened with the plan's marker; until a worker has learnt the App's
