@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from jobs.boundary.usage import Api, Usage, UsageReader
@@ -754,7 +755,8 @@ def _in_background(body: bytes | bytearray) -> bool:
 
 def _prepare(api: Api, rest: str, body: bytes | bytearray) -> tuple[bytes | bytearray, str, bool]:
     """The body to forward, the model it names and whether its answer streams. A streamed
-    (Chat) Completions call is asked to report its usage (`stream_options.include_usage`)."""
+    (Chat) Completions call is asked to report its usage (`stream_options.include_usage`), and
+    an OpenRouter one its cost (`usage.include`)."""
     streamed = ":streamGenerateContent" in rest
     model = rest.rpartition("/models/")[2].partition(":")[0] if api == "gemini" else ""
     try:
@@ -766,16 +768,29 @@ def _prepare(api: Api, rest: str, body: bytes | bytearray) -> tuple[bytes | byte
     # Gemini runs the model its path names; a `model` in its body is only words.
     if api != "gemini" and isinstance(value.get("model"), str):
         model = value["model"]
+    asked = False
     if value.get("stream") is True:
         streamed = True
         # Chat Completions, and the legacy text completions, which take the same option.
         if rest.endswith("/completions"):
-            options = value.get("stream_options")
-            options = options if isinstance(options, dict) else {}
-            if options.get("include_usage") is not True:
-                value["stream_options"] = options | {"include_usage": True}
-                body = json.dumps(value).encode()
+            asked = _ask(value, "stream_options", "include_usage")
+    # OpenRouter's own cost of the call (USD, `usage.cost`) is what meters a model no price
+    # table knows: the meter admits such a model under a cost cap only on OpenRouter.
+    if api == "openrouter" and rest.endswith("/completions"):
+        asked = _ask(value, "usage", "include") or asked
+    if asked:
+        body = json.dumps(value).encode()
     return body, model or "unknown", streamed
+
+
+def _ask(value: dict[str, Any], name: str, option: str) -> bool:
+    """Set `value[name][option]` true; whether it was not already."""
+    options = value.get(name)
+    options = options if isinstance(options, dict) else {}
+    if options.get(option) is True:
+        return False
+    value[name] = options | {option: True}
+    return True
 
 
 def _read_request(
