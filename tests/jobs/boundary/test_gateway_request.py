@@ -15,6 +15,7 @@ import pytest
 
 from jobs.boundary import gateway as module
 from jobs.boundary.gateway import (
+    MAX_BODY,
     MAX_CALLS,
     MAX_CONNECTIONS,
     MAX_HEAD,
@@ -168,3 +169,20 @@ def test_the_agents_few_calls_of_a_few_megabytes_pass_at_once(chunked: bool) -> 
     assert all(r.body["messages"][0]["content"] == "y" * 6 * MB for r in api.completions)
     # All reached the model before the first was answered.
     assert times[-1] - times[0] < 1
+
+
+@pytest.mark.parametrize(
+    "framing", [b"Content-Length: %d\r\n\r\n", b"Transfer-Encoding: chunked\r\n\r\n%x\r\n"]
+)
+def test_a_body_past_max_body_gets_413_before_it_is_read(framing: bytes) -> None:
+    read: list[int] = []
+    with (
+        Gateway(upstreams({"OPENAI_API_KEY": REAL}), new_placeholder(),
+                lambda api, model: None, lambda api, usage: None) as gw,
+        connections(gw, 1, read) as (client,),
+    ):  # fmt: skip
+        client.settimeout(10)
+        client.sendall(b"POST /openai/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                       + framing % (MAX_BODY + 1))  # fmt: skip
+        answer = client.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413 ")
