@@ -22,9 +22,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from jobs.boundary.usage import Api, Usage, UsageReader
@@ -35,6 +36,18 @@ MAX_HEAD = 64 * 1024
 # A request body is read whole (its model and stream flag decide metering); a larger one gets
 # 413. Agents send their whole context each turn: a few megabytes at most.
 MAX_BODY = 32 * 1024 * 1024
+# Bytes of request bodies one gateway holds at once, from the first byte read until their call
+# has ended: a body's length is taken from it before the body is read (a chunked one's whole
+# MAX_BODY, then what it did not use given back), and a body that finds too little waits
+# unread. Without it, a hostile agent's 128 connections each sending 32 MB held 4 GB of the
+# worker. Two maximal bodies fit: the agent's few calls of a few megabytes never wait. What a
+# call holds besides (its body parsed, re-encoded, sent) lasts only while it holds one of the
+# MAX_CALLS call slots.
+BODY_BUDGET = 2 * MAX_BODY
+# Connections one gateway serves at once; more are answered 503 and closed. Before its body
+# is taken from the budget, a connection holds at most its head and one read past it.
+MAX_CONNECTIONS = 64
+HEAD_READ = 16 * 1024
 # Calls of one task in flight at once: each is admitted against the budget only while the
 # ones before it are counted, so an agent's burst passes its cap by at most this many calls.
 MAX_CALLS = 4
@@ -203,13 +216,57 @@ class _Closed(Exception):
     """The client went away or sent something that ends the connection."""
 
 
+class _Budget:
+    """BODY_BUDGET's bytes: taken before a body is read, given back once its call has ended."""
+
+    def __init__(self, size: int) -> None:
+        self._left = size
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[_Held]:
+        held = _Held(self)
+        try:
+            yield held
+        finally:
+            self.give(held.size)
+
+    def take(self, size: int) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._left >= size, IDLE):
+                raise _Closed
+            self._left -= size
+
+    def give(self, size: int) -> None:
+        with self._changed:
+            self._left += size
+            self._changed.notify_all()
+
+
+class _Held:
+    """What one request holds of the budget."""
+
+    def __init__(self, budget: _Budget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def take(self, size: int) -> None:
+        self.budget.take(size)
+        self.size += size
+
+    def keep(self, size: int) -> None:
+        """Give back all but `size`."""
+        self.budget.give(self.size - size)
+        self.size = size
+
+
 @dataclass
 class _Request:
     method: str
     target: str
     version: str
     headers: list[tuple[str, str]]
-    body: bytes
+    body: bytes | bytearray
 
     def header(self, name: str) -> str | None:
         return next((v for n, v in self.headers if n.lower() == name), None)
@@ -235,6 +292,8 @@ class Gateway:
         self._filter_keys = [u.key for u in found.values()]
         self._lock = threading.Lock()
         self._calls = threading.BoundedSemaphore(MAX_CALLS)
+        self._bodies = _Budget(BODY_BUDGET)
+        self._serving = 0  # connections
         self._listener: socket.socket | None = None
         self._idle: dict[str, list[socket.socket]] = {}  # to each upstream
 
@@ -282,17 +341,33 @@ class Gateway:
     def serve(self, client: socket.socket, early: bytes) -> None:
         """Answer requests on `client` until it closes; `early` is what was read of it
         already. Origin-form and absolute-form requests, and a CONNECT tunnel, are served."""
-        buffer = early
+        with self._lock:
+            full = self._serving >= MAX_CONNECTIONS
+            if not full:
+                self._serving += 1
+        if full:
+            with contextlib.suppress(OSError):
+                client.settimeout(IDLE)
+                _send(client, 503, [], b"forgehand gateway: too many connections\n")
+            return
+        try:
+            self._serve(client, early)
+        finally:
+            with self._lock:
+                self._serving -= 1
+
+    def _serve(self, client: socket.socket, buffer: bytes) -> None:
         try:
             while True:
                 client.settimeout(IDLE)
-                request, buffer = _read_request(client, buffer)
-                if request is None:
-                    return
-                if request.method == "CONNECT":
-                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    continue
-                keep = self._answer(client, request)
+                with self._bodies.holding() as held:
+                    request, buffer = _read_request(client, buffer, held)
+                    if request is None:
+                        return
+                    if request.method == "CONNECT":
+                        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        continue
+                    keep = self._answer(client, request)
                 if not keep or (request.header("connection") or "").lower() == "close":
                     return
         except (_Closed, OSError):
@@ -340,6 +415,7 @@ class Gateway:
         """Admit, forward and meter one model call."""
         api = upstream.api
         body, model, streamed = _prepare(api, rest, request.body)
+        request.body = body  # the agent's own, when re-encoded, is not held beside it
         refusal = self.admit(api, None if FREE.fullmatch(rest) else model)
         if refusal is not None:
             with self._lock:
@@ -375,8 +451,9 @@ class Gateway:
             raise
 
     def _send_upstream(
-        self, base: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes
-    ) -> tuple[socket.socket, _Answer]:
+        self, base: str, method: str, path: str, headers: list[tuple[str, str]],
+        body: bytes | bytearray,
+    ) -> tuple[socket.socket, _Answer]:  # fmt: skip
         """The request sent and the answer's head read, on a kept connection to the upstream
         when there is one (no new TLS handshake per call), else a new one. A kept connection
         the upstream closed meanwhile fails before any answer: the request is sent again on a
@@ -670,15 +747,16 @@ def _read_answer(sock: socket.socket, method: str) -> _Answer:
     return _Answer(status, reason, headers, frame, buffer, keep_alive)
 
 
-def _in_background(body: bytes) -> bool:
+def _in_background(body: bytes | bytearray) -> bool:
     """Whether a call asks the API to run it in the background (OpenAI Responses): it is
     billed while its answer says nothing of its usage."""
     return b'"background"' in body and re.search(rb'"background"\s*:\s*true', body) is not None
 
 
-def _prepare(api: Api, rest: str, body: bytes) -> tuple[bytes, str, bool]:
+def _prepare(api: Api, rest: str, body: bytes | bytearray) -> tuple[bytes | bytearray, str, bool]:
     """The body to forward, the model it names and whether its answer streams. A streamed
-    (Chat) Completions call is asked to report its usage (`stream_options.include_usage`)."""
+    (Chat) Completions call is asked to report its usage (`stream_options.include_usage`), and
+    an OpenRouter one its cost (`usage.include`)."""
     streamed = ":streamGenerateContent" in rest
     model = rest.rpartition("/models/")[2].partition(":")[0] if api == "gemini" else ""
     try:
@@ -690,23 +768,39 @@ def _prepare(api: Api, rest: str, body: bytes) -> tuple[bytes, str, bool]:
     # Gemini runs the model its path names; a `model` in its body is only words.
     if api != "gemini" and isinstance(value.get("model"), str):
         model = value["model"]
+    asked = False
     if value.get("stream") is True:
         streamed = True
         # Chat Completions, and the legacy text completions, which take the same option.
         if rest.endswith("/completions"):
-            options = value.get("stream_options")
-            options = options if isinstance(options, dict) else {}
-            if options.get("include_usage") is not True:
-                value["stream_options"] = options | {"include_usage": True}
-                body = json.dumps(value).encode()
+            asked = _ask(value, "stream_options", "include_usage")
+    # OpenRouter's own cost of the call (USD, `usage.cost`) is what meters a model no price
+    # table knows: the meter admits such a model under a cost cap only on OpenRouter.
+    if api == "openrouter" and rest.endswith("/completions"):
+        asked = _ask(value, "usage", "include") or asked
+    if asked:
+        body = json.dumps(value).encode()
     return body, model or "unknown", streamed
 
 
-def _read_request(client: socket.socket, buffer: bytes) -> tuple[_Request | None, bytes]:
+def _ask(value: dict[str, Any], name: str, option: str) -> bool:
+    """Set `value[name][option]` true; whether it was not already."""
+    options = value.get(name)
+    options = options if isinstance(options, dict) else {}
+    if options.get(option) is True:
+        return False
+    value[name] = options | {option: True}
+    return True
+
+
+def _read_request(
+    client: socket.socket, buffer: bytes, held: _Held
+) -> tuple[_Request | None, bytes]:
+    """The next request, its body held in `held`, and what was read past it."""
     while (end := buffer.find(b"\r\n\r\n")) < 0:
         if len(buffer) > MAX_HEAD:
             raise _Closed
-        chunk = client.recv(CHUNK)
+        chunk = client.recv(HEAD_READ)
         if not chunk:
             if buffer.strip():
                 raise _Closed
@@ -731,14 +825,19 @@ def _read_request(client: socket.socket, buffer: bytes) -> tuple[_Request | None
     request = _Request(parts[0], parts[1], parts[2], headers, b"")
     if parts[0] == "CONNECT":
         return request, buffer
-    body, buffer = _read_body(client, request, buffer)
+    body, buffer = _read_body(client, request, buffer, held)
     request.body = body
     return request, buffer
 
 
-def _read_body(client: socket.socket, request: _Request, buffer: bytes) -> tuple[bytes, bytes]:
+def _read_body(
+    client: socket.socket, request: _Request, buffer: bytes, held: _Held
+) -> tuple[bytearray, bytes]:
     if "chunked" in (request.header("transfer-encoding") or "").lower():
-        return _read_chunked(client, buffer)
+        held.take(MAX_BODY)
+        body, buffer = _read_chunked(client, buffer)
+        held.keep(len(body))
+        return body, buffer
     raw = request.header("content-length") or "0"
     if not (raw.isascii() and raw.isdigit()):
         _send(client, 400, [], b"forgehand gateway: bad Content-Length\n")
@@ -747,15 +846,22 @@ def _read_body(client: socket.socket, request: _Request, buffer: bytes) -> tuple
     if size > MAX_BODY:
         _send(client, 413, [], b"forgehand gateway: request body too large\n")
         raise _Closed
-    while len(buffer) < size:
-        chunk = client.recv(CHUNK)
-        if not chunk:
+    held.take(size)
+    # Read in place: never more than the body's own bytes held, nor copied as it grows.
+    body = bytearray(size)
+    early = min(size, len(buffer))
+    body[:early] = buffer[:early]
+    view = memoryview(body)
+    got = early
+    while got < size:
+        read = client.recv_into(view[got:], min(CHUNK, size - got))
+        if not read:
             raise _Closed
-        buffer += chunk
-    return buffer[:size], buffer[size:]
+        got += read
+    return body, buffer[early:]
 
 
-def _read_chunked(client: socket.socket, buffer: bytes) -> tuple[bytes, bytes]:
+def _read_chunked(client: socket.socket, buffer: bytes) -> tuple[bytearray, bytes]:
     body = bytearray()
 
     def line() -> bytes:
@@ -763,7 +869,7 @@ def _read_chunked(client: socket.socket, buffer: bytes) -> tuple[bytes, bytes]:
         while (end := buffer.find(b"\r\n")) < 0:
             if len(buffer) > MAX_HEAD:
                 raise _Closed
-            chunk = client.recv(CHUNK)
+            chunk = client.recv(HEAD_READ)
             if not chunk:
                 raise _Closed
             buffer += chunk
@@ -778,14 +884,19 @@ def _read_chunked(client: socket.socket, buffer: bytes) -> tuple[bytes, bytes]:
         if size == 0:
             while line():  # trailers, up to the blank line
                 pass
-            return bytes(body), buffer
+            return body, buffer
         if len(body) + size > MAX_BODY:
             _send(client, 413, [], b"forgehand gateway: request body too large\n")
             raise _Closed
-        while len(buffer) < size + 2:
-            chunk = client.recv(CHUNK)
-            if not chunk:
-                raise _Closed
-            buffer += chunk
-        body += buffer[:size]
-        buffer = buffer[size + 2 :]
+        # Straight into the body: a chunk as large as the body is never held twice.
+        while size:
+            if not buffer:
+                buffer = client.recv(min(CHUNK, size + 2))
+                if not buffer:
+                    raise _Closed
+            piece = buffer[:size]
+            body += piece
+            size -= len(piece)
+            buffer = buffer[len(piece) :]
+        if line():  # the CRLF that ends the chunk
+            raise _Closed

@@ -12,7 +12,7 @@ from app import budget
 from app.store import spend
 from app.tasks import Kind
 from jobs.boundary import Api, Usage
-from jobs.spend.prices import Prices, cost_of, priced
+from jobs.spend.prices import SELF_PRICED, Prices, cost_of, priced
 
 # The kinds that run an agent; the others (clean-ups, notices) make no model call.
 AGENT_KINDS = frozenset({Kind.ISSUE, Kind.CI, Kind.REVIEW, Kind.COMMAND, Kind.CONFLICT})
@@ -59,6 +59,7 @@ class TaskMeter:
     caps: Caps
     say: Callable[[str], None]  # a line for the task's log
     _unpriced: set[str] = field(default_factory=set)
+    _uncosted: set[Api] = field(default_factory=set)  # said no cost, though reporting it
 
     def admit(self, api: Api, model: str | None) -> str | None:
         """Why a call to `model` (None: a call that costs nothing) may not start now, or None.
@@ -68,17 +69,31 @@ class TaskMeter:
         where = self.where
         run = (where.task_id, where.run)
         why = refusal(self.caps, spend.spent(self.redis, where.installation, where.repo, run))
-        if why is None and model is not None and not priced(model, api, self.prices):
+        if why is None and model is not None and not self._priced(api, model):
             return unpriced(model)
         return why
 
+    def _priced(self, api: Api, model: str) -> bool:
+        # An API that reports each call's cost prices any model, until an answer of its came
+        # without one: from then on its calls could count as free too.
+        if api in SELF_PRICED and api not in self._uncosted:
+            return True
+        return priced(model, api, self.prices)
+
     def record(self, api: Api, usage: Usage) -> None:
         cost = cost_of(usage, api, self.prices)
+        if cost is None and api in SELF_PRICED:
+            self._uncosted.add(api)
         if cost is None and usage.model not in self._unpriced:
             self._unpriced.add(usage.model)
+            said = (
+                f"{SELF_PRICED[api]} reported no cost for a call, and "
+                if api in SELF_PRICED
+                else ""
+            )
             self.say(
-                f"forgehand: no price is known for the model {usage.model[:100]!r}: its calls are "
-                "metered by tokens, their cost unknown (AGENT_PRICES can give one)"
+                f"forgehand: {said}no price is known for the model {usage.model[:100]!r}: its "
+                "calls are metered by tokens, their cost unknown (AGENT_PRICES can give one)"
             )
         tokens = (usage.input, usage.output, usage.cached, usage.cache_write)
         call = spend.Call(self.where, tokens, cost)

@@ -2,7 +2,7 @@
 
 The table is genai-prices' (maintained by Pydantic, updated as vendors change their prices and
 released often); AGENT_PRICES overrides it per model. A model found in neither is metered by
-its tokens only, its cost unknown (None).
+its tokens only, its cost unknown (None), unless its API reported the cost itself.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ PROVIDERS: dict[Api, str] = {
     "gemini": "google",
     "openrouter": "openrouter",
 }
+
+
+# The APIs that report each call's cost themselves (OpenRouter's `usage.cost`, which the gateway
+# asks for), by name: any model of theirs can be priced, by its answer.
+SELF_PRICED: dict[Api, str] = {"openrouter": "OpenRouter"}
 
 
 def cost_of(usage: Usage, api: Api, overrides: Prices) -> float | None:

@@ -20,7 +20,9 @@ calc.py (`return a - b` becomes `return a + b`):
 Completions need `Authorization: Bearer KEY` (any non-empty KEY, or `api_key` when given),
 else HTTP 401 as the real API answers. `delay` sleeps before each answer (a slow model);
 `mode="error"` answers every completion with HTTP 500, `mode="hang"` never answers (the
-connection stays open until the server stops).
+connection stays open until the server stops). Given a `cost`, it answers as OpenRouter does:
+each call's usage carries its cost in USD (`usage.cost`), when the call asks for it
+(`"usage": {"include": true}`).
 """
 
 from __future__ import annotations
@@ -61,8 +63,10 @@ class OpenAIChat(FakeServer):
         chunk_size: int = 12,
         api_key: str | None = None,
         write: tuple[str, str] | None = None,
+        cost: float | None = None,
     ) -> None:
         self.api_key = api_key
+        self.cost = cost
         self.mode: Mode = mode
         self.models = tuple(models)
         self.chunk_size = chunk_size
@@ -71,6 +75,13 @@ class OpenAIChat(FakeServer):
     @property
     def completions(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def usage(self, body: Json) -> Json:
+        """The usage an answer to `body` reports."""
+        asked = body.get("usage")
+        if self.cost is None or not isinstance(asked, dict) or asked.get("include") is not True:
+            return _USAGE
+        return _USAGE | {"cost": self.cost}
 
     def authorized(self, header: str | None) -> bool:
         """Like the real API: a bearer key is needed; `api_key`, when given, must match."""
@@ -296,18 +307,18 @@ class _Handler(Handler):
             self.owner.report(_USAGE["prompt_tokens"], _USAGE["completion_tokens"])
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(reply, model, usage, legacy)
+            self._stream(reply, model, self.owner.usage(body) if usage else None, legacy)
         else:
-            self.send_json(200, _completion(reply, model, legacy))
+            self.send_json(200, _completion(reply, model, self.owner.usage(body), legacy))
 
-    def _stream(self, reply: Reply, model: str, usage: bool, legacy: bool) -> None:
+    def _stream(self, reply: Reply, model: str, usage: Json | None, legacy: bool) -> None:
         self.start_events()
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         for chunk in _chunks(reply, self.owner.chunk_size, legacy):
             self._event(_envelope(ident, model, chunk, legacy))
-        if usage:
+        if usage is not None:
             last = _envelope(ident, model, None, legacy)
-            last["usage"] = _USAGE
+            last["usage"] = usage
             self._event(last)
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
@@ -330,7 +341,7 @@ def _error(message: str, kind: str, code: str | None = None) -> Json:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def _completion(reply: Reply, model: str, legacy: bool = False) -> Json:
+def _completion(reply: Reply, model: str, usage: Json, legacy: bool = False) -> Json:
     choice: Json = {"index": 0, "logprobs": None, "finish_reason": reply.finish_reason}
     if legacy:
         choice["text"] = reply.content
@@ -345,7 +356,7 @@ def _completion(reply: Reply, model: str, legacy: bool = False) -> Json:
         "created": int(time.time()),
         "model": model,
         "choices": [choice],
-        "usage": _USAGE,
+        "usage": usage,
     }
 
 
