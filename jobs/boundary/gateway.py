@@ -47,6 +47,12 @@ BODY_BUDGET = 2 * MAX_BODY
 # Connections one gateway serves at once; more are answered 503 and closed. Before its body
 # is taken from the budget, a connection holds at most its head and one read past it.
 MAX_CONNECTIONS = 64
+# A body is parsed whole (its model, its stream flag, the usage options asked for). Parsed, a
+# body of tiny values takes some 25 times its size — 30 MB of `{},` made 750 MB — while an
+# agent's context is mostly long strings: past this many values (counted by their `{`, `[` and
+# `,`, those in strings too) it is refused unparsed. A few megabytes of code and logs hold a
+# few hundred thousand.
+MAX_JSON_VALUES = 1_000_000
 HEAD_READ = 16 * 1024
 # Calls of one task in flight at once: each is admitted against the budget only while the
 # ones before it are counted, so an agent's burst passes its cap by at most this many calls.
@@ -402,6 +408,11 @@ class Gateway:
         if "%" in rest or "/." in rest or not CALLS[api].fullmatch(rest):
             message = f"forgehand gateway: only model calls pass, not {request.method} {rest[:100]}"
             return _send(client, 403, _json_type(), _error(api, 403, message))
+        if _too_many_values(request.body):
+            message = (
+                f"forgehand gateway: request body has more than {MAX_JSON_VALUES:,} JSON values"
+            )
+            return _send(client, 413, _json_type(), _error(api, 413, message))
         if _in_background(request.body):
             message = "forgehand gateway: background responses are not let out (unmetered)"
             return _send(client, 403, _json_type(), _error(api, 403, message))
@@ -745,6 +756,13 @@ def _read_answer(sock: socket.socket, method: str) -> _Answer:
     else:
         frame, keep_alive = _Frame("close"), False
     return _Answer(status, reason, headers, frame, buffer, keep_alive)
+
+
+def _too_many_values(body: bytes | bytearray) -> bool:
+    # A body shorter than the limit cannot hold more values than it: most are not counted.
+    if len(body) <= MAX_JSON_VALUES:
+        return False
+    return body.count(b"{") + body.count(b"[") + body.count(b",") > MAX_JSON_VALUES
 
 
 def _in_background(body: bytes | bytearray) -> bool:

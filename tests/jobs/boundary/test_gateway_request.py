@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
@@ -186,3 +187,47 @@ def test_a_body_past_max_body_gets_413_before_it_is_read(framing: bytes) -> None
                        + framing % (MAX_BODY + 1))  # fmt: skip
         answer = client.recv(65536)
     assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_body_of_millions_of_tiny_values_is_refused_unparsed() -> None:
+    # 30 MB of `{},` parse to ten million dicts: about 750 MB of the worker's memory for one
+    # call, where a real context of that size is mostly long strings.
+    body = b"[" + b"{}," * (10 * MB) + b"{}]"
+    traced = tracemalloc.is_tracing()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        with (
+            Gateway(upstreams({"OPENAI_API_KEY": REAL}), new_placeholder(),
+                    lambda api, model: None, lambda api, usage: None) as gw,
+            connections(gw, 1, []) as (client,),
+        ):  # fmt: skip
+            client.settimeout(60)
+            client.sendall(
+                b"POST /openai/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + gw.placeholder.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            )  # fmt: skip
+            answer = client.recv(65536)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        if not traced:
+            tracemalloc.stop()
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"JSON values" in answer
+    assert peak < 3 * len(body), f"{peak / MB:.0f} MB held for a {len(body) / MB:.0f} MB body"
+
+
+def test_a_large_context_of_long_strings_passes() -> None:
+    # What an agent sends: a few megabytes of messages, code and logs with braces in them.
+    text = "def f(x):\n    return {'a': [x, {x: x}]}\n" * 40_000
+    messages = [{"role": "user", "content": text} for _ in range(5)]
+    body = {"model": "gpt-4o", "messages": messages}
+    assert len(json.dumps(body)) > 5 * MB
+    with (
+        OpenAIChat() as server,
+        Gateway(upstreams({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": server.base_url}),
+                new_placeholder(), lambda api, model: None, lambda api, usage: None) as gw,
+    ):  # fmt: skip
+        headers = {"Authorization": f"Bearer {gw.placeholder}"}
+        status, _, _ = post(gw.listen(), "/openai/chat/completions", body, headers)
+    assert status == 200
