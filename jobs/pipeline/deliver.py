@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from app.github import Installation
+from jobs import hand_back
 from jobs.boundary import GitError, Limits, handoff, protected
 from jobs.errors import TaskFailed
 from jobs.pipeline.context import Run
@@ -83,6 +84,7 @@ def push(work: Run, api: Installation) -> None:
     of theirs and push again."""
     tree, url = work.tree, work.repo.clone_url
     branch = tree.branch
+    hand_back.keep(work.ctx.workspaces.run_dir)
     work.ctx.store.audit(work.task.id, "push", branch)
     for _ in range(PUSH_TRIES):
         try:

@@ -11,8 +11,8 @@ import pytest
 
 from app.github import GitHubError
 from app.tasks import Kind, State, Task
-from jobs.entry import HAND_BACK_SIGNAL
 from jobs.errors import HANDED_BACK
+from jobs.hand_back import HAND_BACK_SIGNAL
 from jobs.kinds import ci_fix as fix_ci
 from jobs.report import progress
 from jobs.report.progress import Heartbeat
