@@ -127,11 +127,13 @@ class Task:
 
 @dataclass(frozen=True)
 class Cancel:
-    """Stop every queued or running task on one issue or pull request."""
+    """Stop every queued or running task on one issue or pull request; with `spare_opened`,
+    not those that have opened their pull request (they finish, the cancel noted)."""
 
     repo_id: int
     number: int
     reason: str
+    spare_opened: bool = False
 
 
 @dataclass(frozen=True)

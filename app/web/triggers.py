@@ -221,8 +221,9 @@ def _task(
     return Decision(actions=(task,))
 
 
-def _cancel(payload: Payload, number: int, reason: str) -> Cancel:
-    return Cancel(repo_id=_get(payload, "repository.id", int), number=number, reason=reason)
+def _cancel(payload: Payload, number: int, reason: str, spare_opened: bool = False) -> Cancel:
+    repo_id = _get(payload, "repository.id", int)
+    return Cancel(repo_id=repo_id, number=number, reason=reason, spare_opened=spare_opened)
 
 
 # --- events -------------------------------------------------------------------------------
@@ -249,7 +250,10 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
     if action in ("closed", "deleted", "transferred"):
         # Deleted or moved to another repository: its work here ends, as when it closes.
         wake = Wake(_get(payload, "repository.id", int), f"#{number} {action}")
-        return Decision(actions=(_cancel(payload, number, f"issue {action}"), wake))
+        # Merging the task's pull request closes the issue while the task is still saying so
+        # on GitHub: killed, that would be lost. A deleted or moved issue ends all its work.
+        spare = action == "closed"
+        return Decision(actions=(_cancel(payload, number, f"issue {action}", spare), wake))
     return ignore(f"issues.{action} is not a trigger")
 
 

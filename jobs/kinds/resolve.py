@@ -92,8 +92,9 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
         # Known as the App's at once: a person may merge it before this task has finished,
         # and what follows the close needs to know its issue.
         ctx.store.add_app_pull_request(
-            task.repo_id, number, task.number, task.repo, task.installation_id, repo.base_branch
-        )
+            task.repo_id, number, task.number, task.repo, task.installation_id, repo.base_branch,
+            task.id,
+        )  # fmt: skip
         waiting.opened(ctx, task)
         fleet.opened(api, ctx, task, number, tree.branch, changed)
         files = sorted(status.redactor.text(f) for f in changed[0])

@@ -70,11 +70,16 @@ def test_app_cannot_trigger_itself_even_when_listed_as_allowed() -> None:
 
 
 @pytest.mark.parametrize(
-    ("action", "reason"), [("unlabeled", "trigger label removed"), ("closed", "issue closed")]
+    ("action", "cancel"),
+    [
+        ("unlabeled", Cancel(p.REPO_ID, 7, "trigger label removed")),
+        # A close is what merging the task's pull request does: that task finishes.
+        ("closed", Cancel(p.REPO_ID, 7, "issue closed", spare_opened=True)),
+    ],
 )
-def test_unlabel_or_close_cancels_the_issue(action: str, reason: str) -> None:
+def test_unlabel_or_close_cancels_the_issue(action: str, cancel: Cancel) -> None:
     decision = decide("issues", p.issues(action=action), FACTS)
-    assert decision.actions[0] == Cancel(p.REPO_ID, 7, reason)
+    assert decision.actions[0] == cancel
 
 
 def test_closing_an_issue_wakes_the_tasks_waiting_in_its_repository() -> None:
