@@ -158,14 +158,6 @@ class ResetAttempts:
 
 
 @dataclass(frozen=True)
-class CiSettled:
-    """CI finished on a commit of an agent pull request: if a task of forgehand's pushed that
-    commit, `task` (a VERDICT task) gives that task's check run CI's word on it."""
-
-    task: Task
-
-
-@dataclass(frozen=True)
 class Wake:
     """Something the repository's waiting tasks may wait for changed (an issue or an agent
     pull request closed): each looks again."""
@@ -174,4 +166,4 @@ class Wake:
     reason: str
 
 
-Action = Task | Cancel | InstallationChange | ResetAttempts | CiSettled | Wake
+Action = Task | Cancel | InstallationChange | ResetAttempts | Wake

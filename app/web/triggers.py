@@ -16,7 +16,6 @@ from app.fleet import COMMENT_MARKER
 from app.tasks import (
     Action,
     Cancel,
-    CiSettled,
     InstallationChange,
     Kind,
     ResetAttempts,
@@ -478,7 +477,10 @@ def _green(payload: Payload, facts: Facts) -> Decision:
         return ignore("check suite concluded success")
     task = found.tasks[0]
     reset = ResetAttempts(task.repo_id, task.number, "CI passed", sha=task.sha)
-    return Decision(actions=(reset, CiSettled(replace(task, kind=Kind.VERDICT))))
+    # Whether a task of forgehand's pushed the commit is the verdict job's to find out: the
+    # task may note its push only after CI has finished, and a read here would cost every
+    # green suite a round trip.
+    return Decision(actions=(reset, replace(task, kind=Kind.VERDICT)))
 
 
 def _run_completed(payload: Payload, facts: Facts) -> Decision:
