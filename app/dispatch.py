@@ -198,17 +198,27 @@ class Dispatcher:
     def cancel(self, cancel: Cancel) -> list[str]:
         """Cancel the live tasks on one issue or pull request; return their ids."""
         targets = self.store.on_target(cancel.repo_id, cancel.number)
-        return [t for t in targets if self.cancel_task(t, cancel.reason)]
+        spare = cancel.spare_opened
+        return [t for t in targets if self.cancel_task(t, cancel.reason, spare)]
 
-    def cancel_task(self, task_id: str, reason: str) -> bool:
+    def cancel_task(self, task_id: str, reason: str, spare_opened: bool = False) -> bool:
         """Cancel one task if it is queued, running or waiting, stopping its job; False if it
-        was not."""
+        was not (or, with `spare_opened`, it has opened its pull request: it finishes)."""
         live = [s for s in State if s.active]
-        if not self.store.transition(task_id, live, State.CANCELLED, reason):
+        if not self.store.transition(task_id, live, State.CANCELLED, reason, spare_opened):
+            if spare_opened:
+                self._spared(task_id, reason)
             return False
         self.store.audit(task_id, "cancelled", reason)
         self.stop_job(task_id)
         return True
+
+    def _spared(self, task_id: str, reason: str) -> None:
+        record = self.store.get(task_id)
+        if record is not None and record.state.active and record.pull is not None:
+            self.store.audit(
+                task_id, reason, f"not cancelled: its pull request #{record.pull} is open"
+            )
 
     def stop_job(self, task_id: str) -> None:
         job = _fetch_job(self.redis, task_id)

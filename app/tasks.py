@@ -127,11 +127,13 @@ class Task:
 
 @dataclass(frozen=True)
 class Cancel:
-    """Stop every queued or running task on one issue or pull request."""
+    """Stop every queued or running task on one issue or pull request; with `spare_opened`,
+    not those that have opened their pull request (they finish, the cancel noted)."""
 
     repo_id: int
     number: int
     reason: str
+    spare_opened: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,14 +158,6 @@ class ResetAttempts:
 
 
 @dataclass(frozen=True)
-class CiSettled:
-    """CI finished on a commit of an agent pull request: if a task of forgehand's pushed that
-    commit, `task` (a VERDICT task) gives that task's check run CI's word on it."""
-
-    task: Task
-
-
-@dataclass(frozen=True)
 class Wake:
     """Something the repository's waiting tasks may wait for changed (an issue or an agent
     pull request closed): each looks again."""
@@ -172,4 +166,4 @@ class Wake:
     reason: str
 
 
-Action = Task | Cancel | InstallationChange | ResetAttempts | CiSettled | Wake
+Action = Task | Cancel | InstallationChange | ResetAttempts | Wake

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from collections.abc import Callable
 from functools import cache
-from types import FrameType
 
 from rq import get_current_job
 
@@ -15,7 +12,7 @@ from app.github import App
 from app.settings import Settings, SettingsError, load
 from app.store import Store, count_task
 from app.tasks import Kind, State, Task
-from jobs import day_budget, pipeline
+from jobs import day_budget, hand_back, pipeline
 from jobs.boundary import redactor_for
 from jobs.errors import (
     HANDED_BACK,
@@ -61,23 +58,6 @@ HANDLERS: dict[Kind, Callable[[Task, pipeline.Context], str]] = {
 }
 
 
-# What a draining worker sends its work-horse when WORKER_DRAIN_TIMEOUT has passed.
-HAND_BACK_SIGNAL = signal.SIGUSR1
-
-
-def _hand_back(_signum: int, _frame: FrameType | None) -> None:
-    # Once: a second signal must not interrupt the hand-back itself.
-    _listen_for_hand_back(False)
-    raise HandedBack
-
-
-def _listen_for_hand_back(on: bool) -> None:
-    # A work-horse runs its task on its main thread; a task run on another thread (tests run
-    # several at once) has no worker to hand it back.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(HAND_BACK_SIGNAL, _hand_back if on else signal.SIG_IGN)
-
-
 @cache
 def worker_settings() -> Settings:
     """Read once per worker process (work-horses inherit it)."""
@@ -101,7 +81,7 @@ def run_task(task_id: str, run: int) -> str:
         # No run can pass until someone sets it: fail at once instead of retrying.
         return fail_now(store, task_id, run, f"forgehand is not configured: {exc}")
     retries_left = job.retries_left or 0
-    _listen_for_hand_back(True)
+    hand_back.listen(True)
     return execute(ctx, task_id, run, job.worker_name or "?", retries_left)
 
 
@@ -128,7 +108,7 @@ def execute(
             summary = HANDLERS[record.task.kind](record.task, ctx)
         finally:
             # Past this point the run's outcome is being recorded: too late to hand it back.
-            _listen_for_hand_back(False)
+            hand_back.listen(False)
     except HandedBack:
         # The worker requeues the task once this returns (jobs/worker.py).
         if store.transition(task_id, (State.RUNNING,), State.QUEUED, HANDED_BACK):
@@ -161,6 +141,7 @@ def execute(
         raise
     finally:
         horse.unlink(missing_ok=True)
+        hand_back.delivering_file(horse.parent, os.getpid()).unlink(missing_ok=True)
     _finish(store, record.task, State.DONE, summary)
     return summary
 

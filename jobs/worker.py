@@ -24,7 +24,8 @@ from app.dispatch import Dispatcher, job_timeout, queue_for
 from app.store import Store, connect, schema
 from app.tasks import State
 from jobs.agents import kill_recorded
-from jobs.entry import HAND_BACK_SIGNAL, worker_settings
+from jobs.entry import worker_settings
+from jobs.hand_back import HAND_BACK_SIGNAL, delivering_file
 from jobs.housekeeping import housekeeping
 from jobs.pipeline import pgid_file_for
 from jobs.workspace import Workspaces, pid_alive
@@ -85,9 +86,14 @@ class ForgehandWorker(ListenerFirstWorker, Worker):
             self.kill_deadline = time.monotonic() + HAND_BACK_GRACE
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.horse_pid, HAND_BACK_SIGNAL)
-        elif time.monotonic() >= self.kill_deadline:
+        elif time.monotonic() >= self.kill_deadline and not self.delivering():
             log.warning("%s was not handed back in %s s: killing it", job.id, HAND_BACK_GRACE)
             self.kill_horse()
+
+    def delivering(self) -> bool:
+        # A run that has pushed keeps its task (jobs/hand_back.py): killed, RQ would run it
+        # again, agent and push included. The job's timeout still bounds it.
+        return delivering_file(self.workspaces.run_dir, self.horse_pid).exists()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         # RQ's own grace is a minute; a dead worker's job is taken over sooner with this.
@@ -148,6 +154,9 @@ def reap(workspaces: Workspaces) -> None:
                     os.kill(horse, signal.SIGKILL)
             if not pid_alive(horse) or not pid_alive(parent):
                 horse_file.unlink(missing_ok=True)
+        for said in workspaces.run_dir.glob("delivering-*"):
+            if not pid_alive(int(said.name.removeprefix("delivering-"))):
+                said.unlink(missing_ok=True)
         for pgid_file in workspaces.run_dir.glob("agent-*.pgid"):
             horse = int(pgid_file.stem.removeprefix("agent-"))
             if not pid_alive(horse):
@@ -171,8 +180,8 @@ def work(
     """Run a worker until it is asked to stop (or, with burst, the queue is empty).
 
     Asked to stop (SIGTERM) while a task runs, it takes no more jobs and lets the task go on
-    for `drain_timeout` seconds, then hands it back to the queue; a second SIGTERM stops it
-    at once.
+    for `drain_timeout` seconds, then hands it back to the queue, unless it has begun to push,
+    when it lets it finish; a second SIGTERM stops it at once.
 
     RQ's worker quits when Redis vanishes in the middle of a job; this one waits for Redis to
     come back and carries on, so an outage needs no restart by hand.

@@ -12,6 +12,19 @@ from app.store.keys import Records, pull_key, text
 # shows them), but not for ever: gone this long after the pull request's last write.
 FACTS_KEPT = 400 * 86400
 
+# KEYS: the pull request's pushed, pushing and waiting hashes. ARGV: the commit, CI's words on
+# it, how long they are kept. One step, so that a task noting its push in between (one MULTI)
+# either is read here or reads the words left for it.
+TELL_PUSHED = """
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if entry then return entry end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+end
+return false
+"""
+
 
 class Attempts(Records):
     def attempts(self, repo_id: int, number: int) -> list[dict[str, Any]]:
@@ -73,18 +86,45 @@ class Attempts(Records):
         """What CI said of one commit ("" when nothing is known)."""
         return text(self.redis.hget(pull_key(repo_id, number, "ci"), sha) or b"")
 
-    def note_pushed(self, repo_id: int, number: int, sha: str, task_id: str, lead: str) -> None:
+    def note_pushing(self, repo_id: int, number: int, sha: str, task_id: str) -> None:
+        """`task_id` is about to push `sha`: CI may finish on it before the task has noted
+        the push (note_pushed), and what CI said must then wait for it, not be dropped."""
+        with self.redis.pipeline() as pipe:
+            pipe.hset(pull_key(repo_id, number, "pushing"), sha, task_id)
+            pipe.expire(pull_key(repo_id, number, "pushing"), FACTS_KEPT)
+            pipe.execute()
+
+    def not_pushing(self, repo_id: int, number: int, sha: str) -> None:
+        """The push of `sha` was refused: nothing of it reached GitHub."""
+        self.redis.hdel(pull_key(repo_id, number, "pushing"), sha)
+
+    def note_pushed(self, repo_id: int, number: int, sha: str, task_id: str, lead: str) -> str:
         """`task_id` pushed `sha`; its check run's title is `lead` followed by what CI says of
-        the commit. Kept past a reset, like CI's results."""
+        the commit. Kept past a reset, like CI's results. Returns what CI said of it while the
+        push was being made ("" when nothing), which the task is to tell."""
         entry = json.dumps({"task": task_id, "lead": lead})
         with self.redis.pipeline() as pipe:
             pipe.hset(pull_key(repo_id, number, "pushed"), sha, entry)
             pipe.expire(pull_key(repo_id, number, "pushed"), FACTS_KEPT)
-            pipe.execute()
+            pipe.hdel(pull_key(repo_id, number, "pushing"), sha)
+            pipe.hget(pull_key(repo_id, number, "waiting"), sha)
+            pipe.hdel(pull_key(repo_id, number, "waiting"), sha)
+            told = pipe.execute()[3]
+        return text(told) if told else ""
 
-    def pushed_by(self, repo_id: int, number: int, sha: str) -> dict[str, str] | None:
-        """The task that pushed `sha` and its check run's title lead, if a task did."""
-        raw = self.redis.hget(pull_key(repo_id, number, "pushed"), sha)
+    def ours(self, repo_id: int, number: int, sha: str) -> bool:
+        """Whether a task of forgehand's pushed `sha`, or is pushing it."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hexists(pull_key(repo_id, number, "pushed"), sha)
+            pipe.hexists(pull_key(repo_id, number, "pushing"), sha)
+            return any(pipe.execute())
+
+    def tell_pushed(self, repo_id: int, number: int, sha: str, words: str) -> dict[str, str] | None:
+        """The task that pushed `sha` and its check run's title lead, to tell CI's `words`
+        to; None when no task has noted pushing it: one that is still pushing it finds the
+        words when it does (note_pushed)."""
+        keys = [pull_key(repo_id, number, k) for k in ("pushed", "pushing", "waiting")]
+        raw = self.redis.eval(TELL_PUSHED, 3, *keys, sha, words, FACTS_KEPT)
         return {str(k): str(v) for k, v in json.loads(raw).items()} if raw else None
 
     def escalated(self, repo_id: int, number: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from redis.client import Pipeline
 
-from app.store.keys import APP_PRS, Conn, Records, app_pr_member, pull_key, text
+from app.store.keys import APP_PRS, Conn, Records, app_pr_member, pull_key, task_key, text
 
 ISSUE_PR = "fh:issue_pr"  # "repo id:issue" → pull request number
 PR_ISSUE = "fh:pr_issue"  # "repo id:pull request" → issue number
@@ -17,9 +17,14 @@ def bases_key(repo_id: int) -> str:
 
 class PullRequests(Records):
     def add_app_pull_request(
-        self, repo_id: int, number: int, issue: int, repo: str, installation: int, base: str = ""
-    ) -> None:
+        self, repo_id: int, number: int, issue: int, repo: str, installation: int, base: str = "",
+        task_id: str = "",
+    ) -> None:  # fmt: skip
+        """Record a pull request the App opened; with `task_id`, as the one that task's run
+        opened (its issue's close then lets it finish)."""
         with self.redis.pipeline() as pipe:
+            if task_id:
+                pipe.hset(task_key(task_id), "pull", number)
             if base:
                 self.note_base(repo_id, number, base, conn=pipe)
             pipe.sadd(APP_PRS, app_pr_member(repo_id, number))

@@ -32,6 +32,7 @@ class TaskRecord:
     created: float
     updated: float
     error: str
+    pull: int | None = None  # the pull request this run opened
 
     @property
     def id(self) -> str:
@@ -69,6 +70,7 @@ class Tasks(Records):
             "updated": str(now),
             "error": "",
             "result": "",
+            "pull": "",
         }
         pipe.hset(task_key(task.id), mapping=fields)
         pipe.hsetnx(task_key(task.id), "attempt", "0")
@@ -85,16 +87,27 @@ class Tasks(Records):
         )
         target.zadd(TASKS_INDEX, {task_id: now})
 
-    def transition(self, task_id: str, frm: Iterable[State], to: State, error: str = "") -> bool:
-        """Move a task to `to` only if it is in one of `frm`; atomic against other writers."""
+    def transition(
+        self,
+        task_id: str,
+        frm: Iterable[State],
+        to: State,
+        error: str = "",
+        unless_opened: bool = False,
+    ) -> bool:
+        """Move a task to `to` only if it is in one of `frm` (and, with `unless_opened`, its run
+        has not opened its pull request); atomic against other writers."""
         allowed = {s.value for s in frm}
         key = task_key(task_id)
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(key)
-                    current = pipe.hget(key, "state")
+                    current, pull = pipe.hmget(key, ["state", "pull"])
                     if not isinstance(current, bytes) or current.decode() not in allowed:
+                        pipe.unwatch()
+                        return False
+                    if unless_opened and pull:
                         pipe.unwatch()
                         return False
                     pipe.multi()
@@ -185,4 +198,5 @@ def record_from_hash(raw: dict[Any, Any]) -> TaskRecord:
         created=float(fields.get("created", "0")),
         updated=float(fields.get("updated", "0")),
         error=fields.get("error", ""),
+        pull=int(fields["pull"]) if fields.get("pull") else None,
     )

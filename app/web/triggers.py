@@ -16,7 +16,6 @@ from app.fleet import COMMENT_MARKER
 from app.tasks import (
     Action,
     Cancel,
-    CiSettled,
     InstallationChange,
     Kind,
     ResetAttempts,
@@ -226,8 +225,9 @@ def _task(
     return Decision(actions=(task,))
 
 
-def _cancel(payload: Payload, number: int, reason: str) -> Cancel:
-    return Cancel(repo_id=_get(payload, "repository.id", int), number=number, reason=reason)
+def _cancel(payload: Payload, number: int, reason: str, spare_opened: bool = False) -> Cancel:
+    repo_id = _get(payload, "repository.id", int)
+    return Cancel(repo_id=repo_id, number=number, reason=reason, spare_opened=spare_opened)
 
 
 # --- events -------------------------------------------------------------------------------
@@ -254,7 +254,10 @@ def _issues(payload: Payload, facts: Facts) -> Decision:
     if action in ("closed", "deleted", "transferred"):
         # Deleted or moved to another repository: its work here ends, as when it closes.
         wake = Wake(_get(payload, "repository.id", int), f"#{number} {action}")
-        return Decision(actions=(_cancel(payload, number, f"issue {action}"), wake))
+        # Merging the task's pull request closes the issue while the task is still saying so
+        # on GitHub: killed, that would be lost. A deleted or moved issue ends all its work.
+        spare = action == "closed"
+        return Decision(actions=(_cancel(payload, number, f"issue {action}", spare), wake))
     return ignore(f"issues.{action} is not a trigger")
 
 
@@ -484,7 +487,10 @@ def _green(payload: Payload, facts: Facts) -> Decision:
         return ignore("check suite concluded success")
     task = found.tasks[0]
     reset = ResetAttempts(task.repo_id, task.number, "CI passed", sha=task.sha)
-    return Decision(actions=(reset, CiSettled(replace(task, kind=Kind.VERDICT))))
+    # Whether a task of forgehand's pushed the commit is the verdict job's to find out: the
+    # task may note its push only after CI has finished, and a read here would cost every
+    # green suite a round trip.
+    return Decision(actions=(reset, replace(task, kind=Kind.VERDICT)))
 
 
 def _run_completed(payload: Payload, facts: Facts) -> Decision:

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from app.dispatch import Dispatcher, Seen, read_seen, seen_from
 from app.fleet import wake
 from app.store import Store, text
-from app.tasks import Cancel, CiSettled, InstallationChange, ResetAttempts, Task, Wake
+from app.tasks import Cancel, InstallationChange, ResetAttempts, Task, Wake
 from app.web.tally import Tally
 from app.web.triggers import Facts, PayloadError, decide, early_decision, needs_pull_request_fact
 
@@ -217,12 +217,6 @@ class Intake:
                 self.store.apply_installation(act)
             elif isinstance(act, ResetAttempts):
                 self.store.reset_attempts(act.repo_id, act.number, act.sha)
-            elif isinstance(act, CiSettled):
-                told = act.task
-                if self.store.pushed_by(told.repo_id, told.number, told.sha) is not None:
-                    outcome = self.dispatcher.enqueue(told, origin)
-                    if outcome.enqueued:
-                        result.tasks.append(told.id)
             elif isinstance(act, Wake):
                 result.tasks.extend(wake(self.store, self.dispatcher, act.repo_id, origin))
         result.ignored = decision.ignored or ("; ".join(skipped) if skipped else None)

@@ -18,7 +18,7 @@ from jobs.pipeline import (
     reported,
     status_for,
 )
-from jobs.report import StatusComment, checked
+from jobs.report import StatusComment, checked, noted_push
 from jobs.report import words as report
 
 
@@ -55,8 +55,6 @@ def push_asked(
         summary = report.quote(status.redactor.text(change.result.summary))
         if change.head:
             headline = asked.pushed(change.head[:7])
-            lead = report.pushed_lead(headline)
-            ctx.store.note_pushed(task.repo_id, task.number, change.head, task.id, lead)
         else:
             headline = asked.unchanged + change.result.nothing_done("nothing was pushed")
         check.finish(
@@ -65,4 +63,7 @@ def push_asked(
             summary,
             change.result.tail,
         )
+        if change.head:
+            lead = report.pushed_lead(headline)
+            noted_push(api, ctx.store, task, task.number, change.head, lead, status.redactor)
     return Done(change, status, headline, summary)

@@ -25,7 +25,7 @@ from jobs.pipeline import (
     reported,
     status_for,
 )
-from jobs.report import CheckRun, StatusComment, checked, tell_ci
+from jobs.report import CheckRun, StatusComment, checked, noted_push, tell_ci
 from jobs.report import words as report
 
 # How long a fix waits for the commit's other checks to finish, and how often it looks.
@@ -159,8 +159,8 @@ def _attempt(
         summary = report.quote(status.redactor.text(change.result.summary))
         # Not green yet: CI on the fix has not spoken (a verdict task retitles it when it has).
         lead = report.fix_lead(change.head, attempt, limit)
-        ctx.store.note_pushed(task.repo_id, pr.number, change.head, task.id, lead)
         check.finish("neutral", report.ci_title(lead, "pending"), summary, change.result.tail)
+        noted_push(api, ctx.store, task, pr.number, change.head, lead, status.redactor)
         return result
 
 

@@ -48,7 +48,7 @@ def run_command(task: Task, ctx: Context) -> str:
         pr_number = open_pull_request(api, ctx, task)
         if pr_number is None:
             issue_task = replace(task, kind=Kind.ISSUE)
-            return resolve_issue(issue_task, ctx, instructions)
+            return resolve_issue(issue_task, ctx, instructions, task.id)
         task = replace(task, number=pr_number)
     with pull_request_lock(ctx.store.redis, task.repo_id, task.number, task.id):
         pr = read_pull(api, task, task.number)

@@ -25,7 +25,9 @@ from jobs.report import Heartbeat
 from jobs.report import words as report
 
 
-def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
+def resolve_issue(task: Task, ctx: Context, instructions: str = "", running: str = "") -> str:
+    """`running`: the id of the task that runs this, when it is not `task` (an `/agent`
+    command on the issue, run as the issue's task)."""
     api, repo = prepare(task, ctx)
     repo_path = f"/repos/{task.repo}"
     status = status_for(api, ctx, task)
@@ -92,8 +94,9 @@ def resolve_issue(task: Task, ctx: Context, instructions: str = "") -> str:
         # Known as the App's at once: a person may merge it before this task has finished,
         # and what follows the close needs to know its issue.
         ctx.store.add_app_pull_request(
-            task.repo_id, number, task.number, task.repo, task.installation_id, repo.base_branch
-        )
+            task.repo_id, number, task.number, task.repo, task.installation_id, repo.base_branch,
+            running or task.id,
+        )  # fmt: skip
         waiting.opened(ctx, task)
         fleet.opened(api, ctx, task, number, tree.branch, changed)
         files = sorted(status.redactor.text(f) for f in changed[0])

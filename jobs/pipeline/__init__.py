@@ -6,8 +6,8 @@ the sender; in the task's worktree, a `Run` is given to each step, whose shape i
 (flow.py): `setup` and `agent_then_tests` (verify.py, running the agent of agent.py through
 `run_sandboxed`, the sandbox's side of the boundary), then `commit`, `check_protected` and
 `push` (deliver.py); `status_for`, `check_run_for` and `reported` show it on GitHub.
-May import app, jobs.boundary, jobs.agents, jobs.report, jobs.spend, jobs.errors and
-jobs.workspace; the kinds, the fleet and the entry point import it.
+May import app, jobs.boundary, jobs.agents, jobs.report, jobs.spend, jobs.errors,
+jobs.hand_back and jobs.workspace; the kinds, the fleet and the entry point import it.
 """
 
 from jobs.pipeline.agent import run_agent

@@ -61,6 +61,7 @@ class Run:
     tree: Worktree
     identity: Identity
     heartbeat: Heartbeat | None = None  # shows the agent's progress while it runs
+    pull: int | None = None  # the pull request whose branch it pushes to, once there is one
 
     @property
     def settings(self) -> Settings:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from app.github import Installation
+from jobs import hand_back
 from jobs.boundary import GitError, Limits, handoff, protected
 from jobs.errors import TaskFailed
 from jobs.pipeline.context import Run
@@ -83,12 +84,15 @@ def push(work: Run, api: Installation) -> None:
     of theirs and push again."""
     tree, url = work.tree, work.repo.clone_url
     branch = tree.branch
+    hand_back.keep(work.ctx.workspaces.run_dir)
     work.ctx.store.audit(work.task.id, "push", branch)
     for _ in range(PUSH_TRIES):
+        head = _pushing(work)
         try:
             tree.git(["push", "--quiet", url, f"HEAD:refs/heads/{branch}"], token=api.token())
             return
         except GitError as exc:
+            _not_pushing(work, head)
             missing = permission_refused(str(exc))
             if missing:
                 raise TaskFailed(missing) from None
@@ -108,6 +112,21 @@ def push(work: Run, api: Installation) -> None:
             ) from None
         check_protected(work, theirs)
     raise TaskFailed(f"Pushing {branch} was rejected {PUSH_TRIES} times; nothing was forced.")
+
+
+def _pushing(work: Run) -> str:
+    """Say which commit is about to be pushed to the run's pull request: CI can finish on it
+    before the run has noted its push, and must then find it (jobs/report's tell_ci)."""
+    if work.pull is None:
+        return ""
+    head = work.tree.git(["rev-parse", "HEAD"]).strip()
+    work.ctx.store.note_pushing(work.task.repo_id, work.pull, head, work.task.id)
+    return head
+
+
+def _not_pushing(work: Run, head: str) -> None:
+    if work.pull is not None:
+        work.ctx.store.not_pushing(work.task.repo_id, work.pull, head)
 
 
 _WORKFLOW_REFUSAL = re.compile(

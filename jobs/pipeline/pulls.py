@@ -66,6 +66,5 @@ def change_pull_request(
         installation=task.installation_id,
     ) as tree:  # fmt: skip
         ctx.store.audit(task.id, "worktree", f"{pr.branch} at {tree.base[:7]}")
-        return run(
-            Run(task, ctx, repo, tree, identity, Heartbeat(check.progress)), api, prompt, message
-        )
+        work = Run(task, ctx, repo, tree, identity, Heartbeat(check.progress), pr.number)
+        return run(work, api, prompt, message)

@@ -5,7 +5,14 @@ app, jobs' top modules and jobs.boundary.
 
 from jobs.report import words
 from jobs.report.epic_comment import MARKER, Progress, code, extract_yaml, render
-from jobs.report.progress import CheckRun, Heartbeat, checked, dashboard_url, tell_ci
+from jobs.report.progress import (
+    CheckRun,
+    Heartbeat,
+    checked,
+    dashboard_url,
+    noted_push,
+    tell_ci,
+)
 from jobs.report.status import StatusComment
 from jobs.report.words import working_line
 
@@ -19,6 +26,7 @@ __all__ = [
     "code",
     "dashboard_url",
     "extract_yaml",
+    "noted_push",
     "render",
     "tell_ci",
     "words",

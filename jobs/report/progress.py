@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from app.github import GitHubError, Installation
@@ -183,8 +183,9 @@ def tell_ci(
     api: Installation, store: Store, task: Task, sha: str, words: str, redactor: Redactor
 ) -> bool:
     """The check run of the task that pushed `sha` on `task`'s pull request now says what CI
-    said of it (`words`: "passed", "failed (unit, lint)", …); False when no task pushed it."""
-    pushed = store.pushed_by(task.repo_id, task.number, sha)
+    said of it (`words`: "passed", "failed (unit, lint)", …); False when no task has noted
+    pushing it (one still pushing it tells the words itself: noted_push)."""
+    pushed = store.tell_pushed(task.repo_id, task.number, sha, words)
     if pushed is None:
         return False
     title = report.ci_title(pushed["lead"], words)
@@ -197,6 +198,18 @@ def tell_ci(
     conclusion = report.ci_conclusion(words, on_red)
     retitle(api, store, pushed["task"], task.repo, title, redactor, conclusion)
     return True
+
+
+def noted_push(
+    api: Installation, store: Store, task: Task, number: int, sha: str, lead: str,
+    redactor: Redactor,
+) -> None:  # fmt: skip
+    """`task` pushed `sha` to pull request `number`, and its check run says so: from now on CI's
+    verdict on the commit retitles that run, and one given while the push was being made is
+    told now."""
+    words = store.note_pushed(task.repo_id, number, sha, task.id, lead)
+    if words:
+        tell_ci(api, store, replace(task, number=number), sha, words, redactor)
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from app.dispatch import (
     job_hash,
 )
 from app.store.store import Store
-from app.tasks import Kind, State, Task
+from app.tasks import Cancel, Kind, State, Task
 from tests import fakes
 from tests import payloads as p
 
@@ -167,3 +167,23 @@ def test_a_real_rq_worker_runs_the_job_the_script_wrote(
     assert dispatcher.enqueue(TASK, "again").note == "queued run 2"
     fakes.work_burst(Queue(QUEUE_NAME, connection=redis))
     assert Job.fetch(TASK.id, connection=redis).return_value() == f"{TASK.id} run 2"
+
+
+def test_an_issue_close_spares_only_the_run_that_opened_its_pull_request(redis: Redis) -> None:
+    store = Store(redis)
+    dispatcher = Dispatcher(store, 60)
+    closed = Cancel(p.REPO_ID, 7, "issue closed", spare_opened=True)
+    dispatcher.enqueue(TASK, "first")
+    assert store.transition(TASK.id, (State.QUEUED,), State.RUNNING)
+    store.add_app_pull_request(p.REPO_ID, 8, 7, p.REPO, p.INSTALLATION, "main", TASK.id)
+    assert dispatcher.cancel(closed) == []
+    trail = store.events(TASK.id)[-1]
+    assert (trail["event"], trail["detail"]) == (
+        "issue closed",
+        "not cancelled: its pull request #8 is open",
+    )
+    # Any other cancel still stops it.
+    assert dispatcher.cancel(Cancel(p.REPO_ID, 7, "/agent stop by alice")) == [TASK.id]
+    # The next run has opened nothing yet.
+    assert dispatcher.enqueue(TASK, "labelled again").enqueued
+    assert dispatcher.cancel(closed) == [TASK.id]

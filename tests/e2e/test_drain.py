@@ -1,5 +1,5 @@
-"""Upgrades with real processes: SIGTERM drains a worker, and a rolling restart of two workers
-in the middle of two agent runs loses neither task."""
+"""Upgrades with real processes: SIGTERM drains a worker, a rolling restart of two workers in
+the middle of two agent runs loses neither task, and a run that has pushed is never handed back."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
 from rq import Queue
 
@@ -94,3 +96,40 @@ def test_a_rolling_restart_of_two_workers_mid_run_loses_no_task(
             stack.worker = None  # stopped here with the others
             for proc in (first, second, *replacements):
                 stop_process(proc)
+
+
+def test_a_run_that_has_pushed_is_not_handed_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Handed back after its push, the task would run its agent again and push again.
+    monkeypatch.setenv("WORKER_DRAIN_TIMEOUT", "1")
+    with Stack(parse({}), tmp_path / "sandbox", DEMO) as stack:
+        sim, worker = stack.sim, stack.worker
+        assert worker is not None
+        github = sim.sim
+        opening, go_on = threading.Event(), threading.Event()
+        answer = github.handle
+
+        def held(request: httpx.Request) -> httpx.Response:
+            # The pull request is opened only once the worker has told its horse to hand back.
+            if request.method == "POST" and request.url.path.endswith("/pulls"):
+                opening.set()
+                go_on.wait(60)
+            return answer(request)
+
+        monkeypatch.setattr(github, "handle", held)
+        sim.label_issue(1, "agent")
+        assert opening.wait(120), "the pull request was never asked for"
+        assert github.head_sha("agent/issue-1-add-subtracts")
+        worker.send_signal(signal.SIGTERM)
+        log = stack.logs / "worker.log"
+        wait_until(lambda: "WORKER_DRAIN_TIMEOUT passed" in log.read_text(), "the hand-back", 30)
+        go_on.set()
+        assert worker.wait(timeout=60) == 0
+        record = stack.store.get("issue-4101-1")
+        assert record is not None and record.state is State.DONE, record
+        history = [e["event"] for e in stack.store.events("issue-4101-1")]
+        assert "handed back" not in history, history
+        assert len(github.pulls) == 1
+        (comment,) = github.comment_bodies(1)
+        assert "Opened #" in comment

@@ -9,11 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis import Redis
 from rq import Queue
 from rq.worker import BaseWorker
 
+from jobs.hand_back import delivering_file
 from jobs.worker import ForgehandWorker
+from jobs.workspace import Workspaces
 from simulator.sandbox import key_pair
 from tests.fakes import BurstWorker
 
@@ -67,3 +70,36 @@ def test_each_of_several_workers_logs_in_the_log_format(
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stderr.splitlines()]
     assert len([r for r in records if "started with PID" in r["msg"]]) == 2, done.stderr
+
+
+def test_a_draining_worker_never_kills_a_run_that_has_pushed(
+    redis: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed, its job would run again as a lost worker's: the agent again, the push again.
+    monkeypatch.setattr(BaseWorker, "maintain_heartbeats", lambda *_: None)  # RQ's, in Redis
+    monkeypatch.setattr("jobs.worker.HAND_BACK_GRACE", 0)
+    killed: list[int] = []
+    monkeypatch.setattr(ForgehandWorker, "kill_horse", lambda w, *_: killed.append(w.horse_pid))
+    ignoring = "import signal; signal.signal(signal.SIGUSR1, signal.SIG_IGN); print(); input()"
+    with subprocess.Popen(
+        [sys.executable, "-c", ignoring], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as horse:
+        try:
+            assert horse.stdout is not None and horse.stdout.readline() == b"\n"
+            queue = Queue("drain-test", connection=redis)
+            worker = ForgehandWorker([queue], connection=redis)
+            worker.workspaces = Workspaces(tmp_path)
+            worker.workspaces.run_dir.mkdir()
+            worker.drain_deadline = 0.0
+            worker._horse_pid = horse.pid
+            job = queue.enqueue("jobs.entry.run_task", "issue-1-7", 1)
+            worker.maintain_heartbeats(job, None)  # told to hand back, and ignoring it
+            delivering = delivering_file(worker.workspaces.run_dir, horse.pid)
+            delivering.touch()
+            worker.maintain_heartbeats(job, None)
+            assert killed == []
+            delivering.unlink()
+            worker.maintain_heartbeats(job, None)
+            assert killed == [horse.pid]
+        finally:
+            horse.kill()

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from app.tasks import Cancel, CiSettled, InstallationChange, Kind, ResetAttempts, Task, Wake
+from app.tasks import Cancel, InstallationChange, Kind, ResetAttempts, Task, Wake
 from app.web.triggers import Decision, Facts, PayloadError, command_verb, decide, starts_nothing
 from tests import payloads as p
 
@@ -70,11 +70,16 @@ def test_app_cannot_trigger_itself_even_when_listed_as_allowed() -> None:
 
 
 @pytest.mark.parametrize(
-    ("action", "reason"), [("unlabeled", "trigger label removed"), ("closed", "issue closed")]
+    ("action", "cancel"),
+    [
+        ("unlabeled", Cancel(p.REPO_ID, 7, "trigger label removed")),
+        # A close is what merging the task's pull request does: that task finishes.
+        ("closed", Cancel(p.REPO_ID, 7, "issue closed", spare_opened=True)),
+    ],
 )
-def test_unlabel_or_close_cancels_the_issue(action: str, reason: str) -> None:
+def test_unlabel_or_close_cancels_the_issue(action: str, cancel: Cancel) -> None:
     decision = decide("issues", p.issues(action=action), FACTS)
-    assert decision.actions[0] == Cancel(p.REPO_ID, 7, reason)
+    assert decision.actions[0] == cancel
 
 
 def test_closing_an_issue_wakes_the_tasks_waiting_in_its_repository() -> None:
@@ -345,10 +350,9 @@ def test_fork_pull_requests_get_a_notice_task_not_work() -> None:
 
 
 def test_green_suite_resets_attempts_and_tells_the_check_run_of_whoever_pushed_it() -> None:
-    reset, settled = decide("check_suite", p.check_suite("success"), FACTS).actions
+    reset, told = decide("check_suite", p.check_suite("success"), FACTS).actions
     assert reset == ResetAttempts(p.REPO_ID, 12, "CI passed", sha="c" * 40)
-    assert isinstance(settled, CiSettled)
-    told = settled.task
+    assert isinstance(told, Task)
     assert (told.kind, told.number, told.sha) == (Kind.VERDICT, 12, "c" * 40)
     assert told.id == f"verdict-{p.REPO_ID}-{'c' * 40}"
 

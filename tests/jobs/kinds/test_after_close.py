@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from rq.job import Job
+
 from app.tasks import Cancel, Kind, State, Task
+from app.web.triggers import Facts, decide
 from jobs.kinds import ci_fix as fix_ci
 from tests import fakes
 from tests import payloads as p
-from tests.jobs.conftest import BRANCH, World, agent_pids, gone
+from tests.jobs.conftest import BRANCH, World, agent_pids, gone, wait_until
+
+FACTS = Facts(app_id=p.APP_ID, app_slug="forgehand")
 
 
 def closed_task(number: int) -> Task:
     return Task(Kind.CLOSED, p.INSTALLATION, p.REPO_ID, p.REPO, number, "alice", branch=BRANCH)
+
+
+def events(world: World, task_id: str) -> list[str]:
+    return [e["event"] for e in world.store.events(task_id)]
 
 
 def test_merged_pull_request_branch_is_deleted(world: World) -> None:
@@ -63,3 +74,58 @@ def test_closing_while_the_agent_runs_kills_it(world: World, redis_url: str) -> 
     record = world.store.get(task.id)
     assert record is not None and record.state is State.CANCELLED
     assert world.leftovers() == []
+
+
+def test_an_issue_closed_as_its_pull_request_merges_lets_its_task_finish(
+    world: World, redis_url: str
+) -> None:
+    # Merging the pull request closes its issue while the task still says so on GitHub.
+    go_on = world.tmp / "go-on"
+
+    def hold_after_opening(event: str, data: dict[str, Any]) -> None:
+        # In the work-horse, at the status comment's edit once the pull request is open.
+        if event == "issue_comment" and data["action"] == "edited" and world.github.pulls:
+            wait_until(go_on.exists, "the test never let the task go on", 60)
+
+    world.github.listeners.append(hold_after_opening)
+    task = world.issue_task()
+    world.enqueue(task)
+    worker = world.forked_worker(redis_url)
+    try:
+        wait_until(lambda: "pull request" in events(world, task.id), "the pull request", 60)
+        for action in decide("issues", p.issues(action="closed"), FACTS).actions:
+            if isinstance(action, Cancel):
+                assert world.dispatcher.cancel(action) == []
+        go_on.touch()
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+    finally:
+        if worker.is_alive():
+            worker.kill()
+    record = world.store.get(task.id)
+    assert record is not None and record.state is State.DONE, record
+    assert Job.fetch(task.id, connection=world.redis).return_value() == "opened #8"
+    assert "issue closed" in events(world, task.id)
+    assert "cancelled" not in events(world, task.id)
+
+
+def test_an_issue_closed_before_its_pull_request_opens_cancels_its_task(
+    world: World, redis_url: str
+) -> None:
+    out = world.tmp / "agent.json"
+    world.use_agent("hang", "--out", str(out))
+    task = world.issue_task()
+    world.enqueue(task)
+    worker = world.forked_worker(redis_url)
+    try:
+        agent_pids(out)
+        (cancel, _wake) = decide("issues", p.issues(action="closed"), FACTS).actions
+        assert isinstance(cancel, Cancel)
+        assert world.dispatcher.cancel(cancel) == [task.id]
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+    finally:
+        if worker.is_alive():
+            worker.kill()
+    record = world.store.get(task.id)
+    assert record is not None and (record.state, record.error) == (State.CANCELLED, "issue closed")

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from app.github import GitHubError
+from app.github import GitHubError, Installation
 from app.tasks import Kind, State, Task
-from jobs.entry import HAND_BACK_SIGNAL
+from jobs import pipeline
 from jobs.errors import HANDED_BACK
+from jobs.hand_back import HAND_BACK_SIGNAL
 from jobs.kinds import ci_fix as fix_ci
+from jobs.pipeline import deliver, flow
 from jobs.report import progress
 from jobs.report.progress import Heartbeat
 from tests import payloads as p
@@ -307,3 +309,28 @@ def test_a_run_handed_back_says_so_on_its_check_run(world: World) -> None:
     (run,) = own_runs(world)
     assert (run["status"], run["conclusion"]) == ("completed", "neutral")
     assert run["output"]["title"] == HANDED_BACK
+
+
+def test_ci_that_passes_before_the_fix_task_notes_its_push_is_still_told(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    number = world.open_pull_request()
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
+    world.use_agent("tweak")
+    verdicts: list[str] = []
+
+    def push_then_ci_passes(work: pipeline.Run, api: Installation) -> None:
+        # CI on the fix completes, and its verdict runs, before the fix task goes on.
+        deliver.push(work, api)
+        head = world.github.head_sha(BRANCH)
+        world.github.add_check_run(head, "tests", conclusion="success")
+        verdict = Task(Kind.VERDICT, p.INSTALLATION, p.REPO_ID, p.REPO, number, "ci", sha=head)
+        verdicts.extend(world.execute_together([verdict]).values())
+
+    monkeypatch.setattr(flow, "push", push_then_ci_passes)
+    record = world.run(world.ci_task(number))
+    assert record.state is State.DONE, record.error
+    pushed = world.github.head_sha(BRANCH)[:7]
+    assert verdicts == [f"CI on {pushed}: passed; told once its push is noted"]
+    (run,) = own_runs(world)
+    assert run["output"]["title"] == f"Fix pushed as {pushed} (attempt 1 of 3) — CI on it: passed"
