@@ -79,7 +79,10 @@ class Upstream:
                 conn.sendall(self.small)
                 return
             framed = b'"chunked"' in body
-            framing = b"Transfer-Encoding: chunked" if framed else b"Connection: close"
+            # It closes each connection after one answer, and says so: a gateway that kept it
+            # would fail its next call on it first.
+            framing = b"Transfer-Encoding: chunked\r\n" if framed else b""
+            framing += b"Connection: close"
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%s\r\n\r\n"
                          % framing)  # fmt: skip
             view = memoryview(self.chunked if framed else self.stream)

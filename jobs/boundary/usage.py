@@ -105,11 +105,20 @@ class UsageReader:
             self._cut = True
 
     def _lines(self, text: bytes, cut: bool) -> None:
+        """The lines of `text` that carry usage, read; not the others (a thousand in a window
+        of small events)."""
         if not USAGE_KEY.search(text):
             return
         text = FRAMING.sub(b"", text)
-        for i, line in enumerate(text.split(b"\n")):
-            if i == 0 and cut:
+        end = 0
+        for found in USAGE_KEY.finditer(text):
+            if found.start() < end:
+                continue  # on the line just read
+            start = text.rfind(b"\n", 0, found.start()) + 1
+            end = text.find(b"\n", found.end())
+            end = len(text) if end < 0 else end
+            line = text[start:end]
+            if start == 0 and cut:
                 # The end of a line whose start was dropped: its last usage object, if any.
                 self._read(line, True)
             elif self.api == "gemini" or line.startswith(b"data:"):
