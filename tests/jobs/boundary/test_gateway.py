@@ -665,14 +665,25 @@ def raw_call(url: str, placeholder: str, body: bytes, then: threading.Event | No
     return got
 
 
-def test_a_2xx_event_stream_passes_in_the_upstreams_own_chunks() -> None:
-    """Not un-framed and framed again: the agent gets the upstream's chunks as they came."""
-    body = chunk(b"data: 1\n\n") + chunk(b"data: 2\n\ndata: 3\n\n") + chunk(USED) + b"0\r\n\r\n"
-    base = one_answer(EVENTS_HEAD + body, threading.Event(), b"")
+@pytest.mark.parametrize("framing", ["chunked", "length", "close"])
+def test_a_2xx_event_stream_passes_in_the_upstreams_own_framing(framing: str) -> None:
+    """Not un-framed and framed again: the agent gets the upstream's bytes as they came (and,
+    past an answer of a given length, nothing)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    events = b"data: 1\n\n" + b"data: 2\n\ndata: 3\n\n" + USED
+    if framing == "chunked":
+        body = chunk(b"data: 1\n\n") + chunk(b"data: 2\n\ndata: 3\n\n") + chunk(USED)
+        body, past, said = body + b"0\r\n\r\n", b"", b"transfer-encoding: chunked"
+    elif framing == "length":
+        body, past, said = events, b"stray", b"content-length: %d" % len(events)
+    else:
+        body, past, said = events, b"", b"connection: close"
+    head += said + b"\r\n\r\n"
+    base = one_answer(head + body + past, threading.Event(), b"")
     with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls):
         raw = raw_call(url, gw.placeholder, STREAMED)
-    head, _, got = raw.partition(b"\r\n\r\n")
-    assert b"transfer-encoding: chunked" in head.lower() and got == body
+    got_head, _, got = raw.partition(b"\r\n\r\n")
+    assert said in got_head.lower() and got == body
     assert calls == [("openai", Usage("gpt-4o", input=5, output=2))]
 
 
@@ -735,3 +746,30 @@ def test_bytes_past_a_streamed_answers_end_reach_no_one(past: bytes) -> None:
         assert b"Stray" not in body and b"stray" not in body
         assert body.endswith(USED + b"\r\n0\r\n\r\n") or not body.endswith(b"0\r\n\r\n")
     assert upstream.connections == 2 and len(calls) == 2
+
+
+def test_a_streamed_answers_end_reaches_the_agent_only_once_it_is_metered() -> None:
+    """Passed in the upstream's own framing, its last bytes are held back until the meter has
+    run: the agent's next call, once it has the end, is admitted knowing this one's spend."""
+    body = chunk(b"data: 1\n\n") + chunk(USED) + b"0\r\n\r\n"
+    base = one_answer(EVENTS_HEAD + body, threading.Event(), b"")
+    metering, metered = threading.Event(), threading.Event()
+
+    def meter(api: Api, usage: Usage) -> None:
+        metering.set()
+        metered.wait(10)
+
+    found = upstreams({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base})
+    with Gateway(found, new_placeholder(), lambda api, model: None, meter) as gw:
+        host, port = gw.listen().removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            auth = b"Authorization: Bearer " + gw.placeholder.encode()
+            head = b"POST /openai/chat/completions HTTP/1.1\r\n%s\r\nContent-Length: %d\r\n\r\n"
+            sock.sendall(head % (auth, len(STREAMED)) + STREAMED)
+            got = b""
+            while not got.endswith(b"\r\n0\r\n"):  # all but the end's last CRLF
+                got += sock.recv(65536)
+            assert metering.wait(10)
+            metered.set()
+            while not got.endswith(body):
+                got += sock.recv(65536)
