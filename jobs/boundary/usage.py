@@ -107,9 +107,7 @@ class UsageReader:
     def _lines(self, text: bytes, cut: bool) -> None:
         """The lines of `text` that carry usage, read; not the others (a thousand in a window
         of small events)."""
-        if not USAGE_KEY.search(text):
-            return
-        text = FRAMING.sub(b"", text)
+        text = FRAMING.sub(b"", text)  # first: it may cut a usage key too
         end = 0
         for found in USAGE_KEY.finditer(text):
             if found.start() < end:

@@ -128,6 +128,7 @@ def test_a_usage_event_split_across_chunks_is_read_from_the_framed_stream(piece:
     assert read(UsageReader("anthropic", "m", True), stream, piece) == Usage(
         "claude-sonnet-4-5", 12, 42, 30, 5)  # fmt: skip
     middle = sse(*[{"type": "content_block_delta", "delta": {"text": "x" * 100}}] * 2000)
+    end = delta.index(b'"usage"') + 3  # the key itself cut, in the window kept to the end
     long = framed(start[:cut], start[cut:] + middle, delta[:end], delta[end:], extension=b";x=1")
     assert read(UsageReader("anthropic", "m", True), long, max(piece, 4096)) == Usage(
         "claude-sonnet-4-5", 12, 42, 30, 5)  # fmt: skip
