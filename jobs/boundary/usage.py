@@ -81,27 +81,37 @@ class UsageReader:
 
     def feed(self, data: bytes) -> None:
         if self.streamed and self._seen < WINDOW:
-            # The stream's first lines: each whole line that carries usage is read now.
-            self._seen += len(data)
-            self._line += data
-            self._line[:] = FRAMING.sub(b"", self._line)
-            # A line is read once it has come whole: not up to a LF that may be a framing's.
-            opened = OPEN_FRAMING.search(self._line, max(0, len(self._line) - MAX_SIZE_LINE))
-            last = self._line.rfind(b"\n", 0, opened.start() if opened else len(self._line))
-            if last >= 0:
-                self._lines(bytes(self._line[:last]), self._cut)
-                del self._line[: last + 1]
-                self._cut = False
-            if len(self._line) > WINDOW:
-                del self._line[:-WINDOW]
-                self._cut = True
-            return
+            first = WINDOW - self._seen
+            if len(data) > first:
+                # Of a large read only the window's part is read now; the rest is kept as any
+                # later read (a stream's first read may hold a whole socket's worth).
+                self._start(data[:first])
+                data = data[first:]
+            else:
+                self._start(data)
+                return
         self._seen += len(data)
         self._tail.append(data)
         self._tail_size += len(data)
         while self._tail_size - len(self._tail[0]) >= WINDOW:
             self._tail_size -= len(self._tail.pop(0))
             self._line.clear()  # older still than what was dropped
+            self._cut = True
+
+    def _start(self, data: bytes) -> None:
+        """The stream's first lines: each whole line that carries usage is read now."""
+        self._seen += len(data)
+        self._line += data
+        self._line[:] = FRAMING.sub(b"", self._line)
+        # A line is read once it has come whole: not up to a LF that may be a framing's.
+        opened = OPEN_FRAMING.search(self._line, max(0, len(self._line) - MAX_SIZE_LINE))
+        last = self._line.rfind(b"\n", 0, opened.start() if opened else len(self._line))
+        if last >= 0:
+            self._lines(bytes(self._line[:last]), self._cut)
+            del self._line[: last + 1]
+            self._cut = False
+        if len(self._line) > WINDOW:
+            del self._line[:-WINDOW]
             self._cut = True
 
     def _lines(self, text: bytes, cut: bool) -> None:
