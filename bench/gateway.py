@@ -2,7 +2,7 @@
 throughput, each through the gateway and straight to the same upstream on loopback, rounds
 interleaved; prints a Markdown table of medians:
 
-    .venv/bin/python bench/gateway.py [--calls 300] [--rounds 7] [--megabytes 10]
+    .venv/bin/python bench/gateway.py [--calls 300] [--rounds 7] [--megabytes 10] [--parts]
 
 - latency: a small Chat Completions call (a JSON answer with usage), each on a connection of
   its own as the gateway's clients and the gateway itself open them
@@ -10,6 +10,8 @@ interleaved; prints a Markdown table of medians:
   to its end, MB/s: sent as one body up to the connection's close, and in chunks of one event
   each, as the model APIs send their streams (Transfer-Encoding: chunked); the client reads
   raw bytes, as a CLI's HTTP library in C or Rust or Go would, and counts the bytes on the wire
+- with --parts, where the time of a stream in chunks goes instead: the relay alone beside a
+  bare copy loop, with each of its parts switched off in turn (see `parts`)
 The upstream is a raw-socket server that writes pre-built answers, so that what is measured
 is the gateway's own cost (a Python http.server would dominate both sides); it and the client
 run in processes of their own, as the model API and the agent's CLI do, so that none of the
@@ -23,16 +25,21 @@ import contextlib
 import http.client
 import json
 import multiprocessing
+import os
 import platform
 import socket
 import statistics
 import threading
 import time
 from multiprocessing import Queue
+from unittest import mock
 
+from jobs.boundary import gateway as boundary
 from jobs.boundary.gateway import Gateway, new_placeholder, upstreams
+from jobs.boundary.usage import UsageReader
 from simulator.server import read_request
 
+KEY = "sk-bench-0000000000"
 SMALL = json.dumps({
     "id": "x", "object": "chat.completion", "model": "gpt-4o",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
@@ -79,7 +86,10 @@ class Upstream:
                 conn.sendall(self.small)
                 return
             framed = b'"chunked"' in body
-            framing = b"Transfer-Encoding: chunked" if framed else b"Connection: close"
+            # It closes each connection after one answer, and says so: a gateway that kept it
+            # would fail its next call on it first.
+            framing = b"Transfer-Encoding: chunked\r\n" if framed else b""
+            framing += b"Connection: close"
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%s\r\n\r\n"
                          % framing)  # fmt: skip
             view = memoryview(self.chunked if framed else self.stream)
@@ -167,18 +177,110 @@ def stream(url: str, key: str, framing: str) -> tuple[float, int]:
     return time.perf_counter() - started, size
 
 
+CHUNKED_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+PARTS = ("bare copy", "relay", "no key search", "no end parser", "no usage reader", "none")
+
+
+class _LastRead:
+    """The end of a chunked body taken from where the last read ends: no parser."""
+
+    def feed(self, data: bytes) -> int | None:
+        return len(data) if data.endswith(b"0\r\n\r\n") else None
+
+
+class _NoUsage(UsageReader):
+    def feed(self, data: bytes) -> None:
+        pass
+
+
+def relay_once(variant: str, answer: bytes) -> float:
+    """Seconds to pass `answer` on, from its first byte read to its last sent."""
+    up, upstream = socket.socketpair()
+    client, agent = socket.socketpair()
+
+    def write() -> None:
+        view = memoryview(answer)
+        for start in range(0, len(view), 65536):
+            upstream.sendall(view[start : start + 65536])
+
+    def read() -> None:
+        buffer = bytearray(1 << 20)
+        while agent.recv_into(buffer):
+            pass
+
+    threads = [threading.Thread(target=write), threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    started = time.perf_counter()
+    if variant == "bare copy":
+        left = len(answer)
+        while left:
+            data = up.recv(boundary.CHUNK)
+            left -= len(data)
+            client.sendall(data)
+    else:
+        relay_alone(variant, up, client)
+    took = time.perf_counter() - started
+    client.close()
+    for thread in threads:
+        thread.join()
+    for sock in (up, upstream, agent):
+        sock.close()
+    return took
+
+
+def relay_alone(variant: str, up: socket.socket, client: socket.socket) -> None:
+    """The gateway's relay of one answer, with the parts `variant` names switched off."""
+    up.settimeout(boundary.UPSTREAM_TIMEOUT)  # as the gateway's own sockets
+    client.settimeout(boundary.IDLE)
+    keyed = variant not in ("no key search", "none")
+    found = upstreams({"OPENAI_API_KEY": KEY} if keyed else {})
+    reader_type = _NoUsage if variant in ("no usage reader", "none") else UsageReader
+    ends = _LastRead if variant in ("no end parser", "none") else boundary._Ends
+    with (
+        Gateway(found, "placeholder", lambda api, model: None, lambda a, u: None) as gw,
+        mock.patch.object(boundary, "_Ends", ends),
+    ):
+        answer = boundary._read_answer(up, "POST")
+        reader = reader_type("openai", "gpt-4o", True)
+        gw._relay(client, up, answer, reader, "openai", lambda read_whole: None)
+
+
+def parts(rounds: int, megabytes: int) -> None:
+    """Where the gateway's time goes on a stream in chunks of one event: its relay alone
+    (`Gateway._relay`: no request, no connection set up) beside a bare copy loop, on socket
+    pairs, with each of its parts switched off in turn (the key search, the end's parser, the
+    usage reader), rounds interleaved. What none of them explains is the relay's own Python per
+    read and its sockets' timeouts."""
+    answer = CHUNKED_HEAD + chunked(big_stream(megabytes))
+    took: dict[str, list[float]] = {variant: [] for variant in PARTS}
+    for _ in range(rounds):
+        for variant in PARTS:
+            took[variant].append(relay_once(variant, answer))
+    print(f"| {megabytes} MB in chunks of one event, relay alone, median of {rounds} | ms |")
+    print("|---|---|")
+    for variant in PARTS:
+        print(f"| {variant} | {statistics.median(took[variant]) * 1000:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--megabytes", type=int, default=10)
+    parser.add_argument("--parts", action="store_true", help="where the relay's time goes")
     args = parser.parse_args()
+    if args.parts:
+        parts(args.rounds, args.megabytes)
+        return
     context = multiprocessing.get_context("fork")
     listener = socket.create_server(("127.0.0.1", 0), backlog=128)
     upstream_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     server = context.Process(target=upstream_process, args=(listener, args.megabytes))
     server.start()
-    found = upstreams({"OPENAI_API_KEY": "sk-bench-0000000000", "OPENAI_BASE_URL": upstream_url})
+    found = upstreams({"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": upstream_url})
     metered: list[object] = []
     placeholder = new_placeholder()
     results: Queue[tuple[str, float, int]] = context.Queue()
@@ -200,6 +302,7 @@ def main() -> None:
     through = [s for name, s, _ in got if name == "small gateway"]
     d, t = statistics.median(direct) * 1000, statistics.median(through) * 1000
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(f"load average {' '.join(f'{n:.2f}' for n in os.getloadavg())} at the end")
     print()
     print("| measure | straight | through the gateway | ratio / added |")
     print("|---|---|---|---|")
@@ -215,6 +318,9 @@ def main() -> None:
               f"{rd:.0f} | {rt:.0f} | {rt / rd:.2f}x |")  # fmt: skip
         print(f"| the same through a bare Python relay, MB/s | {rd:.0f} | {rr:.0f} | "
               f"{rr / rd:.2f}x |")  # fmt: skip
+        # On a shared machine the ratio to the relay, measured in the same rounds, moves
+        # less with the load than either ratio to a straight connection.
+        print(f"| the gateway to the bare relay | | | {rt / rr:.2f}x |")
 
 
 if __name__ == "__main__":

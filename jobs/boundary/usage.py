@@ -13,6 +13,10 @@ The answer is never held whole, nor scanned whole: these APIs report usage at a 
 of its first WINDOW bytes are read as they pass, and of the rest only the last WINDOW bytes
 are kept, to be read at its end. A body is kept whole up to WINDOW, else its last WINDOW bytes,
 where its usage lies.
+
+A stream may be fed as it came on the wire, in its chunked framing (the gateway passes a 2xx
+stream so): an event data line holds no CR or LF, so a CRLF, hex digits (and an extension) and
+a CRLF seen where lines are read can only be a chunk's framing, and are taken out there first.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ APIS: tuple[Api, ...] = ("anthropic", "openai", "gemini", "openrouter")
 
 WINDOW = 64 * 1024
 USAGE_KEY = re.compile(rb'"(usage|usageMetadata)"\s*:\s*\{')
+# The end of one chunk and the size line of the next, which may cut a line anywhere.
+FRAMING = re.compile(rb"\r\n[0-9a-fA-F]+(?:;[^\r\n]*)?\r\n")
+# What may be the start of one, at the end of what came so far (an extension longer than this
+# is not looked for: the APIs send none).
+MAX_SIZE_LINE = 256
+OPEN_FRAMING = re.compile(rb"\r(?:\n[0-9a-fA-F]*(?:;[^\r\n]*)?\r?)?\Z")
 
 
 @dataclass(frozen=True)
@@ -71,18 +81,15 @@ class UsageReader:
 
     def feed(self, data: bytes) -> None:
         if self.streamed and self._seen < WINDOW:
-            # The stream's first lines: each whole line that carries usage is read now.
-            self._seen += len(data)
-            self._line += data
-            last = self._line.rfind(b"\n")
-            if last >= 0:
-                self._lines(bytes(self._line[:last]), self._cut)
-                del self._line[: last + 1]
-                self._cut = False
-            if len(self._line) > WINDOW:
-                del self._line[:-WINDOW]
-                self._cut = True
-            return
+            first = WINDOW - self._seen
+            if len(data) > first:
+                # Of a large read only the window's part is read now; the rest is kept as any
+                # later read (a stream's first read may hold a whole socket's worth).
+                self._start(data[:first])
+                data = data[first:]
+            else:
+                self._start(data)
+                return
         self._seen += len(data)
         self._tail.append(data)
         self._tail_size += len(data)
@@ -91,11 +98,35 @@ class UsageReader:
             self._line.clear()  # older still than what was dropped
             self._cut = True
 
+    def _start(self, data: bytes) -> None:
+        """The stream's first lines: each whole line that carries usage is read now."""
+        self._seen += len(data)
+        self._line += data
+        self._line[:] = FRAMING.sub(b"", self._line)
+        # A line is read once it has come whole: not up to a LF that may be a framing's.
+        opened = OPEN_FRAMING.search(self._line, max(0, len(self._line) - MAX_SIZE_LINE))
+        last = self._line.rfind(b"\n", 0, opened.start() if opened else len(self._line))
+        if last >= 0:
+            self._lines(bytes(self._line[:last]), self._cut)
+            del self._line[: last + 1]
+            self._cut = False
+        if len(self._line) > WINDOW:
+            del self._line[:-WINDOW]
+            self._cut = True
+
     def _lines(self, text: bytes, cut: bool) -> None:
-        if not USAGE_KEY.search(text):
-            return
-        for i, line in enumerate(text.split(b"\n")):
-            if i == 0 and cut:
+        """The lines of `text` that carry usage, read; not the others (a thousand in a window
+        of small events)."""
+        text = FRAMING.sub(b"", text)  # first: it may cut a usage key too
+        end = 0
+        for found in USAGE_KEY.finditer(text):
+            if found.start() < end:
+                continue  # on the line just read
+            start = text.rfind(b"\n", 0, found.start()) + 1
+            end = text.find(b"\n", found.end())
+            end = len(text) if end < 0 else end
+            line = text[start:end]
+            if start == 0 and cut:
                 # The end of a line whose start was dropped: its last usage object, if any.
                 self._read(line, True)
             elif self.api == "gemini" or line.startswith(b"data:"):

@@ -253,12 +253,22 @@ def chat_call(url: str, placeholder: str, body: bytes) -> Iterator[http.client.H
         connection.request(
             "POST", "/openai/chat/completions", body, {"Authorization": f"Bearer {placeholder}"}
         )
-        yield connection.getresponse()
+        # An answer up to the connection's close holds the socket, past the connection's close.
+        with connection.getresponse() as response:
+            yield response
     finally:
         connection.close()
 
 
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+EVENTS_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+STREAMED = b'{"model": "gpt-4o", "stream": true}'
+USED = (
+    b'data: {"model": "gpt-4o", "choices": [], '
+    b'"usage": {"prompt_tokens": 5, "completion_tokens": 2}}\n\n'
+)
 
 
 def one_answer(first: bytes, then: threading.Event, rest: bytes) -> str:
@@ -279,7 +289,10 @@ def one_answer(first: bytes, then: threading.Event, rest: bytes) -> str:
     return f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-def test_a_chunked_answer_ending_across_two_reads_is_not_sent_to_the_api_twice() -> None:
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_chunked_answer_ending_across_two_reads_is_not_sent_to_the_api_twice(
+    streamed: bool,
+) -> None:
     """The last chunk's closing CRLF arrives in a read of its own: the gateway must wait for
     it, not reuse the connection with it unread, fail the next call on it and send that call
     again (billed twice, metered once)."""
@@ -289,6 +302,9 @@ def test_a_chunked_answer_ending_across_two_reads_is_not_sent_to_the_api_twice()
     head = (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
+    if streamed:  # an event stream, passed in the upstream's own chunks
+        body = b"data: " + body + b"\n\n"
+        head = EVENTS_HEAD
     answer = head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n"
 
     def serve() -> None:
@@ -309,7 +325,8 @@ def test_a_chunked_answer_ending_across_two_reads_is_not_sent_to_the_api_twice()
     base = f"http://127.0.0.1:{listener.getsockname()[1]}"
     with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls):
         auth = {"Authorization": f"Bearer {gw.placeholder}"}
-        statuses = [post(url, "/openai/chat/completions", {"model": "gpt-4o"}, auth)[0]
+        asked = {"model": "gpt-4o", "stream": streamed}
+        statuses = [post(url, "/openai/chat/completions", asked, auth)[0]
                     for _ in range(3)]  # fmt: skip
     listener.close()
     assert statuses == [200, 200, 200]
@@ -381,14 +398,20 @@ def test_a_call_past_the_budget_is_refused_in_the_apis_own_shape() -> None:
     assert gw.refused == [refusal] and api.requests == [] and calls == []
 
 
-def test_answers_pass_as_they_come() -> None:
+@pytest.mark.parametrize("streamed", [False, True])
+def test_answers_pass_as_they_come(streamed: bool) -> None:
     """The second piece is sent only once the client has the first: a gateway that buffered
     would never answer."""
     got_first = threading.Event()
-    base = one_answer(STREAM_HEAD + b"data: first\n\n", got_first, b"data: second\n\n")
+    first, second = b"data: first\n\n", b"data: second\n\n"
+    if streamed:  # in the upstream's own chunks
+        first, second = EVENTS_HEAD + chunk(first), chunk(second) + b"0\r\n\r\n"
+    else:
+        first = STREAM_HEAD + first
+    base = one_answer(first, got_first, second)
     with (
         gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, _),
-        chat_call(url, gw.placeholder, b"{}") as response,
+        chat_call(url, gw.placeholder, STREAMED if streamed else b"{}") as response,
     ):
         assert response.read1(65536) == b"data: first\n\n"
         got_first.set()
@@ -526,7 +549,8 @@ def test_a_call_is_admitted_knowing_its_model_and_a_free_one_as_costing_nothing(
     assert asked == [("openai", "gpt-4o"), ("openai", None)]
 
 
-def test_an_answer_the_agent_hangs_up_on_is_read_to_its_end_and_metered() -> None:
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_answer_the_agent_hangs_up_on_is_read_to_its_end_and_metered(chunked: bool) -> None:
     """The upstream bills the whole answer whoever reads it: the agent's hanging up mid-stream
     must not make its call free."""
     hung_up = threading.Event()
@@ -539,7 +563,10 @@ def test_an_answer_the_agent_hangs_up_on_is_read_to_its_end_and_metered() -> Non
         b"data: %s\n\n" % json.dumps(piece).encode() * 4096
         + b"data: %s\n\ndata: [DONE]\n\n" % json.dumps(last).encode()
     )
-    base = one_answer(STREAM_HEAD + b"data: first\n\n", hung_up, rest)
+    first = STREAM_HEAD + b"data: first\n\n"
+    if chunked:
+        first, rest = EVENTS_HEAD + chunk(b"data: first\n\n"), chunk(rest) + b"0\r\n\r\n"
+    base = one_answer(first, hung_up, rest)
     metered = threading.Event()
     calls: list[Usage] = []
 
@@ -619,3 +646,130 @@ def test_a_request_that_would_write_lines_of_its_own_upstream_is_refused(head: b
         server.close()
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert api.requests == [] and calls == []
+
+
+def raw_call(url: str, placeholder: str, body: bytes, then: threading.Event | None = None) -> bytes:
+    """A streamed Chat Completions call read raw to the connection's close, as a CLI's HTTP
+    library sees it; `then` is set once the answer's head has come."""
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /openai/chat/completions HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+            f"Authorization: Bearer {placeholder}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
+    got = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + body)
+        while read := sock.recv(65536):
+            got += read
+            if then is not None and b"\r\n\r\n" in got:
+                then.set()
+    return got
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length", "close"])
+def test_a_2xx_event_stream_passes_in_the_upstreams_own_framing(framing: str) -> None:
+    """Not un-framed and framed again: the agent gets the upstream's bytes as they came (and,
+    past an answer of a given length, nothing)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    events = b"data: 1\n\n" + b"data: 2\n\ndata: 3\n\n" + USED
+    if framing == "chunked":
+        body = chunk(b"data: 1\n\n") + chunk(b"data: 2\n\ndata: 3\n\n") + chunk(USED)
+        body, past, said = body + b"0\r\n\r\n", b"", b"transfer-encoding: chunked"
+    elif framing == "length":
+        body, past, said = events, b"stray", b"content-length: %d" % len(events)
+    else:
+        body, past, said = events, b"", b"connection: close"
+    head += said + b"\r\n\r\n"
+    base = one_answer(head + body + past, threading.Event(), b"")
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls):
+        raw = raw_call(url, gw.placeholder, STREAMED)
+    got_head, _, got = raw.partition(b"\r\n\r\n")
+    assert said in got_head.lower() and got == body
+    assert calls == [("openai", Usage("gpt-4o", input=5, output=2))]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_an_upstream_that_echoes_the_key_in_a_2xx_stream_is_cut_there(split: bool) -> None:
+    """A key cannot be replaced in a stream passed in the upstream's own chunks: the answer is
+    cut before the first byte of it, even when it comes cut in two by the gateway's reads; the
+    rest is read for its usage all the same."""
+    event = chunk(b'data: {"said": "' + REAL.encode() + b'"}\n\n')
+    cut = event.index(REAL.encode()) + 9
+    first = EVENTS_HEAD + chunk(b"data: first\n\n") + event[:cut]
+    rest = event[cut:] + chunk(USED) + b"0\r\n\r\n"
+    got_head = threading.Event()
+    if not split:
+        first, rest = first + rest, b""
+    base = one_answer(first, got_head, rest)
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls):
+        raw = raw_call(url, gw.placeholder, STREAMED, got_head)
+    assert REAL.encode()[:2] not in raw.partition(b"\r\n\r\n")[2] and not raw.endswith(b"0\r\n\r\n")
+    assert len(gw.refused) == 1 and "key" in gw.refused[0]
+    assert calls == [("openai", Usage("gpt-4o", input=5, output=2))]
+
+
+class Streams:
+    """An upstream that answers every request with a chunked event stream followed by `past`
+    (bytes past its end, as a broken upstream sends them) and keeps the connection; it counts
+    the connections it was given."""
+
+    def __init__(self, past: bytes) -> None:
+        self.answer = EVENTS_HEAD + chunk(b"data: 1\n\n") + chunk(USED) + b"0\r\n\r\n" + past
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                self.connections += 1
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            while True:
+                read_request(conn)
+                conn.sendall(self.answer)
+
+
+@pytest.mark.parametrize("past", [b"\r\n", b"HTTP/1.1 204 Stray\r\n\r\n", b"7\r\nstray\r\n"])
+def test_bytes_past_a_streamed_answers_end_reach_no_one(past: bytes) -> None:
+    """Bytes past the end of a chunked stream (a broken upstream, or one answering twice) do
+    not reach the agent, and the connection they came on is not used again."""
+    upstream = Streams(past)
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": upstream.url}) as (gw, url, calls):
+        answers = [raw_call(url, gw.placeholder, STREAMED) for _ in range(2)]
+    upstream.listener.close()
+    for raw in answers:
+        body = raw.partition(b"\r\n\r\n")[2]
+        assert b"Stray" not in body and b"stray" not in body
+        assert body.endswith(USED + b"\r\n0\r\n\r\n") or not body.endswith(b"0\r\n\r\n")
+    assert upstream.connections == 2 and len(calls) == 2
+
+
+def test_a_streamed_answers_end_reaches_the_agent_only_once_it_is_metered() -> None:
+    """Passed in the upstream's own framing, its last bytes are held back until the meter has
+    run: the agent's next call, once it has the end, is admitted knowing this one's spend."""
+    body = chunk(b"data: 1\n\n") + chunk(USED) + b"0\r\n\r\n"
+    base = one_answer(EVENTS_HEAD + body, threading.Event(), b"")
+    metering, metered = threading.Event(), threading.Event()
+
+    def meter(api: Api, usage: Usage) -> None:
+        metering.set()
+        metered.wait(10)
+
+    found = upstreams({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base})
+    with Gateway(found, new_placeholder(), lambda api, model: None, meter) as gw:
+        host, port = gw.listen().removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            auth = b"Authorization: Bearer " + gw.placeholder.encode()
+            head = b"POST /openai/chat/completions HTTP/1.1\r\n%s\r\nContent-Length: %d\r\n\r\n"
+            sock.sendall(head % (auth, len(STREAMED)) + STREAMED)
+            got = b""
+            while not got.endswith(b"\r\n0\r\n"):  # all but the end's last CRLF
+                got += sock.recv(65536)
+            assert metering.wait(10)
+            metered.set()
+            while not got.endswith(body):
+                got += sock.recv(65536)

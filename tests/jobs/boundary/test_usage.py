@@ -111,3 +111,24 @@ def test_a_long_stream_is_read_at_its_start_and_its_end_only() -> None:
     stream = start + b"\n\n" + middle + end
     assert len(middle) > 3 * WINDOW
     assert read(UsageReader("anthropic", "m", True), stream, 4096) == Usage("m", 3, 9)
+
+
+def framed(*chunks: bytes, extension: bytes = b"") -> bytes:
+    """An event stream as it comes on the wire in chunked framing."""
+    return b"".join(b"%x%s\r\n%s\r\n" % (len(c), extension, c) for c in chunks) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64, 100_000])
+def test_a_usage_event_split_across_chunks_is_read_from_the_framed_stream(piece: int) -> None:
+    """The gateway passes a stream in the upstream's own chunked framing, which may cut an
+    event, its usage with it, anywhere; at the stream's start and at its end."""
+    start, delta = ANTHROPIC.split(b"\n\n")[0] + b"\n\n", ANTHROPIC.split(b"\n\n", 2)[2]
+    cut, end = start.index(b"input_tokens") + 3, delta.index(b"output_tokens") + 5
+    stream = framed(start[:cut], start[cut:], delta[:end], delta[end:])
+    assert read(UsageReader("anthropic", "m", True), stream, piece) == Usage(
+        "claude-sonnet-4-5", 12, 42, 30, 5)  # fmt: skip
+    middle = sse(*[{"type": "content_block_delta", "delta": {"text": "x" * 100}}] * 2000)
+    end = delta.index(b'"usage"') + 3  # the key itself cut, in the window kept to the end
+    long = framed(start[:cut], start[cut:] + middle, delta[:end], delta[end:], extension=b";x=1")
+    assert read(UsageReader("anthropic", "m", True), long, max(piece, 4096)) == Usage(
+        "claude-sonnet-4-5", 12, 42, 30, 5)  # fmt: skip
