@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,13 +117,19 @@ class World:
             t.join(timeout=60)
         return results
 
-    def forked_worker(self, redis_url: str) -> multiprocessing.process.BaseProcess:
-        """The real forking worker, as `forgehand worker` runs it (the fake GitHub forks too)."""
+    @contextmanager
+    def forked_worker(self, redis_url: str) -> Iterator[multiprocessing.process.BaseProcess]:
+        """The real forking worker, as `forgehand worker` runs it (the fake GitHub forks too);
+        killed on leaving if it is still running."""
         proc = multiprocessing.get_context("fork").Process(
             target=work, args=(redis_url, True, "warning", "pretty", self.workspaces, 1800)
         )
         proc.start()
-        return proc
+        try:
+            yield proc
+        finally:
+            if proc.is_alive():
+                proc.kill()
 
     def context(self) -> pipeline.Context:
         settings = worker_settings()

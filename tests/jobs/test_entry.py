@@ -84,8 +84,7 @@ def test_cancelled_while_running_kills_the_agent_and_cleans_up(
     world.use_agent("hang", "--out", str(out))
     task = world.issue_task()
     world.enqueue(task)
-    worker = world.forked_worker(redis_url)
-    try:
+    with world.forked_worker(redis_url) as worker:
         agent_pid, child_pid = agent_pids(out)
         assert (world.workspaces / "tasks" / task.id / "work").is_dir()
         stopped = time.monotonic()
@@ -94,9 +93,6 @@ def test_cancelled_while_running_kills_the_agent_and_cleans_up(
         assert time.monotonic() - stopped < 10
         worker.join(timeout=30)
         assert not worker.is_alive()
-    finally:
-        if worker.is_alive():
-            worker.kill()
     record = world.store.get(task.id)
     assert record is not None and record.state is State.CANCELLED
     assert record.error == "/agent stop by alice"

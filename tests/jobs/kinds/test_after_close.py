@@ -59,17 +59,13 @@ def test_closing_while_the_agent_runs_kills_it(world: World, redis_url: str) -> 
     world.use_agent("hang", "--out", str(out))
     task = world.ci_task(number)
     world.enqueue(task)
-    proc = world.forked_worker(redis_url)
-    try:
+    with world.forked_worker(redis_url) as proc:
         agent_pid, child_pid = agent_pids(out)
         # What the web process does on pull_request.closed.
         cancelled = world.dispatcher.cancel(Cancel(p.REPO_ID, number, "pull request closed"))
         assert cancelled == [task.id]
         proc.join(timeout=30)
         assert not proc.is_alive()
-    finally:
-        if proc.is_alive():
-            proc.kill()
     assert gone(agent_pid) and gone(child_pid)
     record = world.store.get(task.id)
     assert record is not None and record.state is State.CANCELLED
@@ -90,8 +86,7 @@ def test_an_issue_closed_as_its_pull_request_merges_lets_its_task_finish(
     world.github.listeners.append(hold_after_opening)
     task = world.issue_task()
     world.enqueue(task)
-    worker = world.forked_worker(redis_url)
-    try:
+    with world.forked_worker(redis_url) as worker:
         wait_until(lambda: "pull request" in events(world, task.id), "the pull request", 60)
         for action in decide("issues", p.issues(action="closed"), FACTS).actions:
             if isinstance(action, Cancel):
@@ -99,9 +94,6 @@ def test_an_issue_closed_as_its_pull_request_merges_lets_its_task_finish(
         go_on.touch()
         worker.join(timeout=60)
         assert not worker.is_alive()
-    finally:
-        if worker.is_alive():
-            worker.kill()
     record = world.store.get(task.id)
     assert record is not None and record.state is State.DONE, record
     assert Job.fetch(task.id, connection=world.redis).return_value() == "opened #8"
@@ -116,16 +108,12 @@ def test_an_issue_closed_before_its_pull_request_opens_cancels_its_task(
     world.use_agent("hang", "--out", str(out))
     task = world.issue_task()
     world.enqueue(task)
-    worker = world.forked_worker(redis_url)
-    try:
+    with world.forked_worker(redis_url) as worker:
         agent_pids(out)
         (cancel, _wake) = decide("issues", p.issues(action="closed"), FACTS).actions
         assert isinstance(cancel, Cancel)
         assert world.dispatcher.cancel(cancel) == [task.id]
         worker.join(timeout=30)
         assert not worker.is_alive()
-    finally:
-        if worker.is_alive():
-            worker.kill()
     record = world.store.get(task.id)
     assert record is not None and (record.state, record.error) == (State.CANCELLED, "issue closed")

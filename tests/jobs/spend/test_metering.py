@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from redis import Redis
 
@@ -18,6 +20,17 @@ UNPRICED = "forgehand/no-such-model"
 def meter(redis: Redis, said: list[str]) -> TaskMeter:
     where = spend.Where("t1", 1, 0, p.INSTALLATION, p.REPO, "command")
     return TaskMeter(redis, where, {}, Caps(task=5.0), said.append)
+
+
+def two_calls(api: OpenAIChat, metered: TaskMeter, body: dict[str, Any]) -> list[int]:
+    """The statuses of two calls of `body` through a gateway to `api` as OpenRouter."""
+    with Gateway(
+        upstreams({"OPENROUTER_API_KEY": REAL, "OPENROUTER_BASE_URL": api.base_url}),
+        new_placeholder(), metered.admit, metered.record,
+    ) as gw:  # fmt: skip
+        auth = {"Authorization": f"Bearer {gw.placeholder}"}
+        url = gw.listen()
+        return [post(url, "/openrouter/chat/completions", body, auth)[0] for _ in range(2)]
 
 
 def test_an_unpriced_model_is_refused_under_a_cap_but_on_openrouter_which_reports_its_cost(
@@ -62,17 +75,10 @@ def test_an_unpriced_openrouter_model_passes_a_cost_cap_metered_at_the_cost_it_r
 ) -> None:
     said: list[str] = []
     metered = meter(redis, said)
-    with (
-        OpenAIChat(cost=0.0042) as api,
-        Gateway(upstreams({"OPENROUTER_API_KEY": REAL, "OPENROUTER_BASE_URL": api.base_url}),
-                new_placeholder(), metered.admit, metered.record) as gw,
-    ):  # fmt: skip
-        auth = {"Authorization": f"Bearer {gw.placeholder}"}
-        body = {"model": UNPRICED, "stream": stream, "usage": {"foo": 1},
-                "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
-        statuses = [post(gw.listen(), "/openrouter/chat/completions", body, auth)[0]
-                     for _ in range(2)]  # fmt: skip
-    assert statuses == [200, 200]
+    body = {"model": UNPRICED, "stream": stream, "usage": {"foo": 1},
+            "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    with OpenAIChat(cost=0.0042) as api:
+        assert two_calls(api, metered, body) == [200, 200]
     # Asked for its cost, the agent's own usage options kept.
     assert [r.body["usage"] for r in api.completions] == [{"foo": 1, "include": True}] * 2
     used = spend.task_spend(redis, "t1", 1)
@@ -85,16 +91,10 @@ def test_an_openrouter_answer_without_its_cost_says_so_and_its_next_call_is_refu
 ) -> None:
     said: list[str] = []
     metered = meter(redis, said)
-    with (
-        OpenAIChat() as api,
-        Gateway(upstreams({"OPENROUTER_API_KEY": REAL, "OPENROUTER_BASE_URL": api.base_url}),
-                new_placeholder(), metered.admit, metered.record) as gw,
-    ):  # fmt: skip
-        auth = {"Authorization": f"Bearer {gw.placeholder}"}
-        body = {"model": UNPRICED, "messages": [{"role": "user", "content": "hi"}]}
-        statuses = [post(gw.listen(), "/openrouter/chat/completions", body, auth)[0]
-                    for _ in range(2)]  # fmt: skip
-    assert statuses == [200, 402] and len(api.completions) == 1
+    body = {"model": UNPRICED, "messages": [{"role": "user", "content": "hi"}]}
+    with OpenAIChat() as api:
+        assert two_calls(api, metered, body) == [200, 402]
+    assert len(api.completions) == 1
     used = spend.task_spend(redis, "t1", 1)
     assert (used.calls, used.unknown) == (1, 1)
     assert len(said) == 1 and "OpenRouter reported no cost for a call" in said[0]
