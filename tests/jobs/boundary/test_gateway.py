@@ -435,13 +435,11 @@ def test_a_base_url_that_is_not_http_is_refused() -> None:
         upstreams({"ANTHROPIC_API_KEY": REAL, "ANTHROPIC_BASE_URL": "file:///etc"})
 
 
-class KeepAlive:
-    """An upstream that answers every request with a small JSON body and keeps the connection
-    open (or, `closing`, closes it once the answer is sent, without saying so); it counts the
-    connections it was given."""
+class RawUpstream:
+    """An upstream on a raw socket that counts the connections it was given; `_serve` answers
+    one."""
 
-    def __init__(self, closing: bool) -> None:
-        self.closing = closing
+    def __init__(self) -> None:
         self.connections = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
@@ -453,6 +451,19 @@ class KeepAlive:
                 conn, _ = self.listener.accept()
                 self.connections += 1
                 threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class KeepAlive(RawUpstream):
+    """An upstream that answers every request with a small JSON body and keeps the connection
+    open (or, `closing`, closes it once the answer is sent, without saying so); it counts the
+    connections it was given."""
+
+    def __init__(self, closing: bool) -> None:
+        self.closing = closing
+        super().__init__()
 
     def _serve(self, conn: socket.socket) -> None:
         body = b'{"model": "gpt-4o", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
@@ -707,24 +718,14 @@ def test_an_upstream_that_echoes_the_key_in_a_2xx_stream_is_cut_there(split: boo
     assert calls == [("openai", Usage("gpt-4o", input=5, output=2))]
 
 
-class Streams:
+class Streams(RawUpstream):
     """An upstream that answers every request with a chunked event stream followed by `past`
     (bytes past its end, as a broken upstream sends them) and keeps the connection; it counts
     the connections it was given."""
 
     def __init__(self, past: bytes) -> None:
         self.answer = EVENTS_HEAD + chunk(b"data: 1\n\n") + chunk(USED) + b"0\r\n\r\n" + past
-        self.connections = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = self.listener.accept()
-                self.connections += 1
-                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
