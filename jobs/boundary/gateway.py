@@ -429,7 +429,12 @@ class Gateway:
         api = upstream.api
         body, model, streamed = _prepare(api, rest, request.body)
         request.body = body  # the agent's own, when re-encoded, is not held beside it
-        refusal = self.admit(api, None if FREE.fullmatch(rest) else model)
+        free = FREE.fullmatch(rest) is not None
+        if model is None and not free:
+            # Its model, its stream flag and the usage asked for decide what it costs.
+            message = "forgehand gateway: the request body is not a JSON object it can read"
+            return _send(client, 400, _json_type(), _error(api, 400, message))
+        refusal = self.admit(api, None if free else model)
         if refusal is not None:
             with self._lock:
                 self.refused.append(refusal)
@@ -457,8 +462,8 @@ class Gateway:
                 sock.close()
 
         try:
-            reader = UsageReader(api, model, sse)
-            return self._relay(client, sock, answer, reader, api, release)
+            reader = UsageReader(api, model or "unknown", sse)
+            return self._relay(client, sock, answer, reader, api, release, not free)
         except BaseException:
             sock.close()
             raise
@@ -509,11 +514,13 @@ class Gateway:
 
     def _relay(
         self, client: socket.socket, upstream: socket.socket, answer: _Answer,
-        reader: UsageReader, api: Api, release: Callable[[bool], None],
+        reader: UsageReader, api: Api, release: Callable[[bool], None], billed: bool,
     ) -> bool:  # fmt: skip
         """Pass the answer on as it comes, reading its usage and hiding the real keys;
         `release` gets whether the upstream's answer was read whole, once it ends. Should the
-        agent hang up, the rest is still read (within DRAIN) for its usage."""
+        agent hang up, the rest is still read (within DRAIN) for its usage. A model call
+        (`billed`) answered 2xx without a word of its usage is metered as a call of unknown
+        cost: not as free."""
         out = _Verbatim if _passes_verbatim(answer, reader) else _Reframed
         way = out(answer.body, self._filter_keys)
         frame = answer.body
@@ -559,6 +566,8 @@ class Gateway:
                 upstream.settimeout(UPSTREAM_TIMEOUT)
         release(read_whole)
         usage = reader.finish()
+        if usage is None and billed and 200 <= answer.status < 300:
+            usage = Usage(reader.model, said=False)
         if usage is not None:
             self.meter(api, usage)
         return sent and way.end(client)
@@ -617,6 +626,7 @@ class _Verbatim:
         self.secret = SecretFilter(keys)  # of the head
         self.keys = self.secret.keys
         self._longest = max(map(len, self.keys), default=0)
+        self._seen = b""  # the end of the body so far, without its framing
         self._held = b""  # what may begin a key, or ends the answer
 
     def head(self, answer: _Answer) -> bytes:
@@ -633,20 +643,32 @@ class _Verbatim:
         return self.frame.through(data)
 
     def send(self, client: socket.socket, payload: bytes) -> None:
-        if self.frame.cut:
+        frame = self.frame
+        if frame.cut:
             return
-        if len(payload) < self._longest:
-            payload, self._held = self._held + payload, b""
-        for key in self.keys:
-            # The bytes searched are those relayed: a key cut by a chunk's framing is not seen.
-            if key in payload or key in self._held + payload[: len(key) - 1]:
-                raise _Leak
-        keep = max((_partial(payload, key) for key in self.keys), default=0)
-        if self.frame.done and self.frame.kind != "close":
+        # The keys are searched for in the body without its framing (as the agent's client
+        # reads it): a key the upstream's chunks cut in two is found too.
+        seen = self._seen + frame.plain
+        if any(key in seen for key in self.keys):
+            raise _Leak
+        self._seen = seen[len(seen) - self._longest :]
+        begun = max((_partial(seen, key) for key in self.keys), default=0)
+        raw = self._held + payload
+        keep = self._framed(begun, payload) if begun else 0
+        if frame.done and frame.kind != "close":
             keep = max(keep, 2)
-        at = max(0, len(payload) - keep)
-        _gather(client, [memoryview(self._held), memoryview(payload)[:at]])
-        self._held = payload[at:]
+        at = max(0, len(raw) - keep)
+        _gather(client, [memoryview(raw)[:at]])
+        self._held = raw[at:]
+
+    def _framed(self, begun: int, payload: bytes) -> int:
+        """How many bytes at the end of what is not sent yet hold the last `begun` bytes of
+        the body (they may begin a key): those of the read's last piece, and the framing
+        after it; all of it when the piece is shorter."""
+        last = self.frame.last
+        if begun > len(last):
+            return len(self._held) + len(payload)
+        return begun + len(payload) - payload.rfind(last) - len(last)
 
     def end(self, client: socket.socket) -> bool:
         _gather(client, [memoryview(self._held)])
@@ -731,6 +753,8 @@ class _Frame:
         self.extra = False  # bytes came past its end: the connection cannot be reused
         self.cut = False  # passed as it came: where it ended is not known, the agent gets no end
         self._ends: _Ends | None = None  # passed as it came, chunked: where it ends
+        self.plain = b""  # passed as it came: the last read's body, without its framing
+        self.last = b""  # and the last piece of it, as it stands in the read
         self._line = b""  # chunked: a size line not yet whole
         self._trailers: bytes | None = None  # chunked: after the last chunk, what came of them
 
@@ -753,12 +777,18 @@ class _Frame:
         return self._chunks(data)
 
     def through(self, data: bytes) -> bytes:
-        """`data` as it came, framing and all, up to the body's end."""
+        """`data` as it came, framing and all, up to the body's end; `plain` is then its body
+        without the framing, and `last` the last piece of it as framed (a chunk's data)."""
         if self.kind != "chunked":
-            return self.feed(data)
+            self.plain = self.last = self.feed(data)
+            return self.plain
         if self._ends is None:
             self._ends = _Ends()
+        pieces = self._ends.pieces
+        pieces.clear()
         complete = self._ends.feed(data)
+        self.plain = b"".join(pieces)
+        self.last = pieces[-1] if pieces else b""
         if complete is None:
             return data
         self.done = True
@@ -826,6 +856,10 @@ class _Ends:
         self._begun = 0
         self._complete = False
         self._last = b""  # the last bytes fed
+        # The body of each read without its framing, for the key search: httptools calls this
+        # once per chunk, and a list's own append runs no Python per call.
+        self.pieces: list[bytes] = []
+        self.on_body = self.pieces.append
         self._parser = httptools.HttpResponseParser(self)
         self._parser.feed_data(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
 
@@ -931,18 +965,21 @@ def _in_background(body: bytes | bytearray) -> bool:
     return b'"background"' in body and re.search(rb'"background"\s*:\s*true', body) is not None
 
 
-def _prepare(api: Api, rest: str, body: bytes | bytearray) -> tuple[bytes | bytearray, str, bool]:
-    """The body to forward, the model it names and whether its answer streams. A streamed
+def _prepare(
+    api: Api, rest: str, body: bytes | bytearray
+) -> tuple[bytes | bytearray, str | None, bool]:
+    """The body to forward, the model it names (None: the body is no JSON object this parser
+    reads, though another might) and whether its answer streams. A streamed
     (Chat) Completions call is asked to report its usage (`stream_options.include_usage`), and
     an OpenRouter one its cost (`usage.include`)."""
     streamed = ":streamGenerateContent" in rest
     model = rest.rpartition("/models/")[2].partition(":")[0] if api == "gemini" else ""
     try:
         value = json.loads(body) if body else None
-    except ValueError:
-        return body, model or "unknown", streamed
+    except (ValueError, RecursionError):  # a number of 5,000 digits; nesting 100,000 deep
+        return body, None, streamed
     if not isinstance(value, dict):
-        return body, model or "unknown", streamed
+        return body, None, streamed
     # Gemini runs the model its path names; a `model` in its body is only words.
     if api != "gemini" and isinstance(value.get("model"), str):
         model = value["model"]

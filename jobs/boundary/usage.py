@@ -22,6 +22,7 @@ a CRLF seen where lines are read can only be a chunk's framing, and are taken ou
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,6 +50,7 @@ class Usage:
     cached: int = 0  # input read from the API's cache
     cache_write: int = 0  # input written to it (Anthropic bills it apart)
     cost: float | None = None  # USD, as the API reported it
+    said: bool = True  # False: the answer said nothing of what the call used
 
     @property
     def tokens(self) -> int:
@@ -199,8 +201,14 @@ def _usage(api: Api, model: str, f: dict[str, Any]) -> Usage:
         input=max(0, given - cached),
         output=_int(f.get("completion_tokens")) or _int(f.get("output_tokens")),
         cached=cached,
-        cost=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+        cost=_dollars(cost),
     )
+
+
+def _dollars(value: Any) -> float | None:
+    # A NaN cost would never reach a cap (NaN >= cap is false), a negative one would lower it.
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if number and math.isfinite(value) and value >= 0 else None
 
 
 def _usage_objects(text: bytes, cut: bool) -> list[dict[str, Any]]:

@@ -60,6 +60,7 @@ class TaskMeter:
     say: Callable[[str], None]  # a line for the task's log
     _unpriced: set[str] = field(default_factory=set)
     _uncosted: set[Api] = field(default_factory=set)  # said no cost, though reporting it
+    _unsaid: bool = False  # an answer said nothing of its usage (told once)
 
     def admit(self, api: Api, model: str | None) -> str | None:
         """Why a call to `model` (None: a call that costs nothing) may not start now, or None.
@@ -84,7 +85,14 @@ class TaskMeter:
         cost = cost_of(usage, api, self.prices)
         if cost is None and api in SELF_PRICED:
             self._uncosted.add(api)
-        if cost is None and usage.model not in self._unpriced:
+        if not usage.said:
+            if not self._unsaid:
+                self._unsaid = True
+                self.say(
+                    "forgehand: a model call's answer said nothing of what it used: such calls "
+                    "are metered with their cost unknown"
+                )
+        elif cost is None and usage.model not in self._unpriced:
             self._unpriced.add(usage.model)
             said = (
                 f"{SELF_PRICED[api]} reported no cost for a call, and "

@@ -32,7 +32,10 @@ SELF_PRICED: dict[Api, str] = {"openrouter": "OpenRouter"}
 
 
 def cost_of(usage: Usage, api: Api, overrides: Prices) -> float | None:
-    """USD, or None when neither the API, AGENT_PRICES nor the table knows the model."""
+    """USD, or None when neither the API, AGENT_PRICES nor the table knows the model, or the
+    answer said nothing of what the call used."""
+    if not usage.said:
+        return None
     if usage.cost is not None:
         return usage.cost
     model = usage.model.removeprefix("models/")

@@ -599,6 +599,35 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+@pytest.mark.parametrize("across_reads", [False, True])
+def test_a_key_the_upstreams_chunks_cut_in_two_never_reaches_the_agent_of_a_stream(
+    across_reads: bool,
+) -> None:
+    # A streamed answer passes in the upstream's own framing: the agent's client takes the
+    # framing out and would read the key whole.
+    event = b'data: {"said": "' + REAL.encode() + b'"}\n\n'
+    cut = event.index(REAL.encode()) + 9
+    answer = chunk(b"data: first\n\n") + chunk(event[:cut]) + chunk(event[cut:])
+    rest = chunk(USED) + b"0\r\n\r\n"
+    got_first = threading.Event()
+    if across_reads:  # the first read ends inside the framing that cuts the key
+        split = len(answer) - len(chunk(event[cut:])) - 1
+        answer, rest = answer[:split], answer[split:] + rest
+    else:
+        got_first.set()
+    base = one_answer(EVENTS_HEAD + answer, got_first, rest)
+    with (
+        gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls),
+        chat_call(url, gw.placeholder, b'{"model": "gpt-4o", "stream": true}') as response,
+    ):
+        first = response.fp.read1(65536)  # as framed: what the agent's client is given
+        got_first.set()
+        raw = first + response.fp.read()
+    assert REAL.encode()[:9] not in raw
+    assert len(gw.refused) == 1 and "key" in gw.refused[0]
+    assert calls == [("openai", Usage("gpt-4o", input=5, output=2))]
+
+
 def test_a_key_split_across_reads_and_chunks_of_the_answer_is_hidden() -> None:
     """The upstream's chunked framing is undone before the key is looked for: a key cut in
     two by a chunk's end, and by the gateway's reads, is found all the same."""

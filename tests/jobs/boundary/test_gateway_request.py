@@ -231,3 +231,33 @@ def test_a_large_context_of_long_strings_passes() -> None:
         headers = {"Authorization": f"Bearer {gw.placeholder}"}
         status, _, _ = post(gw.listen(), "/openai/chat/completions", body, headers)
     assert status == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": "gpt-4o", "max_tokens": 1' + b"0" * 5000 + b"}",  # past Python's int digits
+        b'{"model": "gpt-4o", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # past its depth
+        b"not json",
+        b'["gpt-4o"]',
+    ],
+    ids=["5000 digits", "nested 100000 deep", "not json", "not an object"],
+)
+def test_a_model_call_whose_body_this_parser_cannot_read_is_refused(body: bytes) -> None:
+    # Its model, stream flag and the usage asked for decide its cost; another parser upstream
+    # might read it, and run it unmetered.
+    with (
+        OpenAIChat() as api,
+        Gateway(upstreams({"OPENROUTER_API_KEY": REAL, "OPENROUTER_BASE_URL": api.base_url}),
+                new_placeholder(), lambda api, model: None, lambda api, usage: None) as gw,
+    ):  # fmt: skip
+        host, port = gw.listen().removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        auth = {"Authorization": f"Bearer {gw.placeholder}"}
+        connection.request("POST", "/openrouter/chat/completions", body, auth)
+        response = connection.getresponse()
+        answer = response.read()
+        connection.close()
+    assert response.status == 400, answer
+    assert b"not a JSON object" in answer
+    assert api.completions == []

@@ -61,6 +61,14 @@ def test_openrouter_reports_its_own_cost() -> None:
     assert cost_of(usage, "openrouter", {}) == 0.0031
 
 
+@pytest.mark.parametrize("cost", ["NaN", "Infinity", "-1.5", "true", '"0.01"'])
+def test_a_cost_that_is_not_a_sum_of_dollars_is_not_taken(cost: str) -> None:
+    # A NaN spend never reaches a cap (NaN >= cap is false); a negative one lowers the spend.
+    body = b'{"usage": {"prompt_tokens": 10, "completion_tokens": 2, "cost": %s}}' % cost.encode()
+    usage = read(UsageReader("openrouter", "x", False), body, 7)
+    assert usage == Usage("x", 10, 2)
+
+
 def test_a_huge_responses_completed_event_is_read_from_its_tail() -> None:
     text = "y" * (3 * WINDOW)
     done = {"type": "response.completed", "response": {"model": "gpt-5", "output": [

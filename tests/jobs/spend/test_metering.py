@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from typing import Any
 
 import pytest
@@ -10,9 +12,10 @@ from redis import Redis
 from app.store import spend
 from jobs.boundary import Gateway, Usage, new_placeholder, upstreams
 from jobs.spend import Caps, TaskMeter
+from simulator.server import read_request
 from tests import payloads as p
 from tests.agents.models.openai_chat import OpenAIChat
-from tests.jobs.boundary.test_gateway import REAL, post
+from tests.jobs.boundary.test_gateway import EVENTS_HEAD, REAL, RawUpstream, chunk, post
 
 UNPRICED = "forgehand/no-such-model"
 
@@ -98,3 +101,35 @@ def test_an_openrouter_answer_without_its_cost_says_so_and_its_next_call_is_refu
     used = spend.task_spend(redis, "t1", 1)
     assert (used.calls, used.unknown) == (1, 1)
     assert len(said) == 1 and "OpenRouter reported no cost for a call" in said[0]
+
+
+class Silent(RawUpstream):
+    """An upstream whose streamed answers say nothing of their usage."""
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            while True:
+                read_request(conn)
+                conn.sendall(EVENTS_HEAD + chunk(b'data: {"choices": []}\n\n') + b"0\r\n\r\n")
+
+
+def test_an_answer_that_says_nothing_of_its_usage_is_a_call_of_unknown_cost(
+    redis: Redis,
+) -> None:
+    said: list[str] = []
+    metered = meter(redis, said)
+    api = Silent()
+    body = {"model": UNPRICED, "stream": True, "messages": []}
+    with Gateway(
+        upstreams({"OPENROUTER_API_KEY": REAL, "OPENROUTER_BASE_URL": api.url}),
+        new_placeholder(), metered.admit, metered.record,
+    ) as gw:  # fmt: skip
+        auth = {"Authorization": f"Bearer {gw.placeholder}"}
+        url = gw.listen()
+        statuses = [post(url, "/openrouter/chat/completions", body, auth)[0] for _ in range(2)]
+    # Not free: counted, its cost unknown; and OpenRouter's calls can no longer pass a cap on
+    # the cost it did not report.
+    assert statuses == [200, 402] and api.connections == 1
+    used = spend.task_spend(redis, "t1", 1)
+    assert (used.calls, used.unknown, used.cost) == (1, 1, 0.0)
+    assert len(said) == 1 and "said nothing of what it used" in said[0]
