@@ -719,7 +719,9 @@ def test_a_2xx_event_stream_passes_in_the_upstreams_own_framing(framing: str) ->
     else:
         body, past, said = events, b"", b"connection: close"
     head += said + b"\r\n\r\n"
-    base = one_answer(head + body + past, threading.Event(), b"")
+    at_once = threading.Event()
+    at_once.set()  # an answer up to the close ends when the upstream closes: at once, not in 10 s
+    base = one_answer(head + body + past, at_once, b"")
     with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls):
         raw = raw_call(url, gw.placeholder, STREAMED)
     got_head, _, got = raw.partition(b"\r\n\r\n")
