@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from app.tasks import State
+from jobs import hand_back
+from jobs.agents.runner import AgentResult
 from jobs.kinds import ci_fix as fix_ci
+from jobs.pipeline import Run, agent_then_tests, flow
 from jobs.report import words as report
 from tests import fakes
 from tests import payloads as p
@@ -150,3 +156,29 @@ def test_markers_in_comments_by_others_are_not_believed(world: World) -> None:
     # The App's own markers count (two attempts), mallory's reset and attempt do not.
     attempts = world.store.attempts(p.REPO_ID, number)
     assert [a["attempt"] for a in attempts] == [1, 2, 3]
+
+
+def test_an_attempt_after_a_refused_push_can_still_be_handed_back(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GitHub refuses every push (a workflow change without the `workflows` permission; an
+    # agent can as well set off push protection): nothing of the run reached GitHub, so the
+    # next attempt's agent run must end at a drain like the first, and its worker kill it.
+    number = world.open_pull_request()
+    world.github.config_text = "protected_paths: []\n"
+    world.github.guard_workflows()
+    world.use_agent("protected")
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
+    seen: list[tuple[bool, bool]] = []
+    real = agent_then_tests
+
+    def watched(work: Run, prompt: str) -> AgentResult:
+        listening = signal.getsignal(hand_back.HAND_BACK_SIGNAL) is not signal.SIG_IGN
+        delivering = hand_back.delivering_file(work.ctx.workspaces.run_dir, os.getpid())
+        seen.append((listening, delivering.exists()))
+        return real(work, prompt)
+
+    monkeypatch.setattr(flow, "agent_then_tests", watched)
+    record = world.run(world.ci_task(number))
+    assert record.state is State.ESCALATED, record.error
+    assert seen == [(True, False)] * 3
