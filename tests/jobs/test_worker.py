@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from redis import Redis
 from rq import Queue
 from rq.worker import BaseWorker
 
+from app.dispatch import job_timeout
+from app.settings import Settings
 from jobs.hand_back import delivering_file
-from jobs.worker import ForgehandWorker
+from jobs.worker import HAND_BACK_GRACE, ForgehandWorker
 from jobs.workspace import Workspaces
 from simulator.sandbox import key_pair
 from tests.fakes import BurstWorker
@@ -132,3 +135,16 @@ def test_a_worker_in_another_pid_namespace_leaves_this_ones_runs_alone(tmp_path:
             assert delivering.exists()
         finally:
             horse.kill()
+
+
+def test_composes_stop_timeout_outlasts_a_run_that_has_begun_to_push() -> None:
+    # Such a run is not handed back but finishes, within its job timeout (RQ kills its horse a
+    # minute past it); killed sooner, it would run again, its agent and push included. A
+    # minute on top, for the worker's cleanup.
+    compose = yaml.safe_load((Path(__file__).parents[2] / "compose.yaml").read_text())
+    grace = compose["services"]["worker"]["stop_grace_period"]
+    assert isinstance(grace, str) and grace.endswith("m")
+    defaults = Settings()
+    drained = defaults.worker_drain_timeout + HAND_BACK_GRACE
+    needed = max(job_timeout(defaults.agent_timeout) + 60, drained) + 60
+    assert int(grace.removesuffix("m")) * 60 >= needed
