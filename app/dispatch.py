@@ -203,7 +203,8 @@ class Dispatcher:
 
     def cancel_task(self, task_id: str, reason: str, spare_opened: bool = False) -> bool:
         """Cancel one task if it is queued, running or waiting, stopping its job; False if it
-        was not (or, with `spare_opened`, it has opened its pull request: it finishes)."""
+        was not (or, with `spare_opened`, its running run has opened its pull request: it
+        finishes)."""
         live = [s for s in State if s.active]
         if not self.store.transition(task_id, live, State.CANCELLED, reason, spare_opened):
             if spare_opened:
@@ -215,7 +216,7 @@ class Dispatcher:
 
     def _spared(self, task_id: str, reason: str) -> None:
         record = self.store.get(task_id)
-        if record is not None and record.state.active and record.pull is not None:
+        if record is not None and record.state is State.RUNNING and record.pull is not None:
             self.store.audit(
                 task_id, reason, f"not cancelled: its pull request #{record.pull} is open"
             )

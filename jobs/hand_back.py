@@ -40,3 +40,16 @@ def keep(run_dir: Path) -> None:
     if threading.current_thread() is threading.main_thread():
         listen(False)
         delivering_file(run_dir, os.getpid()).touch()
+
+
+def kept(run_dir: Path) -> bool:
+    """Whether this run has begun to deliver (keep) and not been let go since (resume)."""
+    return delivering_file(run_dir, os.getpid()).exists()
+
+
+def resume(run_dir: Path) -> None:
+    """GitHub refused the push that keep preceded, so nothing of the run reached it: handed
+    back, the run would push nothing twice, so it can be handed back again."""
+    if threading.current_thread() is threading.main_thread():
+        delivering_file(run_dir, os.getpid()).unlink(missing_ok=True)
+        listen(True)

@@ -13,7 +13,9 @@ Layout under WORKSPACES_DIR:
                              repository of that installation: it rewrites only the files that
                              differ instead of checking out the whole tree again
     logs/<task id>.log       agent output, kept after the worktree is gone
-    run/                     process-group ids of running agents, for stop and orphan reaping
+    run/<pid namespace>/     the work-horses of this PID namespace (one per container): what
+                             each has begun (delivering) and its agent's process group, for
+                             stop and orphan reaping; a pid means another process elsewhere
 
 forgehand commits and pushes from `git/`, whose config, hooks, index and refs are its own;
 whatever the agent does to `work/.git` changes nothing forgehand runs.
@@ -81,13 +83,23 @@ class Worktree:
         return git_capped([*where, *args], self.task_dir, limit)
 
 
+def pid_namespace() -> str:
+    """A name for this process's PID namespace: workers of several containers share the
+    workspaces volume, and a pid names a process only within its namespace."""
+    try:
+        return f"pid-{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        # No /proc: one container is one host name.
+        return f"host-{socket.gethostname()}"
+
+
 class Workspaces:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.mirrors = self.root / "mirrors"
         self.tasks = self.root / "tasks"
         self.logs = self.root / "logs"
-        self.run_dir = self.root / "run"
+        self.run_dir = self.root / "run" / pid_namespace()
         self.pool = self.root / "pool"
 
     def log_path(self, task_id: str) -> Path:

@@ -114,9 +114,11 @@ class Attempts(Records):
 
     def ours(self, repo_id: int, number: int, sha: str) -> bool:
         """Whether a task of forgehand's pushed `sha`, or is pushing it."""
+        # Two reads, between which note_pushed can move `sha` from pushing to pushed (never
+        # back): read in that order, one of them sees it; the other way round, neither may.
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hexists(pull_key(repo_id, number, "pushed"), sha)
             pipe.hexists(pull_key(repo_id, number, "pushing"), sha)
+            pipe.hexists(pull_key(repo_id, number, "pushed"), sha)
             return any(pipe.execute())
 
     def tell_pushed(self, repo_id: int, number: int, sha: str, words: str) -> dict[str, str] | None:

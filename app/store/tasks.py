@@ -95,8 +95,8 @@ class Tasks(Records):
         error: str = "",
         unless_opened: bool = False,
     ) -> bool:
-        """Move a task to `to` only if it is in one of `frm` (and, with `unless_opened`, its run
-        has not opened its pull request); atomic against other writers."""
+        """Move a task to `to` only if it is in one of `frm` (and, with `unless_opened`, it is
+        not a running run that has opened its pull request); atomic against other writers."""
         allowed = {s.value for s in frm}
         key = task_key(task_id)
         with self.redis.pipeline() as pipe:
@@ -107,7 +107,9 @@ class Tasks(Records):
                     if not isinstance(current, bytes) or current.decode() not in allowed:
                         pipe.unwatch()
                         return False
-                    if unless_opened and pull:
+                    # A retry keeps the pull its run opened, but starts over: only the run
+                    # itself, still running, finishes what the pull request began.
+                    if unless_opened and pull and current.decode() == State.RUNNING.value:
                         pipe.unwatch()
                         return False
                     pipe.multi()

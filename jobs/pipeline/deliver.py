@@ -82,21 +82,36 @@ def changed_names(work: Run, since: str, head: str, commits: bool = True) -> set
 def push(work: Run, api: Installation) -> None:
     """Push without force; if someone pushed to the branch meanwhile, replay the work on top
     of theirs and push again."""
+    run_dir = work.ctx.workspaces.run_dir
+    # A push of this run that began before may have landed, even if it then failed.
+    landed_before = hand_back.kept(run_dir)
+    hand_back.keep(run_dir)
+    refused = _push(work, api)
+    if refused:
+        if not landed_before:
+            hand_back.resume(run_dir)
+        raise TaskFailed(refused)
+
+
+def _push(work: Run, api: Installation) -> str:
+    """Push, replaying the work on theirs while the branch moves; why nothing was pushed when
+    GitHub refused every try, "" once it took one. A failure that leaves unknown whether the
+    push landed raises."""
     tree, url = work.tree, work.repo.clone_url
     branch = tree.branch
-    hand_back.keep(work.ctx.workspaces.run_dir)
     work.ctx.store.audit(work.task.id, "push", branch)
     for _ in range(PUSH_TRIES):
         head = _pushing(work)
         try:
             tree.git(["push", "--quiet", url, f"HEAD:refs/heads/{branch}"], token=api.token())
-            return
+            return ""
         except GitError as exc:
             _not_pushing(work, head)
             missing = permission_refused(str(exc))
             if missing:
-                raise TaskFailed(missing) from None
+                return missing
             if not any(word in str(exc) for word in ("rejected", "fetch first", "non-fast")):
+                # A connection lost after GitHub took the push looks the same.
                 raise TaskFailed(f"Pushing {branch} failed: {exc}") from None
         work.ctx.store.audit(work.task.id, "rebase", f"{branch} moved while the agent worked")
         tree.git(["fetch", "--quiet", url, f"refs/heads/{branch}"], token=api.token())
@@ -106,12 +121,15 @@ def push(work: Run, api: Installation) -> None:
             tree.git(["rebase", "--quiet", theirs], env=work.env())
         except GitError:
             tree.git(["rebase", "--abort"], check=False)
-            raise TaskFailed(
+            return (
                 f"Someone pushed to {branch} while the agent worked, and its changes "
                 "conflict with theirs; nothing was pushed."
-            ) from None
-        check_protected(work, theirs)
-    raise TaskFailed(f"Pushing {branch} was rejected {PUSH_TRIES} times; nothing was forced.")
+            )
+        try:
+            check_protected(work, theirs)
+        except TaskFailed as exc:
+            return str(exc)
+    return f"Pushing {branch} was rejected {PUSH_TRIES} times; nothing was forced."
 
 
 def _pushing(work: Run) -> str:

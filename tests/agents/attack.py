@@ -350,8 +350,10 @@ def horse(victim: str) -> None:
         run = root / "run"
         try:
             run.mkdir(exist_ok=True)
-            (run / f"horse-{victim}").write_text("1\n")
-            (run / f"agent-{victim}.pgid").write_text(f"{victim}\n")
+            # Each PID namespace's own directory too (jobs/workspace.py).
+            for place in [run, *(d for d in run.iterdir() if d.is_dir())]:
+                (place / f"horse-{victim}").write_text("1\n")
+                (place / f"agent-{victim}.pgid").write_text(f"{victim}\n")
             note(f"forged {run}")
         except OSError as exc:
             note(f"{run}: {type(exc).__name__}")

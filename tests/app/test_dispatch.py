@@ -187,3 +187,20 @@ def test_an_issue_close_spares_only_the_run_that_opened_its_pull_request(redis: 
     # The next run has opened nothing yet.
     assert dispatcher.enqueue(TASK, "labelled again").enqueued
     assert dispatcher.cancel(closed) == [TASK.id]
+
+
+def test_an_issue_close_cancels_a_queued_retry_of_the_run_that_opened_its_pull_request(
+    redis: Redis,
+) -> None:
+    # The retry (entry.py puts the task back to queued) would find the pull request merged
+    # and fail the task of a resolved issue: only a running run is spared.
+    store = Store(redis)
+    dispatcher = Dispatcher(store, 60)
+    dispatcher.enqueue(TASK, "first")
+    assert store.transition(TASK.id, (State.QUEUED,), State.RUNNING)
+    store.add_app_pull_request(p.REPO_ID, 8, 7, p.REPO, p.INSTALLATION, "main", TASK.id)
+    assert store.transition(TASK.id, (State.RUNNING,), State.QUEUED, "internal error: 502")
+    closed = Cancel(p.REPO_ID, 7, "issue closed", spare_opened=True)
+    assert dispatcher.cancel(closed) == [TASK.id]
+    record = store.get(TASK.id)
+    assert record is not None and record.state is State.CANCELLED

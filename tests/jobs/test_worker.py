@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -10,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from redis import Redis
 from rq import Queue
 from rq.worker import BaseWorker
 
+from app.dispatch import job_timeout
+from app.settings import Settings
 from jobs.hand_back import delivering_file
-from jobs.worker import ForgehandWorker
+from jobs.worker import HAND_BACK_GRACE, ForgehandWorker
 from jobs.workspace import Workspaces
 from simulator.sandbox import key_pair
 from tests.fakes import BurstWorker
@@ -89,7 +93,7 @@ def test_a_draining_worker_never_kills_a_run_that_has_pushed(
             queue = Queue("drain-test", connection=redis)
             worker = ForgehandWorker([queue], connection=redis)
             worker.workspaces = Workspaces(tmp_path)
-            worker.workspaces.run_dir.mkdir()
+            worker.workspaces.run_dir.mkdir(parents=True)
             worker.drain_deadline = 0.0
             worker._horse_pid = horse.pid
             job = queue.enqueue("jobs.entry.run_task", "issue-1-7", 1)
@@ -103,3 +107,44 @@ def test_a_draining_worker_never_kills_a_run_that_has_pushed(
             assert killed == [horse.pid]
         finally:
             horse.kill()
+
+
+REAP = (
+    "import sys; from pathlib import Path; from jobs.worker import reap; "
+    "from jobs.workspace import Workspaces; reap(Workspaces(Path(sys.argv[1])))"
+)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+def test_a_worker_in_another_pid_namespace_leaves_this_ones_runs_alone(tmp_path: Path) -> None:
+    # Workers of several containers share the workspaces volume: a pid means another process
+    # in each. Another's reap must not take this horse's pushing run for a dead one's.
+    workspaces = Workspaces(tmp_path)
+    workspaces.run_dir.mkdir(parents=True)
+    with subprocess.Popen(["sleep", "60"]) as horse:
+        try:
+            delivering = delivering_file(workspaces.run_dir, horse.pid)
+            delivering.touch()
+            elsewhere = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", REAP]
+            done = subprocess.run(
+                [*elsewhere, str(tmp_path)], capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0 and "unshare failed" in done.stderr:
+                pytest.skip(f"no new PID namespace here: {done.stderr.strip()}")
+            assert done.returncode == 0, done.stderr
+            assert delivering.exists()
+        finally:
+            horse.kill()
+
+
+def test_composes_stop_timeout_outlasts_a_run_that_has_begun_to_push() -> None:
+    # Such a run is not handed back but finishes, within its job timeout (RQ kills its horse a
+    # minute past it); killed sooner, it would run again, its agent and push included. A
+    # minute on top, for the worker's cleanup.
+    compose = yaml.safe_load((Path(__file__).parents[2] / "compose.yaml").read_text())
+    grace = compose["services"]["worker"]["stop_grace_period"]
+    assert isinstance(grace, str) and grace.endswith("m")
+    defaults = Settings()
+    drained = defaults.worker_drain_timeout + HAND_BACK_GRACE
+    needed = max(job_timeout(defaults.agent_timeout) + 60, drained) + 60
+    assert int(grace.removesuffix("m")) * 60 >= needed

@@ -202,6 +202,7 @@ def test_forged_bookkeeping_cannot_make_the_worker_kill(hostile: World) -> None:
         assert victim.poll() is None
         run = hostile.workspaces / "run"
         assert not (run / f"horse-{victim.pid}").exists()
+        assert not (Workspaces(hostile.workspaces).run_dir / f"horse-{victim.pid}").exists()
     finally:
         victim.kill()
         victim.wait()

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
 from app.tasks import State
+from jobs import hand_back
+from jobs.agents.runner import AgentResult
+from jobs.boundary import GitError
 from jobs.kinds import ci_fix as fix_ci
+from jobs.pipeline import Run, agent_then_tests, flow
 from jobs.report import words as report
+from jobs.workspace import Worktree
 from tests import fakes
 from tests import payloads as p
 from tests.jobs.conftest import BRANCH, World
@@ -150,3 +160,63 @@ def test_markers_in_comments_by_others_are_not_believed(world: World) -> None:
     # The App's own markers count (two attempts), mallory's reset and attempt do not.
     attempts = world.store.attempts(p.REPO_ID, number)
     assert [a["attempt"] for a in attempts] == [1, 2, 3]
+
+
+def watch_hand_back(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, bool]]:
+    """At each agent run of the task: whether the run listens for the hand-back signal, and
+    whether its delivering file (which keeps its worker from killing it) is there."""
+    seen: list[tuple[bool, bool]] = []
+
+    def watched(work: Run, prompt: str) -> AgentResult:
+        listening = signal.getsignal(hand_back.HAND_BACK_SIGNAL) is not signal.SIG_IGN
+        delivering = hand_back.delivering_file(work.ctx.workspaces.run_dir, os.getpid())
+        seen.append((listening, delivering.exists()))
+        return agent_then_tests(work, prompt)
+
+    monkeypatch.setattr(flow, "agent_then_tests", watched)
+    return seen
+
+
+def test_an_attempt_after_a_refused_push_can_still_be_handed_back(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GitHub refuses every push (a workflow change without the `workflows` permission; an
+    # agent can as well set off push protection): nothing of the run reached GitHub, so the
+    # next attempt's agent run must end at a drain like the first, and its worker kill it.
+    number = world.open_pull_request()
+    world.github.config_text = "protected_paths: []\n"
+    world.github.guard_workflows()
+    world.use_agent("protected")
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
+    seen = watch_hand_back(monkeypatch)
+    record = world.run(world.ci_task(number))
+    assert record.state is State.ESCALATED, record.error
+    assert seen == [(True, False)] * 3
+
+
+def test_a_push_that_may_have_landed_keeps_the_run_to_its_end(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection lost after GitHub took the first push: run again, the run would push
+    # again, so neither the next attempts nor their refused pushes let it be handed back.
+    number = world.open_pull_request()
+    world.github.config_text = "protected_paths: []\n"
+    world.github.guard_workflows()
+    world.use_agent("protected")
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
+    real = Worktree.git
+    pushes: list[Sequence[str]] = []
+
+    def git(tree: Worktree, args: Sequence[str], **kwargs: Any) -> str:
+        if args[0] == "push":
+            pushes.append(args)
+            if len(pushes) == 1:
+                raise GitError("fatal: the remote end hung up unexpectedly")
+        return real(tree, args, **kwargs)
+
+    monkeypatch.setattr(Worktree, "git", git)
+    seen = watch_hand_back(monkeypatch)
+    record = world.run(world.ci_task(number))
+    assert record.state is State.ESCALATED, record.error
+    assert len(pushes) > 1  # the later attempts' pushes were refused
+    assert seen == [(True, False), (False, True), (False, True)]
