@@ -184,7 +184,11 @@ PARTS = ("bare copy", "relay", "no key search", "no end parser", "no usage reade
 
 
 class _LastRead:
-    """The end of a chunked body taken from where the last read ends: no parser."""
+    """The end of a chunked body taken from where the last read ends: no parser (and so no
+    body without its framing for the key search: it searches nothing)."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
 
     def feed(self, data: bytes) -> int | None:
         return len(data) if data.endswith(b"0\r\n\r\n") else None
@@ -245,7 +249,7 @@ def relay_alone(variant: str, up: socket.socket, client: socket.socket) -> None:
     ):
         answer = boundary._read_answer(up, "POST")
         reader = reader_type("openai", "gpt-4o", True)
-        gw._relay(client, up, answer, reader, "openai", lambda read_whole: None)
+        gw._relay(client, up, answer, reader, "openai", lambda read_whole: None, True)
 
 
 def parts(rounds: int, megabytes: int) -> None:
