@@ -648,11 +648,13 @@ class _Verbatim:
             return
         # The keys are searched for in the body without its framing (as the agent's client
         # reads it): a key the upstream's chunks cut in two is found too.
-        seen = self._seen + frame.plain
-        if any(key in seen for key in self.keys):
+        plain, longest = frame.plain, self._longest
+        # Not `self._seen + plain` whole: a copy of every read costs a tenth of the relay.
+        if any(key in plain or key in self._seen + plain[: len(key) - 1] for key in self.keys):
             raise _Leak
-        self._seen = seen[len(seen) - self._longest :]
-        begun = max((_partial(seen, key) for key in self.keys), default=0)
+        tail = plain[len(plain) - longest :] if len(plain) >= longest else self._seen + plain
+        self._seen = tail[len(tail) - longest :]
+        begun = max((_partial(self._seen, key) for key in self.keys), default=0)
         raw = self._held + payload
         keep = self._framed(begun, payload) if begun else 0
         if frame.done and frame.kind != "close":
