@@ -120,7 +120,11 @@ def test_from_the_work_to_an_escalated_pull_request_and_its_task(
         assert "forgehand stopped after 2 attempts" in browser.text("#way-out")
         browser.screenshot(tmp_path / "escalated.png")
         browser.click(f"#attempts a[href='/tasks/{FIRST.id}']")
-        browser.wait_for(f"location.pathname === '/tasks/{FIRST.id}'")
+        # The path changes as the navigation commits, before the new page's body is parsed.
+        browser.wait_for(
+            f"location.pathname === '/tasks/{FIRST.id}' && "
+            "(document.getElementById('outcome') || {}).textContent"
+        )
         assert "fix pushed as b2b2b2b" in browser.text("#outcome")
         assert (tmp_path / "escalated.png").stat().st_size > 5000
     finally:
