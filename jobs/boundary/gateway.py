@@ -615,6 +615,27 @@ class _Reframed:
         return True
 
 
+class _Search:
+    """The keys looked for in a stream fed in pieces, a key cut across two of them too."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        self.keys = keys
+        self._longest = max(map(len, keys), default=0)
+        self._seen = b""  # the stream's last bytes, as long as the longest key
+        self.begun = 0  # how many of them may begin a key
+
+    def search(self, data: bytes) -> int:
+        """-1 when a key came, else how many bytes at the stream's end may begin one."""
+        seen, longest = self._seen, self._longest
+        # Not `seen + data` whole: a copy of every read costs a tenth of the relay.
+        if any(key in data or key in seen + data[: len(key) - 1] for key in self.keys):
+            return -1
+        tail = data[len(data) - longest :] if len(data) >= longest else seen + data
+        self._seen = tail[len(tail) - longest :]
+        self.begun = max((_partial(self._seen, key) for key in self.keys), default=0)
+        return self.begun
+
+
 class _Verbatim:
     """An answer passed as the upstream sent it, framing and all, up to its end: a key in it
     cannot be replaced without breaking the framing, so the answer is cut before it (raises
@@ -625,8 +646,8 @@ class _Verbatim:
         self.frame = frame
         self.secret = SecretFilter(keys)  # of the head
         self.keys = self.secret.keys
-        self._longest = max(map(len, self.keys), default=0)
-        self._seen = b""  # the end of the body so far, without its framing
+        self._plain = _Search(self.keys)  # the body without its framing
+        self._raw = _Search(self.keys)  # the bytes as they come
         self._held = b""  # what may begin a key, or ends the answer
 
     def head(self, answer: _Answer) -> bytes:
@@ -647,16 +668,13 @@ class _Verbatim:
         if frame.cut:
             return
         # The keys are searched for in the body without its framing (as the agent's client
-        # reads it): a key the upstream's chunks cut in two is found too.
-        plain, longest = frame.plain, self._longest
-        # Not `self._seen + plain` whole: a copy of every read costs a tenth of the relay.
-        if any(key in plain or key in self._seen + plain[: len(key) - 1] for key in self.keys):
+        # reads it): a key the upstream's chunks cut in two is found too; and in the bytes as
+        # they come, which hold what is not of the body (a chunked answer's trailers).
+        begun = self._plain.search(frame.plain)
+        if begun < 0 or self._raw.search(payload) < 0:
             raise _Leak
-        tail = plain[len(plain) - longest :] if len(plain) >= longest else self._seen + plain
-        self._seen = tail[len(tail) - longest :]
-        begun = max((_partial(self._seen, key) for key in self.keys), default=0)
         raw = self._held + payload
-        keep = self._framed(begun, payload) if begun else 0
+        keep = max(self._framed(begun, payload) if begun else 0, self._raw.begun)
         if frame.done and frame.kind != "close":
             keep = max(keep, 2)
         at = max(0, len(raw) - keep)

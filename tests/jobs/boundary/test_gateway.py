@@ -628,6 +628,19 @@ def test_a_key_the_upstreams_chunks_cut_in_two_never_reaches_the_agent_of_a_stre
     assert calls == [("openai", Usage("gpt-4o", input=5, output=2))]
 
 
+def test_a_key_in_a_streams_trailers_never_reaches_the_agent() -> None:
+    # Trailers follow the last chunk: not of the body, but passed on as the upstream sent them.
+    trailers = b"0\r\nX-Echo: " + REAL.encode() + b"\r\n\r\n"
+    at_once = threading.Event()
+    at_once.set()
+    base = one_answer(EVENTS_HEAD + chunk(b"data: 1\n\n") + chunk(USED), at_once, trailers)
+    with gateway({"OPENAI_API_KEY": REAL, "OPENAI_BASE_URL": base}) as (gw, url, calls):
+        raw = raw_call(url, gw.placeholder, STREAMED)
+    assert REAL.encode()[:9] not in raw
+    assert len(gw.refused) == 1 and "key" in gw.refused[0]
+    assert calls == [("openai", Usage("gpt-4o", input=5, output=2))]
+
+
 def test_a_key_split_across_reads_and_chunks_of_the_answer_is_hidden() -> None:
     """The upstream's chunked framing is undone before the key is looked for: a key cut in
     two by a chunk's end, and by the gateway's reads, is found all the same."""
