@@ -46,6 +46,13 @@ class World:
         self.monkeypatch.setenv(name, value)
         worker_settings.cache_clear()
 
+    def hanging_agent(self) -> Path:
+        """The agent hangs, and a child of its own too, once it has written both their pids
+        beside the path this returns (`agent_pids` reads them)."""
+        out = self.tmp / "agent.json"
+        self.use_agent("hang", "--out", str(out))
+        return out
+
     def use_agent(self, mode: str, *extra: str) -> None:
         """The scripted agent in `mode`. Agents run sandboxed, as in production, except those
         given paths outside their tree to report through (--out, --mark, --origin): reaching

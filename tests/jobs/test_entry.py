@@ -80,8 +80,7 @@ def test_cancelled_while_queued_never_runs(world: World) -> None:
 def test_cancelled_while_running_kills_the_agent_and_cleans_up(
     world: World, redis_url: str
 ) -> None:
-    out = world.tmp / "agent.json"
-    world.use_agent("hang", "--out", str(out))
+    out = world.hanging_agent()
     task = world.issue_task()
     world.enqueue(task)
     with world.forked_worker(redis_url) as worker:

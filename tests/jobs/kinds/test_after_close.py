@@ -55,8 +55,7 @@ def test_closing_while_the_agent_runs_kills_it(world: World, redis_url: str) -> 
     number = world.open_pull_request()
     world.monkeypatch.setattr(fix_ci, "CHECK_WAIT", 1.0)
     world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
-    out = world.tmp / "agent.json"
-    world.use_agent("hang", "--out", str(out))
+    out = world.hanging_agent()
     task = world.ci_task(number)
     world.enqueue(task)
     with world.forked_worker(redis_url) as proc:
@@ -104,8 +103,7 @@ def test_an_issue_closed_as_its_pull_request_merges_lets_its_task_finish(
 def test_an_issue_closed_before_its_pull_request_opens_cancels_its_task(
     world: World, redis_url: str
 ) -> None:
-    out = world.tmp / "agent.json"
-    world.use_agent("hang", "--out", str(out))
+    out = world.hanging_agent()
     task = world.issue_task()
     world.enqueue(task)
     with world.forked_worker(redis_url) as worker:

@@ -177,17 +177,24 @@ def watch_hand_back(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, bool]]:
     return seen
 
 
+def pushes_refused(world: World) -> int:
+    """A pull request with CI failing whose fixes GitHub refuses (the agent changes a workflow,
+    which the App may not push); its number."""
+    number = world.open_pull_request()
+    world.github.config_text = "protected_paths: []\n"
+    world.github.guard_workflows()
+    world.use_agent("protected")
+    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
+    return number
+
+
 def test_an_attempt_after_a_refused_push_can_still_be_handed_back(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GitHub refuses every push (a workflow change without the `workflows` permission; an
     # agent can as well set off push protection): nothing of the run reached GitHub, so the
     # next attempt's agent run must end at a drain like the first, and its worker kill it.
-    number = world.open_pull_request()
-    world.github.config_text = "protected_paths: []\n"
-    world.github.guard_workflows()
-    world.use_agent("protected")
-    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
+    number = pushes_refused(world)
     seen = watch_hand_back(monkeypatch)
     record = world.run(world.ci_task(number))
     assert record.state is State.ESCALATED, record.error
@@ -199,11 +206,7 @@ def test_a_push_that_may_have_landed_keeps_the_run_to_its_end(
 ) -> None:
     # The connection lost after GitHub took the first push: run again, the run would push
     # again, so neither the next attempts nor their refused pushes let it be handed back.
-    number = world.open_pull_request()
-    world.github.config_text = "protected_paths: []\n"
-    world.github.guard_workflows()
-    world.use_agent("protected")
-    world.github.add_check_run(world.github.head_sha(BRANCH), "tests")
+    number = pushes_refused(world)
     real = Worktree.git
     pushes: list[Sequence[str]] = []
 

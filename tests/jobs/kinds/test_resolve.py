@@ -101,8 +101,7 @@ def test_agent_failure_is_reported_with_its_output(world: World) -> None:
 
 
 def test_silent_agent_is_killed_with_its_children(world: World) -> None:
-    out = world.tmp / "agent.json"
-    world.use_agent("hang", "--out", str(out))
+    out = world.hanging_agent()
     world.setenv("AGENT_IDLE_TIMEOUT", "2")
     started = time.monotonic()
     record = world.run(world.issue_task())
